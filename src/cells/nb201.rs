@@ -1,0 +1,261 @@
+//! The NAS-Bench-201 cell space: 4 nodes, 6 edges `j <- i` (i < j), five operations per edge,
+//! 5^6 = 15,625 cells.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::search::Space;
+
+/// An edge operation of NAS-Bench-201, in the benchmark's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Nb201Op {
+    /// `none`: the edge outputs zeros.
+    None,
+    /// `skip_connect`: identity.
+    Skip,
+    /// `nor_conv_1x1`: ReLU, 1x1 conv, BN.
+    Conv1x1,
+    /// `nor_conv_3x3`: ReLU, 3x3 conv, BN.
+    Conv3x3,
+    /// `avg_pool_3x3`: 3x3 average pooling, stride 1.
+    AvgPool3x3,
+}
+
+impl Nb201Op {
+    /// All operations in the benchmark's order.
+    pub const ALL: [Nb201Op; 5] = [
+        Nb201Op::None,
+        Nb201Op::Skip,
+        Nb201Op::Conv1x1,
+        Nb201Op::Conv3x3,
+        Nb201Op::AvgPool3x3,
+    ];
+
+    /// The benchmark's name of the operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Nb201Op::None => "none",
+            Nb201Op::Skip => "skip_connect",
+            Nb201Op::Conv1x1 => "nor_conv_1x1",
+            Nb201Op::Conv3x3 => "nor_conv_3x3",
+            Nb201Op::AvgPool3x3 => "avg_pool_3x3",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+/// A NAS-Bench-201 cell: the operation on each of the six edges, ordered
+/// `1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2` (the order of the cell string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Nb201Cell {
+    /// Edge operations in string order.
+    pub edges: [Nb201Op; 6],
+}
+
+/// Position of edge `j <- i` in [`Nb201Cell::edges`].
+fn edge_slot(j: usize, i: usize) -> usize {
+    debug_assert!(i < j && (1..4).contains(&j));
+    j * (j - 1) / 2 + i
+}
+
+impl Nb201Cell {
+    /// Number of cells in the space.
+    pub const COUNT: usize = 15_625;
+
+    /// The operation on edge `j <- i`.
+    pub fn edge(&self, j: usize, i: usize) -> Nb201Op {
+        self.edges[edge_slot(j, i)]
+    }
+
+    /// The cell with base-5 code `code` (edge 0 most significant); `code < 15,625`.
+    pub fn from_code(mut code: usize) -> Self {
+        let mut edges = [Nb201Op::None; 6];
+        for e in edges.iter_mut().rev() {
+            *e = Nb201Op::ALL[code % 5];
+            code /= 5;
+        }
+        Nb201Cell { edges }
+    }
+
+    /// The base-5 code of the cell (edge 0 most significant).
+    pub fn code(&self) -> usize {
+        self.edges.iter().fold(0, |acc, &e| acc * 5 + e as usize)
+    }
+
+    /// Every cell of the space, in code order.
+    pub fn all() -> impl Iterator<Item = Nb201Cell> {
+        (0..Self::COUNT).map(Self::from_code)
+    }
+}
+
+impl fmt::Display for Nb201Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for j in 1..4 {
+            if j > 1 {
+                write!(f, "+")?;
+            }
+            write!(f, "|")?;
+            for i in 0..j {
+                write!(f, "{}~{}|", self.edge(j, i).name(), i)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Nb201Cell {
+    type Err = String;
+
+    /// Parses the benchmark's cell string,
+    /// e.g. `|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: String| format!("'{s}' is not a NAS-Bench-201 cell: {why}");
+        let groups: Vec<&str> = s.trim().split('+').collect();
+        if groups.len() != 3 {
+            return Err(bad(format!(
+                "it has {} node groups separated by '+', a cell has 3",
+                groups.len()
+            )));
+        }
+        let mut edges = [Nb201Op::None; 6];
+        for (g, group) in groups.iter().enumerate() {
+            let j = g + 1;
+            let inner = group
+                .strip_prefix('|')
+                .and_then(|x| x.strip_suffix('|'))
+                .ok_or_else(|| bad(format!("node {j}'s group must start and end with '|'")))?;
+            let items: Vec<&str> = inner.split('|').collect();
+            if items.len() != j {
+                return Err(bad(format!(
+                    "node {j} must have {j} incoming edge(s), has {}",
+                    items.len()
+                )));
+            }
+            for (i, item) in items.iter().enumerate() {
+                let (op, from) = item
+                    .split_once('~')
+                    .ok_or_else(|| bad(format!("edge '{item}' is not op~index")))?;
+                let op = Nb201Op::from_name(op).ok_or_else(|| {
+                    bad(format!(
+                        "unknown operation '{op}' (known: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3)"
+                    ))
+                })?;
+                if from != i.to_string() {
+                    return Err(bad(format!(
+                        "edge {} of node {j} must come from node {i}, not '{from}'",
+                        i + 1
+                    )));
+                }
+                edges[edge_slot(j, i)] = op;
+            }
+        }
+        Ok(Nb201Cell { edges })
+    }
+}
+
+/// The NAS-Bench-201 space for the search strategies: uniform sampling, single-edge mutation,
+/// and the 24 single-edge neighbours.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nb201Space;
+
+impl Space for Nb201Space {
+    type Candidate = Nb201Cell;
+
+    fn name(&self) -> &str {
+        "nb201"
+    }
+
+    fn sample(&self, rng: &mut ChaCha8Rng) -> Nb201Cell {
+        Nb201Cell::from_code(rng.random_range(0..Nb201Cell::COUNT))
+    }
+
+    fn mutate(&self, parent: &Nb201Cell, rng: &mut ChaCha8Rng) -> Nb201Cell {
+        // The benchmark's REA mutation: one edge gets a different operation.
+        let mut child = *parent;
+        let e = rng.random_range(0..6);
+        let shift = rng.random_range(1..5);
+        child.edges[e] = Nb201Op::ALL[(parent.edges[e] as usize + shift) % 5];
+        child
+    }
+
+    fn neighbours(&self, c: &Nb201Cell) -> Vec<Nb201Cell> {
+        let mut out = Vec::with_capacity(24);
+        for e in 0..6 {
+            for op in Nb201Op::ALL {
+                if op != c.edges[e] {
+                    let mut n = *c;
+                    n.edges[e] = op;
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    fn encode(&self, c: &Nb201Cell) -> String {
+        c.to_string()
+    }
+
+    fn decode(&self, text: &str) -> Result<Nb201Cell, String> {
+        text.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_round_trip_for_every_cell() {
+        for cell in Nb201Cell::all() {
+            let s = cell.to_string();
+            assert_eq!(s.parse::<Nb201Cell>().unwrap(), cell, "{s}");
+        }
+        let published =
+            "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|";
+        let c: Nb201Cell = published.parse().unwrap();
+        assert_eq!(c.edge(3, 2), Nb201Op::Conv1x1);
+        assert_eq!(c.to_string(), published);
+    }
+
+    #[test]
+    fn malformed_strings_say_why() {
+        for (s, why) in [
+            ("|nor_conv_3x3~0|", "3 node groups"),
+            (
+                "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                "unknown operation 'conv'",
+            ),
+            (
+                "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
+                "must come from node 0",
+            ),
+            (
+                "|none~0|+|none~0|+|none~0|none~1|none~2|",
+                "2 incoming edge",
+            ),
+        ] {
+            let e = s.parse::<Nb201Cell>().unwrap_err();
+            assert!(e.contains(why), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn neighbours_differ_in_one_edge() {
+        let c = Nb201Cell::from_code(1234);
+        let n = Nb201Space.neighbours(&c);
+        assert_eq!(n.len(), 24);
+        for m in n {
+            assert_eq!(
+                m.edges.iter().zip(&c.edges).filter(|(a, b)| a != b).count(),
+                1
+            );
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Helpers shared by the subcommands: resolving a model argument, writing files safely,
+//! formatting numbers.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use archproof::ir::{io, zoo, Graph, Shape};
+
+/// Resolves a model argument: a zoo name, `nb201:<cell>`, or an IR `.json` file.
+pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Result<Graph> {
+    let input = input
+        .map(Shape::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let path = Path::new(spec);
+    if spec.ends_with(".json") || (path.exists() && !spec.starts_with("nb201:")) {
+        if input.is_some() || classes.is_some() {
+            bail!("--input and --classes apply to zoo models, not to a saved graph ({spec})");
+        }
+        return Ok(io::read_graph(path)?);
+    }
+    if classes == Some(0) {
+        bail!("--classes must be at least 1");
+    }
+    Ok(zoo::build(spec, input, classes)?)
+}
+
+/// Writes `contents` to `path` atomically (a temporary file renamed into place), refusing to
+/// replace an existing file unless `force` is set.
+pub fn write_file(path: &Path, contents: &[u8], force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!("{} exists; pass --force to overwrite it", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(contents)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// `25557032` -> `25,557,032`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `4089184256` -> `4.09 G`.
+pub fn si(n: u64) -> String {
+    let x = n as f64;
+    if x >= 1e9 {
+        format!("{:.2} G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.2} K", x / 1e3)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

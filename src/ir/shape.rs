@@ -1,0 +1,64 @@
+//! Tensor shapes without the batch dimension.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A tensor shape without the batch dimension: `[C, H, W]` for feature maps, `[F]` for vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Shape(Vec<usize>);
+
+impl Shape {
+    /// A shape from its dimensions.
+    pub fn new(dims: Vec<usize>) -> Self {
+        Shape(dims)
+    }
+
+    /// A feature-map shape `[c, h, w]`.
+    pub fn chw(c: usize, h: usize, w: usize) -> Self {
+        Shape(vec![c, h, w])
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+
+    /// The channel count: the first dimension (the feature count of a vector).
+    pub fn channels(&self) -> usize {
+        self.0.first().copied().unwrap_or(0)
+    }
+
+    /// The dimensions of a feature map, or a message when this is not `[C, H, W]`.
+    pub fn as_chw(&self) -> Result<[usize; 3], String> {
+        match self.0.as_slice() {
+            &[c, h, w] => Ok([c, h, w]),
+            _ => Err(format!("needs a feature map [C, H, W], got {self}")),
+        }
+    }
+
+    /// Parses `3x224x224` (or `10` for a vector).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let dims: Result<Vec<usize>, _> =
+            text.split(['x', 'X']).map(|p| p.trim().parse()).collect();
+        match dims {
+            Ok(d) if !d.is_empty() && !d.contains(&0) => Ok(Shape(d)),
+            _ => Err(format!(
+                "'{text}' is not a shape: write positive sizes joined by x, e.g. 3x224x224"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        write!(f, "[{}]", parts.join(", "))
+    }
+}

@@ -1,0 +1,289 @@
+//! Reference networks: torchvision's ResNet-18/34/50 and MobileNetV2, and the NAS-Bench-201
+//! network for any cell. Node names follow the reference implementations, so a per-layer table
+//! can be read beside theirs.
+
+use super::builder::Builder;
+use super::graph::{Graph, NodeId};
+use super::ops::{Activation, Op};
+use super::shape::Shape;
+use super::IrError;
+use crate::cells::nb201::Nb201Cell;
+
+/// Names the zoo knows, with a one-line description each.
+pub const MODELS: &[(&str, &str)] = &[
+    ("resnet18", "torchvision ResNet-18 (basic blocks 2-2-2-2)"),
+    ("resnet34", "torchvision ResNet-34 (basic blocks 3-4-6-3)"),
+    (
+        "resnet50",
+        "torchvision ResNet-50 v1.5 (bottlenecks 3-4-6-3)",
+    ),
+    ("mobilenet_v2", "torchvision MobileNetV2 (width 1.0)"),
+    (
+        "nb201:<cell>",
+        "NAS-Bench-201 network (C=16, N=5) for a cell string",
+    ),
+];
+
+/// Builds a zoo network. `name` is a zoo name or `nb201:<cell string>`; `input` and `classes`
+/// override the defaults (3x224x224 and 1000 for ImageNet networks, 3x32x32 and 10 for
+/// NAS-Bench-201).
+pub fn build(name: &str, input: Option<Shape>, classes: Option<usize>) -> Result<Graph, IrError> {
+    if let Some(cell) = name.strip_prefix("nb201:") {
+        let cell: Nb201Cell = cell.parse().map_err(IrError::Model)?;
+        return nb201(
+            &cell,
+            input.unwrap_or(Shape::chw(3, 32, 32)),
+            classes.unwrap_or(10),
+        );
+    }
+    let input = input.unwrap_or(Shape::chw(3, 224, 224));
+    let classes = classes.unwrap_or(1000);
+    match name {
+        "resnet18" => resnet(name, Block::Basic, [2, 2, 2, 2], input, classes),
+        "resnet34" => resnet(name, Block::Basic, [3, 4, 6, 3], input, classes),
+        "resnet50" => resnet(name, Block::Bottleneck, [3, 4, 6, 3], input, classes),
+        "mobilenet_v2" | "mobilenetv2" => mobilenet_v2(input, classes),
+        other => {
+            let known: Vec<&str> = MODELS.iter().map(|(n, _)| *n).collect();
+            Err(IrError::Model(format!(
+                "unknown model '{other}'; known: {}, or a path to an IR .json file",
+                known.join(", ")
+            )))
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Block {
+    Basic,
+    Bottleneck,
+}
+
+fn resnet(
+    name: &str,
+    block: Block,
+    depths: [usize; 4],
+    input: Shape,
+    classes: usize,
+) -> Result<Graph, IrError> {
+    let mut b = Builder::new(name);
+    let x = b.input("input", input)?;
+    let c = b.conv("conv1", x, 64, 7, 2, 3, 1)?;
+    let c = b.bn("bn1", c)?;
+    let c = b.relu("relu", c)?;
+    let mut x = b.push(
+        "maxpool",
+        Op::MaxPool {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+        },
+        &[c],
+    )?;
+    let expansion = match block {
+        Block::Basic => 1,
+        Block::Bottleneck => 4,
+    };
+    for (stage, &depth) in depths.iter().enumerate() {
+        let planes = 64 << stage;
+        for i in 0..depth {
+            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+            b.enter(format!("layer{}.{}", stage + 1, i));
+            let out = planes * expansion;
+            let mut y = x;
+            match block {
+                Block::Basic => {
+                    y = b.conv("conv1", y, planes, 3, stride, 1, 1)?;
+                    y = b.bn("bn1", y)?;
+                    y = b.relu("relu1", y)?;
+                    y = b.conv("conv2", y, planes, 3, 1, 1, 1)?;
+                    y = b.bn("bn2", y)?;
+                }
+                Block::Bottleneck => {
+                    y = b.conv("conv1", y, planes, 1, 1, 0, 1)?;
+                    y = b.bn("bn1", y)?;
+                    y = b.relu("relu1", y)?;
+                    y = b.conv("conv2", y, planes, 3, stride, 1, 1)?;
+                    y = b.bn("bn2", y)?;
+                    y = b.relu("relu2", y)?;
+                    y = b.conv("conv3", y, out, 1, 1, 0, 1)?;
+                    y = b.bn("bn3", y)?;
+                }
+            }
+            let shortcut = if stride != 1 || b.channels(x) != out {
+                let d = b.conv("downsample.0", x, out, 1, stride, 0, 1)?;
+                b.bn("downsample.1", d)?
+            } else {
+                x
+            };
+            let s = b.add("add", &[y, shortcut])?;
+            x = b.relu("relu", s)?;
+            b.leave();
+        }
+    }
+    let f = b.pool_flatten(x)?;
+    let fc = b.linear("fc", f, classes)?;
+    b.finish(&[fc])
+}
+
+fn mobilenet_v2(input: Shape, classes: usize) -> Result<Graph, IrError> {
+    // (expansion t, output channels c, repeats n, first stride s), torchvision's table.
+    const SETTINGS: [(usize, usize, usize, usize); 7] = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ];
+    let relu6 = Some(Activation::Relu6);
+    let mut b = Builder::new("mobilenet_v2");
+    let x = b.input("input", input)?;
+    b.enter("features.0");
+    let mut x = b.conv_bn_act(x, 32, 3, 2, 1, relu6)?;
+    b.leave();
+    let mut index = 1;
+    for (t, c, n, s) in SETTINGS {
+        for i in 0..n {
+            let stride = if i == 0 { s } else { 1 };
+            let inp = b.channels(x);
+            let hidden = inp * t;
+            b.enter(format!("features.{index}"));
+            let mut y = x;
+            if t != 1 {
+                b.enter("expand");
+                y = b.conv_bn_act(y, hidden, 1, 1, 1, relu6)?;
+                b.leave();
+            }
+            b.enter("dw");
+            y = b.conv_bn_act(y, hidden, 3, stride, hidden, relu6)?;
+            b.leave();
+            b.enter("project");
+            y = b.conv_bn_act(y, c, 1, 1, 1, None)?;
+            b.leave();
+            if stride == 1 && inp == c {
+                y = b.add("add", &[x, y])?;
+            }
+            b.leave();
+            x = y;
+            index += 1;
+        }
+    }
+    b.enter(format!("features.{index}"));
+    let x = b.conv_bn_act(x, 1280, 1, 1, 1, relu6)?;
+    b.leave();
+    let f = b.pool_flatten(x)?;
+    let fc = b.linear("classifier", f, classes)?;
+    b.finish(&[fc])
+}
+
+/// The NAS-Bench-201 network: a 3x3 conv stem of `C = 16` channels, three stages of `N = 5`
+/// cells at 16, 32 and 64 channels separated by residual reduction blocks, BN-ReLU, global
+/// pooling and a linear classifier (the benchmark's `TinyNetwork`).
+pub fn nb201(cell: &Nb201Cell, input: Shape, classes: usize) -> Result<Graph, IrError> {
+    const C: usize = 16;
+    const N: usize = 5;
+    let mut b = Builder::new(format!("nb201:{cell}"));
+    let x = b.input("input", input)?;
+    b.enter("stem");
+    let s = b.conv("conv", x, C, 3, 1, 1, 1)?;
+    let mut x = b.bn("bn", s)?;
+    b.leave();
+    let mut k = 0;
+    for stage in 0..3 {
+        let channels = C << stage;
+        if stage > 0 {
+            b.enter(format!("cells.{k}"));
+            x = nb201_reduction(&mut b, x, channels)?;
+            b.leave();
+            k += 1;
+        }
+        for _ in 0..N {
+            b.enter(format!("cells.{k}"));
+            x = nb201_cell(&mut b, cell, x)?;
+            b.leave();
+            k += 1;
+        }
+    }
+    b.enter("lastact");
+    let y = b.bn("bn", x)?;
+    let y = b.relu("relu", y)?;
+    b.leave();
+    let f = b.pool_flatten(y)?;
+    let fc = b.linear("classifier", f, classes)?;
+    b.finish(&[fc])
+}
+
+/// ReLU-Conv-BN, the `nor_conv` of NAS-Bench-201.
+fn relu_conv_bn(
+    b: &mut Builder,
+    x: NodeId,
+    out: usize,
+    k: usize,
+    stride: usize,
+) -> Result<NodeId, IrError> {
+    let r = b.relu("relu", x)?;
+    let c = b.conv("conv", r, out, k, stride, k / 2, 1)?;
+    b.bn("bn", c)
+}
+
+fn nb201_reduction(b: &mut Builder, x: NodeId, out: usize) -> Result<NodeId, IrError> {
+    b.enter("conv_a");
+    let y = relu_conv_bn(b, x, out, 3, 2)?;
+    b.leave();
+    b.enter("conv_b");
+    let y = relu_conv_bn(b, y, out, 3, 1)?;
+    b.leave();
+    b.enter("downsample");
+    let p = b.push(
+        "pool",
+        Op::AvgPool {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            count_include_pad: true,
+        },
+        &[x],
+    )?;
+    let d = b.conv("conv", p, out, 1, 1, 0, 1)?;
+    b.leave();
+    b.add("add", &[d, y])
+}
+
+fn nb201_cell(b: &mut Builder, cell: &Nb201Cell, x: NodeId) -> Result<NodeId, IrError> {
+    use crate::cells::nb201::Nb201Op;
+    let channels = b.channels(x);
+    let mut nodes = vec![x];
+    for j in 1..4 {
+        let mut terms = Vec::with_capacity(j);
+        for (i, &from) in nodes.iter().enumerate() {
+            b.enter(format!("edge_{j}_{i}"));
+            let t = match cell.edge(j, i) {
+                Nb201Op::None => b.push("zero", Op::Zero, &[from])?,
+                Nb201Op::Skip => b.push("skip", Op::Identity, &[from])?,
+                Nb201Op::Conv1x1 => relu_conv_bn(b, from, channels, 1, 1)?,
+                Nb201Op::Conv3x3 => relu_conv_bn(b, from, channels, 3, 1)?,
+                Nb201Op::AvgPool3x3 => b.push(
+                    "pool",
+                    Op::AvgPool {
+                        kernel: [3, 3],
+                        stride: [1, 1],
+                        padding: [1, 1],
+                        count_include_pad: false,
+                    },
+                    &[from],
+                )?,
+            };
+            b.leave();
+            terms.push(t);
+        }
+        let node = if terms.len() == 1 {
+            terms[0]
+        } else {
+            b.add(&format!("node{j}"), &terms)?
+        };
+        nodes.push(node);
+    }
+    Ok(nodes[3])
+}

@@ -1,0 +1,13 @@
+//! archproof: a workbench for neural-architecture search and formal verification.
+//!
+//! One architecture IR ([`ir`]) is shared by every engine. The study engine ([`search`]) runs
+//! search strategies over spaces such as the NAS-Bench-201 cells ([`cells`]). The solver
+//! back ends (HiGHS through good_lp, Z3) are linked and checked by [`solvers`].
+//!
+//! Engines never print: they return values and report progress through callbacks; the
+//! `archproof` binary formats them.
+
+pub mod cells;
+pub mod ir;
+pub mod search;
+pub mod solvers;
