@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn malformed_strings_say_why() {
         for (s, why) in [
-            ("|nor_conv_3x3~0|", "3 node groups"),
+            ("|nor_conv_3x3~0|", "a cell has 3"),
             (
                 "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
                 "unknown operation 'conv'",

@@ -126,12 +126,14 @@ impl Table {
         self.rows.iter()
     }
 
-    /// The cell of highest `test_acc_200` (the optimum a search can reach).
+    /// The cell of highest `test_acc_200` (the optimum a search can reach); among equals,
+    /// the one listed first.
     pub fn best_test(&self) -> (Nb201Cell, f64) {
         self.rows
             .iter()
-            .map(|(c, r)| (*c, r.values["test_acc_200"]))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(c, r)| (*c, r.values["test_acc_200"], r.line))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)))
+            .map(|(c, acc, _)| (c, acc))
             .expect("a loaded table has rows")
     }
 }

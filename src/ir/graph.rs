@@ -172,9 +172,10 @@ impl Graph {
                 return Err(IrError::DuplicateName(name.to_string()));
             }
         }
-        let order = toposort(&self.dag, None).map_err(|cycle| IrError::Cycle {
+        toposort(&self.dag, None).map_err(|cycle| IrError::Cycle {
             node: self.dag[cycle.node_id()].name.clone(),
         })?;
+        let order = self.stable_order();
         if !self
             .dag
             .node_weights()
@@ -241,6 +242,39 @@ impl Graph {
             costs,
             totals,
         })
+    }
+}
+
+impl Graph {
+    /// A topological order that prefers the earliest-added node whenever several are ready
+    /// (Kahn's algorithm with a min-heap), so that writing a graph and reading it back gives
+    /// the same order and the same text. Assumes the graph is acyclic.
+    fn stable_order(&self) -> Vec<NodeId> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut indegree: Vec<usize> = self
+            .dag
+            .node_indices()
+            .map(|i| self.dag.edges_directed(i, Direction::Incoming).count())
+            .collect();
+        let mut ready: BinaryHeap<Reverse<usize>> = indegree
+            .iter()
+            .enumerate()
+            .filter(|(_, &d)| d == 0)
+            .map(|(i, _)| Reverse(i))
+            .collect();
+        let mut order = Vec::with_capacity(indegree.len());
+        while let Some(Reverse(i)) = ready.pop() {
+            let id = NodeId::new(i);
+            order.push(id);
+            for next in self.dag.neighbors_directed(id, Direction::Outgoing) {
+                indegree[next.index()] -= 1;
+                if indegree[next.index()] == 0 {
+                    ready.push(Reverse(next.index()));
+                }
+            }
+        }
+        order
     }
 }
 

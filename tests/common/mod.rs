@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// `../shared/data` beside the repository, if present.
+pub fn shared_data() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: ../shared/data is absent (the reference data sits beside the repository)"
+        );
+        None
+    }
+}
+
+/// Runs the archproof binary with `args`.
+pub fn archproof(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_archproof"))
+        .args(args)
+        .output()
+        .expect("the archproof binary runs")
+}
+
+/// Asserts a run failed with exit 2, one error line, no panic, and a message containing each
+/// of `needles`.
+pub fn assert_bad_input(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "'{n}' not in: {err}");
+    }
+}

@@ -1,0 +1,208 @@
+//! A study that is interrupted resumes with no finished trial lost or repeated, and ends with
+//! the same trials as an uninterrupted run of the same seed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use archproof::cells::nb201::Nb201Space;
+use archproof::cells::table::{CostMeasure, CostProxy};
+use archproof::ir::Shape;
+use archproof::search::{RegularizedEvolution, Store, Study, StudyConfig};
+use common::archproof;
+
+fn proxy() -> CostProxy {
+    CostProxy {
+        measure: CostMeasure::Params,
+        input: Shape::chw(3, 32, 32),
+        classes: 10,
+    }
+}
+
+fn rows(store: &std::path::Path) -> Vec<(u64, String, Option<f64>)> {
+    Store::open(store)
+        .unwrap()
+        .trials()
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            let f = match t.outcome {
+                archproof::search::Outcome::Done(e) => Some(e.fitness),
+                archproof::search::Outcome::Failed(_) => None,
+            };
+            (t.id, t.candidate, f)
+        })
+        .collect()
+}
+
+#[test]
+fn library_stop_then_resume_equals_uninterrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rea = RegularizedEvolution {
+        population: 10,
+        sample: 3,
+    };
+    let ev = proxy();
+    let config = StudyConfig {
+        seed: 11,
+        max_trials: 50,
+        budget: None,
+        batch: 4,
+    };
+
+    let full_path = dir.path().join("full.sqlite");
+    let study = Study::new(&Nb201Space, &rea, &ev, config.clone()).unwrap();
+    let store = Store::create(&full_path, &study.header(serde_json::Value::Null), false).unwrap();
+    let full = study.with_store(store).unwrap().run(&|_| {}).unwrap();
+    assert_eq!(full.trials.len(), 50);
+
+    // Stop after 17 trials have finished: the batch in flight finishes or is abandoned.
+    let part_path = dir.path().join("part.sqlite");
+    let stop = AtomicBool::new(false);
+    let seen = AtomicUsize::new(0);
+    let study = Study::new(&Nb201Space, &rea, &ev, config.clone()).unwrap();
+    let store = Store::create(&part_path, &study.header(serde_json::Value::Null), false).unwrap();
+    let part = study
+        .with_store(store)
+        .unwrap()
+        .with_stop_flag(&stop)
+        .run(&|_| {
+            if seen.fetch_add(1, Ordering::SeqCst) + 1 == 17 {
+                stop.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    assert!(part.interrupted);
+    let stored = rows(&part_path).len();
+    assert!((17..50).contains(&stored), "{stored} trials stored");
+
+    let resumed = Study::new(&Nb201Space, &rea, &ev, config)
+        .unwrap()
+        .with_store(Store::open(&part_path).unwrap())
+        .unwrap();
+    let newly = AtomicUsize::new(0);
+    let end = resumed
+        .run(&|_| {
+            newly.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    assert!(!end.interrupted);
+    assert_eq!(
+        newly.load(Ordering::SeqCst),
+        50 - stored,
+        "no finished trial evaluated twice"
+    );
+    assert_eq!(rows(&part_path), rows(&full_path));
+    assert_eq!(end.best, full.best);
+}
+
+#[test]
+fn resume_refuses_a_different_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rea = RegularizedEvolution {
+        population: 10,
+        sample: 3,
+    };
+    let ev = proxy();
+    let path = dir.path().join("s.sqlite");
+    let cfg = StudyConfig {
+        seed: 1,
+        max_trials: 5,
+        budget: None,
+        batch: 1,
+    };
+    let study = Study::new(&Nb201Space, &rea, &ev, cfg.clone()).unwrap();
+    let store = Store::create(&path, &study.header(serde_json::Value::Null), false).unwrap();
+    study.with_store(store).unwrap().run(&|_| {}).unwrap();
+    let other = Study::new(&Nb201Space, &rea, &ev, StudyConfig { seed: 2, ..cfg }).unwrap();
+    let err = other
+        .with_store(Store::open(&path).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("seed 1, not 2"), "{err}");
+}
+
+#[test]
+fn cli_killed_study_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    let part = dir.path().join("part");
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "search",
+            "cell",
+            "--space",
+            "nb201",
+            "--evaluator",
+            "proxy:macs",
+            "--strategy",
+            "rea",
+            "--trials",
+            "60",
+            "--batch",
+            "4",
+            "--seed",
+            "3",
+            "--quiet",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_string_lossy().to_string()])
+        .collect()
+    };
+    let run = |a: &[String]| archproof(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let o = run(&args(&full));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let mut killed = args(&part);
+    killed.extend(["--halt-after".into(), "13".into()]);
+    let o = run(&killed);
+    assert!(!o.status.success(), "the process was to abort");
+    let stored = rows(&part.join("study.sqlite")).len();
+    assert!(
+        (13..60).contains(&stored),
+        "{stored} trials survived the crash"
+    );
+
+    // Starting again without --resume is refused rather than overwriting the study.
+    common::assert_bad_input(&run(&args(&part)), &["--resume", "--force"]);
+
+    let o = archproof(&[
+        "search",
+        "cell",
+        "--resume",
+        "--quiet",
+        "--json",
+        "--out",
+        part.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["trials"], 60);
+
+    assert_eq!(
+        rows(&part.join("study.sqlite")),
+        rows(&full.join("study.sqlite"))
+    );
+    let read = |p: &std::path::Path| std::fs::read_to_string(p.join("summary.json")).unwrap();
+    assert_eq!(read(&part), read(&full));
+    assert_eq!(
+        std::fs::read_to_string(part.join("best.json")).unwrap(),
+        std::fs::read_to_string(full.join("best.json")).unwrap()
+    );
+
+    // A resumed study may not change its settings.
+    let o = archproof(&[
+        "search",
+        "cell",
+        "--resume",
+        "--seed",
+        "4",
+        "--out",
+        part.to_str().unwrap(),
+    ]);
+    common::assert_bad_input(&o, &["--seed"]);
+}
