@@ -7,7 +7,7 @@ use anyhow::Result;
 use archproof::ir::io;
 use clap::ValueEnum;
 
-use super::common::{load_model, write_file};
+use super::common::{load_model, print_json, write_file};
 
 /// Write a network as IR JSON (reads back with `inspect`) or Graphviz DOT.
 #[derive(Debug, clap::Args)]
@@ -33,6 +33,9 @@ pub struct Args {
     /// Number of classes (zoo models only).
     #[arg(long)]
     classes: Option<usize>,
+    /// With -o: print what was written as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,7 +55,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     match &args.output {
         Some(path) => {
             write_file(path, text.as_bytes(), args.force)?;
-            eprintln!("wrote {}", path.display());
+            if args.json {
+                print_json(&serde_json::json!({
+                    "written": path,
+                    "format": format!("{:?}", args.format).to_lowercase(),
+                    "nodes": graph.len(),
+                    "bytes": text.len(),
+                }))?;
+            } else {
+                eprintln!("wrote {}", path.display());
+            }
         }
         None => println!("{text}"),
     }

@@ -20,6 +20,8 @@ use super::common::{print_json, write_file};
 
 /// Run an architecture search.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv --out runs/rea")]
 pub struct Args {
     #[command(subcommand)]
     kind: Kind,
