@@ -11,3 +11,4 @@ pub mod cells;
 pub mod ir;
 pub mod search;
 pub mod solvers;
+pub mod verify;

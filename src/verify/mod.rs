@@ -1,0 +1,329 @@
+//! Verification of trained ReLU networks: prove that a property holds, or refute it with a
+//! counterexample that a plain forward pass confirms.
+//!
+//! Pipeline for one property ([`verify`]): the falsifier looks for a cheap counterexample
+//! first; then each region of the unsafe set goes to branch and bound with back-substitution
+//! bounds, and subdomains that stay open go to Z3. The `smt` engine instead hands each region,
+//! unbounded, to Z3 (the baseline). Soundness rules: "holds" only when every region is closed
+//! by a sound bound or an `unsat` from Z3; "violated" only with a point that a forward pass in
+//! f64 shows to be in the unsafe set; anything else is "unknown".
+
+pub mod bab;
+pub mod bounds;
+pub mod falsify;
+pub mod network;
+pub mod nnet;
+pub mod onnx;
+pub mod smt;
+pub mod spec;
+pub mod vnnlib;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+pub use network::Network;
+pub use spec::Spec;
+
+use bab::{BabConfig, BabStats, RegionResult};
+use smt::SmtRecord;
+
+/// Errors of loading networks and specs; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A file could not be read or understood.
+    #[error("{path}: {msg}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The network and the spec do not fit together.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+fn file_err(path: &Path, msg: impl Into<String>) -> VerifyError {
+    VerifyError::File {
+        path: path.display().to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// Loads a network by its extension: `.onnx` or `.nnet`.
+pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "onnx" => {
+            let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+            onnx::load(&bytes).map_err(|m| file_err(path, m))
+        }
+        "nnet" => {
+            let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
+            nnet::parse(&text).map(|(n, _)| n).map_err(|m| file_err(path, m))
+        }
+        _ => Err(file_err(path, "unknown network format: expected .onnx or .nnet")),
+    }
+}
+
+/// Loads a VNN-LIB spec.
+pub fn load_spec(path: &Path) -> Result<Spec, VerifyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    vnnlib::parse(&text, &name).map_err(|m| file_err(path, m))
+}
+
+/// Which engine decides the property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Falsifier, bound propagation, branch and bound, Z3 for what stays open.
+    Bab,
+    /// The whole network in Z3, no propagation (the baseline).
+    Smt,
+}
+
+/// Settings of a verification run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// The engine.
+    pub engine: Engine,
+    /// Seed of the falsifier.
+    pub seed: u64,
+    /// Keep the SMT-LIB of Z3 queries for the proof log.
+    pub record_smt: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: Duration::from_secs(60),
+            engine: Engine::Bab,
+            seed: 0,
+            record_smt: false,
+        }
+    }
+}
+
+/// The answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No input violates the property (VNN-LIB `unsat`).
+    Holds,
+    /// A counterexample exists (VNN-LIB `sat`).
+    Violated,
+    /// Not settled within the limits.
+    Unknown,
+}
+
+impl Verdict {
+    /// The VNN-COMP word: `unsat`, `sat` or `timeout`/`unknown`.
+    pub fn vnncomp(self, timed_out: bool) -> &'static str {
+        match self {
+            Verdict::Holds => "unsat",
+            Verdict::Violated => "sat",
+            Verdict::Unknown if timed_out => "timeout",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// A counterexample, checked by a forward pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Counterexample {
+    /// The input.
+    pub input: Vec<f64>,
+    /// The network's output at the input (f64 forward pass).
+    pub output: Vec<f64>,
+    /// Which region of the spec it falls in.
+    pub region: usize,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Regions of the spec.
+    pub regions: usize,
+    /// Branch-and-bound subdomains bounded.
+    pub domains: u64,
+    /// Z3 calls.
+    pub smt_calls: u64,
+    /// Deepest split.
+    pub max_depth: u64,
+    /// Whether the falsifier found the counterexample.
+    pub falsified: bool,
+}
+
+/// The outcome of verifying one property.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The verdict.
+    pub result: Verdict,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// For `violated`: the checked counterexample.
+    pub counterexample: Option<Counterexample>,
+    /// For `unknown`: why.
+    pub reason: Option<String>,
+    /// Whether the time limit was reached.
+    pub timed_out: bool,
+    /// Counters.
+    pub stats: Stats,
+    /// The Z3 queries, when recorded.
+    #[serde(skip)]
+    pub smt: Vec<SmtRecord>,
+}
+
+/// Checks that a network and a spec fit together.
+pub fn check_fit(net: &Network, spec: &Spec) -> Result<(), VerifyError> {
+    if net.input_dim() != spec.n_inputs || net.output_dim() != spec.n_outputs {
+        return Err(VerifyError::Mismatch(format!(
+            "the network maps {} inputs to {} outputs, the spec '{}' is about {} inputs and {} outputs",
+            net.input_dim(),
+            net.output_dim(),
+            spec.name,
+            spec.n_inputs,
+            spec.n_outputs
+        )));
+    }
+    Ok(())
+}
+
+/// Verifies `spec` on `net`.
+pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, VerifyError> {
+    check_fit(net, spec)?;
+    let start = Instant::now();
+    let deadline = start + opts.timeout;
+    let mut stats = Stats {
+        regions: spec.regions.len(),
+        ..Stats::default()
+    };
+    let records = Mutex::new(Vec::new());
+    let mut unknown: Option<String> = None;
+    let mut found: Option<(usize, Vec<f64>)> = None;
+
+    if opts.engine == Engine::Bab {
+        // A quick falsification pass over every region.
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let quick = falsify::Falsifier::default();
+        let budget = start + opts.timeout.mul_f64(0.05).min(Duration::from_secs(2));
+        for (i, r) in spec.regions.iter().enumerate() {
+            if let Some(x) = quick.run(net, r, &mut rng, budget.min(deadline)) {
+                found = Some((i, x));
+                stats.falsified = true;
+                break;
+            }
+        }
+    }
+    if found.is_none() {
+        let input_split = net.input_dim() <= 16;
+        let bab_stats = BabStats::default();
+        for (i, region) in spec.regions.iter().enumerate() {
+            let result = match opts.engine {
+                Engine::Bab => {
+                    let cfg = BabConfig {
+                        deadline,
+                        batch: 2 * rayon::current_num_threads().max(1) * 4,
+                        smt_unstable: if input_split { 6 } else { 12 },
+                        smt_depth: if input_split { 40 } else { 60 },
+                        smt_timeout: Duration::from_secs(20),
+                        input_split,
+                        record_smt: opts.record_smt,
+                    };
+                    bab::solve_region(net, region, &cfg, &bab_stats, &records)
+                }
+                Engine::Smt => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        RegionResult::Unknown("timeout".into())
+                    } else {
+                        stats.smt_calls += 1;
+                        let (out, rec) = smt::solve(net, region, None, left, opts.record_smt);
+                        if let Some(r) = rec {
+                            records.lock().expect("records lock").push(r);
+                        }
+                        match out {
+                            smt::SmtOutcome::Unsat => RegionResult::Holds,
+                            smt::SmtOutcome::Sat(x) => RegionResult::Violated(x),
+                            smt::SmtOutcome::Unknown(why) => RegionResult::Unknown(format!("Z3: {why}")),
+                        }
+                    }
+                }
+            };
+            match result {
+                RegionResult::Holds => {}
+                RegionResult::Violated(x) => {
+                    found = Some((i, x));
+                    break;
+                }
+                RegionResult::Unknown(why) => {
+                    unknown.get_or_insert(format!("region {i}: {why}"));
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+            }
+        }
+        stats.domains = bab_stats.domains.load(Ordering::Relaxed);
+        stats.smt_calls += bab_stats.smt_calls.load(Ordering::Relaxed);
+        stats.max_depth = bab_stats.max_depth.load(Ordering::Relaxed);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let timed_out = Instant::now() >= deadline;
+    let smt = records.into_inner().expect("records lock");
+    // The final word on a counterexample is a forward pass against the whole spec.
+    if let Some((_, x)) = found {
+        let y = net.forward(&x);
+        if let Some(region) = spec.violated_region(&x, &y) {
+            return Ok(Outcome {
+                result: Verdict::Violated,
+                seconds,
+                counterexample: Some(Counterexample {
+                    input: x,
+                    output: y,
+                    region,
+                }),
+                reason: None,
+                timed_out: false,
+                stats,
+                smt,
+            });
+        }
+        unknown = Some("a candidate counterexample failed the final forward-pass check".into());
+    }
+    Ok(match unknown {
+        None => Outcome {
+            result: Verdict::Holds,
+            seconds,
+            counterexample: None,
+            reason: None,
+            timed_out: false,
+            stats,
+            smt,
+        },
+        Some(why) => Outcome {
+            result: Verdict::Unknown,
+            seconds,
+            counterexample: None,
+            reason: Some(why),
+            timed_out,
+            stats,
+            smt,
+        },
+    })
+}

@@ -1,0 +1,199 @@
+//! The exact back end: a region of a property as a Z3 query in linear real arithmetic.
+//!
+//! Every weight enters as the exact rational value of its f64, so Z3 decides the same network
+//! the forward pass computes (up to the forward pass's own rounding, which is why a model is
+//! re-checked in f64 before it is reported). ReLUs are encoded exactly; where bounds from
+//! propagation are known, stable neurons are fixed to their linear phase and unstable ones get
+//! the triangle relaxation as extra (redundant, helpful) constraints.
+
+use std::time::Duration;
+
+use num::BigRational;
+use z3::ast::{Bool, Real};
+use z3::{Params, SatResult, Solver};
+
+use super::bounds::LayerBounds;
+use super::falsify::confirm;
+use super::network::{Layer, Linear, Network};
+use super::spec::Region;
+
+/// What Z3 said about a region.
+#[derive(Debug, Clone)]
+pub enum SmtOutcome {
+    /// A counterexample, confirmed by a forward pass.
+    Sat(Vec<f64>),
+    /// No input of the region meets its constraints.
+    Unsat,
+    /// Z3 gave up, timed out, or its model did not survive the f64 re-check.
+    Unknown(String),
+}
+
+/// A query and its answer, for the proof log.
+#[derive(Debug, Clone)]
+pub struct SmtRecord {
+    /// The query in SMT-LIB 2.
+    pub smtlib: String,
+    /// `sat`, `unsat` or `unknown`.
+    pub answer: String,
+}
+
+fn exact(x: f64) -> Real {
+    match BigRational::from_float(x) {
+        Some(r) => Real::from_big_rational(&r),
+        None => Real::from_rational(0, 1), // unreachable: networks hold finite weights
+    }
+}
+
+/// Solves one region with Z3. `bounds` are ReLU input bounds valid on the region's box (from
+/// propagation), or `None` for the plain encoding.
+pub fn solve(
+    net: &Network,
+    region: &Region,
+    bounds: Option<&[LayerBounds]>,
+    timeout: Duration,
+    record: bool,
+) -> (SmtOutcome, Option<SmtRecord>) {
+    let solver = Solver::new();
+    let mut params = Params::new();
+    params.set_u32("timeout", timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
+    solver.set_params(&params);
+
+    let n = net.input_dim();
+    let xs: Vec<Real> = (0..n).map(|j| Real::new_const(format!("X_{j}"))).collect();
+    for (j, x) in xs.iter().enumerate() {
+        solver.assert(x.ge(exact(region.input.lower[j])));
+        solver.assert(x.le(exact(region.input.upper[j])));
+    }
+    let zero = Real::from_rational(0, 1);
+    let mut v: Vec<Real> = xs.clone();
+    let mut relu_index = 0;
+    for layer in &net.layers {
+        match layer {
+            Layer::Affine(a) => {
+                let n_out = a.linear.out_dim();
+                // Sparse rows of W: (output, input, weight).
+                let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n_out];
+                match &a.linear {
+                    Linear::Dense { rows: r, cols, w } => {
+                        for (i, row) in rows.iter_mut().enumerate().take(*r) {
+                            for c in 0..*cols {
+                                let wv = w[i * cols + c];
+                                if wv != 0.0 {
+                                    row.push((c, wv));
+                                }
+                            }
+                        }
+                    }
+                    other => {
+                        let dense = other.to_dense();
+                        let cols = other.in_dim();
+                        for (i, row) in rows.iter_mut().enumerate() {
+                            for c in 0..cols {
+                                let wv = dense[i * cols + c];
+                                if wv != 0.0 {
+                                    row.push((c, wv));
+                                }
+                            }
+                        }
+                    }
+                }
+                v = rows
+                    .iter()
+                    .zip(&a.bias)
+                    .map(|(row, b)| {
+                        let mut terms: Vec<Real> =
+                            row.iter().map(|(c, w)| Real::mul(&[&exact(*w), &v[*c]])).collect();
+                        terms.push(exact(*b));
+                        let refs: Vec<&Real> = terms.iter().collect();
+                        Real::add(&refs)
+                    })
+                    .collect();
+            }
+            Layer::Relu => {
+                let lb = bounds.map(|b| &b[relu_index]);
+                let mut out = Vec::with_capacity(v.len());
+                for (i, z) in v.iter().enumerate() {
+                    let (l, u) = lb.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| (b.lower[i], b.upper[i]));
+                    if l >= 0.0 {
+                        solver.assert(z.ge(&zero));
+                        out.push(z.clone());
+                    } else if u <= 0.0 {
+                        solver.assert(z.le(&zero));
+                        out.push(zero.clone());
+                    } else {
+                        let r = Real::new_const(format!("r{relu_index}_{i}"));
+                        solver.assert(r.ge(&zero));
+                        solver.assert(r.ge(z));
+                        solver.assert(Bool::or(&[&r.eq(&zero), &r.eq(z)]));
+                        if l.is_finite() && u.is_finite() {
+                            // r <= u (z - l) / (u - l)
+                            let s = u / (u - l);
+                            let rhs = Real::sub(&[&Real::mul(&[&exact(s), z]), &exact(s * l)]);
+                            solver.assert(r.le(&rhs));
+                            solver.assert(z.ge(exact(l)));
+                            solver.assert(z.le(exact(u)));
+                        }
+                        out.push(r);
+                    }
+                }
+                v = out;
+                relu_index += 1;
+            }
+        }
+    }
+    for c in &region.constraints {
+        let mut terms: Vec<Real> = c
+            .coeffs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| **a != 0.0)
+            .map(|(j, a)| Real::mul(&[&exact(*a), &v[j]]))
+            .collect();
+        terms.push(exact(c.constant));
+        let refs: Vec<&Real> = terms.iter().collect();
+        let lhs = Real::add(&refs);
+        solver.assert(if c.strict { lhs.lt(&zero) } else { lhs.le(&zero) });
+    }
+    let smtlib = record.then(|| solver.to_smt2());
+    let result = solver.check();
+    let outcome = match result {
+        SatResult::Unsat => SmtOutcome::Unsat,
+        SatResult::Unknown => SmtOutcome::Unknown(
+            solver
+                .get_reason_unknown()
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        SatResult::Sat => match solver.get_model() {
+            Some(m) => {
+                let x: Vec<f64> = xs
+                    .iter()
+                    .map(|x| m.eval(x, true).map_or(0.0, |v| v.approx_f64()))
+                    .collect();
+                // The model is exact; its f64 rounding may step off a boundary. Clamp into the
+                // box and re-check.
+                let x: Vec<f64> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| v.clamp(region.input.lower[j], region.input.upper[j]))
+                    .collect();
+                match confirm(net, region, &x) {
+                    Some(cex) => SmtOutcome::Sat(cex),
+                    None => SmtOutcome::Unknown(
+                        "Z3's model does not survive the f64 forward pass (a boundary case)".into(),
+                    ),
+                }
+            }
+            None => SmtOutcome::Unknown("Z3 reported sat without a model".into()),
+        },
+    };
+    let record = smtlib.map(|smtlib| SmtRecord {
+        smtlib,
+        answer: match &outcome {
+            SmtOutcome::Sat(_) => "sat",
+            SmtOutcome::Unsat => "unsat",
+            SmtOutcome::Unknown(_) => "unknown",
+        }
+        .into(),
+    });
+    (outcome, record)
+}

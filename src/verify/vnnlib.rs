@@ -1,0 +1,447 @@
+//! VNN-LIB as VNN-COMP uses it: `declare-const` of `X_i` and `Y_j` (Real), and `assert`s of
+//! `<=`, `>=`, `<`, `>`, `=` over linear terms (`+`, `-`, `*` by a constant), combined with
+//! `and` and `or`. The assertions are brought to disjunctive normal form; each conjunction
+//! splits into bounds on single inputs (an input box) and linear constraints over the outputs,
+//! which is a [`Region`] of the unsafe set.
+
+use std::collections::BTreeMap;
+
+use super::spec::{InputBox, OutputConstraint, Region, Spec};
+
+/// An S-expression with the position where it starts.
+#[derive(Debug, Clone)]
+enum Sexp {
+    Atom(String, Pos),
+    List(Vec<Sexp>, Pos),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pos {
+    line: usize,
+    col: usize,
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.col)
+    }
+}
+
+impl Sexp {
+    fn pos(&self) -> Pos {
+        match self {
+            Sexp::Atom(_, p) | Sexp::List(_, p) => *p,
+        }
+    }
+}
+
+fn parse_sexps(text: &str) -> Result<Vec<Sexp>, String> {
+    let mut stack: Vec<(Vec<Sexp>, Pos)> = Vec::new();
+    let mut top = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    let (mut line, mut col) = (1, 0);
+    let mut atom = String::new();
+    let mut atom_pos = Pos { line: 1, col: 1 };
+    let flush = |atom: &mut String, pos: Pos, stack: &mut Vec<(Vec<Sexp>, Pos)>, top: &mut Vec<Sexp>| {
+        if !atom.is_empty() {
+            let a = Sexp::Atom(std::mem::take(atom), pos);
+            match stack.last_mut() {
+                Some((v, _)) => v.push(a),
+                None => top.push(a),
+            }
+        }
+    };
+    while let Some((_, c)) = chars.next() {
+        col += 1;
+        let here = Pos { line, col };
+        match c {
+            ';' => {
+                flush(&mut atom, atom_pos, &mut stack, &mut top);
+                for (_, c2) in chars.by_ref() {
+                    if c2 == '\n' {
+                        line += 1;
+                        col = 0;
+                        break;
+                    }
+                }
+            }
+            '(' => {
+                flush(&mut atom, atom_pos, &mut stack, &mut top);
+                stack.push((Vec::new(), here));
+            }
+            ')' => {
+                flush(&mut atom, atom_pos, &mut stack, &mut top);
+                let (items, pos) = stack
+                    .pop()
+                    .ok_or_else(|| format!("{here}: ')' without a matching '('"))?;
+                let l = Sexp::List(items, pos);
+                match stack.last_mut() {
+                    Some((v, _)) => v.push(l),
+                    None => top.push(l),
+                }
+            }
+            c if c.is_whitespace() => {
+                flush(&mut atom, atom_pos, &mut stack, &mut top);
+                if c == '\n' {
+                    line += 1;
+                    col = 0;
+                }
+            }
+            c => {
+                if atom.is_empty() {
+                    atom_pos = here;
+                }
+                atom.push(c);
+            }
+        }
+    }
+    flush(&mut atom, atom_pos, &mut stack, &mut top);
+    if let Some((_, pos)) = stack.last() {
+        return Err(format!("{pos}: '(' is never closed (the file may be truncated)"));
+    }
+    Ok(top)
+}
+
+/// A variable of the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Var {
+    X(usize),
+    Y(usize),
+}
+
+/// A linear term: coefficients and a constant.
+#[derive(Debug, Clone, Default)]
+struct Term {
+    coeffs: BTreeMap<Var, f64>,
+    constant: f64,
+}
+
+impl Term {
+    fn scale(mut self, k: f64) -> Term {
+        self.coeffs.values_mut().for_each(|v| *v *= k);
+        self.constant *= k;
+        self
+    }
+
+    fn add(mut self, other: Term) -> Term {
+        for (v, c) in other.coeffs {
+            *self.coeffs.entry(v).or_insert(0.0) += c;
+        }
+        self.constant += other.constant;
+        self
+    }
+
+    fn is_constant(&self) -> bool {
+        self.coeffs.values().all(|c| *c == 0.0)
+    }
+}
+
+/// `term <= 0` or `term < 0`.
+#[derive(Debug, Clone)]
+struct Atom {
+    term: Term,
+    strict: bool,
+}
+
+struct Parser {
+    vars: BTreeMap<String, Var>,
+}
+
+impl Parser {
+    fn term(&self, e: &Sexp) -> Result<Term, String> {
+        match e {
+            Sexp::Atom(a, pos) => {
+                if let Some(v) = self.vars.get(a) {
+                    let mut t = Term::default();
+                    t.coeffs.insert(*v, 1.0);
+                    return Ok(t);
+                }
+                let x: f64 = a.parse().map_err(|_| {
+                    format!("{pos}: '{a}' is neither a declared variable nor a number")
+                })?;
+                if !x.is_finite() {
+                    return Err(format!("{pos}: '{a}' is not a finite number"));
+                }
+                Ok(Term {
+                    constant: x,
+                    ..Term::default()
+                })
+            }
+            Sexp::List(items, pos) => {
+                let (head, args) = match items.split_first() {
+                    Some((Sexp::Atom(h, _), rest)) => (h.as_str(), rest),
+                    _ => return Err(format!("{pos}: expected an operator such as +, - or *")),
+                };
+                let terms = args.iter().map(|a| self.term(a)).collect::<Result<Vec<_>, _>>()?;
+                match (head, terms.len()) {
+                    ("+", n) if n >= 1 => Ok(terms.into_iter().fold(Term::default(), Term::add)),
+                    ("-", 1) => Ok(terms.into_iter().next().expect("one").scale(-1.0)),
+                    ("-", n) if n >= 2 => {
+                        let mut it = terms.into_iter();
+                        let first = it.next().expect("two");
+                        Ok(it.fold(first, |acc, t| acc.add(t.scale(-1.0))))
+                    }
+                    ("*", n) if n >= 2 => {
+                        let mut acc = Term {
+                            constant: 1.0,
+                            ..Term::default()
+                        };
+                        for t in terms {
+                            if acc.is_constant() {
+                                acc = t.scale(acc.constant);
+                            } else if t.is_constant() {
+                                acc = acc.scale(t.constant);
+                            } else {
+                                return Err(format!(
+                                    "{pos}: a product of two variables is not linear"
+                                ));
+                            }
+                        }
+                        Ok(acc)
+                    }
+                    (op, _) => Err(format!(
+                        "{pos}: unsupported term operator '{op}' with {} argument(s)",
+                        args.len()
+                    )),
+                }
+            }
+        }
+    }
+
+    /// A formula in disjunctive normal form: a list of conjunctions.
+    fn formula(&self, e: &Sexp) -> Result<Vec<Vec<Atom>>, String> {
+        let Sexp::List(items, pos) = e else {
+            return Err(format!("{}: expected a formula in parentheses", e.pos()));
+        };
+        let (head, args) = match items.split_first() {
+            Some((Sexp::Atom(h, _), rest)) => (h.as_str(), rest),
+            _ => return Err(format!("{pos}: expected and, or, <=, >=, <, > or =")),
+        };
+        match head {
+            "and" => {
+                let mut acc: Vec<Vec<Atom>> = vec![Vec::new()];
+                for a in args {
+                    let d = self.formula(a)?;
+                    let mut next = Vec::with_capacity(acc.len() * d.len());
+                    for c in &acc {
+                        for e in &d {
+                            next.push(c.iter().chain(e).cloned().collect());
+                        }
+                    }
+                    acc = next;
+                    if acc.len() > 100_000 {
+                        return Err(format!("{pos}: the formula is too large to expand"));
+                    }
+                }
+                Ok(acc)
+            }
+            "or" => {
+                let mut out = Vec::new();
+                for a in args {
+                    out.extend(self.formula(a)?);
+                }
+                Ok(out)
+            }
+            "<=" | ">=" | "<" | ">" | "=" => {
+                if args.len() != 2 {
+                    return Err(format!("{pos}: '{head}' takes two terms, has {}", args.len()));
+                }
+                let (l, r) = (self.term(&args[0])?, self.term(&args[1])?);
+                let le = l.clone().add(r.clone().scale(-1.0)); // l - r
+                let ge = r.add(l.scale(-1.0)); // r - l
+                Ok(vec![match head {
+                    "<=" => vec![Atom { term: le, strict: false }],
+                    "<" => vec![Atom { term: le, strict: true }],
+                    ">=" => vec![Atom { term: ge, strict: false }],
+                    ">" => vec![Atom { term: ge, strict: true }],
+                    _ => vec![
+                        Atom { term: le, strict: false },
+                        Atom { term: ge, strict: false },
+                    ],
+                }])
+            }
+            other => Err(format!("{pos}: unsupported formula operator '{other}'")),
+        }
+    }
+}
+
+/// Parses VNN-LIB text. `name` names the spec; errors carry line and column (the caller adds
+/// the file name).
+pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
+    let sexps = parse_sexps(text)?;
+    let mut parser = Parser {
+        vars: BTreeMap::new(),
+    };
+    let mut conj: Vec<Vec<Atom>> = vec![Vec::new()];
+    let (mut n_x, mut n_y) = (0usize, 0usize);
+    let mut asserted = false;
+    for s in &sexps {
+        let Sexp::List(items, pos) = s else {
+            return Err(format!("{}: expected '(declare-const ...)' or '(assert ...)'", s.pos()));
+        };
+        match items.first() {
+            Some(Sexp::Atom(h, _)) if h == "declare-const" => {
+                let (Some(Sexp::Atom(name, npos)), Some(Sexp::Atom(sort, spos))) =
+                    (items.get(1), items.get(2))
+                else {
+                    return Err(format!("{pos}: expected (declare-const NAME Real)"));
+                };
+                if sort != "Real" {
+                    return Err(format!("{spos}: only Real variables are supported, not {sort}"));
+                }
+                let var = if let Some(i) = name.strip_prefix("X_").and_then(|i| i.parse().ok()) {
+                    n_x = n_x.max(i + 1);
+                    Var::X(i)
+                } else if let Some(i) = name.strip_prefix("Y_").and_then(|i| i.parse().ok()) {
+                    n_y = n_y.max(i + 1);
+                    Var::Y(i)
+                } else {
+                    return Err(format!(
+                        "{npos}: variable '{name}' must be named X_<i> (input) or Y_<j> (output)"
+                    ));
+                };
+                if parser.vars.insert(name.clone(), var).is_some() {
+                    return Err(format!("{npos}: '{name}' is declared twice"));
+                }
+            }
+            Some(Sexp::Atom(h, _)) if h == "assert" => {
+                if items.len() != 2 {
+                    return Err(format!("{pos}: assert takes one formula"));
+                }
+                asserted = true;
+                let d = parser.formula(&items[1])?;
+                let mut next = Vec::with_capacity(conj.len() * d.len());
+                for c in &conj {
+                    for e in &d {
+                        next.push(c.iter().chain(e).cloned().collect());
+                    }
+                }
+                conj = next;
+                if conj.len() > 100_000 {
+                    return Err(format!("{pos}: the assertions expand to too many cases"));
+                }
+            }
+            _ => return Err(format!("{pos}: expected '(declare-const ...)' or '(assert ...)'")),
+        }
+    }
+    if n_x == 0 || n_y == 0 {
+        return Err("no input (X_i) or no output (Y_j) variable is declared".into());
+    }
+    let declared_x = parser.vars.values().filter(|v| matches!(v, Var::X(_))).count();
+    let declared_y = parser.vars.values().filter(|v| matches!(v, Var::Y(_))).count();
+    if declared_x != n_x || declared_y != n_y {
+        return Err("variables must be numbered from 0 without gaps (X_0.., Y_0..)".into());
+    }
+    if !asserted {
+        return Err("the file asserts nothing".into());
+    }
+    let mut regions = Vec::new();
+    'conj: for atoms in conj {
+        let mut lower = vec![f64::NEG_INFINITY; n_x];
+        let mut upper = vec![f64::INFINITY; n_x];
+        let mut constraints = Vec::new();
+        for a in atoms {
+            let vars: Vec<(Var, f64)> =
+                a.term.coeffs.iter().filter(|(_, c)| **c != 0.0).map(|(v, c)| (*v, *c)).collect();
+            if vars.is_empty() {
+                let ok = if a.strict { a.term.constant < 0.0 } else { a.term.constant <= 0.0 };
+                if ok {
+                    continue;
+                }
+                continue 'conj; // a false constant: this case is empty
+            }
+            let all_y = vars.iter().all(|(v, _)| matches!(v, Var::Y(_)));
+            match (vars.as_slice(), all_y) {
+                (&[(Var::X(i), c)], _) => {
+                    // c * x_i + k <= 0; strictness on inputs is dropped (closure of the box).
+                    let bound = -a.term.constant / c;
+                    if c > 0.0 {
+                        upper[i] = upper[i].min(bound);
+                    } else {
+                        lower[i] = lower[i].max(bound);
+                    }
+                }
+                (_, true) => {
+                    let mut coeffs = vec![0.0; n_y];
+                    for (v, c) in vars {
+                        if let Var::Y(j) = v {
+                            coeffs[j] = c;
+                        }
+                    }
+                    constraints.push(OutputConstraint {
+                        coeffs,
+                        constant: a.term.constant,
+                        strict: a.strict,
+                    });
+                }
+                _ => {
+                    return Err(
+                        "unsupported constraint: it mixes inputs with outputs, or relates several inputs (only bounds on single inputs are supported)"
+                            .into(),
+                    )
+                }
+            }
+        }
+        if let Some(i) = (0..n_x).find(|&i| !lower[i].is_finite() || !upper[i].is_finite()) {
+            return Err(format!("input X_{i} is not bounded on both sides"));
+        }
+        if (0..n_x).any(|i| lower[i] > upper[i]) {
+            continue; // an empty box
+        }
+        regions.push(Region {
+            input: InputBox { lower, upper },
+            constraints,
+        });
+    }
+    Ok(Spec {
+        name: name.to_string(),
+        n_inputs: n_x,
+        n_outputs: n_y,
+        regions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROP: &str = "; a comment
+(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(assert (<= X_0 1))
+(assert (>= X_0 -1))
+(assert (or (and (<= X_1 0.5) (>= X_1 0)) (and (<= X_1 -0.5) (>= X_1 -1))))
+(assert (or (<= Y_0 Y_1) (>= (+ Y_0 (* 2 Y_1)) 3.5)))
+";
+
+    #[test]
+    fn expands_disjunctions_into_regions() {
+        let s = parse(PROP, "t").unwrap();
+        assert_eq!((s.n_inputs, s.n_outputs), (2, 2));
+        assert_eq!(s.regions.len(), 4);
+        let r = &s.regions[0];
+        assert_eq!(r.input.lower, vec![-1.0, 0.0]);
+        assert_eq!(r.input.upper, vec![1.0, 0.5]);
+        // Y_0 - Y_1 <= 0
+        assert_eq!(r.constraints[0].coeffs, vec![1.0, -1.0]);
+        // 3.5 - (Y_0 + 2 Y_1) <= 0
+        let c = &s.regions[1].constraints[0];
+        assert_eq!((c.coeffs.clone(), c.constant), (vec![-1.0, -2.0], 3.5));
+        assert_eq!(s.regions[2].input.lower, vec![-1.0, -1.0]);
+    }
+
+    #[test]
+    fn errors_carry_positions() {
+        let e = parse("(declare-const X_0 Real)\n(assert (<= X_0 foo))", "t").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("'foo'"), "{e}");
+        let e = parse("(declare-const X_0 Real)\n(assert (<= X_0 1)", "t").unwrap_err();
+        assert!(e.contains("never closed"), "{e}");
+        let e = parse("(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))", "t")
+            .unwrap_err();
+        assert!(e.contains("X_0 is not bounded"), "{e}");
+        let e = parse("(declare-const X_0 Real)(assert (<= (* X_0 X_0) 1))", "t").unwrap_err();
+        assert!(e.contains("not linear"), "{e}");
+    }
+}
