@@ -7,6 +7,7 @@ mod doctor;
 mod export;
 mod inspect;
 mod search;
+mod verify;
 mod zoo;
 
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ enum Command {
     Export(export::Args),
     Zoo(zoo::Args),
     Search(search::Args),
+    Verify(verify::Args),
     Doctor(doctor::Args),
     Demo(demo::Args),
 }
@@ -39,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(a),
         Command::Zoo(a) => zoo::run(a),
         Command::Search(a) => search::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Demo(a) => demo::run(a),
     }

@@ -97,10 +97,7 @@ pub fn solve_region(
     let mut unknown: Option<String> = None;
     while !stack.is_empty() {
         if Instant::now() >= cfg.deadline {
-            return RegionResult::Unknown(format!(
-                "timeout with {} subdomains open",
-                stack.len()
-            ));
+            return RegionResult::Unknown(format!("timeout with {} subdomains open", stack.len()));
         }
         let take = cfg.batch.min(stack.len());
         let batch: Vec<Domain> = stack.split_off(stack.len() - take);
@@ -133,8 +130,12 @@ fn step(
 ) -> Step {
     stats.domains.fetch_add(1, Ordering::Relaxed);
     stats.max_depth.fetch_max(d.depth as u64, Ordering::Relaxed);
-    let Some(bounds) = crown(net, &d.input, &d.splits, d.parent.as_deref().map(|v| v.as_slice()))
-    else {
+    let Some(bounds) = crown(
+        net,
+        &d.input,
+        &d.splits,
+        d.parent.as_deref().map(|v| v.as_slice()),
+    ) else {
         return Step::Closed; // the splits contradict each other here
     };
     let objectives: Vec<(Vec<f64>, f64)> = region
@@ -169,7 +170,13 @@ fn step(
             input: d.input.clone(),
             constraints: region.constraints.clone(),
         };
-        let (out, rec) = smt::solve(net, &sub, Some(&bounds), left.min(cfg.smt_timeout), cfg.record_smt);
+        let (out, rec) = smt::solve(
+            net,
+            &sub,
+            Some(&bounds),
+            left.min(cfg.smt_timeout),
+            cfg.record_smt,
+        );
         if let Some(r) = rec {
             records.lock().expect("records lock").push(r);
         }

@@ -77,7 +77,11 @@ impl LinearBound {
 fn concretize(row: &[f64], constant: f64, b: &InputBox) -> f64 {
     let mut v = constant;
     for (j, c) in row.iter().enumerate() {
-        v += if *c >= 0.0 { c * b.lower[j] } else { c * b.upper[j] };
+        v += if *c >= 0.0 {
+            c * b.lower[j]
+        } else {
+            c * b.upper[j]
+        };
     }
     v
 }
@@ -319,7 +323,9 @@ mod tests {
                 linear: Linear::Dense {
                     rows: n_out,
                     cols: n_in,
-                    w: (0..n_in * n_out).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                    w: (0..n_in * n_out)
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect(),
                 },
                 bias: (0..n_out).map(|_| rng.random_range(-0.5..0.5)).collect(),
             }));
@@ -336,16 +342,22 @@ mod tests {
         let mut interval_width = 0.0;
         for _ in 0..20 {
             let net = random_net(&mut rng, &[3, 8, 8, 8, 2]);
-            let b = InputBox { lower: vec![-0.5, 0.0, 0.2], upper: vec![0.1, 0.3, 0.9] };
+            let b = InputBox {
+                lower: vec![-0.5, 0.0, 0.2],
+                upper: vec![0.1, 0.3, 0.9],
+            };
             let c = crown(&net, &b, &[], None).unwrap();
             let i = interval(&net, &b);
             let obj = vec![(vec![1.0, -1.0], 0.25)];
             let lin = &objective_bounds(&net, &b, &c, &obj)[0];
             for _ in 0..300 {
-                let x: Vec<f64> = (0..3).map(|j| rng.random_range(b.lower[j]..=b.upper[j])).collect();
+                let x: Vec<f64> = (0..3)
+                    .map(|j| rng.random_range(b.lower[j]..=b.upper[j]))
+                    .collect();
                 let y = net.forward(&x);
                 let v = y[0] - y[1] + 0.25;
-                let linv: f64 = lin.coeffs.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() + lin.constant;
+                let linv: f64 =
+                    lin.coeffs.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() + lin.constant;
                 assert!(v >= linv - 1e-9 && linv >= lin.lower - 1e-9);
             }
             for (cb, ib) in c.iter().zip(&i) {
@@ -356,6 +368,9 @@ mod tests {
                 }
             }
         }
-        assert!(crown_width < interval_width, "{crown_width} vs {interval_width}");
+        assert!(
+            crown_width < interval_width,
+            "{crown_width} vs {interval_width}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod bab;
 pub mod bounds;
+pub mod dlv;
 pub mod falsify;
 pub mod network;
 pub mod nnet;
@@ -56,7 +57,8 @@ fn file_err(path: &Path, msg: impl Into<String>) -> VerifyError {
     }
 }
 
-/// Loads a network by its extension: `.onnx` or `.nnet`.
+/// Loads a network by its extension: `.onnx`, `.nnet`, or `.json` (the layer-list format of
+/// [`parse_layer_list`]).
 pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
     let ext = path
         .extension()
@@ -69,9 +71,18 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
         }
         "nnet" => {
             let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
-            nnet::parse(&text).map(|(n, _)| n).map_err(|m| file_err(path, m))
+            nnet::parse(&text)
+                .map(|(n, _)| n)
+                .map_err(|m| file_err(path, m))
         }
-        _ => Err(file_err(path, "unknown network format: expected .onnx or .nnet")),
+        "json" => {
+            let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
+            parse_layer_list(&text).map_err(|m| file_err(path, m))
+        }
+        _ => Err(file_err(
+            path,
+            "unknown network format: expected .onnx, .nnet or .json",
+        )),
     }
 }
 
@@ -260,7 +271,9 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
                         match out {
                             smt::SmtOutcome::Unsat => RegionResult::Holds,
                             smt::SmtOutcome::Sat(x) => RegionResult::Violated(x),
-                            smt::SmtOutcome::Unknown(why) => RegionResult::Unknown(format!("Z3: {why}")),
+                            smt::SmtOutcome::Unknown(why) => {
+                                RegionResult::Unknown(format!("Z3: {why}"))
+                            }
                         }
                     }
                 }
@@ -326,4 +339,62 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
             smt,
         },
     })
+}
+
+/// Loads the layer-list JSON format: `{"layers": [{"W_in_by_out": [[..]], "b": [..],
+/// "activation": "relu" | "linear"}, ...]}`, weights stored input-by-output (as Keras does). A
+/// layer without `activation` is ReLU except the last, which is linear.
+pub fn parse_layer_list(text: &str) -> Result<Network, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        layers: Vec<DenseLayer>,
+    }
+    #[derive(serde::Deserialize)]
+    struct DenseLayer {
+        #[serde(rename = "W_in_by_out")]
+        w: Vec<Vec<f64>>,
+        b: Vec<f64>,
+        activation: Option<String>,
+    }
+    let file: File =
+        serde_json::from_str(text).map_err(|e| format!("not a layer-list network: {e}"))?;
+    let n = file.layers.len();
+    if n == 0 {
+        return Err("the network has no layers".into());
+    }
+    let mut layers = Vec::new();
+    let input = file.layers[0].w.len();
+    for (k, l) in file.layers.into_iter().enumerate() {
+        let cols = l.w.len();
+        let rows = l.b.len();
+        if l.w.iter().any(|r| r.len() != rows) {
+            return Err(format!(
+                "layer {k}: every row of W_in_by_out needs {rows} values (one per bias)"
+            ));
+        }
+        let mut w = vec![0.0; rows * cols];
+        for (i, row) in l.w.iter().enumerate() {
+            for (o, v) in row.iter().enumerate() {
+                w[o * cols + i] = *v;
+            }
+        }
+        layers.push(network::Layer::Affine(network::Affine {
+            linear: network::Linear::Dense { rows, cols, w },
+            bias: l.b,
+        }));
+        let relu = match l.activation.as_deref() {
+            Some("relu") => true,
+            Some("linear") | Some("none") => false,
+            Some(other) => {
+                return Err(format!(
+                    "layer {k}: activation '{other}' is not relu or linear"
+                ))
+            }
+            None => k + 1 < n,
+        };
+        if relu {
+            layers.push(network::Layer::Relu);
+        }
+    }
+    Network::new(vec![input], layers)
 }

@@ -184,7 +184,11 @@ impl Affine {
 
     /// The composition `other(self(x))` as one dense affine layer.
     pub fn then(&self, other: &Affine) -> Affine {
-        let (n_in, n_mid, n_out) = (self.linear.in_dim(), self.linear.out_dim(), other.linear.out_dim());
+        let (n_in, n_mid, n_out) = (
+            self.linear.in_dim(),
+            self.linear.out_dim(),
+            other.linear.out_dim(),
+        );
         let a = self.linear.to_dense();
         let b = other.linear.to_dense();
         let mut w = vec![0.0; n_out * n_in];
@@ -254,7 +258,9 @@ impl Network {
                     ));
                 }
                 if a.bias.iter().any(|v| !v.is_finite()) || !linear_finite(&a.linear) {
-                    return Err(format!("layer {i} has a weight that is not a finite number"));
+                    return Err(format!(
+                        "layer {i} has a weight that is not a finite number"
+                    ));
                 }
                 dim = a.linear.out_dim();
                 if let Some(Layer::Affine(prev)) = merged.last() {
@@ -405,11 +411,22 @@ mod tests {
     #[test]
     fn merged_affine_layers_compute_the_same_function() {
         let a = Affine {
-            linear: Linear::Dense { rows: 3, cols: 2, w: vec![1.0, -2.0, 0.5, 0.25, -1.0, 3.0] },
+            linear: Linear::Dense {
+                rows: 3,
+                cols: 2,
+                w: vec![1.0, -2.0, 0.5, 0.25, -1.0, 3.0],
+            },
             bias: vec![0.1, 0.2, 0.3],
         };
-        let b = Affine { linear: Linear::Diag(vec![2.0, -1.0, 0.5]), bias: vec![1.0, 1.0, 1.0] };
-        let net = Network::new(vec![2], vec![Layer::Affine(a.clone()), Layer::Affine(b.clone())]).unwrap();
+        let b = Affine {
+            linear: Linear::Diag(vec![2.0, -1.0, 0.5]),
+            bias: vec![1.0, 1.0, 1.0],
+        };
+        let net = Network::new(
+            vec![2],
+            vec![Layer::Affine(a.clone()), Layer::Affine(b.clone())],
+        )
+        .unwrap();
         assert_eq!(net.layers.len(), 1);
         let x = [0.7, -0.3];
         let want = b.forward(&a.forward(&x));
@@ -422,14 +439,26 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         let a = Affine {
-            linear: Linear::Dense { rows: 3, cols: 2, w: vec![1.0, -2.0, 0.5, 0.25, -1.0, 3.0] },
+            linear: Linear::Dense {
+                rows: 3,
+                cols: 2,
+                w: vec![1.0, -2.0, 0.5, 0.25, -1.0, 3.0],
+            },
             bias: vec![0.1, -0.2, 0.3],
         };
         let b = Affine {
-            linear: Linear::Dense { rows: 2, cols: 3, w: vec![0.3, -0.7, 1.1, 2.0, 0.4, -0.5] },
+            linear: Linear::Dense {
+                rows: 2,
+                cols: 3,
+                w: vec![0.3, -0.7, 1.1, 2.0, 0.4, -0.5],
+            },
             bias: vec![0.0, 0.1],
         };
-        let net = Network::new(vec![2], vec![Layer::Affine(a), Layer::Relu, Layer::Affine(b)]).unwrap();
+        let net = Network::new(
+            vec![2],
+            vec![Layer::Affine(a), Layer::Relu, Layer::Affine(b)],
+        )
+        .unwrap();
         let (x, c) = ([0.31, 0.17], [1.0, -2.0]);
         let g = net.gradient(&x, &c);
         let f = |x: &[f64]| dot(&net.forward(x), &c);

@@ -67,7 +67,11 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
     }
     let (line, sizes) = fields("layer sizes")?;
     let sizes: Vec<usize> = sizes.iter().map(|v| *v as usize).collect();
-    if sizes.len() != n_layers + 1 || sizes[0] != n_in || sizes[n_layers] != n_out || sizes.contains(&0) {
+    if sizes.len() != n_layers + 1
+        || sizes[0] != n_in
+        || sizes[n_layers] != n_out
+        || sizes.contains(&0)
+    {
         return Err(format!(
             "line {line}: {} layer sizes given, {} expected from {n_in} to {n_out}",
             sizes.len(),
@@ -105,7 +109,10 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
         for _ in 0..rows {
             let (line, b) = fields(&format!("biases of layer {}", k + 1))?;
             if b.len() != 1 {
-                return Err(format!("line {line}: a bias line holds one value, not {}", b.len()));
+                return Err(format!(
+                    "line {line}: a bias line holds one value, not {}",
+                    b.len()
+                ));
             }
             bias.push(b[0]);
         }
@@ -118,7 +125,10 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
         }
     }
     if let Some((i, _)) = lines.next() {
-        return Err(format!("line {}: unexpected data after the last layer", i + 1));
+        return Err(format!(
+            "line {}: unexpected data after the last layer",
+            i + 1
+        ));
     }
     let net = Network::new(vec![n_in], layers)?;
     Ok((

@@ -37,7 +37,9 @@ fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
     let dims: Vec<usize> = t
         .dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("tensor '{}' has a negative dimension", t.name)))
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| format!("tensor '{}' has a negative dimension", t.name))
+        })
         .collect::<Result<_, _>>()?;
     let n: usize = dims.iter().product();
     let raw = &t.raw_data;
@@ -79,7 +81,10 @@ fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
         ));
     }
     if data.iter().any(|v| !v.is_finite()) {
-        return Err(format!("tensor '{}' holds a value that is not finite", t.name));
+        return Err(format!(
+            "tensor '{}' holds a value that is not finite",
+            t.name
+        ));
     }
     Ok(Tensor { dims, data })
 }
@@ -117,7 +122,10 @@ fn broadcast(t: &Tensor, shape: &[usize]) -> Result<Vec<f64>, String> {
     let (s, c) = (pad(shape), pad(&t.dims));
     for (a, b) in s.iter().zip(&c) {
         if *b != 1 && a != b {
-            return Err(format!("a constant of shape {:?} does not broadcast to {:?}", t.dims, shape));
+            return Err(format!(
+                "a constant of shape {:?} does not broadcast to {:?}",
+                t.dims, shape
+            ));
         }
     }
     let mut out = Vec::with_capacity(n);
@@ -141,12 +149,10 @@ fn broadcast(t: &Tensor, shape: &[usize]) -> Result<Vec<f64>, String> {
 
 /// Loads an ONNX model from its bytes. Errors say what is wrong (the caller adds the file).
 pub fn load(bytes: &[u8]) -> Result<Network, String> {
-    let model = ModelProto::parse_from_bytes(bytes)
-        .map_err(|e| format!("not a valid ONNX model ({e}); the file may be truncated or of another format"))?;
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or("the model has no graph")?;
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
+        format!("not a valid ONNX model ({e}); the file may be truncated or of another format")
+    })?;
+    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
     let mut consts: HashMap<String, Tensor> = HashMap::new();
     for t in &graph.initializer {
         consts.insert(t.name.clone(), tensor_from_proto(t)?);
@@ -169,7 +175,13 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
         .shape
         .dim
         .iter()
-        .map(|d| if d.has_dim_value() && d.dim_value() > 0 { d.dim_value() as usize } else { 1 })
+        .map(|d| {
+            if d.has_dim_value() && d.dim_value() > 0 {
+                d.dim_value() as usize
+            } else {
+                1
+            }
+        })
         .collect();
     if in_shape.is_empty() {
         return Err(format!("input '{}' has no shape", input.name));
@@ -189,7 +201,11 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
             format!("node '{}' ({})", node.name, node.op_type)
         };
         let at = |msg: String| format!("{label}: {msg}");
-        let out_name = node.output.first().cloned().ok_or_else(|| at("has no output".into()))?;
+        let out_name = node
+            .output
+            .first()
+            .cloned()
+            .ok_or_else(|| at("has no output".into()))?;
         // Constant folding: a node whose inputs are all constants.
         let var_inputs: Vec<usize> = node
             .input
@@ -471,11 +487,18 @@ fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) -> Result<T
         "Identity" => Ok(get(0)?.clone()),
         "Neg" => {
             let t = get(0)?;
-            Ok(Tensor { dims: t.dims.clone(), data: t.data.iter().map(|v| -v).collect() })
+            Ok(Tensor {
+                dims: t.dims.clone(),
+                data: t.data.iter().map(|v| -v).collect(),
+            })
         }
         "Add" | "Sub" | "Mul" | "Div" => {
             let (a, b) = (get(0)?, get(1)?);
-            let (big, shape) = if a.numel() >= b.numel() { (a, a.dims.clone()) } else { (b, b.dims.clone()) };
+            let (big, shape) = if a.numel() >= b.numel() {
+                (a, a.dims.clone())
+            } else {
+                (b, b.dims.clone())
+            };
             let (x, y) = (broadcast(a, &shape)?, broadcast(b, &shape)?);
             let _ = big;
             let data = x
@@ -502,11 +525,17 @@ fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) -> Result<T
                     data[j * r + i] = t.data[i * c + j];
                 }
             }
-            Ok(Tensor { dims: vec![c, r], data })
+            Ok(Tensor {
+                dims: vec![c, r],
+                data,
+            })
         }
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
             let t = get(0)?;
-            Ok(Tensor { dims: vec![t.numel()], data: t.data.clone() })
+            Ok(Tensor {
+                dims: vec![t.numel()],
+                data: t.data.clone(),
+            })
         }
         other => Err(format!("unsupported operator {other} on constants")),
     }

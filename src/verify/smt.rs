@@ -55,7 +55,10 @@ pub fn solve(
 ) -> (SmtOutcome, Option<SmtRecord>) {
     let solver = Solver::new();
     let mut params = Params::new();
-    params.set_u32("timeout", timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
+    params.set_u32(
+        "timeout",
+        timeout.as_millis().clamp(1, u32::MAX as u128) as u32,
+    );
     solver.set_params(&params);
 
     let n = net.input_dim();
@@ -101,8 +104,10 @@ pub fn solve(
                     .iter()
                     .zip(&a.bias)
                     .map(|(row, b)| {
-                        let mut terms: Vec<Real> =
-                            row.iter().map(|(c, w)| Real::mul(&[&exact(*w), &v[*c]])).collect();
+                        let mut terms: Vec<Real> = row
+                            .iter()
+                            .map(|(c, w)| Real::mul(&[&exact(*w), &v[*c]]))
+                            .collect();
                         terms.push(exact(*b));
                         let refs: Vec<&Real> = terms.iter().collect();
                         Real::add(&refs)
@@ -113,7 +118,9 @@ pub fn solve(
                 let lb = bounds.map(|b| &b[relu_index]);
                 let mut out = Vec::with_capacity(v.len());
                 for (i, z) in v.iter().enumerate() {
-                    let (l, u) = lb.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| (b.lower[i], b.upper[i]));
+                    let (l, u) = lb.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| {
+                        (b.lower[i], b.upper[i])
+                    });
                     if l >= 0.0 {
                         solver.assert(z.ge(&zero));
                         out.push(z.clone());
@@ -152,7 +159,11 @@ pub fn solve(
         terms.push(exact(c.constant));
         let refs: Vec<&Real> = terms.iter().collect();
         let lhs = Real::add(&refs);
-        solver.assert(if c.strict { lhs.lt(&zero) } else { lhs.le(&zero) });
+        solver.assert(if c.strict {
+            lhs.lt(&zero)
+        } else {
+            lhs.le(&zero)
+        });
     }
     let smtlib = record.then(|| solver.to_smt2());
     let result = solver.check();

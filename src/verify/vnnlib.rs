@@ -42,15 +42,16 @@ fn parse_sexps(text: &str) -> Result<Vec<Sexp>, String> {
     let (mut line, mut col) = (1, 0);
     let mut atom = String::new();
     let mut atom_pos = Pos { line: 1, col: 1 };
-    let flush = |atom: &mut String, pos: Pos, stack: &mut Vec<(Vec<Sexp>, Pos)>, top: &mut Vec<Sexp>| {
-        if !atom.is_empty() {
-            let a = Sexp::Atom(std::mem::take(atom), pos);
-            match stack.last_mut() {
-                Some((v, _)) => v.push(a),
-                None => top.push(a),
+    let flush =
+        |atom: &mut String, pos: Pos, stack: &mut Vec<(Vec<Sexp>, Pos)>, top: &mut Vec<Sexp>| {
+            if !atom.is_empty() {
+                let a = Sexp::Atom(std::mem::take(atom), pos);
+                match stack.last_mut() {
+                    Some((v, _)) => v.push(a),
+                    None => top.push(a),
+                }
             }
-        }
-    };
+        };
     while let Some((_, c)) = chars.next() {
         col += 1;
         let here = Pos { line, col };
@@ -97,7 +98,9 @@ fn parse_sexps(text: &str) -> Result<Vec<Sexp>, String> {
     }
     flush(&mut atom, atom_pos, &mut stack, &mut top);
     if let Some((_, pos)) = stack.last() {
-        return Err(format!("{pos}: '(' is never closed (the file may be truncated)"));
+        return Err(format!(
+            "{pos}: '(' is never closed (the file may be truncated)"
+        ));
     }
     Ok(top)
 }
@@ -172,7 +175,10 @@ impl Parser {
                     Some((Sexp::Atom(h, _), rest)) => (h.as_str(), rest),
                     _ => return Err(format!("{pos}: expected an operator such as +, - or *")),
                 };
-                let terms = args.iter().map(|a| self.term(a)).collect::<Result<Vec<_>, _>>()?;
+                let terms = args
+                    .iter()
+                    .map(|a| self.term(a))
+                    .collect::<Result<Vec<_>, _>>()?;
                 match (head, terms.len()) {
                     ("+", n) if n >= 1 => Ok(terms.into_iter().fold(Term::default(), Term::add)),
                     ("-", 1) => Ok(terms.into_iter().next().expect("one").scale(-1.0)),
@@ -244,19 +250,40 @@ impl Parser {
             }
             "<=" | ">=" | "<" | ">" | "=" => {
                 if args.len() != 2 {
-                    return Err(format!("{pos}: '{head}' takes two terms, has {}", args.len()));
+                    return Err(format!(
+                        "{pos}: '{head}' takes two terms, has {}",
+                        args.len()
+                    ));
                 }
                 let (l, r) = (self.term(&args[0])?, self.term(&args[1])?);
                 let le = l.clone().add(r.clone().scale(-1.0)); // l - r
                 let ge = r.add(l.scale(-1.0)); // r - l
                 Ok(vec![match head {
-                    "<=" => vec![Atom { term: le, strict: false }],
-                    "<" => vec![Atom { term: le, strict: true }],
-                    ">=" => vec![Atom { term: ge, strict: false }],
-                    ">" => vec![Atom { term: ge, strict: true }],
+                    "<=" => vec![Atom {
+                        term: le,
+                        strict: false,
+                    }],
+                    "<" => vec![Atom {
+                        term: le,
+                        strict: true,
+                    }],
+                    ">=" => vec![Atom {
+                        term: ge,
+                        strict: false,
+                    }],
+                    ">" => vec![Atom {
+                        term: ge,
+                        strict: true,
+                    }],
                     _ => vec![
-                        Atom { term: le, strict: false },
-                        Atom { term: ge, strict: false },
+                        Atom {
+                            term: le,
+                            strict: false,
+                        },
+                        Atom {
+                            term: ge,
+                            strict: false,
+                        },
                     ],
                 }])
             }
@@ -277,7 +304,10 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
     let mut asserted = false;
     for s in &sexps {
         let Sexp::List(items, pos) = s else {
-            return Err(format!("{}: expected '(declare-const ...)' or '(assert ...)'", s.pos()));
+            return Err(format!(
+                "{}: expected '(declare-const ...)' or '(assert ...)'",
+                s.pos()
+            ));
         };
         match items.first() {
             Some(Sexp::Atom(h, _)) if h == "declare-const" => {
@@ -287,7 +317,9 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
                     return Err(format!("{pos}: expected (declare-const NAME Real)"));
                 };
                 if sort != "Real" {
-                    return Err(format!("{spos}: only Real variables are supported, not {sort}"));
+                    return Err(format!(
+                        "{spos}: only Real variables are supported, not {sort}"
+                    ));
                 }
                 let var = if let Some(i) = name.strip_prefix("X_").and_then(|i| i.parse().ok()) {
                     n_x = n_x.max(i + 1);
@@ -321,14 +353,26 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
                     return Err(format!("{pos}: the assertions expand to too many cases"));
                 }
             }
-            _ => return Err(format!("{pos}: expected '(declare-const ...)' or '(assert ...)'")),
+            _ => {
+                return Err(format!(
+                    "{pos}: expected '(declare-const ...)' or '(assert ...)'"
+                ))
+            }
         }
     }
     if n_x == 0 || n_y == 0 {
         return Err("no input (X_i) or no output (Y_j) variable is declared".into());
     }
-    let declared_x = parser.vars.values().filter(|v| matches!(v, Var::X(_))).count();
-    let declared_y = parser.vars.values().filter(|v| matches!(v, Var::Y(_))).count();
+    let declared_x = parser
+        .vars
+        .values()
+        .filter(|v| matches!(v, Var::X(_)))
+        .count();
+    let declared_y = parser
+        .vars
+        .values()
+        .filter(|v| matches!(v, Var::Y(_)))
+        .count();
     if declared_x != n_x || declared_y != n_y {
         return Err("variables must be numbered from 0 without gaps (X_0.., Y_0..)".into());
     }
@@ -341,10 +385,19 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
         let mut upper = vec![f64::INFINITY; n_x];
         let mut constraints = Vec::new();
         for a in atoms {
-            let vars: Vec<(Var, f64)> =
-                a.term.coeffs.iter().filter(|(_, c)| **c != 0.0).map(|(v, c)| (*v, *c)).collect();
+            let vars: Vec<(Var, f64)> = a
+                .term
+                .coeffs
+                .iter()
+                .filter(|(_, c)| **c != 0.0)
+                .map(|(v, c)| (*v, *c))
+                .collect();
             if vars.is_empty() {
-                let ok = if a.strict { a.term.constant < 0.0 } else { a.term.constant <= 0.0 };
+                let ok = if a.strict {
+                    a.term.constant < 0.0
+                } else {
+                    a.term.constant <= 0.0
+                };
                 if ok {
                     continue;
                 }
@@ -438,8 +491,11 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("'foo'"), "{e}");
         let e = parse("(declare-const X_0 Real)\n(assert (<= X_0 1)", "t").unwrap_err();
         assert!(e.contains("never closed"), "{e}");
-        let e = parse("(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))", "t")
-            .unwrap_err();
+        let e = parse(
+            "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))",
+            "t",
+        )
+        .unwrap_err();
         assert!(e.contains("X_0 is not bounded"), "{e}");
         let e = parse("(declare-const X_0 Real)(assert (<= (* X_0 X_0) 1))", "t").unwrap_err();
         assert!(e.contains("not linear"), "{e}");

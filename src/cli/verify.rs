@@ -1,0 +1,717 @@
+//! `archproof verify`: prove or refute properties of trained ReLU networks.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use archproof::verify::{self, Engine, Network, Options, Outcome, Spec, Verdict};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::common::{print_json, write_file};
+
+/// Prove or refute a property of a trained ReLU network (ONNX or NNet).
+///
+/// A VNN-LIB file states the unsafe set: "holds" means no input reaches it (unsat), "violated"
+/// comes with a counterexample that a plain forward pass confirms (sat), "unknown" says why.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  archproof verify --net ACASXU_run2a_1_1_batch_2000.onnx --spec prop_3.vnnlib --timeout 116
+  archproof verify --net net.nnet --spec prop.vnnlib --json
+  archproof verify --instances instances.csv --root DIR --out results.csv --expected expected.csv
+  archproof verify --net net.onnx --input x.csv --eps 0.02 --label 3
+  archproof verify --net net.onnx --input x.csv --max-radius
+  archproof verify --net net.onnx --spec prop.vnnlib --engine smt")]
+pub struct Args {
+    /// The network: .onnx or .nnet.
+    #[arg(long, required_unless_present = "instances")]
+    net: Option<PathBuf>,
+    /// A VNN-LIB property.
+    #[arg(long, conflicts_with_all = ["input", "instances"])]
+    spec: Option<PathBuf>,
+    /// A point (CSV or whitespace-separated numbers) for local robustness.
+    #[arg(long, conflicts_with = "instances")]
+    input: Option<PathBuf>,
+    /// L-infinity radius around --input.
+    #[arg(long, requires = "input")]
+    eps: Option<f64>,
+    /// The class that must stay the largest output [default: the network's class at --input].
+    #[arg(long, requires = "input")]
+    label: Option<usize>,
+    /// Clip the ball to this input range, e.g. 0,1.
+    #[arg(long, requires = "input", value_parser = parse_range)]
+    clip: Option<(f64, f64)>,
+    /// Search the largest radius proven robust (and the smallest refuted) around --input.
+    #[arg(long, requires = "input", conflicts_with = "eps")]
+    max_radius: bool,
+    /// Half-width of a region around --input on --dims, searched exhaustively with
+    /// manipulations of --step (and verified as a continuous box).
+    #[arg(long, requires_all = ["input", "step"], conflicts_with_all = ["eps", "max_radius"])]
+    region: Option<f64>,
+    /// Length of one manipulation of --region.
+    #[arg(long, requires = "region")]
+    step: Option<f64>,
+    /// Input dimensions of --region, e.g. 0,1 [default: all].
+    #[arg(long, requires = "region", value_delimiter = ',')]
+    dims: Option<Vec<usize>>,
+    /// A VNN-COMP instance list: onnx,vnnlib,timeout per line.
+    #[arg(long)]
+    instances: Option<PathBuf>,
+    /// Directory the instance list's paths are relative to [default: the list's directory].
+    #[arg(long, requires = "instances")]
+    root: Option<PathBuf>,
+    /// Result CSV of an instance list (onnx,vnnlib,result,seconds,...).
+    #[arg(long, requires = "instances")]
+    out: Option<PathBuf>,
+    /// Known answers (network,property,expected) to count wrong results against.
+    #[arg(long, requires = "instances")]
+    expected: Option<PathBuf>,
+    /// Time limit in seconds (an instance list's own limits apply when smaller).
+    #[arg(long, default_value_t = 116.0)]
+    timeout: f64,
+    /// bab: falsifier, bound propagation, branch and bound, Z3 for what stays open;
+    /// smt: the whole network in Z3 (the baseline).
+    #[arg(long, value_enum, default_value_t = EngineArg::Bab)]
+    engine: EngineArg,
+    /// Seed of the falsifier.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the VNN-COMP result file (sat/unsat/timeout and the counterexample) here.
+    #[arg(long, conflicts_with = "instances")]
+    vnncomp_out: Option<PathBuf>,
+    /// Directory of proof logs (spec, settings, verdict, SMT-LIB of the Z3 queries)
+    /// [default: proofs/ for a single property; none for an instance list].
+    #[arg(long)]
+    proof_dir: Option<PathBuf>,
+    /// Write no proof log.
+    #[arg(long, conflicts_with = "proof_dir")]
+    no_proof: bool,
+    /// Replace output files that exist.
+    #[arg(long)]
+    force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EngineArg {
+    Bab,
+    Smt,
+}
+
+fn parse_range(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("'{s}' is not LO,HI"))?;
+    let (a, b) = (
+        a.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("'{a}' is not a number"))?,
+        b.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("'{b}' is not a number"))?,
+    );
+    if a > b {
+        return Err(format!("{a} is above {b}"));
+    }
+    Ok((a, b))
+}
+
+fn options(args: &Args, timeout: f64) -> Result<Options> {
+    if !(timeout > 0.0 && timeout.is_finite()) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    Ok(Options {
+        timeout: Duration::from_secs_f64(timeout),
+        engine: match args.engine {
+            EngineArg::Bab => Engine::Bab,
+            EngineArg::Smt => Engine::Smt,
+        },
+        seed: args.seed,
+        record_smt: !args.no_proof,
+    })
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.instances.is_some() {
+        return run_instances(&args);
+    }
+    let net_path = args.net.clone().expect("clap requires --net");
+    let net = verify::load_network(&net_path)?;
+    if let Some(spec_path) = &args.spec {
+        let spec = verify::load_spec(spec_path)?;
+        let out = run_one(&args, &net, &spec, &net_path, spec_path, args.timeout)?;
+        report_one(&args, &spec, &out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(input_path) = &args.input else {
+        bail!("give a property: --spec FILE.vnnlib, or --input FILE with --eps or --max-radius");
+    };
+    let x = read_point(input_path, net.input_dim())?;
+    let y = net.forward(&x);
+    let label = match args.label {
+        Some(l) if l >= y.len() => bail!(
+            "--label {l} is not an output of the network (it has {})",
+            y.len()
+        ),
+        Some(l) => l,
+        None => argmax(&y),
+    };
+    if args.max_radius {
+        return max_radius(&args, &net, &x, label);
+    }
+    if let Some(radius) = args.region {
+        return region(&args, &net, &net_path, input_path, x, label, radius);
+    }
+    let Some(eps) = args.eps else {
+        bail!("--input needs --eps RADIUS or --max-radius");
+    };
+    if !(eps >= 0.0 && eps.is_finite()) {
+        bail!("--eps must be a nonnegative number");
+    }
+    let spec = Spec::robustness(&x, eps, label, net.output_dim(), args.clip);
+    let out = run_one(&args, &net, &spec, &net_path, input_path, args.timeout)?;
+    report_one(&args, &spec, &out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// Reads a point: numbers separated by commas, spaces or newlines.
+fn read_point(path: &Path, n: usize) -> Result<Vec<f64>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let x = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| anyhow::anyhow!("{}: '{s}' is not a number", path.display()))
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    if x.len() != n {
+        bail!(
+            "{}: {} values, the network takes {n}",
+            path.display(),
+            x.len()
+        );
+    }
+    Ok(x)
+}
+
+fn run_one(
+    args: &Args,
+    net: &Network,
+    spec: &Spec,
+    net_path: &Path,
+    spec_path: &Path,
+    timeout: f64,
+) -> Result<Outcome> {
+    let spinner = if args.quiet || args.json {
+        ProgressBar::hidden()
+    } else {
+        let s = ProgressBar::new_spinner();
+        s.set_style(
+            ProgressStyle::with_template("{spinner} verifying {msg} [{elapsed}]")
+                .expect("static template"),
+        );
+        s.set_message(spec.name.clone());
+        s.enable_steady_tick(Duration::from_millis(200));
+        s
+    };
+    let out = verify::verify(net, spec, &options(args, timeout)?)?;
+    spinner.finish_and_clear();
+    if let Some(path) = &args.vnncomp_out {
+        write_file(path, vnncomp_text(&out, net).as_bytes(), args.force)?;
+    }
+    if !args.no_proof {
+        let dir = args
+            .proof_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("proofs"));
+        write_proof_log(&dir, net_path, spec_path, spec, args, &out)?;
+    }
+    Ok(out)
+}
+
+/// The VNN-COMP result format: the verdict word, then for `sat` the assignment.
+fn vnncomp_text(out: &Outcome, net: &Network) -> String {
+    let mut s = format!("{}\n", out.result.vnncomp(out.timed_out));
+    if let Some(c) = &out.counterexample {
+        s.push('(');
+        let mut first = true;
+        for (i, v) in c.input.iter().enumerate() {
+            s.push_str(&format!("{}(X_{i} {v:e})\n", if first { "" } else { " " }));
+            first = false;
+        }
+        for (j, v) in c.output.iter().enumerate() {
+            s.push_str(&format!(" (Y_{j} {v:e})"));
+            s.push_str(if j + 1 == net.output_dim() {
+                ")\n"
+            } else {
+                "\n"
+            });
+        }
+    }
+    s
+}
+
+#[derive(Serialize)]
+struct ProofLog<'a> {
+    network: String,
+    spec: String,
+    regions: usize,
+    engine: &'static str,
+    timeout_s: f64,
+    seed: u64,
+    outcome: &'a Outcome,
+    smt_queries: usize,
+    smt_queries_written: usize,
+}
+
+fn write_proof_log(
+    dir: &Path,
+    net_path: &Path,
+    spec_path: &Path,
+    spec: &Spec,
+    args: &Args,
+    out: &Outcome,
+) -> Result<()> {
+    const MAX_QUERIES: usize = 50;
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let run_dir = dir.join(format!("{}-{}-{stamp}", stem(net_path), stem(spec_path)));
+    let log = ProofLog {
+        network: net_path.display().to_string(),
+        spec: spec_path.display().to_string(),
+        regions: spec.regions.len(),
+        engine: match args.engine {
+            EngineArg::Bab => "bab",
+            EngineArg::Smt => "smt",
+        },
+        timeout_s: args.timeout,
+        seed: args.seed,
+        outcome: out,
+        smt_queries: out.smt.len(),
+        smt_queries_written: out.smt.len().min(MAX_QUERIES),
+    };
+    write_file(
+        &run_dir.join("log.json"),
+        serde_json::to_string_pretty(&log)?.as_bytes(),
+        false,
+    )?;
+    if !out.smt.is_empty() {
+        let mut text = String::new();
+        for (i, q) in out.smt.iter().take(MAX_QUERIES).enumerate() {
+            text.push_str(&format!(
+                "; query {i}: {}\n(push)\n{}(check-sat)\n(pop)\n\n",
+                q.answer, q.smtlib
+            ));
+        }
+        write_file(&run_dir.join("queries.smt2"), text.as_bytes(), false)?;
+    }
+    Ok(())
+}
+
+fn report_one(args: &Args, spec: &Spec, out: &Outcome) -> Result<()> {
+    if args.json {
+        return print_json(out);
+    }
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.6}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match out.result {
+        Verdict::Holds => println!(
+            "holds: {} ({} regions, {} subdomains, {} Z3 calls) in {:.2} s",
+            spec.name, out.stats.regions, out.stats.domains, out.stats.smt_calls, out.seconds
+        ),
+        Verdict::Violated => {
+            let c = out
+                .counterexample
+                .as_ref()
+                .expect("violated has a counterexample");
+            println!(
+                "violated: {} in {:.2} s (region {})",
+                spec.name, out.seconds, c.region
+            );
+            println!("  input   [{}]", fmt(&c.input));
+            println!("  output  [{}]", fmt(&c.output));
+        }
+        Verdict::Unknown => println!(
+            "unknown: {} after {:.2} s: {}",
+            spec.name,
+            out.seconds,
+            out.reason.as_deref().unwrap_or("not settled")
+        ),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RegionReport<'a> {
+    spec: &'a verify::dlv::ManipulationSpec,
+    grid: verify::dlv::GridResult,
+    grid_seconds: f64,
+    region: Outcome,
+}
+
+fn region(
+    args: &Args,
+    net: &Network,
+    net_path: &Path,
+    input_path: &Path,
+    x: Vec<f64>,
+    label: usize,
+    radius: f64,
+) -> Result<ExitCode> {
+    let spec = verify::dlv::ManipulationSpec {
+        dims: args.dims.clone().unwrap_or_else(|| (0..x.len()).collect()),
+        center: x,
+        radius,
+        step: args.step.expect("clap requires --step"),
+        label,
+    };
+    spec.validate(net).map_err(anyhow::Error::msg)?;
+    let t0 = std::time::Instant::now();
+    let grid = spec.exhaustive(net);
+    let grid_seconds = t0.elapsed().as_secs_f64();
+    let box_spec = spec.region_spec(net.output_dim());
+    let out = run_one(args, net, &box_spec, net_path, input_path, args.timeout)?;
+    let report = RegionReport {
+        spec: &spec,
+        grid,
+        grid_seconds,
+        region: out,
+    };
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let g = &report.grid;
+    match &g.counterexample {
+        None => println!(
+            "grid: all {} points reachable by manipulations of {} keep class {label} ({:.2} s)",
+            g.points, spec.step, report.grid_seconds
+        ),
+        Some(c) => println!(
+            "grid: {} of {} points change class; nearest: [{}] ({:.2} s)",
+            g.misclassified,
+            g.points,
+            c.iter()
+                .map(|v| format!("{v:.6}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            report.grid_seconds
+        ),
+    }
+    print!("box:  ");
+    report_one(args, &box_spec, &report.region)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct RadiusReport {
+    label: usize,
+    proven_robust: f64,
+    refuted: Option<f64>,
+    counterexample: Option<verify::Counterexample>,
+    steps: Vec<(f64, Verdict)>,
+    seconds: f64,
+}
+
+fn max_radius(args: &Args, net: &Network, x: &[f64], label: usize) -> Result<ExitCode> {
+    let start = std::time::Instant::now();
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    let mut refuted: Option<(f64, verify::Counterexample)> = None;
+    let mut steps = Vec::new();
+    let per_step = (args.timeout / 16.0).max(0.5);
+    // Grow the upper end until refuted (or a radius of 1 holds), then bisect.
+    for _ in 0..24 {
+        if hi - lo <= 1e-4 * hi.max(1e-6) || start.elapsed().as_secs_f64() > args.timeout {
+            break;
+        }
+        let eps = if refuted.is_none() && lo == 0.0 && steps.is_empty() {
+            hi
+        } else {
+            0.5 * (lo + hi)
+        };
+        let spec = Spec::robustness(x, eps, label, net.output_dim(), args.clip);
+        let mut opts = options(args, per_step)?;
+        opts.record_smt = false;
+        let out = verify::verify(net, &spec, &opts)?;
+        steps.push((eps, out.result));
+        match out.result {
+            Verdict::Holds => lo = eps,
+            Verdict::Violated => {
+                hi = eps;
+                refuted = out.counterexample.map(|c| (eps, c));
+            }
+            Verdict::Unknown => hi = eps, // not proven: the answer lies below
+        }
+        if steps.len() == 1 && out.result == Verdict::Holds {
+            break; // robust on the whole unit ball
+        }
+    }
+    let report = RadiusReport {
+        label,
+        proven_robust: lo,
+        refuted: refuted.as_ref().map(|r| r.0),
+        counterexample: refuted.map(|r| r.1),
+        steps,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "label {label}: robust up to eps = {:.6} (proven)",
+            report.proven_robust
+        );
+        match report.refuted {
+            Some(e) => println!("  refuted at eps = {e:.6} with a checked counterexample"),
+            None => println!("  no counterexample found below eps = {hi:.6}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct InstanceRow {
+    onnx: String,
+    vnnlib: String,
+    result: String,
+    seconds: f64,
+    expected: Option<String>,
+    correct: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct InstancesSummary {
+    instances: usize,
+    solved: usize,
+    sat: usize,
+    unsat: usize,
+    unknown: usize,
+    wrong: usize,
+    checked_against_expected: usize,
+    total_seconds: f64,
+    rows: Vec<InstanceRow>,
+}
+
+/// Reads an expected-answers table `network,property,expected` (network like `1_1`).
+fn read_expected(path: &Path) -> Result<HashMap<(String, String), String>> {
+    let mut rdr = csv::Reader::from_path(path).with_context(|| format!("{}", path.display()))?;
+    let mut out = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}", path.display()))?;
+        if rec.len() < 3 {
+            bail!(
+                "{}, line {}: expected network,property,expected",
+                path.display(),
+                i + 2
+            );
+        }
+        let ans = rec[2].trim().to_string();
+        if ans != "sat" && ans != "unsat" {
+            bail!(
+                "{}, line {}: '{ans}' is neither sat nor unsat",
+                path.display(),
+                i + 2
+            );
+        }
+        out.insert((rec[0].trim().to_string(), rec[1].trim().to_string()), ans);
+    }
+    Ok(out)
+}
+
+fn run_instances(args: &Args) -> Result<ExitCode> {
+    let list = args.instances.clone().expect("checked");
+    let root = args
+        .root
+        .clone()
+        .unwrap_or_else(|| list.parent().map(Path::to_path_buf).unwrap_or_default());
+    let text = std::fs::read_to_string(&list).with_context(|| format!("{}", list.display()))?;
+    let mut instances = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != 3 {
+            bail!(
+                "{}, line {}: expected onnx,vnnlib,timeout",
+                list.display(),
+                i + 1
+            );
+        }
+        let t: f64 = f[2]
+            .parse()
+            .ok()
+            .filter(|t: &f64| *t > 0.0)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}, line {}: '{}' is not a timeout",
+                    list.display(),
+                    i + 1,
+                    f[2]
+                )
+            })?;
+        instances.push((f[0].to_string(), f[1].to_string(), t));
+    }
+    let expected = args.expected.as_deref().map(read_expected).transpose()?;
+    if let Some(out) = &args.out {
+        if out.exists() && !args.force {
+            bail!("{} exists; pass --force to overwrite it", out.display());
+        }
+    }
+    let bar = if args.quiet || args.json {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(instances.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} instances {msg} [{elapsed}]")
+                .expect("static template"),
+        );
+        b
+    };
+    let mut rows = Vec::new();
+    let mut nets: HashMap<String, Network> = HashMap::new();
+    let mut specs: HashMap<String, Spec> = HashMap::new();
+    for (onnx, vnnlib, t) in &instances {
+        let net_path = locate(&root, onnx, "onnx");
+        let spec_path = locate(&root, vnnlib, "vnnlib");
+        if !nets.contains_key(onnx) {
+            nets.insert(onnx.clone(), verify::load_network(&net_path)?);
+        }
+        if !specs.contains_key(vnnlib) {
+            specs.insert(vnnlib.clone(), verify::load_spec(&spec_path)?);
+        }
+        let (net, spec) = (&nets[onnx], &specs[vnnlib]);
+        let mut opts = options(args, t.min(args.timeout))?;
+        opts.record_smt = args.proof_dir.is_some();
+        let out = verify::verify(net, spec, &opts)?;
+        if let Some(dir) = &args.proof_dir {
+            write_proof_log(dir, &net_path, &spec_path, spec, args, &out)?;
+        }
+        let result = out.result.vnncomp(out.timed_out).to_string();
+        let key = instance_key(onnx, vnnlib);
+        let exp = expected.as_ref().and_then(|e| e.get(&key).cloned());
+        let correct = exp.as_ref().and_then(|e| match out.result {
+            Verdict::Unknown => None,
+            _ => Some(*e == result),
+        });
+        bar.set_message(format!("{} {}: {result}", key.0, key.1));
+        bar.inc(1);
+        rows.push(InstanceRow {
+            onnx: onnx.clone(),
+            vnnlib: vnnlib.clone(),
+            result,
+            seconds: out.seconds,
+            expected: exp,
+            correct,
+        });
+    }
+    bar.finish_and_clear();
+    let count = |w: &str| rows.iter().filter(|r| r.result == w).count();
+    let summary = InstancesSummary {
+        instances: rows.len(),
+        solved: count("sat") + count("unsat"),
+        sat: count("sat"),
+        unsat: count("unsat"),
+        unknown: rows.len() - count("sat") - count("unsat"),
+        wrong: rows.iter().filter(|r| r.correct == Some(false)).count(),
+        checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
+        total_seconds: rows.iter().map(|r| r.seconds).sum(),
+        rows,
+    };
+    if let Some(out) = &args.out {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["onnx", "vnnlib", "result", "seconds", "expected", "correct"])?;
+        for r in &summary.rows {
+            w.write_record([
+                r.onnx.clone(),
+                r.vnnlib.clone(),
+                r.result.clone(),
+                format!("{:.3}", r.seconds),
+                r.expected.clone().unwrap_or_default(),
+                r.correct.map(|c| c.to_string()).unwrap_or_default(),
+            ])?;
+        }
+        write_file(out, &w.into_inner()?, args.force)?;
+    }
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} instances: {} solved ({} sat, {} unsat), {} unknown, {} wrong of {} with known answers; {:.1} s in total",
+            summary.instances,
+            summary.solved,
+            summary.sat,
+            summary.unsat,
+            summary.unknown,
+            summary.wrong,
+            summary.checked_against_expected,
+            summary.total_seconds
+        );
+    }
+    Ok(if summary.wrong > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A file of an instance list: `root/name`, else `root/sub/name` (lists that give bare names
+/// next to `onnx/` and `vnnlib/` folders).
+fn locate(root: &Path, name: &str, sub: &str) -> PathBuf {
+    let direct = root.join(name);
+    if direct.exists() {
+        return direct;
+    }
+    let nested = root.join(sub).join(name);
+    if nested.exists() {
+        nested
+    } else {
+        direct
+    }
+}
+
+/// `("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib")` -> `("1_9", "prop_7")`.
+fn instance_key(onnx: &str, vnnlib: &str) -> (String, String) {
+    let stem = |s: &str| {
+        Path::new(s)
+            .file_stem()
+            .map(|x| x.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    let net = stem(onnx);
+    let short = net
+        .strip_prefix("ACASXU_run2a_")
+        .and_then(|r| r.strip_suffix("_batch_2000"))
+        .map(str::to_string)
+        .unwrap_or(net);
+    (short, stem(vnnlib))
+}

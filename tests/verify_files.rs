@@ -1,0 +1,348 @@
+//! Loaders against the reference files, and every loader against truncated, garbage and
+//! inconsistent files: exit 2 and one line naming the file and the problem.
+
+mod common;
+
+use archproof::verify::{load_network, load_spec, nnet};
+use common::{archproof, assert_bad_input};
+use rand::{Rng, SeedableRng};
+
+#[test]
+fn onnx_and_nnet_versions_of_acas_xu_compute_the_same_function() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    for (i, j) in [(1, 1), (2, 9), (3, 3), (4, 5), (5, 9)] {
+        let name = format!("ACASXU_run2a_{i}_{j}_batch_2000");
+        let onnx = load_network(&data.join(format!("acasxu/onnx/{name}.onnx"))).unwrap();
+        let text = std::fs::read_to_string(data.join(format!("acasxu/nnet/{name}.nnet"))).unwrap();
+        let (nnet, norm) = nnet::parse(&text).unwrap();
+        assert_eq!((onnx.input_dim(), onnx.output_dim()), (5, 5));
+        assert_eq!(onnx.relu_count(), 300);
+        assert_eq!(norm.mean.len(), 6);
+        for _ in 0..200 {
+            let x: Vec<f64> = (0..5).map(|_| rng.random_range(-0.5..0.5)).collect();
+            let (a, b) = (onnx.forward(&x), nnet.forward(&x));
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() < 1e-5, "{name}: {a:?} vs {b:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_reference_spec_parses() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let regions: Vec<usize> = (1..=10)
+        .map(|p| {
+            load_spec(&data.join(format!("acasxu/vnnlib/prop_{p}.vnnlib")))
+                .unwrap()
+                .regions
+                .len()
+        })
+        .collect();
+    // Props 1-4 are one region each; 5, 9, 10 are four disjuncts over the outputs; prop 6 has
+    // two input boxes times four output disjuncts; 7 has two and 8 three output disjuncts.
+    assert_eq!(regions, vec![1, 1, 1, 1, 4, 8, 2, 3, 4, 4]);
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_string_lossy().to_string()
+}
+
+const SPEC: &str = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 1))\n(assert (>= X_0 0))\n(assert (>= Y_0 3))\n";
+const NNET: &str =
+    "// tiny\n2,1,1,2,\n1,2,1,\n0,\n-1,\n1,\n0,0,\n1,1,\n1.0,\n-1.0,\n0.0,\n0.0,\n1.0,1.0,\n0.5,\n";
+
+#[test]
+fn a_hand_written_nnet_file_loads() {
+    let (net, _) = nnet::parse(NNET).unwrap();
+    // relu(x) + relu(-x) + 0.5 = |x| + 0.5
+    assert_eq!(net.forward(&[-0.25]), vec![0.75]);
+}
+
+#[test]
+fn bad_files_exit_2_naming_file_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(&dir, "ok.vnnlib", SPEC.as_bytes());
+    let net = write(&dir, "ok.nnet", NNET.as_bytes());
+    let run =
+        |n: &str, s: &str| archproof(&["verify", "--net", n, "--spec", s, "--no-proof", "-q"]);
+    assert!(run(&net, &spec).status.success());
+
+    // NNet: truncated, garbage, inconsistent sizes.
+    let lines: Vec<&str> = NNET.lines().collect();
+    let cut_lines = lines[..lines.len() - 2].join("\n");
+    let truncated = write(&dir, "truncated.nnet", cut_lines.as_bytes());
+    assert_bad_input(&run(&truncated, &spec), &["truncated.nnet", "ends before"]);
+    let cut_mid = write(&dir, "cutmid.nnet", &NNET.as_bytes()[..NNET.len() - 12]);
+    assert_bad_input(&run(&cut_mid, &spec), &["cutmid.nnet", "line 13"]);
+    let garbage = write(&dir, "garbage.nnet", b"\x00\x01binary junk");
+    assert_bad_input(&run(&garbage, &spec), &["garbage.nnet"]);
+    let sizes = write(
+        &dir,
+        "sizes.nnet",
+        NNET.replace("1,2,1,", "1,3,1,").as_bytes(),
+    );
+    assert_bad_input(&run(&sizes, &spec), &["sizes.nnet", "weight row"]);
+    let nan = write(
+        &dir,
+        "nan.nnet",
+        NNET.replace("1.0,\n-1.0", "NaN,\n-1.0").as_bytes(),
+    );
+    assert_bad_input(&run(&nan, &spec), &["nan.nnet", "not a number"]);
+
+    // VNN-LIB: truncated, garbage, inconsistent with the network.
+    let cut = write(&dir, "cut.vnnlib", &SPEC.as_bytes()[..SPEC.len() - 4]);
+    assert_bad_input(&run(&net, &cut), &["cut.vnnlib", "never closed"]);
+    let junk = write(&dir, "junk.vnnlib", b"hello world");
+    assert_bad_input(&run(&net, &junk), &["junk.vnnlib"]);
+    let wide = write(
+        &dir,
+        "wide.vnnlib",
+        SPEC.replace(
+            "(declare-const Y_0 Real)",
+            "(declare-const Y_0 Real)(declare-const Y_1 Real)",
+        )
+        .as_bytes(),
+    );
+    assert_bad_input(&run(&net, &wide), &["wide.vnnlib", "2 outputs"]);
+
+    // ONNX: garbage, truncated, and an unsupported operator.
+    let onnx_junk = write(
+        &dir,
+        "junk.onnx",
+        b"this is not protobuf at all \xff\xff\xff",
+    );
+    assert_bad_input(
+        &run(&onnx_junk, &spec),
+        &["junk.onnx", "not a valid ONNX model"],
+    );
+    if let Some(data) = common::shared_data() {
+        let real =
+            std::fs::read(data.join("acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx")).unwrap();
+        let cut = write(&dir, "cut.onnx", &real[..real.len() / 2]);
+        assert_bad_input(&run(&cut, &spec), &["cut.onnx"]);
+    }
+    let missing = dir.path().join("missing.onnx");
+    assert_bad_input(&run(&missing.to_string_lossy(), &spec), &["missing.onnx"]);
+    let other = write(&dir, "net.txt", b"");
+    assert_bad_input(&run(&other, &spec), &["net.txt", "unknown network format"]);
+}
+
+mod onnx_models {
+    //! Small ONNX models written with the protobuf messages, to run through both our loader
+    //! and tract.
+    use onnx_protobuf::{
+        attribute_proto::AttributeType, tensor_shape_proto::Dimension, AttributeProto, GraphProto,
+        Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
+    };
+
+    pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let mut v = ValueInfoProto::new();
+        v.name = name.into();
+        let t = v.type_.mut_or_insert_default().mut_tensor_type();
+        t.elem_type = 1;
+        for &d in dims {
+            let mut dim = Dimension::new();
+            dim.set_dim_value(d);
+            t.shape.mut_or_insert_default().dim.push(dim);
+        }
+        v
+    }
+
+    pub fn tensor(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.dims = dims.to_vec();
+        t.data_type = 1;
+        t.float_data = data;
+        t
+    }
+
+    pub fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = format!("{op}_{output}");
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![output.into()];
+        n.attribute = attrs;
+        n
+    }
+
+    pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = AttributeType::INTS.into();
+        a.ints = v.to_vec();
+        a
+    }
+
+    pub fn model(
+        nodes: Vec<NodeProto>,
+        inits: Vec<TensorProto>,
+        input: ValueInfoProto,
+        output: ValueInfoProto,
+    ) -> Vec<u8> {
+        let mut g = GraphProto::new();
+        g.name = "test".into();
+        g.node = nodes;
+        g.initializer = inits;
+        g.input = vec![input];
+        g.output = vec![output];
+        let mut m = ModelProto::new();
+        m.ir_version = 8;
+        let mut op = OperatorSetIdProto::new();
+        op.version = 13;
+        m.opset_import = vec![op];
+        m.graph = Some(g).into();
+        m.write_to_bytes().unwrap()
+    }
+
+    /// conv(3x3, stride 2, pad 1) -> BN -> relu -> flatten -> Gemm(transB) -> Sub -> Mul, on a
+    /// 1x2x5x5 input.
+    pub fn conv_net(seed: u64) -> Vec<u8> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut r = |n: usize| {
+            (0..n)
+                .map(|_| rng.random_range(-1.0f32..1.0))
+                .collect::<Vec<f32>>()
+        };
+        let nodes = vec![
+            node(
+                "Conv",
+                &["x", "w", "b"],
+                "c",
+                vec![
+                    ints("strides", &[2, 2]),
+                    ints("pads", &[1, 1, 1, 1]),
+                    ints("kernel_shape", &[3, 3]),
+                ],
+            ),
+            node(
+                "BatchNormalization",
+                &["c", "s", "sh", "m", "v"],
+                "n",
+                vec![],
+            ),
+            node("Relu", &["n"], "r", vec![]),
+            node("Flatten", &["r"], "f", vec![]),
+            node(
+                "Gemm",
+                &["f", "g", "gb"],
+                "y0",
+                vec![{
+                    let mut a = AttributeProto::new();
+                    a.name = "transB".into();
+                    a.type_ = AttributeType::INT.into();
+                    a.i = 1;
+                    a
+                }],
+            ),
+            node("Sub", &["y0", "k"], "y1", vec![]),
+            node("Mul", &["y1", "q"], "y", vec![]),
+        ];
+        let inits = vec![
+            tensor("w", &[3, 2, 3, 3], r(54)),
+            tensor("b", &[3], r(3)),
+            tensor("s", &[3], r(3)),
+            tensor("sh", &[3], r(3)),
+            tensor("m", &[3], r(3)),
+            tensor("v", &[3], r(3).iter().map(|v| v.abs() + 0.5).collect()),
+            tensor("g", &[4, 27], r(108)),
+            tensor("gb", &[4], r(4)),
+            tensor("k", &[4], r(4)),
+            tensor("q", &[1], vec![0.5]),
+        ];
+        model(
+            nodes,
+            inits,
+            value_info("x", &[1, 2, 5, 5]),
+            value_info("y", &[1, 4]),
+        )
+    }
+}
+
+fn tract_forward(bytes: &[u8], shape: &[usize], x: &[f32]) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), x.to_vec()).unwrap();
+    let out = model.run(tvec!(Tensor::from(input).into())).unwrap();
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn onnx_loader_agrees_with_tract() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    // A convolutional model written here, with batch norm, a transposed Gemm and constants.
+    let bytes = onnx_models::conv_net(3);
+    let net = archproof::verify::onnx::load(&bytes).unwrap();
+    assert_eq!((net.input_dim(), net.output_dim()), (50, 4));
+    for _ in 0..20 {
+        let x: Vec<f32> = (0..50).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let want = tract_forward(&bytes, &[1, 2, 5, 5], &x);
+        let got = net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>());
+        for (w, g) in want.iter().zip(&got) {
+            assert!((*w as f64 - g).abs() < 1e-4, "{want:?} vs {got:?}");
+        }
+    }
+    // The ACAS Xu networks of the benchmark.
+    if let Some(data) = common::shared_data() {
+        for name in ["1_1", "3_7", "5_9"] {
+            let path = data.join(format!("acasxu/onnx/ACASXU_run2a_{name}_batch_2000.onnx"));
+            let bytes = std::fs::read(&path).unwrap();
+            let net = load_network(&path).unwrap();
+            use onnx_protobuf::Message;
+            let proto = onnx_protobuf::ModelProto::parse_from_bytes(&bytes).unwrap();
+            let shape: Vec<usize> = proto.graph.input[0]
+                .type_
+                .tensor_type()
+                .shape
+                .dim
+                .iter()
+                .map(|d| d.dim_value().max(1) as usize)
+                .collect();
+            for _ in 0..20 {
+                let x: Vec<f32> = (0..5).map(|_| rng.random_range(-0.5f32..0.5)).collect();
+                let want = tract_forward(&bytes, &shape, &x);
+                let got = net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>());
+                for (w, g) in want.iter().zip(&got) {
+                    assert!((*w as f64 - g).abs() < 1e-4, "{name}: {want:?} vs {got:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unsupported_onnx_operator_is_named() {
+    use onnx_models::*;
+    let bytes = model(
+        vec![node("Softmax", &["x"], "y", vec![])],
+        vec![],
+        value_info("x", &[1, 3]),
+        value_info("y", &[1, 3]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let net = write(&dir, "softmax.onnx", &bytes);
+    let spec = write(&dir, "s.vnnlib", b"(declare-const X_0 Real)(declare-const X_1 Real)(declare-const X_2 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)(declare-const Y_2 Real)(assert (<= X_0 1))(assert (>= X_0 0))(assert (<= X_1 1))(assert (>= X_1 0))(assert (<= X_2 1))(assert (>= X_2 0))(assert (>= Y_0 3))");
+    let out = archproof(&["verify", "--net", &net, "--spec", &spec, "--no-proof"]);
+    assert_bad_input(&out, &["softmax.onnx", "unsupported operator Softmax"]);
+}

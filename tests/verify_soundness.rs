@@ -1,0 +1,141 @@
+//! Soundness on many random small networks: every "holds" survives dense sampling and a
+//! gradient attack, every "violated" is confirmed by a forward pass, and the branch-and-bound
+//! engine never contradicts the plain Z3 encoding.
+
+use std::time::{Duration, Instant};
+
+use archproof::verify::falsify::Falsifier;
+use archproof::verify::network::{Affine, Layer, Linear, Network};
+use archproof::verify::spec::{InputBox, OutputConstraint, Region, Spec};
+use archproof::verify::{verify, Engine, Options, Verdict};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_net(rng: &mut ChaCha8Rng, dims: &[usize]) -> Network {
+    let mut layers = Vec::new();
+    for w in dims.windows(2) {
+        let (n_in, n_out) = (w[0], w[1]);
+        let scale = 1.0 / (n_in as f64).sqrt();
+        layers.push(Layer::Affine(Affine {
+            linear: Linear::Dense {
+                rows: n_out,
+                cols: n_in,
+                w: (0..n_in * n_out)
+                    .map(|_| rng.random_range(-2.0..2.0) * scale)
+                    .collect(),
+            },
+            bias: (0..n_out).map(|_| rng.random_range(-0.3..0.3)).collect(),
+        }));
+        layers.push(Layer::Relu);
+    }
+    layers.pop();
+    Network::new(vec![dims[0]], layers).unwrap()
+}
+
+fn random_spec(rng: &mut ChaCha8Rng, n_in: usize, n_out: usize) -> Spec {
+    let mut regions = Vec::new();
+    for _ in 0..rng.random_range(1..3) {
+        let lower: Vec<f64> = (0..n_in).map(|_| rng.random_range(-1.0..0.5)).collect();
+        let upper: Vec<f64> = lower
+            .iter()
+            .map(|l| l + rng.random_range(0.05..0.6))
+            .collect();
+        let constraints = (0..rng.random_range(1..3))
+            .map(|_| OutputConstraint {
+                coeffs: (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                constant: rng.random_range(-0.4..0.4),
+                strict: false,
+            })
+            .collect();
+        regions.push(Region {
+            input: InputBox { lower, upper },
+            constraints,
+        });
+    }
+    Spec {
+        name: "random".into(),
+        n_inputs: n_in,
+        n_outputs: n_out,
+        regions,
+    }
+}
+
+/// Looks hard for a counterexample: a dense grid-like sample and a gradient attack.
+fn attack(net: &Network, spec: &Spec, seed: u64) -> Option<Vec<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let strong = Falsifier {
+        samples: 20_000,
+        restarts: 64,
+        steps: 200,
+    };
+    let far = Instant::now() + Duration::from_secs(30);
+    spec.regions
+        .iter()
+        .find_map(|r| strong.run(net, r, &mut rng, far))
+}
+
+#[test]
+fn verdicts_are_sound_and_engines_agree() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    let (mut holds, mut violated, mut disagreements) = (0, 0, Vec::new());
+    for case in 0..60 {
+        let n_in = rng.random_range(2..5);
+        let dims = [n_in, rng.random_range(4..10), rng.random_range(4..10), 2];
+        let net = random_net(&mut rng, &dims);
+        let spec = random_spec(&mut rng, n_in, 2);
+        let opts = Options {
+            timeout: Duration::from_secs(20),
+            ..Options::default()
+        };
+        let bab = verify(&net, &spec, &opts).unwrap();
+        let smt = verify(
+            &net,
+            &spec,
+            &Options {
+                engine: Engine::Smt,
+                ..opts
+            },
+        )
+        .unwrap();
+        match bab.result {
+            Verdict::Holds => {
+                holds += 1;
+                if let Some(x) = attack(&net, &spec, case) {
+                    panic!("case {case}: 'holds' but {x:?} violates the spec");
+                }
+            }
+            Verdict::Violated => {
+                violated += 1;
+                let c = bab.counterexample.as_ref().unwrap();
+                let y = net.forward(&c.input);
+                assert!(
+                    spec.violated_region(&c.input, &y).is_some(),
+                    "case {case}: unconfirmed"
+                );
+            }
+            Verdict::Unknown => {}
+        }
+        if let Verdict::Violated = smt.result {
+            let c = smt.counterexample.as_ref().unwrap();
+            assert!(spec
+                .violated_region(&c.input, &net.forward(&c.input))
+                .is_some());
+        }
+        let opposite = matches!(
+            (bab.result, smt.result),
+            (Verdict::Holds, Verdict::Violated) | (Verdict::Violated, Verdict::Holds)
+        );
+        if opposite {
+            disagreements.push(case);
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "engines disagree on cases {disagreements:?}"
+    );
+    // The sample must exercise both answers.
+    assert!(
+        holds >= 10 && violated >= 10,
+        "holds {holds}, violated {violated}"
+    );
+}
