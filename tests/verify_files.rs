@@ -89,7 +89,10 @@ fn bad_files_exit_2_naming_file_and_problem() {
         "sizes.nnet",
         NNET.replace("1,2,1,", "1,3,1,").as_bytes(),
     );
-    assert_bad_input(&run(&sizes, &spec), &["sizes.nnet", "a bias line holds one value"]);
+    assert_bad_input(
+        &run(&sizes, &spec),
+        &["sizes.nnet", "a bias line holds one value"],
+    );
     let nan = write(
         &dir,
         "nan.nnet",

@@ -250,8 +250,8 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
                     let cfg = BabConfig {
                         deadline,
                         batch: 2 * rayon::current_num_threads().max(1) * 4,
-                        smt_unstable: if input_split { 6 } else { 12 },
-                        smt_depth: if input_split { 40 } else { 60 },
+                        exact_unstable: if input_split { 6 } else { 12 },
+                        max_depth_limit: if input_split { 120 } else { 60 },
                         smt_timeout: Duration::from_secs(20),
                         input_split,
                         record_smt: opts.record_smt,

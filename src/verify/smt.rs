@@ -53,7 +53,7 @@ pub fn solve(
     timeout: Duration,
     record: bool,
 ) -> (SmtOutcome, Option<SmtRecord>) {
-    let solver = Solver::new();
+    let solver = Solver::new_for_logic("QF_LRA").unwrap_or_default();
     let mut params = Params::new();
     params.set_u32(
         "timeout",
@@ -70,6 +70,7 @@ pub fn solve(
     let zero = Real::from_rational(0, 1);
     let mut v: Vec<Real> = xs.clone();
     let mut relu_index = 0;
+    let mut affine_index = 0;
     for layer in &net.layers {
         match layer {
             Layer::Affine(a) => {
@@ -100,17 +101,24 @@ pub fn solve(
                         }
                     }
                 }
+                // One variable per affine output keeps the encoding flat: nested sums would be
+                // expanded by Z3's preprocessing, exponentially in the depth.
+                let layer_no = affine_index;
+                affine_index += 1;
                 v = rows
                     .iter()
                     .zip(&a.bias)
-                    .map(|(row, b)| {
+                    .enumerate()
+                    .map(|(i, (row, b))| {
                         let mut terms: Vec<Real> = row
                             .iter()
                             .map(|(c, w)| Real::mul(&[&exact(*w), &v[*c]]))
                             .collect();
                         terms.push(exact(*b));
                         let refs: Vec<&Real> = terms.iter().collect();
-                        Real::add(&refs)
+                        let z = Real::new_const(format!("z{layer_no}_{i}"));
+                        solver.assert(z.eq(Real::add(&refs)));
+                        z
                     })
                     .collect();
             }
@@ -166,7 +174,23 @@ pub fn solve(
         });
     }
     let smtlib = record.then(|| solver.to_smt2());
-    let result = solver.check();
+    // Z3's own timeout is not honoured on every path; a watchdog interrupts the context.
+    let handle = solver.get_context().handle();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let result = std::thread::scope(|s| {
+        let handle = &handle;
+        s.spawn(move || {
+            if wait
+                .recv_timeout(timeout + Duration::from_millis(20))
+                .is_err()
+            {
+                handle.interrupt();
+            }
+        });
+        let r = solver.check();
+        let _ = done.send(());
+        r
+    });
     let outcome = match result {
         SatResult::Unsat => SmtOutcome::Unsat,
         SatResult::Unknown => SmtOutcome::Unknown(
