@@ -1,11 +1,11 @@
 //! `archproof verify`: prove or refute properties of trained ReLU networks.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use archproof::verify::instances::{self, InstanceResult};
 use archproof::verify::{self, Engine, Network, Options, Outcome, Spec, Verdict};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -499,17 +499,8 @@ fn max_radius(args: &Args, net: &Network, x: &[f64], label: usize) -> Result<Exi
 }
 
 #[derive(Serialize)]
-struct InstanceRow {
-    onnx: String,
-    vnnlib: String,
-    result: String,
-    seconds: f64,
-    expected: Option<String>,
-    correct: Option<bool>,
-}
-
-#[derive(Serialize)]
 struct InstancesSummary {
+    engine: &'static str,
     instances: usize,
     solved: usize,
     sat: usize,
@@ -518,33 +509,7 @@ struct InstancesSummary {
     wrong: usize,
     checked_against_expected: usize,
     total_seconds: f64,
-    rows: Vec<InstanceRow>,
-}
-
-/// Reads an expected-answers table `network,property,expected` (network like `1_1`).
-fn read_expected(path: &Path) -> Result<HashMap<(String, String), String>> {
-    let mut rdr = csv::Reader::from_path(path).with_context(|| format!("{}", path.display()))?;
-    let mut out = HashMap::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.with_context(|| format!("{}", path.display()))?;
-        if rec.len() < 3 {
-            bail!(
-                "{}, line {}: expected network,property,expected",
-                path.display(),
-                i + 2
-            );
-        }
-        let ans = rec[2].trim().to_string();
-        if ans != "sat" && ans != "unsat" {
-            bail!(
-                "{}, line {}: '{ans}' is neither sat nor unsat",
-                path.display(),
-                i + 2
-            );
-        }
-        out.insert((rec[0].trim().to_string(), rec[1].trim().to_string()), ans);
-    }
-    Ok(out)
+    rows: Vec<InstanceResult>,
 }
 
 fn run_instances(args: &Args) -> Result<ExitCode> {
@@ -553,40 +518,14 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         .root
         .clone()
         .unwrap_or_else(|| list.parent().map(Path::to_path_buf).unwrap_or_default());
-    let text = std::fs::read_to_string(&list).with_context(|| format!("{}", list.display()))?;
-    let mut instances = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() != 3 {
-            bail!(
-                "{}, line {}: expected onnx,vnnlib,timeout",
-                list.display(),
-                i + 1
-            );
-        }
-        let t: f64 = f[2]
-            .parse()
-            .ok()
-            .filter(|t: &f64| *t > 0.0)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}, line {}: '{}' is not a timeout",
-                    list.display(),
-                    i + 1,
-                    f[2]
-                )
-            })?;
-        instances.push((f[0].to_string(), f[1].to_string(), t));
-    }
-    let expected = args.expected.as_deref().map(read_expected).transpose()?;
+    let instances = instances::read_list(&list)?;
+    let expected = args.expected.as_deref().map(instances::read_expected).transpose()?;
     if let Some(out) = &args.out {
         if out.exists() && !args.force {
             bail!("{} exists; pass --force to overwrite it", out.display());
         }
     }
+    let engine = options(args, args.timeout)?.engine;
     let bar = if args.quiet || args.json {
         ProgressBar::hidden()
     } else {
@@ -597,70 +536,31 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         );
         b
     };
+    let mut cache = instances::Cache::default();
     let mut rows = Vec::new();
-    let mut nets: HashMap<String, Network> = HashMap::new();
-    let mut specs: HashMap<String, Spec> = HashMap::new();
-    for (onnx, vnnlib, t) in &instances {
-        let net_path = locate(&root, onnx, "onnx");
-        let spec_path = locate(&root, vnnlib, "vnnlib");
-        if !nets.contains_key(onnx) {
-            nets.insert(onnx.clone(), verify::load_network(&net_path)?);
-        }
-        if !specs.contains_key(vnnlib) {
-            specs.insert(vnnlib.clone(), verify::load_spec(&spec_path)?);
-        }
-        let (net, spec) = (&nets[onnx], &specs[vnnlib]);
-        let mut opts = options(args, t.min(args.timeout))?;
-        opts.record_smt = args.proof_dir.is_some();
-        let out = verify::verify(net, spec, &opts)?;
+    for inst in &instances {
+        let (row, out) =
+            instances::run_instance(&mut cache, &root, inst, engine, args.timeout, expected.as_ref(), args.seed)?;
         if let Some(dir) = &args.proof_dir {
-            write_proof_log(dir, &net_path, &spec_path, spec, args, &out)?;
+            let spec = verify::load_spec(&instances::locate(&root, &inst.vnnlib, "vnnlib"))?;
+            write_proof_log(
+                dir,
+                &instances::locate(&root, &inst.onnx, "onnx"),
+                &instances::locate(&root, &inst.vnnlib, "vnnlib"),
+                &spec,
+                args,
+                &out,
+            )?;
         }
-        let result = out.result.vnncomp(out.timed_out).to_string();
-        let key = instance_key(onnx, vnnlib);
-        let exp = expected.as_ref().and_then(|e| e.get(&key).cloned());
-        let correct = exp.as_ref().and_then(|e| match out.result {
-            Verdict::Unknown => None,
-            _ => Some(*e == result),
-        });
-        bar.set_message(format!("{} {}: {result}", key.0, key.1));
+        let key = instances::instance_key(&inst.onnx, &inst.vnnlib);
+        bar.set_message(format!("{} {}: {}", key.0, key.1, row.result));
         bar.inc(1);
-        rows.push(InstanceRow {
-            onnx: onnx.clone(),
-            vnnlib: vnnlib.clone(),
-            result,
-            seconds: out.seconds,
-            expected: exp,
-            correct,
-        });
+        rows.push(row);
     }
     bar.finish_and_clear();
-    let count = |w: &str| rows.iter().filter(|r| r.result == w).count();
-    let summary = InstancesSummary {
-        instances: rows.len(),
-        solved: count("sat") + count("unsat"),
-        sat: count("sat"),
-        unsat: count("unsat"),
-        unknown: rows.len() - count("sat") - count("unsat"),
-        wrong: rows.iter().filter(|r| r.correct == Some(false)).count(),
-        checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
-        total_seconds: rows.iter().map(|r| r.seconds).sum(),
-        rows,
-    };
+    let summary = summarize(engine, rows);
     if let Some(out) = &args.out {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(["onnx", "vnnlib", "result", "seconds", "expected", "correct"])?;
-        for r in &summary.rows {
-            w.write_record([
-                r.onnx.clone(),
-                r.vnnlib.clone(),
-                r.result.clone(),
-                format!("{:.3}", r.seconds),
-                r.expected.clone().unwrap_or_default(),
-                r.correct.map(|c| c.to_string()).unwrap_or_default(),
-            ])?;
-        }
-        write_file(out, &w.into_inner()?, args.force)?;
+        write_file(out, &results_csv(&summary.rows)?, args.force)?;
     }
     if args.json {
         print_json(&summary)?;
@@ -677,41 +577,41 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
             summary.total_seconds
         );
     }
-    Ok(if summary.wrong > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.wrong > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// A file of an instance list: `root/name`, else `root/sub/name` (lists that give bare names
-/// next to `onnx/` and `vnnlib/` folders).
-fn locate(root: &Path, name: &str, sub: &str) -> PathBuf {
-    let direct = root.join(name);
-    if direct.exists() {
-        return direct;
-    }
-    let nested = root.join(sub).join(name);
-    if nested.exists() {
-        nested
-    } else {
-        direct
+fn summarize(engine: Engine, rows: Vec<InstanceResult>) -> InstancesSummary {
+    let count = |w: &str| rows.iter().filter(|r| r.result == w).count();
+    InstancesSummary {
+        engine: match engine {
+            Engine::Bab => "bab",
+            Engine::Smt => "smt",
+        },
+        instances: rows.len(),
+        solved: count("sat") + count("unsat"),
+        sat: count("sat"),
+        unsat: count("unsat"),
+        unknown: rows.len() - count("sat") - count("unsat"),
+        wrong: rows.iter().filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false)).count(),
+        checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
+        total_seconds: rows.iter().map(|r| r.seconds).sum(),
+        rows,
     }
 }
 
-/// `("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib")` -> `("1_9", "prop_7")`.
-fn instance_key(onnx: &str, vnnlib: &str) -> (String, String) {
-    let stem = |s: &str| {
-        Path::new(s)
-            .file_stem()
-            .map(|x| x.to_string_lossy().to_string())
-            .unwrap_or_default()
-    };
-    let net = stem(onnx);
-    let short = net
-        .strip_prefix("ACASXU_run2a_")
-        .and_then(|r| r.strip_suffix("_batch_2000"))
-        .map(str::to_string)
-        .unwrap_or(net);
-    (short, stem(vnnlib))
+/// The per-instance CSV: onnx, vnnlib, result, seconds, expected, correct.
+pub fn results_csv(rows: &[InstanceResult]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["onnx", "vnnlib", "result", "seconds", "expected", "correct"])?;
+    for r in rows {
+        w.write_record([
+            r.onnx.clone(),
+            r.vnnlib.clone(),
+            r.result.clone(),
+            format!("{:.3}", r.seconds),
+            r.expected.clone().unwrap_or_default(),
+            r.correct.map(|c| c.to_string()).unwrap_or_default(),
+        ])?;
+    }
+    Ok(w.into_inner()?)
 }

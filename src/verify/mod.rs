@@ -12,6 +12,7 @@ pub mod bab;
 pub mod bounds;
 pub mod dlv;
 pub mod falsify;
+pub mod instances;
 pub mod network;
 pub mod nnet;
 pub mod onnx;

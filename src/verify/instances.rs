@@ -1,0 +1,188 @@
+//! Benchmark instance lists in the VNN-COMP form (`onnx,vnnlib,timeout` per line), tables of
+//! known answers (`network,property,expected`), and running a list with one engine.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{load_network, load_spec, verify, Engine, Network, Options, Spec, Verdict, VerifyError};
+
+/// One instance of a list.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// The network file as the list names it.
+    pub onnx: String,
+    /// The property file as the list names it.
+    pub vnnlib: String,
+    /// The instance's time limit.
+    pub timeout: f64,
+}
+
+fn err(path: &Path, msg: String) -> VerifyError {
+    VerifyError::File {
+        path: path.display().to_string(),
+        msg,
+    }
+}
+
+/// Reads an instance list.
+pub fn read_list(path: &Path) -> Result<Vec<Instance>, VerifyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(path, e.to_string()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != 3 {
+            return Err(err(path, format!("line {}: expected onnx,vnnlib,timeout", i + 1)));
+        }
+        let timeout = f[2]
+            .parse::<f64>()
+            .ok()
+            .filter(|t| *t > 0.0 && t.is_finite())
+            .ok_or_else(|| err(path, format!("line {}: '{}' is not a timeout in seconds", i + 1, f[2])))?;
+        out.push(Instance {
+            onnx: f[0].to_string(),
+            vnnlib: f[1].to_string(),
+            timeout,
+        });
+    }
+    if out.is_empty() {
+        return Err(err(path, "the list has no instances".into()));
+    }
+    Ok(out)
+}
+
+/// Known answers keyed by `(network, property)`, e.g. `("1_9", "prop_7")`.
+pub type Expected = HashMap<(String, String), String>;
+
+/// Reads a table of known answers `network,property,expected` (with a header line).
+pub fn read_expected(path: &Path) -> Result<Expected, VerifyError> {
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| err(path, e.to_string()))?;
+    let mut out = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| err(path, e.to_string()))?;
+        if rec.len() < 3 {
+            return Err(err(path, format!("line {}: expected network,property,expected", i + 2)));
+        }
+        let ans = rec[2].trim().to_string();
+        if ans != "sat" && ans != "unsat" {
+            return Err(err(path, format!("line {}: '{ans}' is neither sat nor unsat", i + 2)));
+        }
+        out.insert((rec[0].trim().to_string(), rec[1].trim().to_string()), ans);
+    }
+    Ok(out)
+}
+
+/// `("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib")` -> `("1_9", "prop_7")`.
+pub fn instance_key(onnx: &str, vnnlib: &str) -> (String, String) {
+    let stem = |s: &str| {
+        Path::new(s)
+            .file_stem()
+            .map(|x| x.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    let net = stem(onnx);
+    let short = net
+        .strip_prefix("ACASXU_run2a_")
+        .and_then(|r| r.strip_suffix("_batch_2000"))
+        .map(str::to_string)
+        .unwrap_or(net);
+    (short, stem(vnnlib))
+}
+
+/// A file of an instance list: `root/name`, else `root/sub/name` (lists that give bare names
+/// next to `onnx/` and `vnnlib/` folders).
+pub fn locate(root: &Path, name: &str, sub: &str) -> PathBuf {
+    let direct = root.join(name);
+    if direct.exists() {
+        return direct;
+    }
+    let nested = root.join(sub).join(name);
+    if nested.exists() {
+        nested
+    } else {
+        direct
+    }
+}
+
+/// The outcome of one instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceResult {
+    /// The network file.
+    pub onnx: String,
+    /// The property file.
+    pub vnnlib: String,
+    /// `sat`, `unsat`, `timeout` or `unknown`.
+    pub result: String,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// The known answer, if any.
+    pub expected: Option<String>,
+    /// Whether the answer matches the known one (`None` when unknown or not known).
+    pub correct: Option<bool>,
+    /// For `sat`: the counterexample was re-checked by a forward pass.
+    pub counterexample_checked: Option<bool>,
+}
+
+/// Loaded networks and specs, read once each.
+#[derive(Default)]
+pub struct Cache {
+    nets: HashMap<PathBuf, Network>,
+    specs: HashMap<PathBuf, Spec>,
+}
+
+/// Runs one instance with `engine` under `min(instance timeout, cap)`.
+pub fn run_instance(
+    cache: &mut Cache,
+    root: &Path,
+    inst: &Instance,
+    engine: Engine,
+    cap: f64,
+    expected: Option<&Expected>,
+    seed: u64,
+) -> Result<(InstanceResult, super::Outcome), VerifyError> {
+    let net_path = locate(root, &inst.onnx, "onnx");
+    let spec_path = locate(root, &inst.vnnlib, "vnnlib");
+    if !cache.nets.contains_key(&net_path) {
+        let n = load_network(&net_path)?;
+        cache.nets.insert(net_path.clone(), n);
+    }
+    if !cache.specs.contains_key(&spec_path) {
+        let s = load_spec(&spec_path)?;
+        cache.specs.insert(spec_path.clone(), s);
+    }
+    let (net, spec) = (&cache.nets[&net_path], &cache.specs[&spec_path]);
+    let opts = Options {
+        timeout: Duration::from_secs_f64(inst.timeout.min(cap)),
+        engine,
+        seed,
+        record_smt: false,
+    };
+    let out = verify(net, spec, &opts)?;
+    let result = out.result.vnncomp(out.timed_out).to_string();
+    let exp = expected.and_then(|e| e.get(&instance_key(&inst.onnx, &inst.vnnlib)).cloned());
+    let correct = match out.result {
+        Verdict::Unknown => None,
+        _ => exp.as_ref().map(|e| *e == result),
+    };
+    let counterexample_checked = out.counterexample.as_ref().map(|c| {
+        let y = net.forward(&c.input);
+        spec.violated_region(&c.input, &y).is_some()
+    });
+    Ok((
+        InstanceResult {
+            onnx: inst.onnx.clone(),
+            vnnlib: inst.vnnlib.clone(),
+            result,
+            seconds: out.seconds,
+            expected: exp,
+            correct,
+            counterexample_checked,
+        },
+        out,
+    ))
+}
