@@ -420,31 +420,6 @@ fn step(
         };
         let score = |p: usize| rel(p) * (b.upper[p] - b.lower[p]);
         let j = (0..b.dim()).max_by(|&p, &q| score(p).total_cmp(&score(q))).unwrap_or(0);
-        let mid = 0.5 * (b.lower[j] + b.upper[j]);
-                let mut worst = f64::INFINITY;
-                for half in 0..2 {
-                    let mut c = b.clone();
-                    if half == 0 {
-                        c.upper[j] = mid;
-                    } else {
-                        c.lower[j] = mid;
-                    }
-                    let v = match crown(net, &c, &d.splits, Some(&bounds)) {
-                        None => f64::INFINITY,
-                        Some(cb) => objective_bounds(net, &c, &cb, &objectives)
-                            .iter()
-                            .map(|l| l.lower)
-                            .fold(f64::NEG_INFINITY, f64::max),
-                    };
-                    worst = worst.min(v);
-                }
-                worst
-            };
-            if ahead(widest) > ahead(blend) {
-                widest
-            } else {
-                blend
-            }
         };
         let mid = 0.5 * (b.lower[j] + b.upper[j]);
         let mut lo = d.clone();
