@@ -519,7 +519,11 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| list.parent().map(Path::to_path_buf).unwrap_or_default());
     let instances = instances::read_list(&list)?;
-    let expected = args.expected.as_deref().map(instances::read_expected).transpose()?;
+    let expected = args
+        .expected
+        .as_deref()
+        .map(instances::read_expected)
+        .transpose()?;
     if let Some(out) = &args.out {
         if out.exists() && !args.force {
             bail!("{} exists; pass --force to overwrite it", out.display());
@@ -539,8 +543,15 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
     let mut cache = instances::Cache::default();
     let mut rows = Vec::new();
     for inst in &instances {
-        let (row, out) =
-            instances::run_instance(&mut cache, &root, inst, engine, args.timeout, expected.as_ref(), args.seed)?;
+        let (row, out) = instances::run_instance(
+            &mut cache,
+            &root,
+            inst,
+            engine,
+            args.timeout,
+            expected.as_ref(),
+            args.seed,
+        )?;
         if let Some(dir) = &args.proof_dir {
             let spec = verify::load_spec(&instances::locate(&root, &inst.vnnlib, "vnnlib"))?;
             write_proof_log(
@@ -577,7 +588,11 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
             summary.total_seconds
         );
     }
-    Ok(if summary.wrong > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if summary.wrong > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn summarize(engine: Engine, rows: Vec<InstanceResult>) -> InstancesSummary {
@@ -592,7 +607,10 @@ fn summarize(engine: Engine, rows: Vec<InstanceResult>) -> InstancesSummary {
         sat: count("sat"),
         unsat: count("unsat"),
         unknown: rows.len() - count("sat") - count("unsat"),
-        wrong: rows.iter().filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false)).count(),
+        wrong: rows
+            .iter()
+            .filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false))
+            .count(),
         checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
         total_seconds: rows.iter().map(|r| r.seconds).sum(),
         rows,

@@ -419,8 +419,9 @@ fn step(
             }
         };
         let score = |p: usize| rel(p) * (b.upper[p] - b.lower[p]);
-        let j = (0..b.dim()).max_by(|&p, &q| score(p).total_cmp(&score(q))).unwrap_or(0);
-        };
+        let j = (0..b.dim())
+            .max_by(|&p, &q| score(p).total_cmp(&score(q)))
+            .unwrap_or(0);
         let mid = 0.5 * (b.lower[j] + b.upper[j]);
         let mut lo = d.clone();
         lo.input.upper[j] = mid;

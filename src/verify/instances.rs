@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{load_network, load_spec, verify, Engine, Network, Options, Spec, Verdict, VerifyError};
+use super::{
+    load_network, load_spec, verify, Engine, Network, Options, Spec, Verdict, VerifyError,
+};
 
 /// One instance of a list.
 #[derive(Debug, Clone)]
@@ -37,13 +39,21 @@ pub fn read_list(path: &Path) -> Result<Vec<Instance>, VerifyError> {
         }
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         if f.len() != 3 {
-            return Err(err(path, format!("line {}: expected onnx,vnnlib,timeout", i + 1)));
+            return Err(err(
+                path,
+                format!("line {}: expected onnx,vnnlib,timeout", i + 1),
+            ));
         }
         let timeout = f[2]
             .parse::<f64>()
             .ok()
             .filter(|t| *t > 0.0 && t.is_finite())
-            .ok_or_else(|| err(path, format!("line {}: '{}' is not a timeout in seconds", i + 1, f[2])))?;
+            .ok_or_else(|| {
+                err(
+                    path,
+                    format!("line {}: '{}' is not a timeout in seconds", i + 1, f[2]),
+                )
+            })?;
         out.push(Instance {
             onnx: f[0].to_string(),
             vnnlib: f[1].to_string(),
@@ -66,11 +76,17 @@ pub fn read_expected(path: &Path) -> Result<Expected, VerifyError> {
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| err(path, e.to_string()))?;
         if rec.len() < 3 {
-            return Err(err(path, format!("line {}: expected network,property,expected", i + 2)));
+            return Err(err(
+                path,
+                format!("line {}: expected network,property,expected", i + 2),
+            ));
         }
         let ans = rec[2].trim().to_string();
         if ans != "sat" && ans != "unsat" {
-            return Err(err(path, format!("line {}: '{ans}' is neither sat nor unsat", i + 2)));
+            return Err(err(
+                path,
+                format!("line {}: '{ans}' is neither sat nor unsat", i + 2),
+            ));
         }
         out.insert((rec[0].trim().to_string(), rec[1].trim().to_string()), ans);
     }
