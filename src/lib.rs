@@ -9,6 +9,7 @@
 
 pub mod cells;
 pub mod ir;
+pub mod report;
 pub mod search;
 pub mod solvers;
 pub mod verify;

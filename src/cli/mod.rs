@@ -1,6 +1,7 @@
 //! Subcommands, one file each. Every command prints a table for people or, with `--json`, one
 //! JSON document on stdout; errors are returned to `main`, which prints one line and exits 2.
 
+mod bench;
 mod common;
 mod demo;
 mod doctor;
@@ -30,6 +31,7 @@ enum Command {
     Zoo(zoo::Args),
     Search(search::Args),
     Verify(verify::Args),
+    Bench(bench::Args),
     Doctor(doctor::Args),
     Demo(demo::Args),
 }
@@ -42,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Zoo(a) => zoo::run(a),
         Command::Search(a) => search::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Demo(a) => demo::run(a),
     }

@@ -1,0 +1,249 @@
+//! `archproof bench`: benchmark runs that compare engines in one run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use archproof::report::{cactus_svg, CactusSeries};
+use archproof::verify::instances::{self, InstanceResult};
+use archproof::verify::Engine;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::common::{print_json, write_file};
+
+/// Benchmarks that compare engines in one run.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  archproof bench verify --instances instances.csv --expected expected.csv --out bench/acasxu"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    kind: Kind,
+}
+
+#[derive(Debug, Subcommand)]
+enum Kind {
+    Verify(VerifyArgs),
+}
+
+/// Run a VNN-COMP instance list with the bab engine and the plain Z3 baseline; write
+/// per-instance times, totals and a cactus plot.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  archproof bench verify --instances acasxu/instances.csv --expected acasxu/expected.csv \\
+      --smt-timeout 10 --out bench/acasxu")]
+pub struct VerifyArgs {
+    /// The instance list (onnx,vnnlib,timeout).
+    #[arg(long)]
+    instances: PathBuf,
+    /// Directory the list's paths are relative to [default: the list's directory].
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Known answers (network,property,expected).
+    #[arg(long)]
+    expected: Option<PathBuf>,
+    /// Engines to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "bab,smt")]
+    engines: Vec<String>,
+    /// Cap on each instance's time limit for the bab engine (seconds).
+    #[arg(long, default_value_t = 116.0)]
+    timeout: f64,
+    /// Cap on each instance's time limit for the smt engine (seconds): Z3 alone times out on
+    /// nearly every ACAS Xu instance, so the full limit would take hours.
+    #[arg(long, default_value_t = 10.0)]
+    smt_timeout: f64,
+    /// Output directory: results.csv, summary.json, cactus.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace existing outputs.
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Serialize)]
+struct EngineSummary {
+    engine: String,
+    cap_seconds: f64,
+    instances: usize,
+    solved: usize,
+    sat: usize,
+    unsat: usize,
+    wrong: usize,
+    total_seconds: f64,
+    max_solved_seconds: f64,
+}
+
+#[derive(Serialize)]
+struct Row {
+    engine: String,
+    #[serde(flatten)]
+    result: InstanceResult,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.kind {
+        Kind::Verify(a) => run_verify(a),
+    }
+}
+
+fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
+    let list = instances::read_list(&a.instances)?;
+    let root = a.root.clone().unwrap_or_else(|| {
+        a.instances
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default()
+    });
+    let expected = a
+        .expected
+        .as_deref()
+        .map(instances::read_expected)
+        .transpose()?;
+    let results = a.out.join("results.csv");
+    if results.exists() && !a.force {
+        bail!("{} exists; pass --force to overwrite it", results.display());
+    }
+    let mut engines = Vec::new();
+    for e in &a.engines {
+        engines.push(match e.as_str() {
+            "bab" => (Engine::Bab, a.timeout),
+            "smt" => (Engine::Smt, a.smt_timeout),
+            other => bail!("unknown engine '{other}' (known: bab, smt)"),
+        });
+    }
+    let bar = if a.quiet || a.json {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new((list.len() * engines.len()) as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} runs {msg} [{elapsed}]")
+                .expect("static template"),
+        );
+        b
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut summaries = Vec::new();
+    let mut series = Vec::new();
+    for (engine, cap) in &engines {
+        let name = match engine {
+            Engine::Bab => "bab",
+            Engine::Smt => "smt",
+        };
+        let mut cache = instances::Cache::default();
+        let mut mine = Vec::new();
+        for inst in &list {
+            let (r, _) = instances::run_instance(
+                &mut cache,
+                &root,
+                inst,
+                *engine,
+                *cap,
+                expected.as_ref(),
+                0,
+            )?;
+            let key = instances::instance_key(&inst.onnx, &inst.vnnlib);
+            bar.set_message(format!("{name} {} {}: {}", key.0, key.1, r.result));
+            bar.inc(1);
+            mine.push(r);
+        }
+        let solved: Vec<f64> = mine
+            .iter()
+            .filter(|r| r.result == "sat" || r.result == "unsat")
+            .map(|r| r.seconds)
+            .collect();
+        summaries.push(EngineSummary {
+            engine: name.into(),
+            cap_seconds: *cap,
+            instances: mine.len(),
+            solved: solved.len(),
+            sat: mine.iter().filter(|r| r.result == "sat").count(),
+            unsat: mine.iter().filter(|r| r.result == "unsat").count(),
+            wrong: mine
+                .iter()
+                .filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false))
+                .count(),
+            total_seconds: mine.iter().map(|r| r.seconds).sum(),
+            max_solved_seconds: solved.iter().copied().fold(0.0, f64::max),
+        });
+        series.push(CactusSeries {
+            name: format!("{name} (cap {cap} s)"),
+            solved_seconds: solved,
+        });
+        rows.extend(mine.into_iter().map(|result| Row {
+            engine: name.into(),
+            result,
+        }));
+    }
+    bar.finish_and_clear();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "engine", "onnx", "vnnlib", "result", "seconds", "expected", "correct",
+    ])?;
+    for r in &rows {
+        let x = &r.result;
+        w.write_record([
+            r.engine.clone(),
+            x.onnx.clone(),
+            x.vnnlib.clone(),
+            x.result.clone(),
+            format!("{:.3}", x.seconds),
+            x.expected.clone().unwrap_or_default(),
+            x.correct.map(|c| c.to_string()).unwrap_or_default(),
+        ])?;
+    }
+    write_file(&results, &w.into_inner()?, a.force)?;
+    write_file(
+        &a.out.join("summary.json"),
+        serde_json::to_string_pretty(&summaries)?.as_bytes(),
+        true,
+    )?;
+    let title = format!(
+        "{}: instances solved vs cumulative time",
+        a.instances
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    );
+    std::fs::create_dir_all(&a.out)?;
+    cactus_svg(&a.out.join("cactus.svg"), &title, &series, list.len())
+        .map_err(anyhow::Error::msg)?;
+    if a.json {
+        print_json(&summaries)?;
+    } else {
+        println!(
+            "{:<6} {:>6} {:>7} {:>5} {:>6} {:>6} {:>10} {:>12}",
+            "engine", "cap s", "solved", "sat", "unsat", "wrong", "total s", "slowest s"
+        );
+        for s in &summaries {
+            println!(
+                "{:<6} {:>6} {:>4}/{:<3} {:>4} {:>6} {:>6} {:>10.1} {:>12.2}",
+                s.engine,
+                s.cap_seconds,
+                s.solved,
+                s.instances,
+                s.sat,
+                s.unsat,
+                s.wrong,
+                s.total_seconds,
+                s.max_solved_seconds
+            );
+        }
+        println!(
+            "written {}/{{results.csv,summary.json,cactus.svg}}",
+            a.out.display()
+        );
+    }
+    Ok(if summaries.iter().any(|s| s.wrong > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

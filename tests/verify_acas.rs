@@ -1,0 +1,106 @@
+//! ACAS Xu instances with known answers, through the CLI as a user runs them. (The whole
+//! benchmark, 186 instances with both engines, is `archproof bench verify`; see the README.)
+
+mod common;
+
+use common::archproof;
+
+#[test]
+fn known_answers_on_a_sample_of_acas_xu() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let acas = data.join("acasxu");
+    let dir = tempfile::tempdir().unwrap();
+    // Three violated (prop 3 on 1_7, 1_8, 1_9) and holding ones of props 1, 3, 5 and 10.
+    let list: Vec<String> = [
+        ("1_7", "prop_3"),
+        ("1_8", "prop_3"),
+        ("1_9", "prop_3"),
+        ("1_1", "prop_1"),
+        ("2_1", "prop_1"),
+        ("1_2", "prop_3"),
+        ("4_4", "prop_3"),
+        ("1_1", "prop_5"),
+        ("4_5", "prop_10"),
+    ]
+    .iter()
+    .map(|(n, p)| format!("ACASXU_run2a_{n}_batch_2000.onnx,{p}.vnnlib,116"))
+    .collect();
+    let list_path = dir.path().join("sample.csv");
+    std::fs::write(&list_path, list.join("\n")).unwrap();
+    let out = archproof(&[
+        "verify",
+        "--instances",
+        list_path.to_str().unwrap(),
+        "--root",
+        acas.to_str().unwrap(),
+        "--expected",
+        acas.join("expected.csv").to_str().unwrap(),
+        "--timeout",
+        "60",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["wrong"], 0);
+    assert_eq!(s["checked_against_expected"], 9);
+    assert_eq!(s["sat"], 3, "{s}");
+    assert_eq!(s["unsat"], 6, "{s}");
+    for row in s["rows"].as_array().unwrap() {
+        if row["result"] == "sat" {
+            assert_eq!(row["counterexample_checked"], true);
+        }
+    }
+}
+
+#[test]
+fn a_single_property_reports_json_and_a_proof_log() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let acas = data.join("acasxu");
+    let dir = tempfile::tempdir().unwrap();
+    let out = archproof(&[
+        "verify",
+        "--net",
+        acas.join("onnx/ACASXU_run2a_1_9_batch_2000.onnx")
+            .to_str()
+            .unwrap(),
+        "--spec",
+        acas.join("vnnlib/prop_3.vnnlib").to_str().unwrap(),
+        "--json",
+        "--proof-dir",
+        dir.path().to_str().unwrap(),
+        "--vnncomp-out",
+        dir.path().join("result.txt").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "violated");
+    let input: Vec<f64> = serde_json::from_value(v["counterexample"]["input"].clone()).unwrap();
+    let output: Vec<f64> = serde_json::from_value(v["counterexample"]["output"].clone()).unwrap();
+    assert_eq!((input.len(), output.len()), (5, 5));
+    // prop 3's unsafe set: output 0 (clear of conflict) is the minimum.
+    assert!(output[1..].iter().all(|o| output[0] <= *o));
+    let text = std::fs::read_to_string(dir.path().join("result.txt")).unwrap();
+    assert!(text.starts_with("sat\n((X_0 "), "{text}");
+    let logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(logs.len(), 1);
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(logs[0].path().join("log.json")).unwrap())
+            .unwrap();
+    assert_eq!(log["outcome"]["result"], "violated");
+}
