@@ -146,6 +146,19 @@ struct Atom {
     strict: bool,
 }
 
+/// The conjunction of two formulas in DNF (every pair of their cases), or `None` past
+/// 100,000 cases.
+fn conjoin(a: &[Vec<Atom>], b: &[Vec<Atom>]) -> Option<Vec<Vec<Atom>>> {
+    if a.len().saturating_mul(b.len()) > 100_000 {
+        return None;
+    }
+    Some(
+        a.iter()
+            .flat_map(|c| b.iter().map(move |e| c.iter().chain(e).cloned().collect()))
+            .collect(),
+    )
+}
+
 struct Parser {
     vars: BTreeMap<String, Var>,
 }
@@ -227,17 +240,8 @@ impl Parser {
             "and" => {
                 let mut acc: Vec<Vec<Atom>> = vec![Vec::new()];
                 for a in args {
-                    let d = self.formula(a)?;
-                    let mut next = Vec::with_capacity(acc.len() * d.len());
-                    for c in &acc {
-                        for e in &d {
-                            next.push(c.iter().chain(e).cloned().collect());
-                        }
-                    }
-                    acc = next;
-                    if acc.len() > 100_000 {
-                        return Err(format!("{pos}: the formula is too large to expand"));
-                    }
+                    acc = conjoin(&acc, &self.formula(a)?)
+                        .ok_or_else(|| format!("{pos}: the formula is too large to expand"))?;
                 }
                 Ok(acc)
             }
@@ -341,17 +345,8 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
                     return Err(format!("{pos}: assert takes one formula"));
                 }
                 asserted = true;
-                let d = parser.formula(&items[1])?;
-                let mut next = Vec::with_capacity(conj.len() * d.len());
-                for c in &conj {
-                    for e in &d {
-                        next.push(c.iter().chain(e).cloned().collect());
-                    }
-                }
-                conj = next;
-                if conj.len() > 100_000 {
-                    return Err(format!("{pos}: the assertions expand to too many cases"));
-                }
+                conj = conjoin(&conj, &parser.formula(&items[1])?)
+                    .ok_or_else(|| format!("{pos}: the assertions expand to too many cases"))?;
             }
             _ => {
                 return Err(format!(
