@@ -72,13 +72,8 @@ pub struct VerifyArgs {
 struct EngineSummary {
     engine: String,
     cap_seconds: f64,
-    instances: usize,
-    solved: usize,
-    sat: usize,
-    unsat: usize,
-    wrong: usize,
-    total_seconds: f64,
-    max_solved_seconds: f64,
+    #[serde(flatten)]
+    totals: instances::Summary,
 }
 
 #[derive(Serialize)]
@@ -140,7 +135,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         let mut cache = instances::Cache::default();
         let mut mine = Vec::new();
         for inst in &list {
-            let (r, _) = instances::run_instance(
+            let (r, _, _) = instances::run_instance(
                 &mut cache,
                 &root,
                 inst,
@@ -162,16 +157,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         summaries.push(EngineSummary {
             engine: name.into(),
             cap_seconds: *cap,
-            instances: mine.len(),
-            solved: solved.len(),
-            sat: mine.iter().filter(|r| r.result == "sat").count(),
-            unsat: mine.iter().filter(|r| r.result == "unsat").count(),
-            wrong: mine
-                .iter()
-                .filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false))
-                .count(),
-            total_seconds: mine.iter().map(|r| r.seconds).sum(),
-            max_solved_seconds: solved.iter().copied().fold(0.0, f64::max),
+            totals: instances::Summary::of(&mine),
         });
         series.push(CactusSeries {
             name: format!("{name} (cap {cap} s)"),
@@ -223,17 +209,18 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             "engine", "cap s", "solved", "sat", "unsat", "wrong", "total s", "slowest s"
         );
         for s in &summaries {
+            let t = &s.totals;
             println!(
                 "{:<6} {:>6} {:>4}/{:<3} {:>4} {:>6} {:>6} {:>10.1} {:>12.2}",
                 s.engine,
                 s.cap_seconds,
-                s.solved,
-                s.instances,
-                s.sat,
-                s.unsat,
-                s.wrong,
-                s.total_seconds,
-                s.max_solved_seconds
+                t.solved,
+                t.instances,
+                t.sat,
+                t.unsat,
+                t.wrong,
+                t.total_seconds,
+                t.max_solved_seconds
             );
         }
         println!(
@@ -241,7 +228,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             a.out.display()
         );
     }
-    Ok(if summaries.iter().any(|s| s.wrong > 0) {
+    Ok(if summaries.iter().any(|s| s.totals.wrong > 0) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -501,14 +501,8 @@ fn max_radius(args: &Args, net: &Network, x: &[f64], label: usize) -> Result<Exi
 #[derive(Serialize)]
 struct InstancesSummary {
     engine: &'static str,
-    instances: usize,
-    solved: usize,
-    sat: usize,
-    unsat: usize,
-    unknown: usize,
-    wrong: usize,
-    checked_against_expected: usize,
-    total_seconds: f64,
+    #[serde(flatten)]
+    totals: instances::Summary,
     rows: Vec<InstanceResult>,
 }
 
@@ -543,7 +537,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
     let mut cache = instances::Cache::default();
     let mut rows = Vec::new();
     for inst in &instances {
-        let (row, out) = instances::run_instance(
+        let (row, out, spec) = instances::run_instance(
             &mut cache,
             &root,
             inst,
@@ -553,7 +547,6 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
             args.seed,
         )?;
         if let Some(dir) = &args.proof_dir {
-            let spec = verify::load_spec(&instances::locate(&root, &inst.vnnlib, "vnnlib"))?;
             write_proof_log(
                 dir,
                 &instances::locate(&root, &inst.onnx, "onnx"),
@@ -570,6 +563,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     let summary = summarize(engine, rows);
+    let t = &summary.totals;
     if let Some(out) = &args.out {
         write_file(out, &results_csv(&summary.rows)?, args.force)?;
     }
@@ -578,17 +572,10 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
     } else {
         println!(
             "{} instances: {} solved ({} sat, {} unsat), {} unknown, {} wrong of {} with known answers; {:.1} s in total",
-            summary.instances,
-            summary.solved,
-            summary.sat,
-            summary.unsat,
-            summary.unknown,
-            summary.wrong,
-            summary.checked_against_expected,
-            summary.total_seconds
+            t.instances, t.solved, t.sat, t.unsat, t.unknown, t.wrong, t.checked_against_expected, t.total_seconds
         );
     }
-    Ok(if summary.wrong > 0 {
+    Ok(if t.wrong > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -596,23 +583,12 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
 }
 
 fn summarize(engine: Engine, rows: Vec<InstanceResult>) -> InstancesSummary {
-    let count = |w: &str| rows.iter().filter(|r| r.result == w).count();
     InstancesSummary {
         engine: match engine {
             Engine::Bab => "bab",
             Engine::Smt => "smt",
         },
-        instances: rows.len(),
-        solved: count("sat") + count("unsat"),
-        sat: count("sat"),
-        unsat: count("unsat"),
-        unknown: rows.len() - count("sat") - count("unsat"),
-        wrong: rows
-            .iter()
-            .filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false))
-            .count(),
-        checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
-        total_seconds: rows.iter().map(|r| r.seconds).sum(),
+        totals: instances::Summary::of(&rows),
         rows,
     }
 }

@@ -128,25 +128,11 @@ fn abs_apply(l: &super::network::Linear, r: &[f64]) -> Vec<f64> {
             })
             .collect(),
         Linear::Diag(d) => d.iter().zip(r).map(|(a, b)| a.abs() * b).collect(),
-        Linear::Conv { .. } => {
-            let abs = match l {
-                Linear::Conv {
-                    input,
-                    output,
-                    kernel,
-                    stride,
-                    padding,
-                    w,
-                } => Linear::Conv {
-                    input: *input,
-                    output: *output,
-                    kernel: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                    w: w.iter().map(|v| v.abs()).collect(),
-                },
-                _ => unreachable!(),
-            };
+        Linear::Conv { w, .. } => {
+            let mut abs = l.clone();
+            if let Linear::Conv { w: aw, .. } = &mut abs {
+                *aw = w.iter().map(|v| v.abs()).collect();
+            }
             let mut out = vec![0.0; abs.out_dim()];
             abs.apply(r, &mut out);
             out

@@ -160,7 +160,7 @@ pub fn run_instance(
     cap: f64,
     expected: Option<&Expected>,
     seed: u64,
-) -> Result<(InstanceResult, super::Outcome), VerifyError> {
+) -> Result<(InstanceResult, super::Outcome, Spec), VerifyError> {
     let net_path = locate(root, &inst.onnx, "onnx");
     let spec_path = locate(root, &inst.vnnlib, "vnnlib");
     if !cache.nets.contains_key(&net_path) {
@@ -200,5 +200,53 @@ pub fn run_instance(
             counterexample_checked,
         },
         out,
+        spec.clone(),
     ))
+}
+
+/// Totals over the results of one engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Instances run.
+    pub instances: usize,
+    /// Instances answered sat or unsat.
+    pub solved: usize,
+    /// Answered sat.
+    pub sat: usize,
+    /// Answered unsat.
+    pub unsat: usize,
+    /// Not answered (timeout or unknown).
+    pub unknown: usize,
+    /// Answers that contradict a known one, or counterexamples that failed the re-check.
+    pub wrong: usize,
+    /// Instances with a known answer.
+    pub checked_against_expected: usize,
+    /// Seconds over all instances.
+    pub total_seconds: f64,
+    /// Slowest solved instance.
+    pub max_solved_seconds: f64,
+}
+
+impl Summary {
+    /// Totals of `rows`.
+    pub fn of(rows: &[InstanceResult]) -> Summary {
+        let count = |w: &str| rows.iter().filter(|r| r.result == w).count();
+        let solved = rows
+            .iter()
+            .filter(|r| r.result == "sat" || r.result == "unsat");
+        Summary {
+            instances: rows.len(),
+            solved: count("sat") + count("unsat"),
+            sat: count("sat"),
+            unsat: count("unsat"),
+            unknown: rows.len() - count("sat") - count("unsat"),
+            wrong: rows
+                .iter()
+                .filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false))
+                .count(),
+            checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
+            total_seconds: rows.iter().map(|r| r.seconds).sum(),
+            max_solved_seconds: solved.map(|r| r.seconds).fold(0.0, f64::max),
+        }
+    }
 }
