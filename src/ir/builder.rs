@@ -72,6 +72,7 @@ impl Builder {
     }
 
     /// A square convolution without bias: `k x k`, stride `s`, padding `p`, `groups`.
+    #[allow(clippy::too_many_arguments)]
     pub fn conv(
         &mut self,
         name: &str,

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::ops::{NodeCost, Op};
 use super::shape::Shape;
+use super::weights::Weights;
 use super::IrError;
 
 /// Identifies a node of a [`Graph`].
@@ -23,6 +24,8 @@ pub struct Node {
     pub name: String,
     /// The operator.
     pub op: Op,
+    /// Learned parameters, empty for an architecture without weights.
+    pub weights: Weights,
 }
 
 /// An architecture: a directed acyclic graph whose edges carry the argument slot they feed.
@@ -86,6 +89,7 @@ impl Graph {
         let id = self.dag.add_node(Node {
             name: name.into(),
             op,
+            weights: Weights::new(),
         });
         for (slot, &src) in inputs.iter().enumerate() {
             self.dag.add_edge(src, id, slot);
@@ -114,6 +118,25 @@ impl Graph {
     /// The node with this id.
     pub fn node(&self, id: NodeId) -> &Node {
         &self.dag[id]
+    }
+
+    /// Attaches learned parameters to a node (checked by [`Graph::analyze`]).
+    pub fn set_weights(&mut self, id: NodeId, weights: Weights) {
+        self.dag[id].weights = weights;
+    }
+
+    /// Whether every node that takes parameters has them.
+    pub fn has_weights(&self) -> Result<bool, IrError> {
+        let analysis = self.analyze()?;
+        Ok(analysis.order.iter().all(|&id| {
+            let node = &self.dag[id];
+            let inputs: Vec<&Shape> = self
+                .inputs_of(id)
+                .iter()
+                .map(|a| &analysis.shapes[a.index()])
+                .collect();
+            !node.weights.is_empty() || super::weights::expected(&node.op, &inputs).is_empty()
+        }))
     }
 
     /// Number of nodes.
@@ -222,6 +245,12 @@ impl Graph {
                     node: node.name.clone(),
                     msg,
                 })?;
+            super::weights::check(&node.op, &in_shapes, &node.weights).map_err(|msg| {
+                IrError::Shape {
+                    node: node.name.clone(),
+                    msg,
+                }
+            })?;
             let cost = node.op.cost(&in_shapes, &out);
             totals.params += cost.params;
             totals.macs += cost.macs;

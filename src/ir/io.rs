@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::graph::{Analysis, Graph};
 use super::ops::Op;
+use super::weights::Weights;
 use super::IrError;
 
 /// The `format` field of an IR JSON file.
@@ -42,6 +43,8 @@ struct NodeRecord {
     op: Op,
     #[serde(default)]
     inputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Weights::is_empty")]
+    weights: Weights,
 }
 
 /// The graph as pretty-printed JSON, nodes in topological order.
@@ -58,6 +61,7 @@ pub fn to_json(graph: &Graph) -> Result<String, IrError> {
                 .into_iter()
                 .map(|i| graph.node(i).name.clone())
                 .collect(),
+            weights: graph.node(id).weights.clone(),
         })
         .collect();
     let file = GraphFile {
@@ -110,6 +114,7 @@ pub fn from_json(text: &str) -> Result<Graph, IrError> {
     let mut new_ids = HashMap::new();
     for rec in &file.nodes {
         let id = wired.add_node(rec.name.clone(), rec.op.clone(), &[]);
+        wired.set_weights(id, rec.weights.clone());
         if new_ids.insert(rec.name.clone(), id).is_some() {
             return Err(IrError::DuplicateName(rec.name.clone()));
         }

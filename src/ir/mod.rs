@@ -8,12 +8,14 @@ pub mod io;
 pub mod normact;
 mod ops;
 mod shape;
+pub mod weights;
 pub mod zoo;
 
 pub use builder::Builder;
 pub use graph::{Analysis, Graph, Node, NodeId, Totals};
 pub use ops::{Activation, NodeCost, Op};
 pub use shape::Shape;
+pub use weights::{Tensor, Weights};
 
 /// Errors of the IR: each names the node or the file it is about.
 #[derive(Debug, thiserror::Error)]
