@@ -126,7 +126,7 @@ pub fn check_all() -> Vec<Check> {
     }
     let (ok, detail) = match relu_query() {
         Ok(x) => (
-            x >= 0.75 - 1e-12 && x <= 1.0,
+            (0.75 - 1e-12..=1.0).contains(&x),
             format!("relu query sat at x = {x}, unsat above 1"),
         ),
         Err(e) => (false, e),

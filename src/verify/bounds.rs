@@ -71,6 +71,16 @@ impl LinearBound {
             .map(|(j, c)| if *c >= 0.0 { b.lower[j] } else { b.upper[j] })
             .collect()
     }
+
+    /// The same linear function bounded over a smaller box `b` (still a sound lower bound
+    /// there, and at least as tight as on the larger box).
+    pub fn on(&self, b: &InputBox) -> LinearBound {
+        LinearBound {
+            coeffs: self.coeffs.clone(),
+            constant: self.constant,
+            lower: concretize(&self.coeffs, self.constant, b),
+        }
+    }
 }
 
 /// The minimum over the box of `row . x + constant`.

@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::network::Network;
 use super::spec::Region;
@@ -29,26 +30,50 @@ pub fn confirm(net: &Network, region: &Region, x: &[f64]) -> Option<Vec<f64>> {
 /// Settings of the falsifier.
 #[derive(Debug, Clone, Copy)]
 pub struct Falsifier {
-    /// Uniform random samples first.
+    /// Uniform random samples first (evaluated in parallel).
     pub samples: usize,
-    /// Gradient-descent restarts.
+    /// Local descents, started from the best samples.
     pub restarts: usize,
-    /// Steps per restart.
+    /// Steps per descent.
     pub steps: usize,
 }
 
 impl Default for Falsifier {
     fn default() -> Self {
         Falsifier {
-            samples: 256,
-            restarts: 8,
-            steps: 60,
+            samples: 4096,
+            restarts: 16,
+            steps: 40,
         }
     }
 }
 
+/// Points with their margins, best first; a chunk's result is `Err(x)` when it hits a
+/// counterexample.
+type Starts = Vec<(f64, Vec<f64>)>;
+
+/// Samples per parallel chunk (each chunk has its own seeded generator, so the result does not
+/// depend on the thread count).
+const CHUNK: usize = 1024;
+
 impl Falsifier {
+    /// This falsifier with `factor` times the samples and descents.
+    pub fn scaled(&self, factor: usize) -> Falsifier {
+        Falsifier {
+            samples: self.samples * factor,
+            restarts: self.restarts * factor,
+            steps: self.steps,
+        }
+    }
+
     /// Looks for a counterexample in `region` until done or `deadline`.
+    ///
+    /// Uniform samples first; then, from the samples with the smallest margin, a trust-region
+    /// descent on the margin: the network is linearised at the current point (its gradient for
+    /// each constraint), a small LP finds the point of the trust region that minimises the
+    /// largest linearised constraint, and the step is kept when the true margin drops (the
+    /// region grows), else the region shrinks. On a piecewise-linear network this walks across
+    /// linear regions much more surely than signed gradient steps.
     pub fn run(
         &self,
         net: &Network,
@@ -62,65 +87,141 @@ impl Falsifier {
         }
         let b = &region.input;
         let n = b.dim();
-        let sample = |rng: &mut ChaCha8Rng| -> Vec<f64> {
-            (0..n)
-                .map(|j| {
-                    if b.upper[j] > b.lower[j] {
-                        rng.random_range(b.lower[j]..=b.upper[j])
-                    } else {
-                        b.lower[j]
-                    }
-                })
-                .collect()
-        };
-        let mut starts: Vec<(f64, Vec<f64>)> = Vec::new();
         let center = b.center();
         if let Some(x) = confirm(net, region, &center) {
             return Some(x);
         }
-        starts.push((margin(region, &net.forward(&center)), center));
-        for _ in 0..self.samples {
-            let x = sample(rng);
-            let y = net.forward(&x);
-            if region.violated_by(&x, &y) {
-                return Some(x);
+        let seed: u64 = rng.random();
+        let chunks = self.samples.div_ceil(CHUNK);
+        let sampled: Vec<Result<Starts, Vec<f64>>> = (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let mut best: Vec<(f64, Vec<f64>)> = Vec::new();
+                if Instant::now() >= deadline {
+                    return Ok(best);
+                }
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                let count = CHUNK.min(self.samples - c * CHUNK);
+                for _ in 0..count {
+                    let x: Vec<f64> = (0..n)
+                        .map(|j| {
+                            if b.upper[j] > b.lower[j] {
+                                rng.random_range(b.lower[j]..=b.upper[j])
+                            } else {
+                                b.lower[j]
+                            }
+                        })
+                        .collect();
+                    let y = net.forward(&x);
+                    if region.violated_by(&x, &y) {
+                        return Err(x);
+                    }
+                    best.push((margin(region, &y), x));
+                }
+                best.sort_by(|a, b| a.0.total_cmp(&b.0));
+                best.truncate(self.restarts);
+                Ok(best)
+            })
+            .collect();
+        let mut starts: Vec<(f64, Vec<f64>)> =
+            vec![(margin(region, &net.forward(&center)), center)];
+        for chunk in sampled {
+            match chunk {
+                Err(x) => return Some(x),
+                Ok(best) => starts.extend(best),
             }
-            starts.push((margin(region, &y), x));
         }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        // Descend from the best samples first.
         starts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        starts.truncate(self.restarts);
-        let width: Vec<f64> = b.lower.iter().zip(&b.upper).map(|(l, u)| u - l).collect();
-        for (_, mut x) in starts {
-            let mut step = 0.25;
-            for _ in 0..self.steps {
-                let y = net.forward(&x);
-                // The constraint furthest from holding is the one to push down.
-                let (k, _) = region
-                    .constraints
-                    .iter()
-                    .enumerate()
-                    .map(|(k, c)| (k, c.value(&y)))
-                    .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
-                let g = net.gradient(&x, &region.constraints[k].coeffs);
-                if g.iter().all(|v| *v == 0.0) {
-                    break;
+        starts.truncate(self.restarts.max(1));
+        starts
+            .into_par_iter()
+            .map(|(m, x)| {
+                if Instant::now() >= deadline {
+                    return None;
                 }
-                for j in 0..n {
-                    x[j] = (x[j] - step * width[j] * g[j].signum()).clamp(b.lower[j], b.upper[j]);
-                }
-                if let Some(cex) = confirm(net, region, &x) {
-                    return Some(cex);
-                }
-                step *= 0.9;
-            }
+                self.descend(net, region, x, m, deadline)
+            })
+            .find_first(Option::is_some)
+            .flatten()
+    }
+
+    /// Trust-region descent on the margin from `x` (margin `m`).
+    fn descend(
+        &self,
+        net: &Network,
+        region: &Region,
+        mut x: Vec<f64>,
+        mut m: f64,
+        deadline: Instant,
+    ) -> Option<Vec<f64>> {
+        let mut rho = 0.1;
+        for _ in 0..self.steps {
             if Instant::now() >= deadline {
                 return None;
             }
+            let x2 = linearised_step(net, region, &x, rho);
+            let y2 = net.forward(&x2);
+            if region.violated_by(&x2, &y2) {
+                return Some(x2);
+            }
+            let m2 = margin(region, &y2);
+            if m2 < m {
+                (x, m) = (x2, m2);
+                rho = (rho * 2.0).min(0.5);
+            } else {
+                rho *= 0.3;
+                if rho < 1e-7 {
+                    break;
+                }
+            }
         }
         None
+    }
+}
+
+/// The point of the trust region (the box around `x` of `rho` times the region's widths, cut to
+/// the region) that minimises the largest constraint, with the network linearised at `x`.
+fn linearised_step(net: &Network, region: &Region, x: &[f64], rho: f64) -> Vec<f64> {
+    use good_lp::{variable, Expression, ProblemVariables, Solution, SolverModel};
+    let b = &region.input;
+    let lo: Vec<f64> = (0..x.len())
+        .map(|j| (x[j] - rho * (b.upper[j] - b.lower[j])).max(b.lower[j]))
+        .collect();
+    let hi: Vec<f64> = (0..x.len())
+        .map(|j| (x[j] + rho * (b.upper[j] - b.lower[j])).min(b.upper[j]))
+        .collect();
+    let grads: Vec<Vec<f64>> = region
+        .constraints
+        .iter()
+        .map(|c| net.gradient(x, &c.coeffs))
+        .collect();
+    if grads.len() == 1 {
+        // One constraint: the minimising vertex.
+        return (0..x.len())
+            .map(|j| if grads[0][j] > 0.0 { lo[j] } else { hi[j] })
+            .collect();
+    }
+    let y = net.forward(x);
+    let mut vars = ProblemVariables::new();
+    let xs: Vec<_> = (0..x.len())
+        .map(|j| vars.add(variable().min(lo[j]).max(hi[j])))
+        .collect();
+    let t = vars.add(variable());
+    let mut model = vars.minimise(t).using(good_lp::microlp);
+    for (c, g) in region.constraints.iter().zip(&grads) {
+        let e: Expression = xs
+            .iter()
+            .zip(g)
+            .zip(x)
+            .map(|((&v, &gj), &x0)| gj * (v - x0))
+            .sum::<Expression>()
+            + c.value(&y);
+        model = model.with(e.leq(t));
+    }
+    match model.solve() {
+        Ok(sol) => xs.iter().map(|&v| sol.value(v)).collect(),
+        Err(_) => x.to_vec(),
     }
 }

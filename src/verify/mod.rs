@@ -13,6 +13,7 @@ pub mod bounds;
 pub mod dlv;
 pub mod falsify;
 pub mod instances;
+pub mod ir;
 pub mod network;
 pub mod nnet;
 pub mod onnx;
@@ -32,7 +33,7 @@ use serde::Serialize;
 pub use network::Network;
 pub use spec::Spec;
 
-use bab::{BabConfig, BabStats, RegionResult};
+use bab::{BabConfig, BabStats, RegionResult, SpecResult};
 use smt::SmtRecord;
 
 /// Errors of loading networks and specs; each names the file.
@@ -58,8 +59,8 @@ fn file_err(path: &Path, msg: impl Into<String>) -> VerifyError {
     }
 }
 
-/// Loads a network by its extension: `.onnx`, `.nnet`, or `.json` (the layer-list format of
-/// [`parse_layer_list`]).
+/// Loads a network by its extension: `.onnx`, `.nnet`, or `.json` (archproof IR with weights,
+/// see [`ir::from_graph`], or the layer-list format of [`parse_layer_list`]).
 pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
     let ext = path
         .extension()
@@ -78,7 +79,13 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
         }
         "json" => {
             let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
-            parse_layer_list(&text).map_err(|m| file_err(path, m))
+            if text.contains(&format!("\"{}\"", crate::ir::io::FORMAT)) {
+                let graph =
+                    crate::ir::io::from_json(&text).map_err(|e| file_err(path, e.to_string()))?;
+                ir::from_graph(&graph).map_err(|m| file_err(path, m))
+            } else {
+                parse_layer_list(&text).map_err(|m| file_err(path, m))
+            }
         }
         _ => Err(file_err(
             path,
@@ -245,23 +252,28 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
     if found.is_none() {
         let input_split = net.input_dim() <= 16;
         let bab_stats = BabStats::default();
-        for (i, region) in spec.regions.iter().enumerate() {
-            let result = match opts.engine {
-                Engine::Bab => {
-                    let cfg = BabConfig {
-                        deadline,
-                        batch: 2 * rayon::current_num_threads().max(1) * 4,
-                        exact_unstable: if input_split { 6 } else { 12 },
-                        max_depth_limit: if input_split { 120 } else { 60 },
-                        smt_timeout: Duration::from_secs(20),
-                        input_split,
-                        record_smt: opts.record_smt,
-                    };
-                    bab::solve_region(net, region, &cfg, &bab_stats, &records)
+        match opts.engine {
+            Engine::Bab => {
+                let cfg = BabConfig {
+                    deadline,
+                    batch: 2 * rayon::current_num_threads().max(1) * 4,
+                    exact_unstable: if input_split { 6 } else { 12 },
+                    max_depth_limit: if input_split { 120 } else { 60 },
+                    smt_timeout: Duration::from_secs(20),
+                    input_split,
+                    record_smt: opts.record_smt,
+                    attack_seed: Some(opts.seed.wrapping_add(1)),
+                };
+                match bab::solve_regions(net, &spec.regions, &cfg, &bab_stats, &records) {
+                    SpecResult::Holds => {}
+                    SpecResult::Violated(i, x) => found = Some((i, x)),
+                    SpecResult::Unknown(why) => unknown = Some(why),
                 }
-                Engine::Smt => {
+            }
+            Engine::Smt => {
+                for (i, region) in spec.regions.iter().enumerate() {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    let result = if left.is_zero() {
                         RegionResult::Unknown("timeout".into())
                     } else {
                         stats.smt_calls += 1;
@@ -276,19 +288,19 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
                                 RegionResult::Unknown(format!("Z3: {why}"))
                             }
                         }
-                    }
-                }
-            };
-            match result {
-                RegionResult::Holds => {}
-                RegionResult::Violated(x) => {
-                    found = Some((i, x));
-                    break;
-                }
-                RegionResult::Unknown(why) => {
-                    unknown.get_or_insert(format!("region {i}: {why}"));
-                    if Instant::now() >= deadline {
-                        break;
+                    };
+                    match result {
+                        RegionResult::Holds => {}
+                        RegionResult::Violated(x) => {
+                            found = Some((i, x));
+                            break;
+                        }
+                        RegionResult::Unknown(why) => {
+                            unknown.get_or_insert(format!("region {i}: {why}"));
+                            if Instant::now() >= deadline {
+                                break;
+                            }
+                        }
                     }
                 }
             }
