@@ -8,6 +8,7 @@
 //! `archproof` binary formats them.
 
 pub mod cells;
+pub mod deepmad;
 pub mod ir;
 pub mod report;
 pub mod search;

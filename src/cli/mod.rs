@@ -3,6 +3,7 @@
 
 mod bench;
 mod common;
+mod deepmad;
 mod demo;
 mod doctor;
 mod export;
@@ -34,6 +35,7 @@ enum Command {
     Bench(bench::Args),
     Doctor(doctor::Args),
     Demo(demo::Args),
+    Deepmad(deepmad::Args),
 }
 
 /// Runs the parsed command.
@@ -47,5 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Deepmad(a) => deepmad::run(a),
     }
 }

@@ -1,0 +1,10 @@
+//! DeepMAD: CNN design by mathematical programming. A structure's expressiveness (entropy) and
+//! effectiveness follow in closed form from its widths, kernels and depths ([`score`]); the
+//! design chooses them under FLOPs, params and effectiveness budgets.
+
+pub mod ir;
+pub mod score;
+pub mod structure;
+
+pub use score::{score, Convention, Score, Weights};
+pub use structure::{Block, BlockKind, Structure};
