@@ -9,6 +9,7 @@ mod doctor;
 mod export;
 mod inspect;
 mod search;
+mod search_deepmad;
 mod verify;
 mod zoo;
 

@@ -30,6 +30,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Kind {
     Cell(CellArgs),
+    Deepmad(super::search_deepmad::DeepmadArgs),
 }
 
 /// Search a cell space (NAS-Bench-201) with a tabular benchmark or a training-free evaluator.
@@ -214,6 +215,7 @@ struct BestTrial {
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.kind {
         Kind::Cell(a) => run_cell(a),
+        Kind::Deepmad(a) => super::search_deepmad::run(a),
     }
 }
 

@@ -3,7 +3,10 @@
 //! design chooses them under FLOPs, params and effectiveness budgets.
 
 pub mod ir;
+pub mod polish;
+pub mod program;
 pub mod score;
+pub mod space;
 pub mod structure;
 
 pub use score::{score, Convention, Score, Weights};

@@ -185,6 +185,23 @@ impl Unit {
     }
 }
 
+/// A block's params and FLOPs at input resolution `res_in` (the official bookkeeping), its sum
+/// of `ln w` over main-path layers, and its layer count.
+pub fn block_terms(b: &Block, res_in: f64) -> (f64, f64, f64, usize) {
+    let (mut params, mut flops, mut lw, mut layers) = (0.0, 0.0, 0.0, 0);
+    let mut inner = 1.0;
+    for u in units(b) {
+        let (p, f) = u.cost();
+        params += p;
+        flops += f * inner * inner;
+        inner /= u.s as f64;
+        let w = u.log_widths();
+        layers += w.len();
+        lw += w.iter().sum::<f64>();
+    }
+    (params, flops * res_in * res_in, lw, layers)
+}
+
 /// The squeeze width of an SE block on `c` channels: a quarter, rounded down to a multiple of 8
 /// (at least 8).
 pub fn se_width(c: usize) -> usize {

@@ -1,0 +1,208 @@
+//! `archproof search deepmad`: design a CNN by mathematical programming.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use archproof::deepmad::program::{self, ProgramOptions};
+use archproof::deepmad::{space, Convention};
+use archproof::ir::io;
+use archproof::solvers::MilpSolver;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::common::{print_json, si, thousands, write_file};
+
+/// Design a CNN for a budget by mathematical programming (DeepMAD): maximise the entropy
+/// objective under FLOPs, params and effectiveness limits, without training.
+///
+/// Writes OUT/best.json (the design as archproof IR, with a 1000-class head), OUT/structure.json
+/// (the block list) and OUT/summary.json.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  archproof search deepmad --space search-spaces/deepmad-r50.toml --out runs/r50
+  archproof search deepmad --space search-spaces/deepmad-r50.toml --convention tinynas --json")]
+pub struct DeepmadArgs {
+    /// The space and budget (a search-spaces/deepmad-*.toml file).
+    #[arg(long)]
+    space: PathBuf,
+    /// Which formulas the objective follows.
+    #[arg(long, value_enum, default_value = "paper")]
+    convention: Convention,
+    /// The MILP solver: highs or microlp.
+    #[arg(long, default_value = "highs")]
+    solver: String,
+    /// Wall-clock limit of the whole solve, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    time_limit: f64,
+    /// Output directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace existing outputs.
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress spinner.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    space: String,
+    convention: Convention,
+    score: f64,
+    entropy: f64,
+    penalty: f64,
+    flops: f64,
+    params: f64,
+    rho: f64,
+    feasible: bool,
+    solver: &'static str,
+    optimality_gap: Option<f64>,
+    bound: Option<f64>,
+    solve_seconds: f64,
+    programs: usize,
+    structure: Vec<archproof::deepmad::Block>,
+    trace: Vec<(f64, f64)>,
+}
+
+pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
+    let sp = space::read(&a.space).map_err(|m| anyhow!(m))?;
+    let solver = match a.solver.as_str() {
+        "highs" => MilpSolver::Highs,
+        "microlp" => MilpSolver::Microlp,
+        other => return Err(anyhow!("--solver '{other}' is not highs or microlp")),
+    };
+    if !(a.time_limit > 0.0 && a.time_limit.is_finite()) {
+        return Err(anyhow!("--time-limit must be a positive number of seconds"));
+    }
+    if let Some(out) = &a.out {
+        for f in ["best.json", "structure.json", "summary.json"] {
+            let p = out.join(f);
+            if p.exists() && !a.force {
+                return Err(anyhow!(
+                    "{} exists; pass --force to overwrite it",
+                    p.display()
+                ));
+            }
+        }
+    }
+    let spinner = (!a.quiet && !a.json).then(|| {
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("template"),
+        );
+        pb.set_message(format!("solving {} with {}", sp.name, solver.name()));
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
+    });
+    let design = program::solve(
+        &sp,
+        &ProgramOptions {
+            convention: a.convention,
+            solver,
+            time_limit: Duration::from_secs_f64(a.time_limit),
+        },
+    )
+    .map_err(|e| anyhow!("{}: {e}", a.space.display()))?;
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
+    let s = &design.score;
+    let summary = Summary {
+        space: sp.name.clone(),
+        convention: a.convention,
+        score: s.score,
+        entropy: s.entropy,
+        penalty: s.penalty,
+        flops: s.flops,
+        params: s.params,
+        rho: s.rho,
+        feasible: design.feasible,
+        solver: design.solver,
+        optimality_gap: design.optimality_gap,
+        bound: design.bound,
+        solve_seconds: design.solve_seconds,
+        programs: design.programs,
+        structure: design.blocks.clone(),
+        trace: design.trace.clone(),
+    };
+    if let Some(out) = &a.out {
+        let graph =
+            archproof::deepmad::ir::to_graph(&design.blocks, sp.resolution, Some(1000), &sp.name)?;
+        write_file(
+            &out.join("best.json"),
+            io::to_json(&graph)?.as_bytes(),
+            a.force,
+        )?;
+        write_file(
+            &out.join("structure.json"),
+            serde_json::to_string_pretty(&design.blocks)?.as_bytes(),
+            a.force,
+        )?;
+        write_file(
+            &out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+            a.force,
+        )?;
+    }
+    if a.json {
+        print_json(&summary)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}: score {:.2} (entropy {:.2} - penalty {:.2}), {} convention",
+        sp.name,
+        s.score,
+        s.entropy,
+        s.penalty,
+        format!("{:?}", a.convention).to_lowercase()
+    );
+    println!(
+        "  FLOPs {} / {}   params {} / {}   rho {:.4} / {}   feasible {}",
+        si(s.flops as u64),
+        si(sp.budget.flops as u64),
+        thousands(s.params as u64),
+        thousands(sp.budget.params as u64),
+        s.rho,
+        sp.budget.rho,
+        design.feasible
+    );
+    match design.optimality_gap {
+        Some(g) => println!(
+            "  {} programs with {} in {:.1} s; gap of the final program {:.3}%",
+            design.programs,
+            design.solver,
+            design.solve_seconds,
+            100.0 * g
+        ),
+        None => println!(
+            "  {} programs with {} in {:.1} s; the final program was not proven optimal",
+            design.programs, design.solver, design.solve_seconds
+        ),
+    }
+    println!("  block             in   out   k  s   L   btn");
+    for b in &design.blocks {
+        println!(
+            "  {:<16} {:>4} {:>5} {:>3} {:>2} {:>3} {:>5}",
+            format!("{:?}", b.kind),
+            b.cin,
+            b.cout,
+            b.k,
+            b.s,
+            b.depth.map(|d| d.to_string()).unwrap_or_default(),
+            b.btn.map(|d| d.to_string()).unwrap_or_default()
+        );
+    }
+    if let Some(out) = &a.out {
+        println!(
+            "  wrote {}/best.json, structure.json, summary.json",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

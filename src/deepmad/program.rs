@@ -1,0 +1,635 @@
+//! The DeepMAD design problem solved by mathematical programming (good_lp; HiGHS or microlp).
+//!
+//! The objective multiplies each stage's `ln(C R^2)` by the entropy sum up to that stage, and the
+//! costs multiply widths with widths and depths; all of it is linear once the channel count of
+//! every stage is fixed. So the program has two levels:
+//!
+//! - for fixed channels, an exact mixed-integer program chooses each stage's (bottleneck width,
+//!   kernel, depth) from all their values (one binary per non-dominated choice): FLOPs, params,
+//!   entropy and layers of a choice are constants, the objective and the budgets are linear,
+//!   the effectiveness bound `L ln(L / rho0) <= sum ln w` is convex in the integer layer count
+//!   and is written exactly by its secants between consecutive integers, and the depth std is
+//!   exact (a one-hot over the total depth makes its square linear) with `exp` of it bounded
+//!   from below (secants where it is convex, a chord where it is concave), so the program's
+//!   optimum is an upper bound on the best score for those channels;
+//! - the channels (stem and stages, multiples of 8) are chosen by a local search whose every
+//!   step solves the inner programs of all neighbouring channel vectors in parallel (rayon).
+//!
+//! The design is re-scored with the exact formula and polished by a local search over single
+//! choices; the reported gap is that of the inner program at the final channels.
+
+use std::time::{Duration, Instant};
+
+use good_lp::{
+    constraint, variable, Expression, ProblemVariables, Solution, SolverModel, Variable,
+};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::score::{block_terms, score, Convention, Score};
+use super::space::{Space, CHANNEL_STEP};
+use super::structure::{Block, BlockKind};
+use crate::solvers::MilpSolver;
+
+/// Settings of a solve.
+#[derive(Debug, Clone)]
+pub struct ProgramOptions {
+    /// Which formulas the objective follows.
+    pub convention: Convention,
+    /// The MILP back end.
+    pub solver: MilpSolver,
+    /// Longest the whole solve may run.
+    pub time_limit: Duration,
+}
+
+/// A solved design.
+#[derive(Debug, Clone, Serialize)]
+pub struct Design {
+    /// The structure.
+    pub blocks: Vec<Block>,
+    /// Its exact score under the chosen convention.
+    pub score: Score,
+    /// Whether it meets every budget, rho0 and non-decreasing channels.
+    pub feasible: bool,
+    /// The inner program's optimum at the final channels (an upper bound on the best score
+    /// with those channels), when proven.
+    pub bound: Option<f64>,
+    /// `(bound - score) / |score|`, when the bound is proven.
+    pub optimality_gap: Option<f64>,
+    /// Seconds of the whole solve.
+    pub solve_seconds: f64,
+    /// Inner programs solved.
+    pub programs: usize,
+    /// The solver's name.
+    pub solver: &'static str,
+    /// The score after each step of the channel search, with its time.
+    pub trace: Vec<(f64, f64)>,
+}
+
+/// Why no design came out.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// No structure of the space meets the budget.
+    #[error("no structure of the space meets the budget: {0}")]
+    Infeasible(String),
+}
+
+/// One choice of a stage for fixed channels.
+#[derive(Debug, Clone)]
+struct Choice {
+    btn: usize,
+    k: usize,
+    depth: usize,
+    params: f64,
+    flops: f64,
+    log_w: f64,
+    layers: usize,
+}
+
+/// The answer of one inner program.
+#[derive(Debug, Clone)]
+struct Inner {
+    blocks: Vec<Block>,
+    bound: Option<f64>,
+}
+
+/// Input resolution of every block.
+fn input_resolutions(space: &Space) -> Vec<f64> {
+    let mut v = vec![space.resolution as f64];
+    let mut r = space.resolution as f64 / space.stem.stride as f64;
+    for &s in &space.stages.strides {
+        v.push(r);
+        r /= s as f64;
+    }
+    v.push(r);
+    v
+}
+
+/// The structure with these channels and choices.
+fn assemble(space: &Space, chans: &[usize], picks: &[(usize, usize, usize)]) -> Vec<Block> {
+    let mut blocks = vec![Block {
+        kind: BlockKind::Conv,
+        cin: 3,
+        cout: chans[0],
+        k: space.stem.kernel,
+        s: space.stem.stride,
+        depth: None,
+        btn: None,
+    }];
+    for (j, &(btn, k, l)) in picks.iter().enumerate() {
+        blocks.push(Block {
+            kind: space.block,
+            cin: chans[j],
+            cout: chans[j + 1],
+            k,
+            s: space.stages.strides[j],
+            depth: Some(l),
+            btn: Some(btn),
+        });
+    }
+    if let Some(f) = space.final_channels {
+        blocks.push(Block {
+            kind: BlockKind::Conv,
+            cin: *chans.last().expect("stages"),
+            cout: f,
+            k: 1,
+            s: 1,
+            depth: None,
+            btn: None,
+        });
+    }
+    blocks
+}
+
+fn btn_range(space: &Space, c: usize) -> (usize, usize) {
+    super::polish::btn_bounds(space, c)
+}
+
+/// Every non-dominated choice of stage `j` for input channels `cin` and channels `c`: among
+/// choices of equal depth, one with no more FLOPs, no more params and no less entropy than
+/// another makes the other useless.
+fn choices(space: &Space, j: usize, cin: usize, c: usize, res_in: f64) -> Vec<Choice> {
+    let st = &space.stages;
+    let (lo, hi) = btn_range(space, c);
+    let mut out = Vec::new();
+    // Bottleneck candidates: every multiple of 8 in range, or for inverted blocks the official
+    // expansion ratios (steps of 0.1) rounded to multiples of 8.
+    let btns: Vec<usize> = match st.btn_ratio {
+        Some([a, b]) => {
+            let mut v: Vec<usize> = (0..)
+                .map(|i| a + 0.1 * i as f64)
+                .take_while(|r| *r <= b + 1e-9)
+                .map(|r| round8(r * c as f64))
+                .filter(|&x| x >= lo && x <= hi)
+                .collect();
+            v.dedup();
+            v
+        }
+        None => (lo / CHANNEL_STEP..=hi / CHANNEL_STEP)
+            .map(|i| i * CHANNEL_STEP)
+            .collect(),
+    };
+    for depth in 1..=st.max_depth[j] {
+        let mut row: Vec<Choice> = Vec::new();
+        for &k in &st.kernels {
+            for &b in &btns {
+                let blk = Block {
+                    kind: space.block,
+                    cin,
+                    cout: c,
+                    k,
+                    s: st.strides[j],
+                    depth: Some(depth),
+                    btn: Some(b),
+                };
+                let (params, flops, log_w, layers) = block_terms(&blk, res_in);
+                row.push(Choice {
+                    btn: b,
+                    k,
+                    depth,
+                    params,
+                    flops,
+                    log_w,
+                    layers,
+                });
+            }
+        }
+        let keep: Vec<bool> = row
+            .iter()
+            .map(|a| {
+                !row.iter().any(|b| {
+                    b.flops <= a.flops
+                        && b.params <= a.params
+                        && b.log_w >= a.log_w
+                        && (b.flops < a.flops || b.params < a.params || b.log_w > a.log_w)
+                })
+            })
+            .collect();
+        out.extend(
+            row.into_iter()
+                .zip(keep)
+                .filter(|(_, k)| *k)
+                .map(|(c, _)| c),
+        );
+    }
+    out
+}
+
+fn rho_lhs(x: f64, rho0: f64) -> f64 {
+    x * (x / rho0).ln()
+}
+
+/// The inner program: the best (bottleneck, kernel, depth) of every stage for fixed channels.
+fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration) -> Option<Inner> {
+    let tinynas = opts.convention == Convention::Tinynas;
+    let st = &space.stages;
+    let n = st.strides.len();
+    let res = input_resolutions(space);
+    let w = space.weights();
+    // Fixed parts: the stem and the final conv.
+    let stem = assemble(space, chans, &[])[0].clone();
+    let (p0, f0, e0, l0) = block_terms(&stem, res[0]);
+    let fin = space.final_channels.map(|f| Block {
+        kind: BlockKind::Conv,
+        cin: chans[n],
+        cout: f,
+        k: 1,
+        s: 1,
+        depth: None,
+        btn: None,
+    });
+    let (pf, ff, ef, lf) = fin
+        .as_ref()
+        .map(|b| block_terms(b, res[n + 1]))
+        .unwrap_or((0.0, 0.0, 0.0, 0));
+    let opts_by_stage: Vec<Vec<Choice>> = (0..n)
+        .map(|j| choices(space, j, chans[j], chans[j + 1], res[j + 1]))
+        .collect();
+    if opts_by_stage.iter().any(Vec::is_empty) {
+        return None;
+    }
+    let mut vars = ProblemVariables::new();
+    let z: Vec<Vec<Variable>> = opts_by_stage
+        .iter()
+        .map(|o| o.iter().map(|_| vars.add(variable().binary())).collect())
+        .collect();
+    let mut cons: Vec<good_lp::Constraint> = Vec::new();
+    let sum_of = |j: usize, f: &dyn Fn(&Choice) -> f64| -> Expression {
+        z[j].iter()
+            .zip(&opts_by_stage[j])
+            .map(|(&v, c)| f(c) * v)
+            .sum()
+    };
+    for zj in &z {
+        let s: Expression = zj.iter().copied().sum();
+        cons.push(constraint!(s == 1));
+    }
+    let mega = 1e-6;
+    let flops: Expression = (0..n)
+        .map(|j| sum_of(j, &|c| mega * c.flops))
+        .sum::<Expression>()
+        + mega * (f0 + ff);
+    let params: Expression = (0..n)
+        .map(|j| sum_of(j, &|c| mega * c.params))
+        .sum::<Expression>()
+        + mega * (p0 + pf);
+    cons.push(constraint!(flops <= mega * space.budget.flops));
+    cons.push(constraint!(params <= mega * space.budget.params));
+    // Entropy sums and layers per block (stem, stages, final).
+    let mut e_blocks: Vec<Expression> = vec![Expression::from(e0)];
+    let mut l_blocks: Vec<Expression> = vec![Expression::from(l0 as f64)];
+    for j in 0..n {
+        e_blocks.push(sum_of(j, &|c| c.log_w));
+        l_blocks.push(sum_of(j, &|c| c.layers as f64));
+    }
+    if fin.is_some() {
+        e_blocks.push(Expression::from(ef));
+        l_blocks.push(Expression::from(lf as f64));
+    }
+    let prefix = |upto: usize, v: &[Expression]| -> Expression { v[..=upto].iter().cloned().sum() };
+    // The stage plan and resolutions, as the convention counts them.
+    let structure = assemble(space, chans, &vec![(CHANNEL_STEP, st.kernels[0], 1); n]);
+    let plan = score(&structure, space.resolution, opts.convention, &w).stages;
+    let half = if tinynas { 0.5 } else { 1.0 };
+    let n_alpha = w.alpha.len();
+    let mut objective = Expression::default();
+    for (g, stage) in plan.iter().enumerate() {
+        let alpha = if g + n_alpha >= plan.len() {
+            w.alpha[g + n_alpha - plan.len()]
+        } else {
+            1.0
+        };
+        let factor =
+            alpha * half * (stage.channels as f64 * stage.resolution * stage.resolution).ln();
+        objective += factor * prefix(stage.last_block, &e_blocks);
+    }
+    let rho_ends: Vec<usize> = if tinynas {
+        plan.iter().map(|s| s.last_block).collect()
+    } else {
+        vec![e_blocks.len() - 1]
+    };
+    let lmax: usize = l0 + lf + (0..n).map(|j| 3 * st.max_depth[j]).sum::<usize>();
+    for b in rho_ends {
+        // Named once, so that each secant row has three entries.
+        let layers_v = vars.add(variable().min(0.0));
+        let lw_v = vars.add(variable());
+        cons.push(constraint!(layers_v == prefix(b, &l_blocks)));
+        cons.push(constraint!(lw_v == prefix(b, &e_blocks)));
+        let (layers, lw) = (Expression::from(layers_v), Expression::from(lw_v));
+        for l in 1..lmax {
+            let (a0, a1) = (
+                rho_lhs(l as f64, space.budget.rho),
+                rho_lhs((l + 1) as f64, space.budget.rho),
+            );
+            cons.push(constraint!(
+                lw.clone() >= a0 + (a1 - a0) * (layers.clone() - l as f64)
+            ));
+        }
+    }
+    // Depth penalty.
+    let skip = if tinynas && space.block == BlockKind::K1KXK1 {
+        2
+    } else {
+        0
+    };
+    let pen: Vec<usize> = (skip..n).collect();
+    if w.beta != 0.0 && !pen.is_empty() {
+        let k = pen.len() as f64;
+        let tmax: usize = pen.iter().map(|&j| st.max_depth[j]).sum();
+        let tvals: Vec<usize> = (pen.len()..=tmax).collect();
+        let tau: Vec<Variable> = tvals
+            .iter()
+            .map(|_| vars.add(variable().binary()))
+            .collect();
+        let one: Expression = tau.iter().copied().sum();
+        cons.push(constraint!(one == 1));
+        let total: Expression = pen.iter().map(|&j| sum_of(j, &|c| c.depth as f64)).sum();
+        let tv: Expression = tau.iter().zip(&tvals).map(|(&v, &t)| t as f64 * v).sum();
+        cons.push(constraint!(total == tv));
+        let sq: Expression = pen
+            .iter()
+            .map(|&j| sum_of(j, &|c| (c.depth * c.depth) as f64))
+            .sum();
+        let t2: Expression = tau
+            .iter()
+            .zip(&tvals)
+            .map(|(&v, &t)| (t * t) as f64 * v)
+            .sum();
+        // W = k sum L^2 - (sum L)^2 = k^2 var(L), named once.
+        let wv = vars.add(variable().min(0.0));
+        cons.push(constraint!(wv == k * sq - t2));
+        let wexpr = Expression::from(wv);
+        let h = |x: f64| w.beta * (x.max(0.0).sqrt() / k).exp();
+        let dmax = st.max_depth.iter().copied().max().unwrap_or(1) as f64;
+        let wmax = k * k * dmax * dmax / 4.0 + 1.0;
+        let kk = k * k;
+        let p = vars.add(variable().min(w.beta));
+        let u = vars.add(variable().binary());
+        let big = 2.0 * h(wmax) + 10.0;
+        cons.push(constraint!(wexpr.clone() >= kk * u));
+        cons.push(constraint!(wexpr.clone() <= (kk - 1.0) + wmax * u));
+        let (h0, h1) = (h(0.0), h(kk));
+        cons.push(constraint!(
+            p >= h0 + (h1 - h0) / kk * wexpr.clone() - big * u
+        ));
+        let mut x = kk;
+        while x < wmax {
+            let nx = (x + 1.0).min(wmax);
+            let (a, b) = (h(x), h(nx));
+            cons.push(constraint!(
+                p >= a + (b - a) / (nx - x) * (wexpr.clone() - x) - big * (1 - u)
+            ));
+            x = nx;
+        }
+        objective -= p;
+    }
+    let problem = vars.maximise(objective.clone());
+    let (picks, bound) = match opts.solver {
+        MilpSolver::Highs => {
+            let mut model = problem
+                .using(good_lp::highs)
+                .set_time_limit(limit.as_secs_f64().max(0.05))
+                .set_threads(1)
+                // Probing in presolve costs seconds on these models and gains little.
+                .set_option("presolve_rule_off", 32768);
+            model = model.set_mip_rel_gap(1e-7).ok()?;
+            model.set_verbose(false);
+            for c in cons {
+                model = model.with(c);
+            }
+            let sol = model.solve().ok()?;
+            let proven = matches!(
+                sol.status(),
+                good_lp::SolutionStatus::Optimal | good_lp::SolutionStatus::GapLimit
+            );
+            (
+                pick(&sol, &z, &opts_by_stage),
+                proven.then(|| sol.eval(&objective)),
+            )
+        }
+        MilpSolver::Microlp => {
+            let mut model = problem.using(good_lp::microlp);
+            for c in cons {
+                model = model.with(c);
+            }
+            let sol = model.solve().ok()?;
+            (pick(&sol, &z, &opts_by_stage), Some(sol.eval(&objective)))
+        }
+    };
+    Some(Inner {
+        blocks: assemble(space, chans, &picks),
+        bound,
+    })
+}
+
+fn pick(
+    sol: &impl Solution,
+    z: &[Vec<Variable>],
+    choices: &[Vec<Choice>],
+) -> Vec<(usize, usize, usize)> {
+    z.iter()
+        .zip(choices)
+        .map(|(zj, cj)| {
+            let i = zj
+                .iter()
+                .enumerate()
+                .max_by(|a, b| sol.value(*a.1).total_cmp(&sol.value(*b.1)))
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            (cj[i].btn, cj[i].k, cj[i].depth)
+        })
+        .collect()
+}
+
+/// Whether a channel vector respects the space: the stem range, multiples of 8, non-decreasing,
+/// growth at most `max_growth` per stage, at most `max_channels`, and not above a final conv.
+fn channels_ok(space: &Space, c: &[usize]) -> bool {
+    let st = &space.stages;
+    if c[0] < space.stem.channels[0] || c[0] > space.stem.channels[1] {
+        return false;
+    }
+    for j in 1..c.len() {
+        if c[j] < c[j - 1]
+            || c[j] as f64 > st.max_growth * c[j - 1] as f64
+            || c[j] > st.max_channels
+        {
+            return false;
+        }
+    }
+    if let Some(f) = space.final_channels {
+        if *c.last().expect("stages") > f {
+            return false;
+        }
+    }
+    c.iter()
+        .all(|&x| x % CHANNEL_STEP == 0 && x >= CHANNEL_STEP)
+}
+
+fn round8(x: f64) -> usize {
+    ((x / CHANNEL_STEP as f64).round() as usize).max(1) * CHANNEL_STEP
+}
+
+/// Channel vectors one step from `c`: one entry scaled by each factor (rounded to the grid).
+fn moves(space: &Space, c: &[usize], factors: &[f64]) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    for i in 0..c.len() {
+        for &f in factors {
+            let mut v = c.to_vec();
+            let x = if f > 1.0 {
+                round8(c[i] as f64 * f).max(c[i] + CHANNEL_STEP)
+            } else {
+                round8(c[i] as f64 * f).min(c[i].saturating_sub(CHANNEL_STEP))
+            };
+            v[i] = x;
+            // Keep the order by dragging neighbours along.
+            for j in i + 1..v.len() {
+                v[j] = v[j].max(v[j - 1]);
+            }
+            for j in (0..i).rev() {
+                v[j] = v[j].min(v[j + 1]);
+            }
+            if v != c && channels_ok(space, &v) && !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// Solves the design problem of `space`.
+pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramError> {
+    let start = Instant::now();
+    let n = space.stages.strides.len();
+    let wts = space.weights();
+    let exact = |b: &[Block]| score(b, space.resolution, opts.convention, &wts);
+    let per_program = Duration::from_secs(5).min(opts.time_limit / 4);
+    let programs = std::sync::atomic::AtomicUsize::new(0);
+    let run = |c: &Vec<usize>| -> Option<(f64, Inner)> {
+        let left = opts.time_limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return None;
+        }
+        programs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = inner(space, opts, c, per_program.min(left))?;
+        let s = exact(&r.blocks);
+        super::polish::feasible(space, &r.blocks, &s).then_some((s.score, r))
+    };
+    // Starting channel vectors: the last stage at several widths, earlier stages shrinking
+    // by the largest allowed growth towards the stem.
+    let st = &space.stages;
+    let mut starts = Vec::new();
+    for last in [256.0, 512.0, 1024.0, 1536.0, 2048.0] {
+        let mut c = vec![0usize; n + 1];
+        c[n] = round8(f64::min(last, st.max_channels as f64));
+        if let Some(f) = space.final_channels {
+            c[n] = c[n].min(f);
+        }
+        for j in (1..n).rev() {
+            c[j] = round8(c[j + 1] as f64 / st.max_growth.min(2.0)).max(CHANNEL_STEP);
+        }
+        c[0] = round8(c[1] as f64 / st.max_growth)
+            .clamp(space.stem.channels[0], space.stem.channels[1]);
+        for j in 1..=n {
+            c[j] = c[j].max(c[j - 1]);
+        }
+        if channels_ok(space, &c) {
+            starts.push(c);
+        }
+    }
+    let mut best: Option<(f64, Vec<usize>, Inner)> = starts
+        .par_iter()
+        .filter_map(|c| run(c).map(|(s, r)| (s, c.clone(), r)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let Some(_) = best else {
+        return Err(ProgramError::Infeasible(infeasibility(space)));
+    };
+    let mut trace = vec![(
+        start.elapsed().as_secs_f64(),
+        best.as_ref().map(|b| b.0).unwrap_or(0.0),
+    )];
+    let ladders: [&[f64]; 3] = [
+        &[0.5, 0.75, 1.33, 2.0],
+        &[0.9, 0.95, 1.05, 1.1],
+        &[0.99, 1.01],
+    ];
+    let mut level = 0;
+    while level < ladders.len() && start.elapsed() < opts.time_limit {
+        let (cur_score, cur, _) = best.as_ref().expect("a start").clone();
+        let cand = moves(space, &cur, ladders[level]);
+        let found = cand
+            .par_iter()
+            .filter_map(|c| run(c).map(|(s, r)| (s, c.clone(), r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        match found {
+            Some(f) if f.0 > cur_score + 1e-9 => {
+                best = Some(f);
+                trace.push((
+                    start.elapsed().as_secs_f64(),
+                    best.as_ref().map(|b| b.0).unwrap_or(0.0),
+                ));
+            }
+            _ => level += 1,
+        }
+    }
+    let (_, _, found) = best.expect("a start");
+    let blocks = super::polish::polish(space, found.blocks.clone(), opts.convention);
+    let s = exact(&blocks);
+    let feasible = super::polish::feasible(space, &blocks, &s);
+    trace.push((start.elapsed().as_secs_f64(), s.score));
+    let gap = found
+        .bound
+        .map(|b| ((b - s.score) / s.score.abs()).max(0.0));
+    Ok(Design {
+        blocks,
+        score: s,
+        feasible,
+        bound: found.bound,
+        optimality_gap: gap,
+        solve_seconds: start.elapsed().as_secs_f64(),
+        programs: programs.into_inner(),
+        solver: opts.solver.name(),
+        trace,
+    })
+}
+
+/// Which budget no structure of the space can meet: the smallest structure (narrowest stem
+/// and stages, depth 1, smallest kernels and bottlenecks) is measured against each limit.
+fn infeasibility(space: &Space) -> String {
+    let n = space.stages.strides.len();
+    let c0 = space.stem.channels[0];
+    let mut chans = vec![c0; n + 1];
+    for c in chans.iter_mut().skip(1) {
+        *c = (*c).max(CHANNEL_STEP);
+    }
+    let k = *space.stages.kernels.iter().min().unwrap_or(&3);
+    let picks: Vec<(usize, usize, usize)> = (0..n)
+        .map(|j| (btn_range(space, chans[j + 1]).0, k, 1))
+        .collect();
+    let blocks = assemble(space, &chans, &picks);
+    let s = score(
+        &blocks,
+        space.resolution,
+        Convention::Tinynas,
+        &space.weights(),
+    );
+    let mut why = Vec::new();
+    if s.flops > space.budget.flops {
+        why.push(format!(
+            "FLOPs: the smallest structure needs {:.3e}, the budget is {:.3e}",
+            s.flops, space.budget.flops
+        ));
+    }
+    if s.params > space.budget.params {
+        why.push(format!(
+            "params: the smallest structure needs {:.3e}, the budget is {:.3e}",
+            s.params, space.budget.params
+        ));
+    }
+    if why.is_empty() {
+        why.push(format!(
+            "rho <= {} together with the FLOPs and params limits (no channel vector tried admits one)",
+            space.budget.rho
+        ));
+    }
+    why.join("; ")
+}

@@ -1,0 +1,143 @@
+//! `search deepmad`: a design within budget from the program, written as IR that `inspect` and
+//! `deepmad score` read back; impossible budgets and bad spaces exit 2 naming the problem.
+
+mod common;
+
+use common::{archproof, assert_bad_input};
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_program_designs_within_budget_and_beats_a_uniform_structure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let space = root().join("search-spaces/deepmad-cifar.toml");
+    let o = archproof(&[
+        "search",
+        "deepmad",
+        "--space",
+        space.to_str().unwrap(),
+        "--convention",
+        "tinynas",
+        "--time-limit",
+        "15",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["feasible"], true);
+    assert!(v["flops"].as_f64().unwrap() <= 100e6);
+    assert!(v["params"].as_f64().unwrap() <= 1.0e6);
+    assert!(v["rho"].as_f64().unwrap() <= 0.5);
+    let chans: Vec<u64> = v["structure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["out"].as_u64().unwrap())
+        .collect();
+    assert!(
+        chans.windows(2).all(|w| w[0] <= w[1]),
+        "non-decreasing channels: {chans:?}"
+    );
+    // A hand-made structure that meets the same budget: uniform widths and depths.
+    let uniform = dir.path().join("uniform.json");
+    std::fs::write(
+        &uniform,
+        r#"[{"class": "ConvKXBNRELU", "in": 3, "out": 32, "k": 3, "s": 1},
+            {"class": "SuperResK1KXK1", "in": 32, "out": 64, "k": 3, "s": 1, "L": 2, "btn": 16},
+            {"class": "SuperResK1KXK1", "in": 64, "out": 128, "k": 3, "s": 2, "L": 3, "btn": 24},
+            {"class": "SuperResK1KXK1", "in": 128, "out": 192, "k": 3, "s": 2, "L": 3, "btn": 32},
+            {"class": "SuperResK1KXK1", "in": 192, "out": 256, "k": 3, "s": 1, "L": 3, "btn": 32},
+            {"class": "SuperResK1KXK1", "in": 256, "out": 384, "k": 3, "s": 2, "L": 3, "btn": 40}]"#,
+    )
+    .unwrap();
+    let u = archproof(&[
+        "deepmad",
+        "score",
+        uniform.to_str().unwrap(),
+        "--convention",
+        "tinynas",
+        "--resolution",
+        "32",
+        "--json",
+    ]);
+    let u: serde_json::Value = serde_json::from_slice(&u.stdout).unwrap();
+    assert!(u["flops"].as_f64().unwrap() <= 100e6 && u["params"].as_f64().unwrap() <= 1.0e6);
+    assert!(
+        v["score"].as_f64().unwrap() > u["score"].as_f64().unwrap(),
+        "program {} vs uniform {}",
+        v["score"],
+        u["score"]
+    );
+    // The IR reads back to the same structure and score.
+    let best = out.join("best.json");
+    let s = archproof(&[
+        "deepmad",
+        "score",
+        best.to_str().unwrap(),
+        "--convention",
+        "tinynas",
+        "--json",
+    ]);
+    let s: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert!((s["score"].as_f64().unwrap() - v["score"].as_f64().unwrap()).abs() < 1e-6);
+    let i = archproof(&["inspect", best.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        i.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&i.stderr)
+    );
+}
+
+#[test]
+fn impossible_budgets_and_bad_spaces_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(root().join("search-spaces/deepmad-cifar.toml")).unwrap();
+    let run = |name: &str, text: &str, needles: &[&str]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let o = archproof(&[
+            "search",
+            "deepmad",
+            "--space",
+            p.to_str().unwrap(),
+            "--time-limit",
+            "10",
+            "-q",
+        ]);
+        let mut all = vec![name];
+        all.extend_from_slice(needles);
+        assert_bad_input(&o, &all);
+    };
+    run(
+        "tiny.toml",
+        &base.replace("flops = 100e6", "flops = 1e5"),
+        &["FLOPs", "smallest structure needs"],
+    );
+    run(
+        "params.toml",
+        &base.replace("params = 1.0e6", "params = 1e3"),
+        &["params", "smallest structure needs"],
+    );
+    run(
+        "kind.toml",
+        &base.replace("kind = \"deepmad\"", "kind = \"nb201\""),
+        &["kind is 'nb201'"],
+    );
+    run("garbage.toml", "kind = [", &["malformed space"]);
+    run(
+        "depths.toml",
+        &base.replace("max_depth = [3, 6, 6, 6, 6]", "max_depth = [3, 6]"),
+        &["max_depth has 2 entries for 5 stages"],
+    );
+}
