@@ -141,3 +141,58 @@ fn impossible_budgets_and_bad_spaces_exit_2() {
         &["max_depth has 2 entries for 5 stages"],
     );
 }
+
+#[test]
+fn the_evolutionary_baseline_is_seeded_filtered_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = root().join("search-spaces/deepmad-cifar.toml");
+    let run = |out: &std::path::Path, iterations: &str, resume: bool| {
+        let mut args = vec![
+            "search",
+            "deepmad",
+            "--space",
+            space.to_str().unwrap(),
+            "--solver",
+            "evolution",
+            "--iterations",
+            iterations,
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let o = archproof(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let whole = run(&dir.path().join("whole"), "3000", false);
+    assert_eq!(whole["feasible"], true);
+    assert!(
+        whole["flops"].as_f64().unwrap() <= 100e6 && whole["params"].as_f64().unwrap() <= 1.0e6
+    );
+    // The same seed in two parts (stop at 1000, resume to 3000) ends on the same design.
+    let split = dir.path().join("split");
+    run(&split, "1000", false);
+    let resumed = run(&split, "3000", true);
+    assert_eq!(resumed["structure"], whole["structure"]);
+    assert_eq!(resumed["score"], whole["score"]);
+    // Evolution needs somewhere to store its trials.
+    let o = archproof(&[
+        "search",
+        "deepmad",
+        "--space",
+        space.to_str().unwrap(),
+        "--solver",
+        "evolution",
+    ]);
+    assert_bad_input(&o, &["needs --out"]);
+}

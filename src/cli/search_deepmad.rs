@@ -30,9 +30,21 @@ pub struct DeepmadArgs {
     /// Which formulas the objective follows.
     #[arg(long, value_enum, default_value = "paper")]
     convention: Convention,
-    /// The MILP solver: highs or microlp.
+    /// How to solve: highs or microlp (the program), or evolution (the official code's search).
     #[arg(long, default_value = "highs")]
     solver: String,
+    /// Evolution: candidates to evaluate (the official search uses 500,000).
+    #[arg(long, default_value_t = 100_000)]
+    iterations: usize,
+    /// Evolution: population size.
+    #[arg(long, default_value_t = 256)]
+    population: usize,
+    /// Evolution: seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Evolution: continue the search stored in OUT.
+    #[arg(long)]
+    resume: bool,
     /// Wall-clock limit of the whole solve, in seconds.
     #[arg(long, default_value_t = 60.0)]
     time_limit: f64,
@@ -70,12 +82,141 @@ struct Summary {
     trace: Vec<(f64, f64)>,
 }
 
+/// The official evolutionary search on the study engine (seeded, resumable).
+fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result<ExitCode> {
+    use archproof::deepmad::evolution::{DeepmadEvaluator, DeepmadSpace, TopKEvolution};
+    use archproof::search::{Store, Study, StudyConfig};
+    use std::sync::Mutex;
+    use std::time::Instant;
+    let Some(out) = a.out.clone() else {
+        return Err(anyhow!(
+            "--solver evolution needs --out DIR (its trials are stored there)"
+        ));
+    };
+    if a.iterations == 0 || a.population == 0 {
+        return Err(anyhow!("--iterations and --population must be at least 1"));
+    }
+    let space = DeepmadSpace { space: sp.clone() };
+    let evaluator = DeepmadEvaluator {
+        space: &sp,
+        convention: a.convention,
+    };
+    let strategy = TopKEvolution::new(a.population);
+    let config = StudyConfig {
+        seed: a.seed,
+        max_trials: a.iterations,
+        budget: None,
+        batch: 64,
+    };
+    let study = Study::new(&space, &strategy, &evaluator, config)?;
+    let db = out.join("study.sqlite");
+    let store = if a.resume {
+        Store::open(&db)?
+    } else {
+        Store::create(
+            &db,
+            &study.header(serde_json::json!({"space": a.space})),
+            a.force,
+        )?
+    };
+    let study = study.with_store(store)?;
+    let bar = if a.quiet || a.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(a.iterations as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} candidates  {msg}  [{elapsed}]")
+                .expect("template"),
+        );
+        b
+    };
+    let start = Instant::now();
+    let trace: Mutex<(f64, Vec<(f64, f64)>)> = Mutex::new((f64::NEG_INFINITY, Vec::new()));
+    let result = study.run(&|t| {
+        bar.inc(1);
+        if let Some(f) = t.fitness() {
+            let mut tr = trace.lock().expect("trace lock");
+            if f > tr.0 {
+                tr.0 = f;
+                tr.1.push((start.elapsed().as_secs_f64(), f));
+                bar.set_message(format!("best {f:.2}"));
+            }
+        }
+    })?;
+    bar.finish_and_clear();
+    let best = result
+        .best
+        .map(|i| result.trials[i].candidate.clone())
+        .ok_or_else(|| anyhow!("no candidate met the budget"))?;
+    let s = archproof::deepmad::score(&best, sp.resolution, a.convention, &sp.weights());
+    let feasible = archproof::deepmad::polish::feasible(&sp, &best, &s);
+    let summary = Summary {
+        space: sp.name.clone(),
+        convention: a.convention,
+        score: s.score,
+        entropy: s.entropy,
+        penalty: s.penalty,
+        flops: s.flops,
+        params: s.params,
+        rho: s.rho,
+        feasible,
+        solver: "evolution",
+        optimality_gap: None,
+        bound: None,
+        solve_seconds: start.elapsed().as_secs_f64(),
+        programs: 0,
+        structure: best.clone(),
+        trace: trace.into_inner().expect("trace lock").1,
+    };
+    let graph = archproof::deepmad::ir::to_graph(&best, sp.resolution, Some(1000), &sp.name)?;
+    write_file(
+        &out.join("best.json"),
+        io::to_json(&graph)?.as_bytes(),
+        true,
+    )?;
+    write_file(
+        &out.join("structure.json"),
+        serde_json::to_string_pretty(&best)?.as_bytes(),
+        true,
+    )?;
+    write_file(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+        true,
+    )?;
+    if a.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{}: evolution, {} candidates ({} over budget) in {:.1} s: best score {:.2}, FLOPs {}, params {}, rho {:.4}",
+            sp.name,
+            result.trials.len(),
+            result.trials.iter().filter(|t| t.fitness().is_none()).count(),
+            summary.solve_seconds,
+            s.score,
+            si(s.flops as u64),
+            thousands(s.params as u64),
+            s.rho
+        );
+        println!(
+            "  wrote {}/best.json, structure.json, summary.json, study.sqlite",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
     let sp = space::read(&a.space).map_err(|m| anyhow!(m))?;
     let solver = match a.solver.as_str() {
         "highs" => MilpSolver::Highs,
         "microlp" => MilpSolver::Microlp,
-        other => return Err(anyhow!("--solver '{other}' is not highs or microlp")),
+        "evolution" => return run_evolution(a, sp),
+        other => {
+            return Err(anyhow!(
+                "--solver '{other}' is not highs, microlp or evolution"
+            ))
+        }
     };
     if !(a.time_limit > 0.0 && a.time_limit.is_finite()) {
         return Err(anyhow!("--time-limit must be a positive number of seconds"));
