@@ -196,3 +196,84 @@ fn the_evolutionary_baseline_is_seeded_filtered_and_resumable() {
     ]);
     assert_bad_input(&o, &["needs --out"]);
 }
+
+#[test]
+fn bench_deepmad_compares_program_evolution_and_released_with_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let released = dir.path().join("released.json");
+    std::fs::write(
+        &released,
+        r#"[{"class": "ConvKXBNRELU", "in": 3, "out": 32, "k": 3, "s": 1},
+            {"class": "SuperResK1KXK1", "in": 32, "out": 64, "k": 3, "s": 1, "L": 2, "btn": 16},
+            {"class": "SuperResK1KXK1", "in": 64, "out": 128, "k": 3, "s": 2, "L": 3, "btn": 24},
+            {"class": "SuperResK1KXK1", "in": 128, "out": 192, "k": 3, "s": 2, "L": 3, "btn": 32},
+            {"class": "SuperResK1KXK1", "in": 192, "out": 256, "k": 3, "s": 1, "L": 3, "btn": 32},
+            {"class": "SuperResK1KXK1", "in": 256, "out": 384, "k": 3, "s": 2, "L": 3, "btn": 40}]"#,
+    )
+    .unwrap();
+    let space = root().join("search-spaces/deepmad-cifar.toml");
+    let o = archproof(&[
+        "bench",
+        "deepmad",
+        "--space",
+        space.to_str().unwrap(),
+        "--released",
+        released.to_str().unwrap(),
+        "--convention",
+        "tinynas",
+        "--time-limit",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for m in ["program", "evolution", "released"] {
+        assert_eq!(v[m]["feasible"], true, "{m}");
+    }
+    let (p, e) = (
+        v["program"]["score"].as_f64().unwrap(),
+        v["evolution"]["score"].as_f64().unwrap(),
+    );
+    assert!((v["ratio_program_to_evolution"].as_f64().unwrap() - p / e).abs() < 1e-12);
+    assert!(v["evolution_candidates"].as_u64().unwrap() > 1000);
+    // Best-so-far traces only improve, and end at the reported scores.
+    for m in ["program", "evolution"] {
+        let t: Vec<f64> = v[m]["trace"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[1].as_f64().unwrap())
+            .collect();
+        assert!(t.windows(2).all(|w| w[0] <= w[1] + 1e-9), "{m}: {t:?}");
+    }
+    let evo_last = v["evolution"]["trace"].as_array().unwrap().last().unwrap()[1]
+        .as_f64()
+        .unwrap();
+    assert!((evo_last - e).abs() < 1e-9);
+    for f in ["results.json", "progress.svg", "stages.svg"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(!text.is_empty(), "{f}");
+    }
+    let stages = std::fs::read_to_string(out.join("stages.svg")).unwrap();
+    assert!(stages.starts_with("<svg") && stages.contains("released"));
+    // Existing outputs are kept without --force.
+    let again = archproof(&[
+        "bench",
+        "deepmad",
+        "--space",
+        space.to_str().unwrap(),
+        "--time-limit",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_bad_input(&again, &["exists; pass --force"]);
+}

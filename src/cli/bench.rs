@@ -26,6 +26,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Kind {
     Verify(VerifyArgs),
+    Deepmad(super::bench_deepmad::DeepmadBenchArgs),
 }
 
 /// Run a VNN-COMP instance list with the bab engine and the plain Z3 baseline; write
@@ -86,6 +87,7 @@ struct Row {
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.kind {
         Kind::Verify(a) => run_verify(a),
+        Kind::Deepmad(a) => super::bench_deepmad::run(a),
     }
 }
 

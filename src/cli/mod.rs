@@ -2,6 +2,7 @@
 //! JSON document on stdout; errors are returned to `main`, which prints one line and exits 2.
 
 mod bench;
+mod bench_deepmad;
 mod common;
 mod deepmad;
 mod demo;

@@ -536,6 +536,14 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
             starts.push(c);
         }
     }
+    // More starts: the channels of the best structures of a short evolutionary search (a sixth
+    // of the time). For those channels the inner program is at least as good as the structure
+    // evolution found, since that structure is one of its feasible points.
+    for c in evolved_channels(space, opts, opts.time_limit / 6, 4) {
+        if channels_ok(space, &c) && !starts.contains(&c) {
+            starts.push(c);
+        }
+    }
     let mut best: Option<(f64, Vec<usize>, Inner)> = starts
         .par_iter()
         .filter_map(|c| run(c).map(|(s, r)| (s, c.clone(), r)))
@@ -590,6 +598,73 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
         solver: opts.solver.name(),
         trace,
     })
+}
+
+/// The channel vectors of the `count` best distinct structures an evolutionary search finds
+/// in `time` (in memory, seeded).
+fn evolved_channels(
+    space: &Space,
+    opts: &ProgramOptions,
+    time: Duration,
+    count: usize,
+) -> Vec<Vec<usize>> {
+    use super::evolution::{DeepmadEvaluator, DeepmadSpace, TopKEvolution};
+    use crate::search::{Study, StudyConfig};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ds = DeepmadSpace {
+        space: space.clone(),
+    };
+    let evaluator = DeepmadEvaluator {
+        space,
+        convention: opts.convention,
+    };
+    let strategy = TopKEvolution::new(256);
+    let config = StudyConfig {
+        seed: 0,
+        max_trials: 500_000,
+        budget: None,
+        batch: 64,
+    };
+    let Ok(study) = Study::new(&ds, &strategy, &evaluator, config) else {
+        return Vec::new();
+    };
+    let stop = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            let end = Instant::now() + time;
+            while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let r = study.with_stop_flag(&stop).run(&|_| {});
+        stop.store(true, Ordering::Relaxed);
+        r
+    });
+    let Ok(result) = result else {
+        return Vec::new();
+    };
+    let mut ranked: Vec<(f64, Vec<usize>)> = result
+        .trials
+        .iter()
+        .filter_map(|t| {
+            t.fitness().map(|f| {
+                let n = space.stages.strides.len();
+                (f, t.candidate[..=n].iter().map(|b| b.cout).collect())
+            })
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (_, c) in ranked {
+        if !out.contains(&c) {
+            out.push(c);
+            if out.len() == count {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Which budget no structure of the space can meet: the smallest structure (narrowest stem

@@ -78,3 +78,155 @@ pub fn cactus_svg(
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// One line of a best-so-far figure: a name and its (x, best value) steps.
+pub struct ProgressSeries {
+    /// Legend label.
+    pub name: String,
+    /// Points where the best value improved, in increasing x.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws best-so-far step lines (value against time or trials), one per series, each held flat
+/// to `x_end`.
+pub fn progress_svg(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[ProgressSeries],
+    x_end: f64,
+) -> Result<(), String> {
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .collect();
+    let (lo, hi) = ys
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
+            (a.min(y), b.max(y))
+        });
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let pad = ((hi - lo) * 0.05).max(1e-9);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_end.max(1e-9), (lo - pad)..(hi + pad))
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
+    for (k, s) in series.iter().enumerate() {
+        let color = colors[k % colors.len()];
+        let mut pts: Vec<(f64, f64)> = Vec::new();
+        for (i, &(x, y)) in s.points.iter().enumerate() {
+            if i > 0 {
+                pts.push((x, s.points[i - 1].1));
+            }
+            pts.push((x, y));
+        }
+        if let Some(&(_, y)) = s.points.last() {
+            pts.push((x_end, y));
+        }
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(format!(
+                "{} (best {:.1})",
+                s.name,
+                s.points.last().map(|p| p.1).unwrap_or(f64::NAN)
+            ))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// One design in a stage figure: per stage, its channels and its depth.
+pub struct StageSeries {
+    /// Legend label.
+    pub name: String,
+    /// (channels, depth) of each stage.
+    pub stages: Vec<(usize, usize)>,
+}
+
+/// Draws two grouped bar charts side by side: stage widths and stage depths of each design.
+pub fn stages_svg(path: &Path, title: &str, designs: &[StageSeries]) -> Result<(), String> {
+    let root = SVGBackend::new(path, (1000, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = root
+        .titled(title, ("sans-serif", 20))
+        .map_err(|e| e.to_string())?;
+    let (left, right) = root.split_horizontally(500);
+    let n = designs.iter().map(|d| d.stages.len()).max().unwrap_or(0);
+    let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
+    let groups = designs.len().max(1) as f64;
+    for (area, what, pick) in [
+        (&left, "channels", 0usize),
+        (&right, "depth (units)", 1usize),
+    ] {
+        let top = designs
+            .iter()
+            .flat_map(|d| d.stages.iter().map(|s| if pick == 0 { s.0 } else { s.1 }))
+            .max()
+            .unwrap_or(1) as f64;
+        let mut chart = ChartBuilder::on(area)
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top * 1.1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("stage")
+            .y_desc(what)
+            .x_labels(n.max(1))
+            .x_label_formatter(&|x| format!("{}", x.floor() as usize))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (k, d) in designs.iter().enumerate() {
+            let color = colors[k % colors.len()];
+            let w = 0.8 / groups;
+            let bars = d.stages.iter().enumerate().map(move |(i, s)| {
+                let v = if pick == 0 { s.0 } else { s.1 } as f64;
+                let x0 = i as f64 + 0.1 + k as f64 * w;
+                Rectangle::new([(x0, 0.0), (x0 + w, v)], color.filled())
+            });
+            let series = chart.draw_series(bars).map_err(|e| e.to_string())?;
+            if pick == 0 {
+                series.label(d.name.clone()).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled())
+                });
+            }
+        }
+        if pick == 0 {
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}

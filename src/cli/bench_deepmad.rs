@@ -1,0 +1,285 @@
+//! `archproof bench deepmad`: the program against the evolutionary search at equal wall time,
+//! and both against the released design, with figures.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use archproof::deepmad::evolution::{DeepmadEvaluator, DeepmadSpace, TopKEvolution};
+use archproof::deepmad::program::{self, ProgramOptions};
+use archproof::deepmad::{self as dm, polish, space, structure, Block, Convention};
+use archproof::report::{self, ProgressSeries, StageSeries};
+use archproof::search::{Study, StudyConfig};
+use archproof::solvers::MilpSolver;
+use serde::Serialize;
+
+use super::common::{print_json, write_file};
+
+/// Most candidates the evolutionary search evaluates in one benchmark (memory bound).
+const EVOLUTION_CAP: usize = 2_000_000;
+
+/// Run the DeepMAD program and the official evolutionary search for the same wall time on one
+/// budget, score the released design under the same convention, and draw the figures.
+///
+/// Writes OUT/results.json, OUT/progress.svg (objective against wall time) and OUT/stages.svg
+/// (stage widths and depths of the designs). The evolutionary search stops at the time limit or
+/// after 2 million candidates, whichever comes first.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  archproof bench deepmad --space search-spaces/deepmad-r50.toml \\
+      --released released_structures.json#deepmad-R50 --convention tinynas --out bench/r50")]
+pub struct DeepmadBenchArgs {
+    /// The space and budget.
+    #[arg(long)]
+    space: PathBuf,
+    /// The released design to compare with (FILE#NAME or a block-list file).
+    #[arg(long)]
+    released: Option<String>,
+    /// Which formulas.
+    #[arg(long, value_enum, default_value = "paper")]
+    convention: Convention,
+    /// Wall-clock seconds for each method.
+    #[arg(long, default_value_t = 60.0)]
+    time_limit: f64,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace existing outputs.
+    #[arg(long)]
+    force: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct MethodResult {
+    method: String,
+    score: f64,
+    flops: f64,
+    params: f64,
+    rho: f64,
+    feasible: bool,
+    seconds: f64,
+    structure: Vec<Block>,
+    trace: Vec<(f64, f64)>,
+}
+
+#[derive(Serialize)]
+struct Results {
+    space: String,
+    convention: Convention,
+    time_limit: f64,
+    program: MethodResult,
+    evolution: MethodResult,
+    evolution_candidates: usize,
+    released: Option<MethodResult>,
+    /// program score / evolution score.
+    ratio_program_to_evolution: f64,
+}
+
+fn method(
+    name: &str,
+    sp: &space::Space,
+    conv: Convention,
+    blocks: Vec<Block>,
+    seconds: f64,
+    trace: Vec<(f64, f64)>,
+) -> MethodResult {
+    let s = dm::score(&blocks, sp.resolution, conv, &sp.weights());
+    MethodResult {
+        method: name.into(),
+        score: s.score,
+        flops: s.flops,
+        params: s.params,
+        rho: s.rho,
+        feasible: polish::feasible(sp, &blocks, &s),
+        seconds,
+        structure: blocks,
+        trace,
+    }
+}
+
+pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
+    let sp = space::read(&a.space).map_err(|m| anyhow!(m))?;
+    if !(a.time_limit > 0.0 && a.time_limit.is_finite()) {
+        return Err(anyhow!("--time-limit must be a positive number of seconds"));
+    }
+    for f in ["results.json", "progress.svg", "stages.svg"] {
+        let p = a.out.join(f);
+        if p.exists() && !a.force {
+            return Err(anyhow!(
+                "{} exists; pass --force to overwrite it",
+                p.display()
+            ));
+        }
+    }
+    let released = a
+        .released
+        .as_deref()
+        .map(structure::read)
+        .transpose()
+        .map_err(|m| anyhow!(m))?;
+    let limit = Duration::from_secs_f64(a.time_limit);
+    if !a.json {
+        eprintln!("program: {:.0} s ...", a.time_limit);
+    }
+    let design = program::solve(
+        &sp,
+        &ProgramOptions {
+            convention: a.convention,
+            solver: MilpSolver::Highs,
+            time_limit: limit,
+        },
+    )
+    .map_err(|e| anyhow!("{}: {e}", a.space.display()))?;
+    let prog = method(
+        "program (HiGHS)",
+        &sp,
+        a.convention,
+        design.blocks.clone(),
+        design.solve_seconds,
+        design.trace.clone(),
+    );
+
+    if !a.json {
+        eprintln!("evolution: {:.0} s ...", a.time_limit);
+    }
+    let ds = DeepmadSpace { space: sp.clone() };
+    let evaluator = DeepmadEvaluator {
+        space: &sp,
+        convention: a.convention,
+    };
+    let strategy = TopKEvolution::new(256);
+    // The study keeps every trial in memory (about 1 kB each): cap the count.
+    let config = StudyConfig {
+        seed: 0,
+        max_trials: EVOLUTION_CAP,
+        budget: None,
+        batch: 64,
+    };
+    let study = Study::new(&ds, &strategy, &evaluator, config)?;
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let trace: Mutex<(f64, Vec<(f64, f64)>)> = Mutex::new((f64::NEG_INFINITY, Vec::new()));
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let r = study.with_stop_flag(&stop).run(&|t| {
+            if let Some(f) = t.fitness() {
+                let mut tr = trace.lock().expect("trace lock");
+                if f > tr.0 {
+                    tr.0 = f;
+                    tr.1.push((start.elapsed().as_secs_f64(), f));
+                }
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+        r
+    })?;
+    let evo_seconds = start.elapsed().as_secs_f64();
+    let best = result
+        .best
+        .map(|i| result.trials[i].candidate.clone())
+        .ok_or_else(|| anyhow!("the evolutionary search found no structure within the budget"))?;
+    let evo = method(
+        "evolution (official)",
+        &sp,
+        a.convention,
+        best,
+        evo_seconds,
+        trace.into_inner().expect("trace lock").1,
+    );
+    let rel = released.map(|b| method("released", &sp, a.convention, b, 0.0, Vec::new()));
+
+    std::fs::create_dir_all(&a.out)?;
+    let conv = format!("{:?}", a.convention).to_lowercase();
+    report::progress_svg(
+        &a.out.join("progress.svg"),
+        &format!("{}: DeepMAD objective ({conv}) against wall time", sp.name),
+        "wall time (s)",
+        "best score",
+        &[
+            ProgressSeries {
+                name: prog.method.clone(),
+                points: prog.trace.clone(),
+            },
+            ProgressSeries {
+                name: evo.method.clone(),
+                points: evo.trace.clone(),
+            },
+        ],
+        a.time_limit.max(prog.seconds).max(evo_seconds),
+    )
+    .map_err(|e| anyhow!("cannot draw progress.svg: {e}"))?;
+    let n = sp.stages.strides.len();
+    let stages = |m: &MethodResult| StageSeries {
+        name: format!("{} ({:.0})", m.method, m.score),
+        stages: m
+            .structure
+            .iter()
+            .skip(1)
+            .take(n)
+            .map(|b| (b.cout, b.units()))
+            .collect(),
+    };
+    let mut designs = vec![stages(&prog), stages(&evo)];
+    if let Some(r) = &rel {
+        designs.push(stages(r));
+    }
+    report::stages_svg(
+        &a.out.join("stages.svg"),
+        &format!("{}: stage widths and depths", sp.name),
+        &designs,
+    )
+    .map_err(|e| anyhow!("cannot draw stages.svg: {e}"))?;
+    let results = Results {
+        space: sp.name.clone(),
+        convention: a.convention,
+        time_limit: a.time_limit,
+        ratio_program_to_evolution: prog.score / evo.score,
+        program: prog,
+        evolution: evo,
+        evolution_candidates: result.trials.len(),
+        released: rel,
+    };
+    write_file(
+        &a.out.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+        true,
+    )?;
+    if a.json {
+        print_json(&results)?;
+    } else {
+        println!("{} ({conv}, {:.0} s each)", sp.name, a.time_limit);
+        for m in [
+            Some(&results.program),
+            Some(&results.evolution),
+            results.released.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            println!(
+                "  {:<22} score {:>10.2}  FLOPs {:.3e}  params {:.3e}  rho {:.4}  feasible {}",
+                m.method, m.score, m.flops, m.params, m.rho, m.feasible
+            );
+        }
+        println!(
+            "  program / evolution = {:.4} ({} candidates evaluated by evolution)",
+            results.ratio_program_to_evolution, results.evolution_candidates
+        );
+        println!(
+            "  wrote {}/results.json, progress.svg, stages.svg",
+            a.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
