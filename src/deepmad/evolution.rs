@@ -54,40 +54,11 @@ impl DeepmadSpace {
 
     fn assemble(&self, chans: &[usize]) -> Vec<Block> {
         let sp = &self.space;
-        let n = sp.stages.strides.len();
         let k = *sp.stages.kernels.iter().min().unwrap_or(&3);
-        let mut blocks = vec![Block {
-            kind: BlockKind::Conv,
-            cin: 3,
-            cout: chans[0],
-            k: sp.stem.kernel,
-            s: sp.stem.stride,
-            depth: None,
-            btn: None,
-        }];
-        for j in 0..n {
-            blocks.push(Block {
-                kind: sp.block,
-                cin: chans[j],
-                cout: chans[j + 1],
-                k,
-                s: sp.stages.strides[j],
-                depth: Some(1),
-                btn: Some(btn_bounds(sp, chans[j + 1]).0),
-            });
-        }
-        if let Some(f) = sp.final_channels {
-            blocks.push(Block {
-                kind: BlockKind::Conv,
-                cin: chans[n],
-                cout: f,
-                k: 1,
-                s: 1,
-                depth: None,
-                btn: None,
-            });
-        }
-        blocks
+        let picks: Vec<(usize, usize, usize)> = (1..chans.len())
+            .map(|j| (btn_bounds(sp, chans[j]).0, k, 1))
+            .collect();
+        super::program::assemble(sp, chans, &picks)
     }
 
     /// One single mutation, by the official rules: the stem's channels, or one stage's

@@ -106,7 +106,11 @@ fn input_resolutions(space: &Space) -> Vec<f64> {
 }
 
 /// The structure with these channels and choices.
-fn assemble(space: &Space, chans: &[usize], picks: &[(usize, usize, usize)]) -> Vec<Block> {
+pub(super) fn assemble(
+    space: &Space,
+    chans: &[usize],
+    picks: &[(usize, usize, usize)],
+) -> Vec<Block> {
     let mut blocks = vec![Block {
         kind: BlockKind::Conv,
         cin: 3,
