@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::common::{print_json, si, thousands};
 
-/// DeepMAD tools.
+/// Score DeepMAD structures: entropy per stage, effectiveness, depth penalty, FLOPs, params.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]

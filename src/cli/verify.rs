@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::common::{print_json, write_file};
 
-/// Prove or refute a property of a trained ReLU network (ONNX or NNet).
+/// Prove or refute a property of a trained ReLU network (ONNX, NNet or IR JSON with weights).
 ///
 /// A VNN-LIB file states the unsafe set: "holds" means no input reaches it (unsat), "violated"
 /// comes with a counterexample that a plain forward pass confirms (sat), "unknown" says why.
