@@ -5,6 +5,14 @@ mod common;
 
 use common::{archproof, assert_bad_input};
 
+/// A hand-made structure within the CIFAR budget: uniform widths and depths.
+const UNIFORM: &str = r#"[{"class": "ConvKXBNRELU", "in": 3, "out": 32, "k": 3, "s": 1},
+            {"class": "SuperResK1KXK1", "in": 32, "out": 64, "k": 3, "s": 1, "L": 2, "btn": 16},
+            {"class": "SuperResK1KXK1", "in": 64, "out": 128, "k": 3, "s": 2, "L": 3, "btn": 24},
+            {"class": "SuperResK1KXK1", "in": 128, "out": 192, "k": 3, "s": 2, "L": 3, "btn": 32},
+            {"class": "SuperResK1KXK1", "in": 192, "out": 256, "k": 3, "s": 1, "L": 3, "btn": 32},
+            {"class": "SuperResK1KXK1", "in": 256, "out": 384, "k": 3, "s": 2, "L": 3, "btn": 40}]"#;
+
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -50,16 +58,7 @@ fn the_program_designs_within_budget_and_beats_a_uniform_structure() {
     );
     // A hand-made structure that meets the same budget: uniform widths and depths.
     let uniform = dir.path().join("uniform.json");
-    std::fs::write(
-        &uniform,
-        r#"[{"class": "ConvKXBNRELU", "in": 3, "out": 32, "k": 3, "s": 1},
-            {"class": "SuperResK1KXK1", "in": 32, "out": 64, "k": 3, "s": 1, "L": 2, "btn": 16},
-            {"class": "SuperResK1KXK1", "in": 64, "out": 128, "k": 3, "s": 2, "L": 3, "btn": 24},
-            {"class": "SuperResK1KXK1", "in": 128, "out": 192, "k": 3, "s": 2, "L": 3, "btn": 32},
-            {"class": "SuperResK1KXK1", "in": 192, "out": 256, "k": 3, "s": 1, "L": 3, "btn": 32},
-            {"class": "SuperResK1KXK1", "in": 256, "out": 384, "k": 3, "s": 2, "L": 3, "btn": 40}]"#,
-    )
-    .unwrap();
+    std::fs::write(&uniform, UNIFORM).unwrap();
     let u = archproof(&[
         "deepmad",
         "score",
@@ -202,16 +201,7 @@ fn bench_deepmad_compares_program_evolution_and_released_with_figures() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench");
     let released = dir.path().join("released.json");
-    std::fs::write(
-        &released,
-        r#"[{"class": "ConvKXBNRELU", "in": 3, "out": 32, "k": 3, "s": 1},
-            {"class": "SuperResK1KXK1", "in": 32, "out": 64, "k": 3, "s": 1, "L": 2, "btn": 16},
-            {"class": "SuperResK1KXK1", "in": 64, "out": 128, "k": 3, "s": 2, "L": 3, "btn": 24},
-            {"class": "SuperResK1KXK1", "in": 128, "out": 192, "k": 3, "s": 2, "L": 3, "btn": 32},
-            {"class": "SuperResK1KXK1", "in": 192, "out": 256, "k": 3, "s": 1, "L": 3, "btn": 32},
-            {"class": "SuperResK1KXK1", "in": 256, "out": 384, "k": 3, "s": 2, "L": 3, "btn": 40}]"#,
-    )
-    .unwrap();
+    std::fs::write(&released, UNIFORM).unwrap();
     let space = root().join("search-spaces/deepmad-cifar.toml");
     let o = archproof(&[
         "bench",

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::common::{print_json, write_file};
+use super::common::{print_json, refuse_existing, write_file};
 
 /// Benchmarks that compare engines in one run.
 #[derive(Debug, clap::Args)]
@@ -105,9 +105,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         .map(instances::read_expected)
         .transpose()?;
     let results = a.out.join("results.csv");
-    if results.exists() && !a.force {
-        bail!("{} exists; pass --force to overwrite it", results.display());
-    }
+    refuse_existing(std::slice::from_ref(&results), a.force)?;
     let mut engines = Vec::new();
     for e in &a.engines {
         engines.push(match e.as_str() {

@@ -3,20 +3,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use archproof::deepmad::evolution::{DeepmadEvaluator, DeepmadSpace, TopKEvolution};
+use archproof::deepmad::evolution::{evolve_for, BestTrace};
 use archproof::deepmad::program::{self, ProgramOptions};
 use archproof::deepmad::{self as dm, polish, space, structure, Block, Convention};
 use archproof::report::{self, ProgressSeries, StageSeries};
-use archproof::search::{Study, StudyConfig};
 use archproof::solvers::MilpSolver;
 use serde::Serialize;
 
-use super::common::{print_json, write_file};
+use super::common::{print_json, refuse_existing, write_file};
 
 /// Most candidates the evolutionary search evaluates in one benchmark (memory bound).
 const EVOLUTION_CAP: usize = 2_000_000;
@@ -108,15 +105,10 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
     if !(a.time_limit > 0.0 && a.time_limit.is_finite()) {
         return Err(anyhow!("--time-limit must be a positive number of seconds"));
     }
-    for f in ["results.json", "progress.svg", "stages.svg"] {
-        let p = a.out.join(f);
-        if p.exists() && !a.force {
-            return Err(anyhow!(
-                "{} exists; pass --force to overwrite it",
-                p.display()
-            ));
-        }
-    }
+    refuse_existing(
+        &["results.json", "progress.svg", "stages.svg"].map(|f| a.out.join(f)),
+        a.force,
+    )?;
     let released = a
         .released
         .as_deref()
@@ -148,42 +140,9 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
     if !a.json {
         eprintln!("evolution: {:.0} s ...", a.time_limit);
     }
-    let ds = DeepmadSpace { space: sp.clone() };
-    let evaluator = DeepmadEvaluator {
-        space: &sp,
-        convention: a.convention,
-    };
-    let strategy = TopKEvolution::new(256);
-    // The study keeps every trial in memory (about 1 kB each): cap the count.
-    let config = StudyConfig {
-        seed: 0,
-        max_trials: EVOLUTION_CAP,
-        budget: None,
-        batch: 64,
-    };
-    let study = Study::new(&ds, &strategy, &evaluator, config)?;
-    let stop = AtomicBool::new(false);
     let start = Instant::now();
-    let trace: Mutex<(f64, Vec<(f64, f64)>)> = Mutex::new((f64::NEG_INFINITY, Vec::new()));
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            while start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
-        let r = study.with_stop_flag(&stop).run(&|t| {
-            if let Some(f) = t.fitness() {
-                let mut tr = trace.lock().expect("trace lock");
-                if f > tr.0 {
-                    tr.0 = f;
-                    tr.1.push((start.elapsed().as_secs_f64(), f));
-                }
-            }
-        });
-        stop.store(true, Ordering::Relaxed);
-        r
-    })?;
+    let trace = BestTrace::new();
+    let result = evolve_for(&sp, a.convention, 0, limit, EVOLUTION_CAP, &trace)?;
     let evo_seconds = start.elapsed().as_secs_f64();
     let best = result
         .best
@@ -195,7 +154,7 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
         a.convention,
         best,
         evo_seconds,
-        trace.into_inner().expect("trace lock").1,
+        trace.into_points(),
     );
     let rel = released.map(|b| method("released", &sp, a.convention, b, 0.0, Vec::new()));
 

@@ -29,9 +29,7 @@ pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Re
 /// Writes `contents` to `path` atomically (a temporary file renamed into place), refusing to
 /// replace an existing file unless `force` is set.
 pub fn write_file(path: &Path, contents: &[u8], force: bool) -> Result<()> {
-    if path.exists() && !force {
-        bail!("{} exists; pass --force to overwrite it", path.display());
-    }
+    refuse_existing(&[path.to_path_buf()], force)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -43,6 +41,15 @@ pub fn write_file(path: &Path, contents: &[u8], force: bool) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Fails, naming the first path that exists, unless `force`: called before long work whose
+/// outputs would otherwise be refused only at the end.
+pub fn refuse_existing(paths: &[std::path::PathBuf], force: bool) -> Result<()> {
+    if let Some(p) = paths.iter().find(|p| p.exists()).filter(|_| !force) {
+        bail!("{} exists; pass --force to overwrite it", p.display());
+    }
     Ok(())
 }
 

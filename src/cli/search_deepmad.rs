@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use archproof::deepmad::program::{self, ProgramOptions};
-use archproof::deepmad::{space, Convention};
+use archproof::deepmad::{polish, space, Block, Convention, Score};
 use archproof::ir::io;
 use archproof::solvers::MilpSolver;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::common::{print_json, si, thousands, write_file};
+use super::common::{print_json, refuse_existing, si, thousands, write_file};
 
 /// Design a CNN for a budget by mathematical programming (DeepMAD): maximise the entropy
 /// objective under FLOPs, params and effectiveness limits, without training.
@@ -82,11 +82,66 @@ struct Summary {
     trace: Vec<(f64, f64)>,
 }
 
+impl Summary {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        sp: &space::Space,
+        convention: Convention,
+        blocks: Vec<Block>,
+        s: &Score,
+        solver: &'static str,
+        solve_seconds: f64,
+        trace: Vec<(f64, f64)>,
+    ) -> Summary {
+        Summary {
+            space: sp.name.clone(),
+            convention,
+            score: s.score,
+            entropy: s.entropy,
+            penalty: s.penalty,
+            flops: s.flops,
+            params: s.params,
+            rho: s.rho,
+            feasible: polish::feasible(sp, &blocks, s),
+            solver,
+            optimality_gap: None,
+            bound: None,
+            solve_seconds,
+            programs: 0,
+            structure: blocks,
+            trace,
+        }
+    }
+
+    /// Writes OUT/best.json (the IR with a 1000-class head), structure.json and summary.json.
+    fn write(&self, out: &std::path::Path, sp: &space::Space, force: bool) -> Result<()> {
+        let graph =
+            archproof::deepmad::ir::to_graph(&self.structure, sp.resolution, Some(1000), &sp.name)?;
+        write_file(
+            &out.join("best.json"),
+            io::to_json(&graph)?.as_bytes(),
+            force,
+        )?;
+        write_file(
+            &out.join("structure.json"),
+            serde_json::to_string_pretty(&self.structure)?.as_bytes(),
+            force,
+        )?;
+        write_file(
+            &out.join("summary.json"),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+            force,
+        )
+    }
+}
+
+/// The files a design run writes.
+const OUTPUTS: [&str; 3] = ["best.json", "structure.json", "summary.json"];
+
 /// The official evolutionary search on the study engine (seeded, resumable).
 fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result<ExitCode> {
-    use archproof::deepmad::evolution::{DeepmadEvaluator, DeepmadSpace, TopKEvolution};
+    use archproof::deepmad::evolution::{BestTrace, DeepmadEvaluator, DeepmadSpace, TopKEvolution};
     use archproof::search::{Store, Study, StudyConfig};
-    use std::sync::Mutex;
     use std::time::Instant;
     let Some(out) = a.out.clone() else {
         return Err(anyhow!(
@@ -131,16 +186,11 @@ fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result
         b
     };
     let start = Instant::now();
-    let trace: Mutex<(f64, Vec<(f64, f64)>)> = Mutex::new((f64::NEG_INFINITY, Vec::new()));
+    let trace = BestTrace::new();
     let result = study.run(&|t| {
         bar.inc(1);
-        if let Some(f) = t.fitness() {
-            let mut tr = trace.lock().expect("trace lock");
-            if f > tr.0 {
-                tr.0 = f;
-                tr.1.push((start.elapsed().as_secs_f64(), f));
-                bar.set_message(format!("best {f:.2}"));
-            }
+        if trace.record(t) {
+            bar.set_message(format!("best {:.2}", t.fitness().unwrap_or_default()));
         }
     })?;
     bar.finish_and_clear();
@@ -149,41 +199,17 @@ fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result
         .map(|i| result.trials[i].candidate.clone())
         .ok_or_else(|| anyhow!("no candidate met the budget"))?;
     let s = archproof::deepmad::score(&best, sp.resolution, a.convention, &sp.weights());
-    let feasible = archproof::deepmad::polish::feasible(&sp, &best, &s);
-    let summary = Summary {
-        space: sp.name.clone(),
-        convention: a.convention,
-        score: s.score,
-        entropy: s.entropy,
-        penalty: s.penalty,
-        flops: s.flops,
-        params: s.params,
-        rho: s.rho,
-        feasible,
-        solver: "evolution",
-        optimality_gap: None,
-        bound: None,
-        solve_seconds: start.elapsed().as_secs_f64(),
-        programs: 0,
-        structure: best.clone(),
-        trace: trace.into_inner().expect("trace lock").1,
-    };
-    let graph = archproof::deepmad::ir::to_graph(&best, sp.resolution, Some(1000), &sp.name)?;
-    write_file(
-        &out.join("best.json"),
-        io::to_json(&graph)?.as_bytes(),
-        true,
-    )?;
-    write_file(
-        &out.join("structure.json"),
-        serde_json::to_string_pretty(&best)?.as_bytes(),
-        true,
-    )?;
-    write_file(
-        &out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-        true,
-    )?;
+    let summary = Summary::new(
+        &sp,
+        a.convention,
+        best,
+        &s,
+        "evolution",
+        start.elapsed().as_secs_f64(),
+        trace.into_points(),
+    );
+    // Resuming rewrites the outputs of the same search.
+    summary.write(&out, &sp, true)?;
     if a.json {
         print_json(&summary)?;
     } else {
@@ -222,15 +248,7 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
         return Err(anyhow!("--time-limit must be a positive number of seconds"));
     }
     if let Some(out) = &a.out {
-        for f in ["best.json", "structure.json", "summary.json"] {
-            let p = out.join(f);
-            if p.exists() && !a.force {
-                return Err(anyhow!(
-                    "{} exists; pass --force to overwrite it",
-                    p.display()
-                ));
-            }
-        }
+        refuse_existing(&OUTPUTS.map(|f| out.join(f)), a.force)?;
     }
     let spinner = (!a.quiet && !a.json).then(|| {
         let pb = ProgressBar::new_spinner();
@@ -255,41 +273,21 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
     }
     let s = &design.score;
     let summary = Summary {
-        space: sp.name.clone(),
-        convention: a.convention,
-        score: s.score,
-        entropy: s.entropy,
-        penalty: s.penalty,
-        flops: s.flops,
-        params: s.params,
-        rho: s.rho,
-        feasible: design.feasible,
-        solver: design.solver,
         optimality_gap: design.optimality_gap,
         bound: design.bound,
-        solve_seconds: design.solve_seconds,
         programs: design.programs,
-        structure: design.blocks.clone(),
-        trace: design.trace.clone(),
+        ..Summary::new(
+            &sp,
+            a.convention,
+            design.blocks.clone(),
+            s,
+            design.solver,
+            design.solve_seconds,
+            design.trace.clone(),
+        )
     };
     if let Some(out) = &a.out {
-        let graph =
-            archproof::deepmad::ir::to_graph(&design.blocks, sp.resolution, Some(1000), &sp.name)?;
-        write_file(
-            &out.join("best.json"),
-            io::to_json(&graph)?.as_bytes(),
-            a.force,
-        )?;
-        write_file(
-            &out.join("structure.json"),
-            serde_json::to_string_pretty(&design.blocks)?.as_bytes(),
-            a.force,
-        )?;
-        write_file(
-            &out.join("summary.json"),
-            serde_json::to_string_pretty(&summary)?.as_bytes(),
-            a.force,
-        )?;
+        summary.write(out, &sp, a.force)?;
     }
     if a.json {
         print_json(&summary)?;

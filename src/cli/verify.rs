@@ -10,7 +10,7 @@ use archproof::verify::{self, Engine, Network, Options, Outcome, Spec, Verdict};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::common::{print_json, write_file};
+use super::common::{print_json, refuse_existing, write_file};
 
 /// Prove or refute a property of a trained ReLU network (ONNX, NNet or IR JSON with weights).
 ///
@@ -519,9 +519,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         .map(instances::read_expected)
         .transpose()?;
     if let Some(out) = &args.out {
-        if out.exists() && !args.force {
-            bail!("{} exists; pass --force to overwrite it", out.display());
-        }
+        refuse_existing(std::slice::from_ref(out), args.force)?;
     }
     let engine = options(args, args.timeout)?.engine;
     let bar = if args.quiet || args.json {

@@ -5,25 +5,23 @@
 //! so it is seeded and resumable like every other search.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::polish::{btn_bounds, feasible};
 use super::score::{score, Convention};
-use super::space::{Space, CHANNEL_STEP};
+use super::space::{round8, Space, CHANNEL_STEP};
 use super::structure::{Block, BlockKind};
-use crate::search::{self, Evaluation, Trial};
+use crate::search::{self, Evaluation, SearchError, Study, StudyConfig, StudyResult, Trial};
 
 /// A DeepMAD space seen by the study engine: candidates are block lists.
 pub struct DeepmadSpace {
     /// The space and budget.
     pub space: Space,
-}
-
-fn round8(x: f64) -> usize {
-    ((x / CHANNEL_STEP as f64).round() as usize).max(1) * CHANNEL_STEP
 }
 
 impl DeepmadSpace {
@@ -259,4 +257,86 @@ impl search::Strategy<DeepmadSpace> for TopKEvolution {
         let (_, parent) = top[rng.random_range(0..top.len())];
         space.mutate(&history[parent].candidate, rng)
     }
+}
+
+/// The best score so far against wall time: the points where it improved.
+pub struct BestTrace {
+    start: Instant,
+    inner: Mutex<(f64, Vec<(f64, f64)>)>,
+}
+
+impl BestTrace {
+    /// A trace whose clock starts now.
+    pub fn new() -> Self {
+        BestTrace {
+            start: Instant::now(),
+            inner: Mutex::new((f64::NEG_INFINITY, Vec::new())),
+        }
+    }
+
+    /// Notes a finished trial; true when it improved on the best so far.
+    pub fn record<C>(&self, t: &Trial<C>) -> bool {
+        let Some(f) = t.fitness() else {
+            return false;
+        };
+        let mut tr = self.inner.lock().expect("trace lock");
+        if f > tr.0 {
+            tr.0 = f;
+            tr.1.push((self.start.elapsed().as_secs_f64(), f));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The (seconds, best score) points.
+    pub fn into_points(self) -> Vec<(f64, f64)> {
+        self.inner.into_inner().expect("trace lock").1
+    }
+}
+
+impl Default for BestTrace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs the official evolution in memory (no store) from `seed` until `time` has passed or
+/// `max_trials` candidates are done; `trace` sees every finished trial. The study keeps every
+/// trial (about 1 kB each), so `max_trials` bounds the memory.
+pub fn evolve_for(
+    space: &Space,
+    convention: Convention,
+    seed: u64,
+    time: Duration,
+    max_trials: usize,
+    trace: &BestTrace,
+) -> Result<StudyResult<Vec<Block>>, SearchError> {
+    let ds = DeepmadSpace {
+        space: space.clone(),
+    };
+    let evaluator = DeepmadEvaluator { space, convention };
+    let strategy = TopKEvolution::new(256);
+    let config = StudyConfig {
+        seed,
+        max_trials,
+        budget: None,
+        batch: 64,
+    };
+    let study = Study::new(&ds, &strategy, &evaluator, config)?;
+    let stop = AtomicBool::new(false);
+    let end = Instant::now() + time;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let r = study.with_stop_flag(&stop).run(&|t| {
+            trace.record(t);
+        });
+        stop.store(true, Ordering::Relaxed);
+        r
+    })
 }

@@ -3,7 +3,7 @@
 //! until no step improves the exact score.
 
 use super::score::{score, Convention, Score};
-use super::space::{Space, CHANNEL_STEP};
+use super::space::{round8, Space, CHANNEL_STEP};
 use super::structure::{Block, BlockKind};
 
 /// Whether `blocks` lies in the space and meets its budget: FLOPs, params, `rho <= rho0`,
@@ -15,43 +15,35 @@ pub fn feasible(space: &Space, blocks: &[Block], s: &Score) -> bool {
     if s.flops > space.budget.flops || s.params > space.budget.params || s.rho > space.budget.rho {
         return false;
     }
-    let stem = &blocks[0];
-    if stem.cout < space.stem.channels[0] || stem.cout > space.stem.channels[1] {
+    let chans: Vec<usize> = blocks[..=n].iter().map(|b| b.cout).collect();
+    if !channels_ok(space, &chans) {
         return false;
     }
-    for j in 0..n {
-        let (prev, b) = (&blocks[j], &blocks[j + 1]);
-        let (c, btn, l) = (b.cout, b.btn.unwrap_or(0), b.depth.unwrap_or(0));
-        if c < prev.cout
-            || c as f64 > st.max_growth * prev.cout as f64
-            || c > st.max_channels
-            || btn > st.max_btn
-            || btn < CHANNEL_STEP
-            || l < 1
-            || l > st.max_depth[j]
-            || !st.kernels.contains(&b.k)
-        {
-            return false;
-        }
-        let (lo, hi) = btn_bounds(space, c);
-        if btn < lo || btn > hi {
-            return false;
-        }
-    }
-    if let Some(f) = space.final_channels {
-        if blocks[n].cout > f {
-            return false;
-        }
-    }
-    true
+    blocks[1..=n].iter().enumerate().all(|(j, b)| {
+        let (btn, l) = (b.btn.unwrap_or(0), b.depth.unwrap_or(0));
+        let (lo, hi) = btn_bounds(space, b.cout);
+        (lo..=hi).contains(&btn) && (1..=st.max_depth[j]).contains(&l) && st.kernels.contains(&b.k)
+    })
+}
+
+/// Whether a channel vector (stem, then each stage) respects the space: the stem range,
+/// non-decreasing, growth at most `max_growth` per stage, at most `max_channels`, and not
+/// above a final conv. (Searches only propose multiples of 8; a released design need not be
+/// on that grid to be judged.)
+pub fn channels_ok(space: &Space, c: &[usize]) -> bool {
+    let st = &space.stages;
+    let [lo, hi] = space.stem.channels;
+    (lo..=hi).contains(&c[0])
+        && c.windows(2).all(|w| {
+            w[1] >= w[0] && w[1] as f64 <= st.max_growth * w[0] as f64 && w[1] <= st.max_channels
+        })
+        && space.final_channels.is_none_or(|f| c[c.len() - 1] <= f)
 }
 
 /// The bottleneck widths a stage of `c` channels may take: the ratio bounds of the space,
 /// rounded to the nearest multiple of 8 as the official rules round them, and `max_btn`.
 pub fn btn_bounds(space: &Space, c: usize) -> (usize, usize) {
     let st = &space.stages;
-    let round8 =
-        |x: f64| ((x / CHANNEL_STEP as f64).round() as usize * CHANNEL_STEP).max(CHANNEL_STEP);
     let (lo, hi) = match (st.btn_min_ratio, st.btn_ratio) {
         (Some(r), _) => (round8(r * c as f64), c),
         (None, Some([a, b])) => (round8(a * c as f64), round8(b * c as f64)),

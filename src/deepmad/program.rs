@@ -26,8 +26,9 @@ use good_lp::{
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::polish::{btn_bounds, channels_ok};
 use super::score::{block_terms, score, Convention, Score};
-use super::space::{Space, CHANNEL_STEP};
+use super::space::{round8, Space, CHANNEL_STEP};
 use super::structure::{Block, BlockKind};
 use crate::solvers::MilpSolver;
 
@@ -145,16 +146,12 @@ pub(super) fn assemble(
     blocks
 }
 
-fn btn_range(space: &Space, c: usize) -> (usize, usize) {
-    super::polish::btn_bounds(space, c)
-}
-
 /// Every non-dominated choice of stage `j` for input channels `cin` and channels `c`: among
 /// choices of equal depth, one with no more FLOPs, no more params and no less entropy than
 /// another makes the other useless.
 fn choices(space: &Space, j: usize, cin: usize, c: usize, res_in: f64) -> Vec<Choice> {
     let st = &space.stages;
-    let (lo, hi) = btn_range(space, c);
+    let (lo, hi) = btn_bounds(space, c);
     let mut out = Vec::new();
     // Bottleneck candidates: every multiple of 8 in range, or for inverted blocks the official
     // expansion ratios (steps of 0.1) rounded to multiples of 8.
@@ -295,16 +292,11 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     let structure = assemble(space, chans, &vec![(CHANNEL_STEP, st.kernels[0], 1); n]);
     let plan = score(&structure, space.resolution, opts.convention, &w).stages;
     let half = if tinynas { 0.5 } else { 1.0 };
-    let n_alpha = w.alpha.len();
     let mut objective = Expression::default();
     for (g, stage) in plan.iter().enumerate() {
-        let alpha = if g + n_alpha >= plan.len() {
-            w.alpha[g + n_alpha - plan.len()]
-        } else {
-            1.0
-        };
-        let factor =
-            alpha * half * (stage.channels as f64 * stage.resolution * stage.resolution).ln();
+        let factor = w.alpha_of(g, plan.len())
+            * half
+            * (stage.channels as f64 * stage.resolution * stage.resolution).ln();
         objective += factor * prefix(stage.last_block, &e_blocks);
     }
     let rho_ends: Vec<usize> = if tinynas {
@@ -443,34 +435,6 @@ fn pick(
             (cj[i].btn, cj[i].k, cj[i].depth)
         })
         .collect()
-}
-
-/// Whether a channel vector respects the space: the stem range, multiples of 8, non-decreasing,
-/// growth at most `max_growth` per stage, at most `max_channels`, and not above a final conv.
-fn channels_ok(space: &Space, c: &[usize]) -> bool {
-    let st = &space.stages;
-    if c[0] < space.stem.channels[0] || c[0] > space.stem.channels[1] {
-        return false;
-    }
-    for j in 1..c.len() {
-        if c[j] < c[j - 1]
-            || c[j] as f64 > st.max_growth * c[j - 1] as f64
-            || c[j] > st.max_channels
-        {
-            return false;
-        }
-    }
-    if let Some(f) = space.final_channels {
-        if *c.last().expect("stages") > f {
-            return false;
-        }
-    }
-    c.iter()
-        .all(|&x| x % CHANNEL_STEP == 0 && x >= CHANNEL_STEP)
-}
-
-fn round8(x: f64) -> usize {
-    ((x / CHANNEL_STEP as f64).round() as usize).max(1) * CHANNEL_STEP
 }
 
 /// Channel vectors one step from `c`: one entry scaled by each factor (rounded to the grid).
@@ -612,40 +576,9 @@ fn evolved_channels(
     time: Duration,
     count: usize,
 ) -> Vec<Vec<usize>> {
-    use super::evolution::{DeepmadEvaluator, DeepmadSpace, TopKEvolution};
-    use crate::search::{Study, StudyConfig};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let ds = DeepmadSpace {
-        space: space.clone(),
-    };
-    let evaluator = DeepmadEvaluator {
-        space,
-        convention: opts.convention,
-    };
-    let strategy = TopKEvolution::new(256);
-    let config = StudyConfig {
-        seed: 0,
-        max_trials: 500_000,
-        budget: None,
-        batch: 64,
-    };
-    let Ok(study) = Study::new(&ds, &strategy, &evaluator, config) else {
-        return Vec::new();
-    };
-    let stop = AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            let end = Instant::now() + time;
-            while Instant::now() < end && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
-        let r = study.with_stop_flag(&stop).run(&|_| {});
-        stop.store(true, Ordering::Relaxed);
-        r
-    });
-    let Ok(result) = result else {
+    let trace = super::evolution::BestTrace::new();
+    let Ok(result) = super::evolution::evolve_for(space, opts.convention, 0, time, 500_000, &trace)
+    else {
         return Vec::new();
     };
     let mut ranked: Vec<(f64, Vec<usize>)> = result
@@ -682,7 +615,7 @@ fn infeasibility(space: &Space) -> String {
     }
     let k = *space.stages.kernels.iter().min().unwrap_or(&3);
     let picks: Vec<(usize, usize, usize)> = (0..n)
-        .map(|j| (btn_range(space, chans[j + 1]).0, k, 1))
+        .map(|j| (btn_bounds(space, chans[j + 1]).0, k, 1))
         .collect();
     let blocks = assemble(space, &chans, &picks);
     let s = score(

@@ -219,93 +219,80 @@ fn std(v: &[usize]) -> f64 {
     (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
+impl Weights {
+    /// The entropy weight of stage `j` of `n`: the weights align with the last stages, and
+    /// earlier extra stages get weight 1.
+    pub fn alpha_of(&self, j: usize, n: usize) -> f64 {
+        let k = self.alpha.len();
+        if j + k >= n {
+            self.alpha[j + k - n]
+        } else {
+            1.0
+        }
+    }
+}
+
 /// Scores a (validated) structure at input resolution `resolution`.
 pub fn score(blocks: &[Block], resolution: usize, convention: Convention, w: &Weights) -> Score {
     let tinynas = convention == Convention::Tinynas;
-    // Costs: each block at its input resolution; inside a block the units after a strided
-    // first unit run at the reduced resolution.
     let (mut params, mut flops) = (0.0, 0.0);
     let mut res = resolution as f64;
-    for b in blocks {
-        let mut inner = 1.0;
-        let mut block_flops = 0.0;
-        for u in units(b) {
-            let (p, f) = u.cost();
-            params += p;
-            block_flops += f * inner * inner;
-            inner /= u.s as f64;
-        }
-        flops += block_flops * res * res;
-        res /= b.s as f64;
-    }
-    // Stages, and the entropy contribution of every unit.
+    // Stages; each records the sum of ln w up to its end in `term` until weighted below.
     let mut stages: Vec<Stage> = Vec::new();
-    let mut unit_log_w: Vec<f64> = Vec::new(); // sum of ln w per unit
-    let mut unit_layers: Vec<usize> = Vec::new();
-    let (mut n_units, mut n_layers, mut channels) = (0usize, 0usize, 0usize);
+    let (mut n_units, mut n_layers, mut channels, mut log_w) = (0usize, 0usize, 0usize, 0.0);
     let mut fmap = resolution as f64;
+    let stage = |last_block, units, layers, channels, resolution, log_w| Stage {
+        last_block,
+        units,
+        layers,
+        channels,
+        resolution,
+        term: log_w,
+    };
     for (idx, b) in blocks.iter().enumerate() {
         if b.s == 2 && idx > 0 {
-            stages.push(Stage {
-                last_block: idx - 1,
-                units: n_units,
-                layers: n_layers,
-                channels,
-                resolution: fmap,
-                term: 0.0,
-            });
+            stages.push(stage(idx - 1, n_units, n_layers, channels, fmap, log_w));
         }
+        // Costs at the block's input resolution (float, as the official FLOPs count).
+        let (p, f, lw, layers) = block_terms(b, res);
+        params += p;
+        flops += f;
+        log_w += lw;
+        n_layers += layers;
+        n_units += b.units();
+        channels = b.cout;
+        res /= b.s as f64;
+        // The resolution as each convention counts it for the entropy.
         for u in units(b) {
-            let lw = u.log_widths();
-            n_layers += lw.len();
-            unit_layers.push(lw.len());
-            unit_log_w.push(lw.iter().sum());
             fmap = if tinynas && u.kind == BlockKind::K1DWSEK1 {
-                1.0
+                1.0 // the official SE block reports output resolution 1
             } else if tinynas {
-                // Integer division, as the official code does.
-                (fmap as usize / u.s) as f64
+                (fmap as usize / u.s) as f64 // integer division, as the official code
             } else {
                 fmap / u.s as f64
             };
         }
-        n_units += b.units();
-        channels = b.cout;
         if idx == blocks.len() - 1 {
-            stages.push(Stage {
-                last_block: idx,
-                units: n_units,
-                layers: n_layers,
-                channels,
-                resolution: fmap,
-                term: 0.0,
-            });
+            stages.push(stage(idx, n_units, n_layers, channels, fmap, log_w));
         }
     }
-    let half = if tinynas { 0.5 } else { 1.0 };
-    let n_st = stages.len();
-    let n_alpha = w.alpha.len();
-    for (j, st) in stages.iter_mut().enumerate() {
-        // Weights align with the last stages; earlier extra stages get weight 1.
-        let alpha = if j + n_alpha >= n_st {
-            w.alpha[j + n_alpha - n_st]
-        } else {
-            1.0
-        };
-        let sum: f64 = unit_log_w[..st.units].iter().sum::<f64>() * half;
-        st.term = alpha * (st.channels as f64 * st.resolution * st.resolution).ln() * sum;
-    }
-    let entropy = stages.iter().map(|s| s.term).sum();
+    // Effectiveness of a prefix: L / exp(mean ln w) over its L layers.
     let rho_of = |st: &Stage| {
         let l = st.layers as f64;
-        let lw: f64 = unit_log_w[..st.units].iter().sum();
-        (l.ln() - lw / l).exp()
+        (l.ln() - st.term / l).exp()
     };
     let rho = if tinynas {
         stages.iter().map(rho_of).fold(f64::NEG_INFINITY, f64::max)
     } else {
         stages.last().map(rho_of).unwrap_or(0.0)
     };
+    let half = if tinynas { 0.5 } else { 1.0 };
+    let n_st = stages.len();
+    for (j, st) in stages.iter_mut().enumerate() {
+        st.term *=
+            w.alpha_of(j, n_st) * half * (st.channels as f64 * st.resolution * st.resolution).ln();
+    }
+    let entropy = stages.iter().map(|s| s.term).sum();
     let mut depths: Vec<usize> = blocks
         .iter()
         .filter(|b| b.kind != BlockKind::Conv)

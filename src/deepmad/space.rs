@@ -106,6 +106,12 @@ pub struct Stages {
 /// The channel grid step.
 pub const CHANNEL_STEP: usize = 8;
 
+/// `x` rounded to the nearest multiple of [`CHANNEL_STEP`] (at least one step), as the
+/// official rules round widths.
+pub fn round8(x: f64) -> usize {
+    ((x / CHANNEL_STEP as f64).round() as usize).max(1) * CHANNEL_STEP
+}
+
 impl Space {
     /// The objective weights.
     pub fn weights(&self) -> Weights {

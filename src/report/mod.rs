@@ -4,6 +4,27 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+/// Line and bar colours, in series order.
+const COLORS: [RGBColor; 5] = [RED, BLUE, GREEN, MAGENTA, BLACK];
+
+/// Draws the legend of a chart's labelled series.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(position)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// One line of a cactus plot: a name and the solve times of the instances it solved.
 pub struct CactusSeries {
     /// Legend label.
@@ -53,9 +74,8 @@ pub fn cactus_svg(
         .y_desc("cumulative time (s)")
         .draw()
         .map_err(|e| e.to_string())?;
-    let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
     for (k, s) in series.iter().enumerate() {
-        let color = colors[k % colors.len()];
+        let color = COLORS[k % COLORS.len()];
         let pts: Vec<(usize, f64)> = cactus_points(&s.solved_seconds)
             .into_iter()
             .map(|(i, t)| (i, t.max(1e-3)))
@@ -68,13 +88,7 @@ pub fn cactus_svg(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -123,9 +137,8 @@ pub fn progress_svg(
         .y_desc(y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
-    let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
     for (k, s) in series.iter().enumerate() {
-        let color = colors[k % colors.len()];
+        let color = COLORS[k % COLORS.len()];
         let mut pts: Vec<(f64, f64)> = Vec::new();
         for (i, &(x, y)) in s.points.iter().enumerate() {
             if i > 0 {
@@ -148,13 +161,7 @@ pub fn progress_svg(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -176,7 +183,6 @@ pub fn stages_svg(path: &Path, title: &str, designs: &[StageSeries]) -> Result<(
         .map_err(|e| e.to_string())?;
     let (left, right) = root.split_horizontally(500);
     let n = designs.iter().map(|d| d.stages.len()).max().unwrap_or(0);
-    let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
     let groups = designs.len().max(1) as f64;
     for (area, what, pick) in [
         (&left, "channels", 0usize),
@@ -203,7 +209,7 @@ pub fn stages_svg(path: &Path, title: &str, designs: &[StageSeries]) -> Result<(
             .draw()
             .map_err(|e| e.to_string())?;
         for (k, d) in designs.iter().enumerate() {
-            let color = colors[k % colors.len()];
+            let color = COLORS[k % COLORS.len()];
             let w = 0.8 / groups;
             let bars = d.stages.iter().enumerate().map(move |(i, s)| {
                 let v = if pick == 0 { s.0 } else { s.1 } as f64;
@@ -218,13 +224,7 @@ pub fn stages_svg(path: &Path, title: &str, designs: &[StageSeries]) -> Result<(
             }
         }
         if pick == 0 {
-            chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(|e| e.to_string())?;
+            legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         }
     }
     root.present().map_err(|e| e.to_string())?;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::bounds::{crown, objective_bounds, LayerBounds, LinearBound, Phase};
+use super::bounds::{crown, joint_minimum, objective_bounds, LayerBounds, LinearBound, Phase};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -63,17 +63,6 @@ pub struct BabStats {
     pub max_depth: AtomicU64,
 }
 
-/// The answer for one region.
-#[derive(Debug, Clone)]
-pub enum RegionResult {
-    /// No input of the region meets its constraints.
-    Holds,
-    /// A counterexample (confirmed by a forward pass).
-    Violated(Vec<f64>),
-    /// Not settled, and why.
-    Unknown(String),
-}
-
 #[derive(Debug, Clone)]
 struct Domain {
     input: InputBox,
@@ -94,21 +83,6 @@ enum Step {
     Violated(Vec<f64>),
     Split(Vec<Domain>),
     Unknown(String),
-}
-
-/// Runs branch and bound on `region`; Z3 queries are appended to `records` when recording.
-pub fn solve_region(
-    net: &Network,
-    region: &Region,
-    cfg: &BabConfig,
-    stats: &BabStats,
-    records: &Mutex<Vec<SmtRecord>>,
-) -> RegionResult {
-    match solve_regions(net, std::slice::from_ref(region), cfg, stats, records) {
-        SpecResult::Holds => RegionResult::Holds,
-        SpecResult::Violated(_, x) => RegionResult::Violated(x),
-        SpecResult::Unknown(why) => RegionResult::Unknown(why),
-    }
 }
 
 /// The answer for a union of regions.
@@ -171,6 +145,16 @@ pub fn solve_regions(
             })
         })
         .collect();
+    // Each region's constraints as bound-propagation objectives, built once.
+    let objectives: Vec<Vec<(Vec<f64>, f64)>> = regions
+        .iter()
+        .map(|r| {
+            r.constraints
+                .iter()
+                .map(|c| (c.coeffs.clone(), c.constant))
+                .collect()
+        })
+        .collect();
     let mut proven = vec![false; regions.len()];
     let started = Instant::now();
     let mut next_attack = started + Duration::from_secs(2);
@@ -214,7 +198,7 @@ pub fn solve_regions(
         let t0 = Instant::now();
         let steps: Vec<Step> = batch
             .into_par_iter()
-            .map(|d| step(net, region, d, cfg, stats, records))
+            .map(|d| step(net, region, &objectives[r], d, cfg, stats, records))
             .collect();
         search.spent += t0.elapsed();
         for s in steps {
@@ -254,7 +238,7 @@ enum SplitRule {
 /// (then no input of the box can meet all the constraints they bound). Solved as a small LP;
 /// when the solver fails the answer is "maybe" (a point is returned), which is always sound.
 fn joint_point(lins: &[LinearBound], b: &InputBox) -> Option<Vec<f64>> {
-    match joint_margin(lins, b) {
+    match joint_minimum(lins, b) {
         Some((t, x)) => {
             // A margin against the LP's own rounding: only a clearly positive optimum closes.
             let scale = 1.0 + lins.iter().map(|l| l.constant.abs()).fold(0.0, f64::max);
@@ -266,31 +250,6 @@ fn joint_point(lins: &[LinearBound], b: &InputBox) -> Option<Vec<f64>> {
         }
         None => Some(b.center()),
     }
-}
-
-/// The smallest, over the box, of the largest linear bound, and where it is reached (an LP),
-/// or `None` when the solver fails. The conjunction of the bounded constraints is impossible
-/// on the box when this is positive.
-fn joint_margin(lins: &[LinearBound], b: &InputBox) -> Option<(f64, Vec<f64>)> {
-    use good_lp::{variable, Expression, ProblemVariables, Solution, SolverModel};
-    let mut vars = ProblemVariables::new();
-    let xs: Vec<_> = (0..b.dim())
-        .map(|j| vars.add(variable().min(b.lower[j]).max(b.upper[j])))
-        .collect();
-    // Minimise the largest bound: t >= lin_k(x) for all k.
-    let t = vars.add(variable());
-    let mut model = vars.minimise(t).using(good_lp::microlp);
-    for lin in lins {
-        let e: Expression = xs
-            .iter()
-            .zip(&lin.coeffs)
-            .map(|(&x, &c)| c * x)
-            .sum::<Expression>()
-            + lin.constant;
-        model = model.with(e.leq(t));
-    }
-    let sol = model.solve().ok()?;
-    Some((sol.value(t), xs.iter().map(|&x| sol.value(x)).collect()))
 }
 
 /// Decides a box exactly when few ReLUs are unstable on it: for every phase pattern of the
@@ -454,7 +413,7 @@ fn lookahead_dim(
         if child.len() > 1 && single <= 0.0 {
             // A conjunction closes when its bounds have no common point: score by how far
             // the best common point is from that.
-            joint_margin(child, c).map_or(single, |(t, _)| t.max(single))
+            joint_minimum(child, c).map_or(single, |(t, _)| t.max(single))
         } else {
             single
         }
@@ -462,21 +421,10 @@ fn lookahead_dim(
     let child_score = |c: &InputBox| -> f64 {
         match crown(net, c, &d.splits, Some(bounds)) {
             None => f64::INFINITY,
-            Some(cb) => {
-                let child: Vec<LinearBound> = objective_bounds(net, c, &cb, objectives)
-                    .into_iter()
-                    .zip(lins)
-                    .map(|(own, old)| {
-                        let old = old.on(c);
-                        if old.lower > own.lower {
-                            old
-                        } else {
-                            own
-                        }
-                    })
-                    .collect();
-                score(&child, c)
-            }
+            Some(cb) => score(
+                &tightest(objective_bounds(net, c, &cb, objectives), Some(lins), c),
+                c,
+            ),
         }
     };
     let here = score(lins, b);
@@ -492,49 +440,63 @@ fn lookahead_dim(
         })
         .collect();
     let best = scored.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max);
-    // The dimension widest in absolute times relative width: the rule when no split gains
-    // (then a split that changes nothing would tie with every other), so that no narrow
-    // dimension is cut again and again for a rounding-level gain.
-    let full = &region.input;
-    let width = |p: usize| {
-        let w = full.upper[p] - full.lower[p];
-        let own = b.upper[p] - b.lower[p];
-        if w > 0.0 {
-            own * own / w
-        } else {
-            0.0
-        }
-    };
+    // Without a real gain a split that changes nothing ties with every other: then the width
+    // rule decides, so that no narrow dimension is cut again and again for a rounding-level
+    // gain; among equal best scores it breaks the tie.
     let gains = best > here + 0.01 * here.abs().max(1e-9);
     scored
         .iter()
         .filter(|s| !gains || s.1 == best)
-        .max_by(|a, b| width(a.0).total_cmp(&width(b.0)))
+        .max_by(|x, y| split_width(region, b, x.0).total_cmp(&split_width(region, b, y.0)))
         .map(|s| (s.0, gains))
 }
 
-/// The static split rule: the dimension widest in absolute times relative width.
+/// The width rule's score of dimension `p`: its width in absolute times relative (to the
+/// region's) terms.
+fn split_width(region: &Region, b: &InputBox, p: usize) -> f64 {
+    let full = region.input.upper[p] - region.input.lower[p];
+    let own = b.upper[p] - b.lower[p];
+    if full > 0.0 {
+        own * own / full
+    } else {
+        0.0
+    }
+}
+
+/// The static split rule: the dimension with the largest [`split_width`].
 fn widest_dim(region: &Region, b: &InputBox) -> Option<usize> {
-    let full = &region.input;
     (0..b.dim())
         .filter(|&p| b.upper[p] > b.lower[p])
-        .max_by(|&p, &q| {
-            let w = |p: usize| {
-                let f = full.upper[p] - full.lower[p];
-                let own = b.upper[p] - b.lower[p];
-                if f > 0.0 {
-                    own * own / f
-                } else {
-                    0.0
-                }
-            };
-            w(p).total_cmp(&w(q))
+        .max_by(|&p, &q| split_width(region, b, p).total_cmp(&split_width(region, b, q)))
+}
+
+/// This subdomain's own linear bounds, each replaced by the ancestor's (re-bounded over `b`)
+/// where that one is tighter: the relaxation is not monotone under splitting.
+fn tightest(
+    own: Vec<LinearBound>,
+    inherited: Option<&[LinearBound]>,
+    b: &InputBox,
+) -> Vec<LinearBound> {
+    let Some(old) = inherited else {
+        return own;
+    };
+    own.into_iter()
+        .zip(old)
+        .map(|(own, old)| {
+            let old = old.on(b);
+            if old.lower > own.lower {
+                old
+            } else {
+                own
+            }
         })
+        .collect()
 }
 
 fn step(
     net: &Network,
     region: &Region,
+    objectives: &[(Vec<f64>, f64)],
     d: Domain,
     cfg: &BabConfig,
     stats: &BabStats,
@@ -550,20 +512,11 @@ fn step(
     ) else {
         return Step::Closed; // the splits contradict each other here
     };
-    let objectives: Vec<(Vec<f64>, f64)> = region
-        .constraints
-        .iter()
-        .map(|c| (c.coeffs.clone(), c.constant))
-        .collect();
-    let mut lins = objective_bounds(net, &d.input, &bounds, &objectives);
-    if let Some(inherited) = &d.inherited {
-        for (own, old) in lins.iter_mut().zip(inherited.iter()) {
-            let old = old.on(&d.input);
-            if old.lower > own.lower {
-                *own = old;
-            }
-        }
-    }
+    let lins = tightest(
+        objective_bounds(net, &d.input, &bounds, objectives),
+        d.inherited.as_deref().map(|v| v.as_slice()),
+        &d.input,
+    );
     for (lin, c) in lins.iter().zip(&region.constraints) {
         // The constraint `c . y + k <= 0` (or `< 0`) cannot hold anywhere here.
         if lin.lower > 0.0 || (c.strict && lin.lower >= 0.0) {
@@ -647,13 +600,11 @@ fn step(
         let lin = &lins[best];
         let b = &d.input;
         // Bisect the dimension whose halves bound best (a one-step lookahead: every
-        // dimension is tried). Measured on ACAS Xu against the best static rule (absolute
-        // times relative width): 6 to 300 times fewer subdomains, and instances that timed out
-        // at 116 s close in 1 to 3 s, although each subdomain costs 2n+1 bound passes.
-        // The lookahead is skipped below a subdomain where it gained nothing (it costs 2n
-        // bound passes), and tried again every fourth level.
+        // dimension is tried, 2n bound passes). Measured on ACAS Xu against the width rule:
+        // 6 to 300 times fewer subdomains on the instances it suits. It is skipped below a
+        // subdomain where it gained nothing, and tried again every fourth level.
         let chosen = if d.rule == SplitRule::Lookahead && (d.look || d.depth % 4 == 0) {
-            lookahead_dim(net, region, &d, &bounds, &objectives, &lins)
+            lookahead_dim(net, region, &d, &bounds, objectives, &lins)
         } else {
             widest_dim(region, &d.input).map(|j| (j, false))
         };
@@ -700,7 +651,6 @@ fn step(
                 c.splits.push((k, i, phase));
                 c.depth += 1;
                 c.parent = Some(bounds.clone());
-                c.inherited = Some(inherited.clone());
                 c.inherited = Some(inherited.clone());
                 c
             })

@@ -83,6 +83,31 @@ impl LinearBound {
     }
 }
 
+/// The smallest, over the box, of the largest of these linear functions, and where it is
+/// reached (a small LP with microlp), or `None` when the solver fails. A conjunction of the
+/// bounded constraints is impossible on the box when this is positive.
+pub fn joint_minimum(lins: &[LinearBound], b: &InputBox) -> Option<(f64, Vec<f64>)> {
+    use good_lp::{variable, Expression, ProblemVariables, Solution, SolverModel};
+    let mut vars = ProblemVariables::new();
+    let xs: Vec<_> = (0..b.dim())
+        .map(|j| vars.add(variable().min(b.lower[j]).max(b.upper[j])))
+        .collect();
+    // Minimise the largest function: t >= lin_k(x) for all k.
+    let t = vars.add(variable());
+    let mut model = vars.minimise(t).using(good_lp::microlp);
+    for lin in lins {
+        let e: Expression = xs
+            .iter()
+            .zip(&lin.coeffs)
+            .map(|(&x, &c)| c * x)
+            .sum::<Expression>()
+            + lin.constant;
+        model = model.with(e.leq(t));
+    }
+    let sol = model.solve().ok()?;
+    Some((sol.value(t), xs.iter().map(|&x| sol.value(x)).collect()))
+}
+
 /// The minimum over the box of `row . x + constant`.
 fn concretize(row: &[f64], constant: f64, b: &InputBox) -> f64 {
     let mut v = constant;

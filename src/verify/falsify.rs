@@ -8,8 +8,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::bounds::{joint_minimum, LinearBound};
 use super::network::Network;
-use super::spec::Region;
+use super::spec::{InputBox, Region};
 
 /// The largest constraint value at `y` (the conjunction holds when it is `<= 0`).
 pub fn margin(region: &Region, y: &[f64]) -> f64 {
@@ -184,44 +185,33 @@ impl Falsifier {
 /// The point of the trust region (the box around `x` of `rho` times the region's widths, cut to
 /// the region) that minimises the largest constraint, with the network linearised at `x`.
 fn linearised_step(net: &Network, region: &Region, x: &[f64], rho: f64) -> Vec<f64> {
-    use good_lp::{variable, Expression, ProblemVariables, Solution, SolverModel};
     let b = &region.input;
-    let lo: Vec<f64> = (0..x.len())
-        .map(|j| (x[j] - rho * (b.upper[j] - b.lower[j])).max(b.lower[j]))
-        .collect();
-    let hi: Vec<f64> = (0..x.len())
-        .map(|j| (x[j] + rho * (b.upper[j] - b.lower[j])).min(b.upper[j]))
-        .collect();
-    let grads: Vec<Vec<f64>> = region
+    let trust = InputBox {
+        lower: (0..x.len())
+            .map(|j| (x[j] - rho * (b.upper[j] - b.lower[j])).max(b.lower[j]))
+            .collect(),
+        upper: (0..x.len())
+            .map(|j| (x[j] + rho * (b.upper[j] - b.lower[j])).min(b.upper[j]))
+            .collect(),
+    };
+    // Each constraint linearised at x: c(y(x)) + g . (x' - x).
+    let y = net.forward(x);
+    let lins: Vec<LinearBound> = region
         .constraints
         .iter()
-        .map(|c| net.gradient(x, &c.coeffs))
+        .map(|c| {
+            let g = net.gradient(x, &c.coeffs);
+            let constant = c.value(&y) - g.iter().zip(x).map(|(gj, xj)| gj * xj).sum::<f64>();
+            LinearBound {
+                coeffs: g,
+                constant,
+                lower: f64::NEG_INFINITY,
+            }
+        })
         .collect();
-    if grads.len() == 1 {
+    if let [one] = lins.as_slice() {
         // One constraint: the minimising vertex.
-        return (0..x.len())
-            .map(|j| if grads[0][j] > 0.0 { lo[j] } else { hi[j] })
-            .collect();
+        return one.minimizer(&trust);
     }
-    let y = net.forward(x);
-    let mut vars = ProblemVariables::new();
-    let xs: Vec<_> = (0..x.len())
-        .map(|j| vars.add(variable().min(lo[j]).max(hi[j])))
-        .collect();
-    let t = vars.add(variable());
-    let mut model = vars.minimise(t).using(good_lp::microlp);
-    for (c, g) in region.constraints.iter().zip(&grads) {
-        let e: Expression = xs
-            .iter()
-            .zip(g)
-            .zip(x)
-            .map(|((&v, &gj), &x0)| gj * (v - x0))
-            .sum::<Expression>()
-            + c.value(&y);
-        model = model.with(e.leq(t));
-    }
-    match model.solve() {
-        Ok(sol) => xs.iter().map(|&v| sol.value(v)).collect(),
-        Err(_) => x.to_vec(),
-    }
+    joint_minimum(&lins, &trust).map_or_else(|| x.to_vec(), |(_, p)| p)
 }

@@ -33,7 +33,7 @@ use serde::Serialize;
 pub use network::Network;
 pub use spec::Spec;
 
-use bab::{BabConfig, BabStats, RegionResult, SpecResult};
+use bab::{BabConfig, BabStats, SpecResult};
 use smt::SmtRecord;
 
 /// Errors of loading networks and specs; each names the file.
@@ -273,33 +273,23 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
             Engine::Smt => {
                 for (i, region) in spec.regions.iter().enumerate() {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let result = if left.is_zero() {
-                        RegionResult::Unknown("timeout".into())
-                    } else {
-                        stats.smt_calls += 1;
-                        let (out, rec) = smt::solve(net, region, None, left, opts.record_smt);
-                        if let Some(r) = rec {
-                            records.lock().expect("records lock").push(r);
-                        }
-                        match out {
-                            smt::SmtOutcome::Unsat => RegionResult::Holds,
-                            smt::SmtOutcome::Sat(x) => RegionResult::Violated(x),
-                            smt::SmtOutcome::Unknown(why) => {
-                                RegionResult::Unknown(format!("Z3: {why}"))
-                            }
-                        }
-                    };
-                    match result {
-                        RegionResult::Holds => {}
-                        RegionResult::Violated(x) => {
+                    if left.is_zero() {
+                        unknown.get_or_insert(format!("region {i}: timeout"));
+                        break;
+                    }
+                    stats.smt_calls += 1;
+                    let (out, rec) = smt::solve(net, region, None, left, opts.record_smt);
+                    if let Some(r) = rec {
+                        records.lock().expect("records lock").push(r);
+                    }
+                    match out {
+                        smt::SmtOutcome::Unsat => {}
+                        smt::SmtOutcome::Sat(x) => {
                             found = Some((i, x));
                             break;
                         }
-                        RegionResult::Unknown(why) => {
-                            unknown.get_or_insert(format!("region {i}: {why}"));
-                            if Instant::now() >= deadline {
-                                break;
-                            }
+                        smt::SmtOutcome::Unknown(why) => {
+                            unknown.get_or_insert(format!("region {i}: Z3: {why}"));
                         }
                     }
                 }
