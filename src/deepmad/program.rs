@@ -9,11 +9,15 @@
 //!   entropy and layers of a choice are constants, the objective and the budgets are linear,
 //!   the effectiveness bound `L ln(L / rho0) <= sum ln w` is convex in the integer layer count
 //!   and is written exactly by its secants between consecutive integers, and the depth std is
-//!   exact (a one-hot over the total depth makes its square linear) with `exp` of it bounded
+//!   exact (`k^2 var` is the sum of squared pairwise depth differences, each written by the
+//!   secants of `x^2` between consecutive integers) with `exp` of it bounded
 //!   from below (secants where it is convex, a chord where it is concave), so the program's
 //!   optimum is an upper bound on the best score for those channels;
-//! - the channels (stem and stages, multiples of 8) are chosen by a local search whose every
-//!   step solves the inner programs of all neighbouring channel vectors in parallel (rayon).
+//! - the channels (stem and stages, multiples of 8) are chosen by a local search: every
+//!   neighbouring channel vector (one entry scaled, or one up and another down) is estimated
+//!   in milliseconds by moving the current choices onto it and polishing, and the inner
+//!   programs of the channels of the best few estimates are solved in parallel (rayon); step
+//!   sizes go from coarse to fine and round again while unsolved neighbours remain.
 //!
 //! The design is re-scored with the exact formula and polished by a local search over single
 //! choices; the reported gap is that of the inner program at the final channels.
@@ -331,29 +335,34 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     let pen: Vec<usize> = (skip..n).collect();
     if w.beta != 0.0 && !pen.is_empty() {
         let k = pen.len() as f64;
-        let tmax: usize = pen.iter().map(|&j| st.max_depth[j]).sum();
-        let tvals: Vec<usize> = (pen.len()..=tmax).collect();
-        let tau: Vec<Variable> = tvals
+        // W = k sum L^2 - (sum L)^2 = k^2 var(L) = sum over pairs of (L_i - L_j)^2. Each square
+        // is bounded from below by the secants of x^2 between consecutive integers, on both
+        // signs of the difference: exact at integer depths, and no binaries (a one-hot over the
+        // total depth made the relaxation weak and the programs slow).
+        let dvars: Vec<Variable> = pen
             .iter()
-            .map(|_| vars.add(variable().binary()))
+            .map(|&j| {
+                let d = vars.add(variable().min(1.0));
+                cons.push(constraint!(d == sum_of(j, &|c| c.depth as f64)));
+                d
+            })
             .collect();
-        let one: Expression = tau.iter().copied().sum();
-        cons.push(constraint!(one == 1));
-        let total: Expression = pen.iter().map(|&j| sum_of(j, &|c| c.depth as f64)).sum();
-        let tv: Expression = tau.iter().zip(&tvals).map(|(&v, &t)| t as f64 * v).sum();
-        cons.push(constraint!(total == tv));
-        let sq: Expression = pen
-            .iter()
-            .map(|&j| sum_of(j, &|c| (c.depth * c.depth) as f64))
-            .sum();
-        let t2: Expression = tau
-            .iter()
-            .zip(&tvals)
-            .map(|(&v, &t)| (t * t) as f64 * v)
-            .sum();
-        // W = k sum L^2 - (sum L)^2 = k^2 var(L), named once.
+        let mut pairs = Expression::default();
+        for (a, &i) in pen.iter().enumerate() {
+            for (b, &j) in pen.iter().enumerate().skip(a + 1) {
+                let s = vars.add(variable().min(0.0));
+                let (di, dj) = (dvars[a], dvars[b]);
+                let reach = st.max_depth[i].max(st.max_depth[j]);
+                for m in 0..reach {
+                    let (m, slope) = (m as f64, (2 * m + 1) as f64);
+                    cons.push(constraint!(s >= slope * (di - dj) - m * (m + 1.0)));
+                    cons.push(constraint!(s >= slope * (dj - di) - m * (m + 1.0)));
+                }
+                pairs += s;
+            }
+        }
         let wv = vars.add(variable().min(0.0));
-        cons.push(constraint!(wv == k * sq - t2));
+        cons.push(constraint!(wv == pairs));
         let wexpr = Expression::from(wv);
         let h = |x: f64| w.beta * (x.max(0.0).sqrt() / k).exp();
         let dmax = st.max_depth.iter().copied().max().unwrap_or(1) as f64;
@@ -387,7 +396,11 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
                 .set_time_limit(limit.as_secs_f64().max(0.05))
                 .set_threads(1)
                 // Probing in presolve costs seconds on these models and gains little.
-                .set_option("presolve_rule_off", 32768);
+                .set_option("presolve_rule_off", 32768)
+                // RINS and root reduced-cost sub-MIPs took most of the time and rarely found
+                // a better point than RENS does here.
+                .set_option("mip_heuristic_run_rins", false)
+                .set_option("mip_heuristic_run_root_reduced_cost", false);
             model = model.set_mip_rel_gap(1e-7).ok()?;
             model.set_verbose(false);
             for c in cons {
@@ -461,7 +474,47 @@ fn moves(space: &Space, c: &[usize], factors: &[f64]) -> Vec<Vec<usize>> {
             }
         }
     }
+    // Trades: one entry up by a factor, another down by it (moves along the budget).
+    for i in 0..c.len() {
+        for j in 0..c.len() {
+            for &f in factors.iter().filter(|f| **f > 1.0) {
+                if i == j {
+                    continue;
+                }
+                let mut v = c.to_vec();
+                v[i] = round8(c[i] as f64 * f).max(c[i] + CHANNEL_STEP);
+                v[j] = round8(c[j] as f64 / f).min(c[j].saturating_sub(CHANNEL_STEP));
+                if v[j] > 0 && channels_ok(space, &v) && !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+    }
     out
+}
+
+/// A quick estimate of what channels near `c` can score: the current choices moved onto `c`
+/// (bottlenecks kept in range), polished by local search (which may move the channels too),
+/// and scored exactly. It ranks the neighbours so that the exact programs are spent on the
+/// channels of the promising ones.
+fn estimate(
+    space: &Space,
+    convention: Convention,
+    c: &[usize],
+    from: &[Block],
+) -> Option<(f64, Vec<Block>)> {
+    let n = space.stages.strides.len();
+    let picks: Vec<(usize, usize, usize)> = (0..n)
+        .map(|j| {
+            let b = &from[j + 1];
+            let (lo, hi) = btn_bounds(space, c[j + 1]);
+            let scaled = round8(b.btn.unwrap_or(lo) as f64 * c[j + 1] as f64 / b.cout as f64);
+            (scaled.clamp(lo, hi.max(lo)), b.k, b.depth.unwrap_or(1))
+        })
+        .collect();
+    let blocks = super::polish::polish(space, assemble(space, c, &picks), convention);
+    let s = score(&blocks, space.resolution, convention, &space.weights());
+    super::polish::feasible(space, &blocks, &s).then_some((s.score, blocks))
 }
 
 /// Solves the design problem of `space`.
@@ -472,12 +525,16 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
     let exact = |b: &[Block]| score(b, space.resolution, opts.convention, &wts);
     let per_program = Duration::from_secs(5).min(opts.time_limit / 4);
     let programs = std::sync::atomic::AtomicUsize::new(0);
+    let solved = std::sync::Mutex::new(std::collections::HashSet::<Vec<usize>>::new());
+    // Programs per step of the channel search: the best-estimated neighbours, two per thread.
+    let screen = (2 * rayon::current_num_threads()).max(4);
     let run = |c: &Vec<usize>| -> Option<(f64, Inner)> {
         let left = opts.time_limit.saturating_sub(start.elapsed());
         if left.is_zero() {
             return None;
         }
         programs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        solved.lock().expect("solved").insert(c.clone());
         let r = inner(space, opts, c, per_program.min(left))?;
         let s = exact(&r.blocks);
         super::polish::feasible(space, &r.blocks, &s).then_some((s.score, r))
@@ -528,10 +585,35 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
         &[0.9, 0.95, 1.05, 1.1],
         &[0.99, 1.01],
     ];
+    // Levels of step size, coarse to fine; after the finest, the unsolved neighbours of every
+    // level again, until none is left or the time is up.
     let mut level = 0;
-    while level < ladders.len() && start.elapsed() < opts.time_limit {
-        let (cur_score, cur, _) = best.as_ref().expect("a start").clone();
-        let cand = moves(space, &cur, ladders[level]);
+    let mut tried_in_pass = false;
+    while start.elapsed() < opts.time_limit {
+        if level == ladders.len() {
+            if !tried_in_pass {
+                break;
+            }
+            level = 0;
+            tried_in_pass = false;
+        }
+        let (cur_score, cur, cur_inner) = best.clone().expect("a start");
+        let mut est: Vec<(f64, Vec<usize>)> = moves(space, &cur, ladders[level])
+            .into_par_iter()
+            .filter_map(|c| estimate(space, opts.convention, &c, &cur_inner.blocks))
+            .map(|(s, b)| (s, b[..=n].iter().map(|b| b.cout).collect()))
+            .collect();
+        est.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut cand: Vec<Vec<usize>> = Vec::new();
+        for (_, c) in est {
+            if cand.len() == screen {
+                break;
+            }
+            if !cand.contains(&c) && !solved.lock().expect("solved").contains(&c) {
+                cand.push(c);
+            }
+        }
+        tried_in_pass |= !cand.is_empty();
         let found = cand
             .par_iter()
             .filter_map(|c| run(c).map(|(s, r)| (s, c.clone(), r)))
