@@ -2,7 +2,8 @@
 //!
 //! One architecture IR ([`ir`]) is shared by every engine. The study engine ([`search`]) runs
 //! search strategies over spaces such as the NAS-Bench-201 cells ([`cells`]). The solver
-//! back ends (HiGHS through good_lp, Z3) are linked and checked by [`solvers`].
+//! back ends (HiGHS through good_lp, Z3) are linked and checked by [`solvers`]. Networks are
+//! trained with candle and exported by [`train`].
 //!
 //! Engines never print: they return values and report progress through callbacks; the
 //! `archproof` binary formats them.
@@ -13,4 +14,5 @@ pub mod ir;
 pub mod report;
 pub mod search;
 pub mod solvers;
+pub mod train;
 pub mod verify;

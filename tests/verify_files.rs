@@ -4,7 +4,7 @@
 mod common;
 
 use archproof::verify::{load_network, load_spec, nnet};
-use common::{archproof, assert_bad_input};
+use common::{archproof, assert_bad_input, tract_forward};
 use rand::{Rng, SeedableRng};
 
 #[test]
@@ -270,25 +270,6 @@ mod onnx_models {
             value_info("y", &[1, 4]),
         )
     }
-}
-
-fn tract_forward(bytes: &[u8], shape: &[usize], x: &[f32]) -> Vec<f32> {
-    use tract_onnx::prelude::*;
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(bytes))
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let input = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), x.to_vec()).unwrap();
-    let out = model.run(tvec!(Tensor::from(input).into())).unwrap();
-    out[0]
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect()
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub struct Args {
 enum Kind {
     Verify(VerifyArgs),
     Deepmad(super::bench_deepmad::DeepmadBenchArgs),
+    Train(super::bench_train::TrainBenchArgs),
 }
 
 /// Run a VNN-COMP instance list with the bab engine and the plain Z3 baseline; write
@@ -88,6 +89,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     match args.kind {
         Kind::Verify(a) => run_verify(a),
         Kind::Deepmad(a) => super::bench_deepmad::run(a),
+        Kind::Train(a) => super::bench_train::run(a),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_deepmad;
+mod bench_train;
 mod common;
 mod deepmad;
 mod demo;
@@ -11,6 +12,7 @@ mod export;
 mod inspect;
 mod search;
 mod search_deepmad;
+mod train;
 mod verify;
 mod zoo;
 
@@ -38,6 +40,7 @@ enum Command {
     Doctor(doctor::Args),
     Demo(demo::Args),
     Deepmad(deepmad::Args),
+    Train(train::Args),
 }
 
 /// Runs the parsed command.
@@ -52,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(a) => doctor::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Deepmad(a) => deepmad::run(a),
+        Command::Train(a) => train::run(a),
     }
 }

@@ -32,23 +32,37 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["input", "instances"])]
     spec: Option<PathBuf>,
     /// A point (CSV or whitespace-separated numbers) for local robustness.
-    #[arg(long, conflicts_with = "instances")]
+    #[arg(long, conflicts_with_all = ["instances", "dataset"], group = "point")]
     input: Option<PathBuf>,
+    /// Take the point from a dataset's test split (with --index): shapes[:SIZE],
+    /// mnist-idx:DIR, cifar10-bin:DIR, csv:FILE, npy:DIR. Its label is the true class and
+    /// the ball is clipped to [0, 1] unless --clip says otherwise.
+    #[arg(
+        long,
+        conflicts_with = "instances",
+        requires = "index",
+        group = "point"
+    )]
+    dataset: Option<String>,
+    /// Which test point of --dataset.
+    #[arg(long, requires = "dataset")]
+    index: Option<usize>,
     /// L-infinity radius around --input.
-    #[arg(long, requires = "input")]
+    #[arg(long, requires = "point")]
     eps: Option<f64>,
-    /// The class that must stay the largest output [default: the network's class at --input].
-    #[arg(long, requires = "input")]
+    /// The class that must stay the largest output [default: the network's class at --input,
+    /// the true class of a --dataset point].
+    #[arg(long, requires = "point")]
     label: Option<usize>,
     /// Clip the ball to this input range, e.g. 0,1.
-    #[arg(long, requires = "input", value_parser = parse_range)]
+    #[arg(long, requires = "point", value_parser = parse_range)]
     clip: Option<(f64, f64)>,
     /// Search the largest radius proven robust (and the smallest refuted) around --input.
-    #[arg(long, requires = "input", conflicts_with = "eps")]
+    #[arg(long, requires = "point", conflicts_with = "eps")]
     max_radius: bool,
     /// Half-width of a region around --input on --dims, searched exhaustively with
     /// manipulations of --step (and verified as a continuous box).
-    #[arg(long, requires_all = ["input", "step"], conflicts_with_all = ["eps", "max_radius"])]
+    #[arg(long, requires_all = ["point", "step"], conflicts_with_all = ["eps", "max_radius"])]
     region: Option<f64>,
     /// Length of one manipulation of --region.
     #[arg(long, requires = "region")]
@@ -150,12 +164,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
         report_one(&args, &spec, &out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(input_path) = &args.input else {
-        bail!("give a property: --spec FILE.vnnlib, or --input FILE with --eps or --max-radius");
+    let (x, input_path, true_label) = match (&args.input, &args.dataset) {
+        (Some(p), _) => (read_point(p, net.input_dim())?, p.clone(), None),
+        (None, Some(ds)) => {
+            let (x, label) = dataset_point(ds, args.index.unwrap_or(0), net.input_dim())?;
+            let tag = PathBuf::from(format!("{ds}#test{}", args.index.unwrap_or(0)));
+            (x, tag, Some(label))
+        }
+        (None, None) => bail!(
+            "give a property: --spec FILE.vnnlib, or --input FILE (or --dataset NAME --index K) \
+             with --eps or --max-radius"
+        ),
     };
-    let x = read_point(input_path, net.input_dim())?;
+    let input_path = &input_path;
+    let mut args = args;
+    if true_label.is_some() && args.clip.is_none() {
+        args.clip = Some((0.0, 1.0));
+    }
+    let args = &args;
     let y = net.forward(&x);
-    let label = match args.label {
+    let label = match args.label.or(true_label) {
         Some(l) if l >= y.len() => bail!(
             "--label {l} is not an output of the network (it has {})",
             y.len()
@@ -164,10 +192,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => argmax(&y),
     };
     if args.max_radius {
-        return max_radius(&args, &net, &x, label);
+        return max_radius(args, &net, &x, label);
     }
     if let Some(radius) = args.region {
-        return region(&args, &net, &net_path, input_path, x, label, radius);
+        return region(args, &net, &net_path, input_path, x, label, radius);
     }
     let Some(eps) = args.eps else {
         bail!("--input needs --eps RADIUS or --max-radius");
@@ -176,8 +204,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("--eps must be a nonnegative number");
     }
     let spec = Spec::robustness(&x, eps, label, net.output_dim(), args.clip);
-    let out = run_one(&args, &net, &spec, &net_path, input_path, args.timeout)?;
-    report_one(&args, &spec, &out)?;
+    let out = run_one(args, &net, &spec, &net_path, input_path, args.timeout)?;
+    report_one(args, &spec, &out)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -187,6 +215,25 @@ fn argmax(v: &[f64]) -> usize {
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(i, _)| i)
         .unwrap_or(0)
+}
+
+/// Test point `index` of a dataset and its label.
+fn dataset_point(spec: &str, index: usize, n: usize) -> Result<(Vec<f64>, usize)> {
+    let ds = archproof::train::data::load(spec)?;
+    if index >= ds.test.len() {
+        bail!(
+            "--index {index} is past the {} test points of {spec}",
+            ds.test.len()
+        );
+    }
+    if ds.input_len() != n {
+        bail!(
+            "the network takes {n} inputs, {spec} has {} per point",
+            ds.input_len()
+        );
+    }
+    let x = ds.test.input(index).iter().map(|&v| v as f64).collect();
+    Ok((x, ds.test.y[index] as usize))
 }
 
 /// Reads a point: numbers separated by commas, spaces or newlines.

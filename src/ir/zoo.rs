@@ -22,7 +22,24 @@ pub const MODELS: &[(&str, &str)] = &[
         "nb201:<cell>",
         "NAS-Bench-201 network (C=16, N=5) for a cell string",
     ),
+    (
+        "mlp:<w1>-<w2>-...",
+        "ReLU MLP with these hidden widths (default input 1x16x16, 6 classes)",
+    ),
+    (
+        "cnn-tiny",
+        "3 conv-ReLU layers (8, 16, 32 channels; stride 1, 2, 2) and a 64-wide ReLU layer",
+    ),
+    (
+        "resnet-tiny",
+        "ResNet for small images: 16-channel stem, basic blocks at 16, 32, 64 channels",
+    ),
 ];
+
+/// Default input of the small trainable models: the embedded `shapes` dataset.
+const SMALL_INPUT: [usize; 3] = [1, 16, 16];
+/// Default classes of the small trainable models.
+const SMALL_CLASSES: usize = 6;
 
 /// Builds a zoo network. `name` is a zoo name or `nb201:<cell string>`; `input` and `classes`
 /// override the defaults (3x224x224 and 1000 for ImageNet networks, 3x32x32 and 10 for
@@ -35,6 +52,28 @@ pub fn build(name: &str, input: Option<Shape>, classes: Option<usize>) -> Result
             input.unwrap_or(Shape::chw(3, 32, 32)),
             classes.unwrap_or(10),
         );
+    }
+    let small_input =
+        input
+            .clone()
+            .unwrap_or(Shape::chw(SMALL_INPUT[0], SMALL_INPUT[1], SMALL_INPUT[2]));
+    let small_classes = classes.unwrap_or(SMALL_CLASSES);
+    if let Some(widths) = name.strip_prefix("mlp:") {
+        let widths: Vec<usize> = widths
+            .split('-')
+            .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                IrError::Model(format!(
+                    "'{name}': hidden widths are positive integers joined by '-', e.g. mlp:64-32"
+                ))
+            })?;
+        return mlp(&widths, small_input, small_classes);
+    }
+    match name {
+        "cnn-tiny" => return cnn_tiny(small_input, small_classes),
+        "resnet-tiny" => return resnet_tiny(small_input, small_classes),
+        _ => {}
     }
     let input = input.unwrap_or(Shape::chw(3, 224, 224));
     let classes = classes.unwrap_or(1000);
@@ -51,6 +90,107 @@ pub fn build(name: &str, input: Option<Shape>, classes: Option<usize>) -> Result
             )))
         }
     }
+}
+
+/// A ReLU MLP: flatten, then `fc{i}` linear layers with ReLU, then `fc{n}` to the classes.
+pub fn mlp(widths: &[usize], input: Shape, classes: usize) -> Result<Graph, IrError> {
+    let name = format!(
+        "mlp-{}",
+        widths
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    );
+    let mut b = Builder::new(name);
+    let mut x = b.input("input", input.clone())?;
+    if input.dims().len() != 1 {
+        x = b.push("flatten", Op::Flatten, &[x])?;
+    }
+    for (i, &w) in widths.iter().enumerate() {
+        x = b.linear(&format!("fc{}", i + 1), x, w)?;
+        x = b.relu(&format!("relu{}", i + 1), x)?;
+    }
+    let out = b.linear(&format!("fc{}", widths.len() + 1), x, classes)?;
+    b.finish(&[out])
+}
+
+/// A small plain CNN the verifier reads: three 3x3 conv-ReLU layers (8, 16, 32 channels,
+/// strides 1, 2, 2), a 64-wide ReLU layer and the classifier.
+pub fn cnn_tiny(input: Shape, classes: usize) -> Result<Graph, IrError> {
+    let mut b = Builder::new("cnn-tiny");
+    let mut x = b.input("input", input)?;
+    for (i, (c, s)) in [(8, 1), (16, 2), (32, 2)].into_iter().enumerate() {
+        x = b.conv_bias(&format!("conv{}", i + 1), x, c, 3, s, 1)?;
+        x = b.relu(&format!("relu{}", i + 1), x)?;
+    }
+    let f = b.push("flatten", Op::Flatten, &[x])?;
+    let h = b.linear("fc1", f, 64)?;
+    let h = b.relu("relu4", h)?;
+    let out = b.linear("fc2", h, classes)?;
+    b.finish(&[out])
+}
+
+/// A ResNet for small images: a 3x3 stem of 16 channels with BN-ReLU, one basic block each
+/// at 16, 32 and 64 channels (the last two with stride 2 and a 1x1 projection), global
+/// pooling and the classifier.
+pub fn resnet_tiny(input: Shape, classes: usize) -> Result<Graph, IrError> {
+    let mut b = Builder::new("resnet-tiny");
+    let x = b.input("input", input)?;
+    let c = b.conv("conv1", x, 16, 3, 1, 1, 1)?;
+    let c = b.bn("bn1", c)?;
+    let mut x = b.relu("relu", c)?;
+    for (i, (planes, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
+        b.enter(format!("layer{}", i + 1));
+        x = residual_block(&mut b, x, Block::Basic, planes, stride)?;
+        b.leave();
+    }
+    let f = b.pool_flatten(x)?;
+    let fc = b.linear("fc", f, classes)?;
+    b.finish(&[fc])
+}
+
+/// One torchvision residual block (basic or bottleneck) with its projection shortcut where
+/// the stride or width changes, in the current scope; returns the block's output.
+fn residual_block(
+    b: &mut Builder,
+    x: NodeId,
+    block: Block,
+    planes: usize,
+    stride: usize,
+) -> Result<NodeId, IrError> {
+    let out = match block {
+        Block::Basic => planes,
+        Block::Bottleneck => planes * 4,
+    };
+    let mut y = x;
+    match block {
+        Block::Basic => {
+            y = b.conv("conv1", y, planes, 3, stride, 1, 1)?;
+            y = b.bn("bn1", y)?;
+            y = b.relu("relu1", y)?;
+            y = b.conv("conv2", y, planes, 3, 1, 1, 1)?;
+            y = b.bn("bn2", y)?;
+        }
+        Block::Bottleneck => {
+            y = b.conv("conv1", y, planes, 1, 1, 0, 1)?;
+            y = b.bn("bn1", y)?;
+            y = b.relu("relu1", y)?;
+            y = b.conv("conv2", y, planes, 3, stride, 1, 1)?;
+            y = b.bn("bn2", y)?;
+            y = b.relu("relu2", y)?;
+            y = b.conv("conv3", y, out, 1, 1, 0, 1)?;
+            y = b.bn("bn3", y)?;
+        }
+    }
+    let shortcut = if stride != 1 || b.channels(x) != out {
+        let d = b.conv("downsample.0", x, out, 1, stride, 0, 1)?;
+        b.bn("downsample.1", d)?
+    } else {
+        x
+    };
+    let s = b.add("add", &[y, shortcut])?;
+    b.relu("relu", s)
 }
 
 #[derive(Clone, Copy)]
@@ -80,44 +220,12 @@ fn resnet(
         },
         &[c],
     )?;
-    let expansion = match block {
-        Block::Basic => 1,
-        Block::Bottleneck => 4,
-    };
     for (stage, &depth) in depths.iter().enumerate() {
         let planes = 64 << stage;
         for i in 0..depth {
             let stride = if stage > 0 && i == 0 { 2 } else { 1 };
             b.enter(format!("layer{}.{}", stage + 1, i));
-            let out = planes * expansion;
-            let mut y = x;
-            match block {
-                Block::Basic => {
-                    y = b.conv("conv1", y, planes, 3, stride, 1, 1)?;
-                    y = b.bn("bn1", y)?;
-                    y = b.relu("relu1", y)?;
-                    y = b.conv("conv2", y, planes, 3, 1, 1, 1)?;
-                    y = b.bn("bn2", y)?;
-                }
-                Block::Bottleneck => {
-                    y = b.conv("conv1", y, planes, 1, 1, 0, 1)?;
-                    y = b.bn("bn1", y)?;
-                    y = b.relu("relu1", y)?;
-                    y = b.conv("conv2", y, planes, 3, stride, 1, 1)?;
-                    y = b.bn("bn2", y)?;
-                    y = b.relu("relu2", y)?;
-                    y = b.conv("conv3", y, out, 1, 1, 0, 1)?;
-                    y = b.bn("bn3", y)?;
-                }
-            }
-            let shortcut = if stride != 1 || b.channels(x) != out {
-                let d = b.conv("downsample.0", x, out, 1, stride, 0, 1)?;
-                b.bn("downsample.1", d)?
-            } else {
-                x
-            };
-            let s = b.add("add", &[y, shortcut])?;
-            x = b.relu("relu", s)?;
+            x = residual_block(&mut b, x, block, planes, stride)?;
             b.leave();
         }
     }

@@ -111,6 +111,33 @@ pub fn progress_svg(
     series: &[ProgressSeries],
     x_end: f64,
 ) -> Result<(), String> {
+    line_chart(path, title, x_desc, y_desc, series, x_end, true)
+}
+
+/// Draws plain lines through each series' points (training curves), with a marker on each.
+pub fn lines_svg(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[ProgressSeries],
+) -> Result<(), String> {
+    let x_end = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(0.0, f64::max);
+    line_chart(path, title, x_desc, y_desc, series, x_end, false)
+}
+
+fn line_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[ProgressSeries],
+    x_end: f64,
+    steps: bool,
+) -> Result<(), String> {
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let ys: Vec<f64> = series
@@ -141,22 +168,28 @@ pub fn progress_svg(
         let color = COLORS[k % COLORS.len()];
         let mut pts: Vec<(f64, f64)> = Vec::new();
         for (i, &(x, y)) in s.points.iter().enumerate() {
-            if i > 0 {
+            if steps && i > 0 {
                 pts.push((x, s.points[i - 1].1));
             }
             pts.push((x, y));
         }
-        if let Some(&(_, y)) = s.points.last() {
+        if let (true, Some(&(_, y))) = (steps, s.points.last()) {
             pts.push((x_end, y));
         }
+        if !steps {
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(|e| e.to_string())?
-            .label(format!(
-                "{} (best {:.1})",
-                s.name,
-                s.points.last().map(|p| p.1).unwrap_or(f64::NAN)
-            ))
+            .label(if steps {
+                format!("{} (best {last:.1})", s.name)
+            } else {
+                format!("{} (last {last:.4})", s.name)
+            })
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });

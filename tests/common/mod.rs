@@ -36,3 +36,25 @@ pub fn assert_bad_input(out: &Output, needles: &[&str]) {
         assert!(err.contains(n), "'{n}' not in: {err}");
     }
 }
+
+/// Runs an ONNX model in tract (an independent runtime) on one input of `shape`.
+pub fn tract_forward(bytes: &[u8], shape: &[usize], x: &[f32]) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .unwrap()
+        .with_input_fact(0, f32::fact(shape).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), x.to_vec()).unwrap();
+    let out = model.run(tvec!(Tensor::from(input).into())).unwrap();
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}

@@ -1,0 +1,315 @@
+//! Training of IR graphs with candle (CPU): datasets, the model built from the graph, the
+//! optimizers and schedule, and export of the trained network (ONNX and IR JSON with weights).
+//!
+//! Everything is seeded: the initial weights, the order of the examples in each epoch. The
+//! same seed on the same machine gives the same weights.
+
+pub mod data;
+pub mod export;
+pub mod model;
+
+use std::time::Instant;
+
+use candle_core::{DType, Tensor, Var};
+use candle_nn::Optimizer as _;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+pub use data::{DataError, Dataset, Split};
+pub use model::{Model, ModelError};
+
+/// The optimizer of a training run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent with (heavy-ball) momentum, as PyTorch's SGD.
+    Sgd,
+    /// Adam with decoupled weight decay (AdamW; plain Adam when the decay is 0).
+    Adam,
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Momentum of SGD.
+    pub momentum: f64,
+    /// Weight decay (L2 for SGD, decoupled for Adam).
+    pub weight_decay: f64,
+    /// Cosine decay of the learning rate to 0 over all steps (else constant).
+    pub cosine: bool,
+    /// Seed of the initial weights and the example order.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            lr: 1e-3,
+            optimizer: OptimizerKind::Adam,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            cosine: true,
+            seed: 0,
+        }
+    }
+}
+
+/// Numbers of one epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochStats {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss (cross-entropy) over the epoch's steps.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (training mode, as the steps saw it).
+    pub train_accuracy: f64,
+    /// Test loss after the epoch (evaluation mode).
+    pub test_loss: f64,
+    /// Test accuracy after the epoch (evaluation mode).
+    pub test_accuracy: f64,
+    /// Seconds since training began.
+    pub seconds: f64,
+}
+
+/// The result of a training run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Per-epoch numbers.
+    pub epochs: Vec<EpochStats>,
+    /// Final test accuracy.
+    pub test_accuracy: f64,
+    /// Seconds of training (evaluation included).
+    pub train_seconds: f64,
+    /// Learned scalars.
+    pub params: usize,
+}
+
+/// What a training run reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// A step finished: (steps done, all steps, its loss).
+    Step(usize, usize, f64),
+    /// An epoch finished.
+    Epoch(EpochStats),
+}
+
+/// SGD with momentum and L2 weight decay (PyTorch's update: v = m v + g + wd w; w -= lr v).
+struct Sgd {
+    vars: Vec<Var>,
+    velocity: Vec<Option<Tensor>>,
+    momentum: f64,
+    weight_decay: f64,
+}
+
+impl Sgd {
+    fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        lr: f64,
+    ) -> candle_core::Result<()> {
+        for (var, vel) in self.vars.iter().zip(self.velocity.iter_mut()) {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let mut g = g.clone();
+            if self.weight_decay != 0.0 {
+                g = (g + (var.as_tensor() * self.weight_decay)?)?;
+            }
+            let v = match vel.take() {
+                Some(v) if self.momentum != 0.0 => ((v * self.momentum)? + g)?,
+                _ => g,
+            };
+            var.set(&(var.as_tensor() - (&v * lr)?)?)?;
+            *vel = Some(v);
+        }
+        Ok(())
+    }
+}
+
+enum Opt {
+    Sgd(Sgd),
+    Adam(candle_nn::AdamW),
+}
+
+/// Loss and accuracy of `model` on a split, in evaluation mode.
+pub fn evaluate(model: &Model, split: &Split) -> Result<(f64, f64), ModelError> {
+    let d = split.x.len() / split.len().max(1);
+    let (mut loss, mut correct) = (0.0, 0usize);
+    for start in (0..split.len()).step_by(500) {
+        let n = (split.len() - start).min(500);
+        let x = model.batch(&split.x[start * d..(start + n) * d], n)?;
+        let y = Tensor::from_slice(&split.y[start..start + n], n, model.device())?;
+        let logits = model.forward(&x)?;
+        loss += candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64 * n as f64;
+        correct += count_correct(&logits, &y)?;
+    }
+    let n = split.len().max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+/// Predicted classes of a batch of inputs.
+pub fn predict(model: &Model, x: &[f32], n: usize) -> Result<Vec<u32>, ModelError> {
+    let logits = model.forward(&model.batch(x, n)?)?;
+    Ok(logits.argmax(1)?.to_vec1::<u32>()?)
+}
+
+fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<usize> {
+    let pred = logits.argmax(1)?;
+    pred.eq(y)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()
+        .map(|v| v as usize)
+}
+
+/// Trains `model` on `data` and reports every step and epoch to `progress`.
+pub fn train(
+    model: &mut Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    progress: &dyn Fn(Progress),
+) -> Result<TrainReport, ModelError> {
+    if model.input_shape() != data.shape.as_slice() {
+        return Err(ModelError::Graph(format!(
+            "the model takes inputs of shape {:?}, the dataset has {:?}",
+            model.input_shape(),
+            data.shape
+        )));
+    }
+    let start = Instant::now();
+    let n = data.train.len();
+    let bs = cfg.batch_size.clamp(1, n);
+    let steps_per_epoch = n.div_ceil(bs);
+    let total = steps_per_epoch * cfg.epochs;
+    let vars = model.vars();
+    let mut opt = match cfg.optimizer {
+        OptimizerKind::Sgd => Opt::Sgd(Sgd {
+            velocity: vec![None; vars.len()],
+            vars,
+            momentum: cfg.momentum,
+            weight_decay: cfg.weight_decay,
+        }),
+        OptimizerKind::Adam => Opt::Adam(candle_nn::AdamW::new(
+            vars,
+            candle_nn::ParamsAdamW {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
+            },
+        )?),
+    };
+    let d = data.input_len();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut epochs = Vec::new();
+    let mut step = 0;
+    let mut xb: Vec<f32> = Vec::with_capacity(bs * d);
+    let mut yb: Vec<u32> = Vec::with_capacity(bs);
+    for epoch in 1..=cfg.epochs {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0000_0000);
+        rng.set_stream(epoch as u64);
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        for chunk in order.chunks(bs) {
+            xb.clear();
+            yb.clear();
+            for &i in chunk {
+                xb.extend_from_slice(data.train.input(i));
+                yb.push(data.train.y[i]);
+            }
+            let x = model.batch(&xb, chunk.len())?;
+            let y = Tensor::from_slice(&yb, chunk.len(), model.device())?;
+            let logits = model.forward_train(&x)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            let lr = if cfg.cosine {
+                cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos())
+            } else {
+                cfg.lr
+            };
+            let grads = loss.backward()?;
+            match &mut opt {
+                Opt::Sgd(s) => s.step(&grads, lr)?,
+                Opt::Adam(a) => {
+                    a.set_learning_rate(lr);
+                    a.step(&grads)?;
+                }
+            }
+            let l = loss.to_scalar::<f32>()? as f64;
+            loss_sum += l * chunk.len() as f64;
+            correct += count_correct(&logits, &y)?;
+            seen += chunk.len();
+            step += 1;
+            progress(Progress::Step(step, total, l));
+        }
+        let (test_loss, test_accuracy) = evaluate(model, &data.test)?;
+        let stats = EpochStats {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            test_loss,
+            test_accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        progress(Progress::Epoch(stats.clone()));
+        epochs.push(stats);
+    }
+    let test_accuracy = match epochs.last() {
+        Some(e) => e.test_accuracy,
+        None => evaluate(model, &data.test)?.1,
+    };
+    Ok(TrainReport {
+        epochs,
+        test_accuracy,
+        train_seconds: start.elapsed().as_secs_f64(),
+        params: model.param_count(),
+    })
+}
+
+/// Images per second of `model` on random inputs in batches of `batch`, measured for about
+/// `seconds` after one warm-up batch: the forward pass alone (evaluation mode), or the
+/// forward pass in training mode with the backward pass of a cross-entropy loss.
+pub fn throughput(
+    model: &mut Model,
+    batch: usize,
+    classes: usize,
+    seconds: f64,
+    backward: bool,
+) -> Result<f64, ModelError> {
+    use rand::Rng;
+    let d: usize = model.input_shape().iter().product();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let x: Vec<f32> = (0..batch * d).map(|_| rng.random()).collect();
+    let y: Vec<u32> = (0..batch).map(|i| (i % classes.max(1)) as u32).collect();
+    let x = model.batch(&x, batch)?;
+    let y = Tensor::from_slice(&y, batch, model.device())?;
+    let step = |m: &mut Model| -> Result<(), ModelError> {
+        if backward {
+            let logits = m.forward_train(&x)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            let grads = loss.backward()?;
+            std::hint::black_box(grads);
+        } else {
+            std::hint::black_box(m.forward(&x)?);
+        }
+        Ok(())
+    };
+    step(model)?;
+    let start = Instant::now();
+    let mut images = 0usize;
+    while start.elapsed().as_secs_f64() < seconds || images == 0 {
+        step(model)?;
+        images += batch;
+    }
+    Ok(images as f64 / start.elapsed().as_secs_f64())
+}

@@ -1,0 +1,622 @@
+//! IR graphs as trainable candle models.
+//!
+//! Every operator of the IR has a forward pass here written in candle tensor operations, so
+//! candle's autograd gives the backward pass. Parameters are candle `Var`s named and laid out as
+//! the IR's weights are (`{node}.weight`, PyTorch layouts), initialised from a seeded ChaCha
+//! stream so that a seed gives the same weights on every machine. Batch statistics (batch
+//! normalization, and the batch-axis statistics of normalization-activation layers) are kept
+//! as moving averages in training mode and used in evaluation mode.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::ir::normact::{Axes, NormActGraph, Prim};
+use crate::ir::weights::{self, Weights, BATCH_NORM_EPS};
+use crate::ir::{Activation, Graph, NodeId, Op, Shape};
+
+/// The epsilon added to every variance of a normalization-activation layer (the reference's).
+pub const NORMACT_EPS: f64 = 1e-5;
+/// Weight of the old value in the moving averages of batch statistics (PyTorch's momentum 0.1).
+pub const MOVING_DECAY: f64 = 0.9;
+
+/// Errors of model building and running.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The graph is invalid or has an operator this back end cannot run.
+    #[error("{0}")]
+    Graph(String),
+    /// A candle error.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+type Result<T> = std::result::Result<T, ModelError>;
+
+/// A trainable model of an IR graph.
+pub struct Model {
+    graph: Graph,
+    order: Vec<NodeId>,
+    shapes: Vec<Shape>,
+    /// Learned parameters by (node index, name).
+    params: BTreeMap<(usize, String), Var>,
+    /// Moving statistics by (node index, name).
+    buffers: BTreeMap<(usize, String), Tensor>,
+    device: Device,
+}
+
+fn err(node: &str, msg: impl std::fmt::Display) -> ModelError {
+    ModelError::Graph(format!("node '{node}': {msg}"))
+}
+
+impl Model {
+    /// A model of `graph`: its own weights when it has them, else a seeded initialisation
+    /// (He-uniform weights and zero biases for convolutions and linear layers, unit scale and
+    /// zero shift for normalizations, v0 = 0 and v1 = 1 for normalization-activation layers).
+    pub fn new(graph: &Graph, seed: u64) -> Result<Model> {
+        let analysis = graph
+            .analyze()
+            .map_err(|e| ModelError::Graph(e.to_string()))?;
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut params = BTreeMap::new();
+        let mut buffers = BTreeMap::new();
+        for &id in &analysis.order {
+            let node = graph.node(id);
+            let ins: Vec<&Shape> = graph
+                .inputs_of(id)
+                .iter()
+                .map(|i| &analysis.shapes[i.index()])
+                .collect();
+            let want = weights::expected(&node.op, &ins);
+            let fan_in = match &node.op {
+                Op::Conv2d { kernel, groups, .. } => {
+                    ins[0].channels() / (*groups).max(1) * kernel[0] * kernel[1]
+                }
+                Op::Linear { .. } => ins[0].numel(),
+                _ => 1,
+            };
+            for (name, shape) in want {
+                let n: usize = shape.iter().product();
+                let data: Vec<f32> = if let Some(t) = node.weights.get(name) {
+                    t.data.clone()
+                } else {
+                    match (name, &node.op) {
+                        ("weight", Op::Conv2d { .. } | Op::Linear { .. }) => {
+                            let bound = (6.0 / fan_in as f64).sqrt();
+                            (0..n)
+                                .map(|_| rng.random_range(-bound..bound) as f32)
+                                .collect()
+                        }
+                        ("weight" | "running_var" | "v1", _) => vec![1.0; n],
+                        _ => vec![0.0; n],
+                    }
+                };
+                let t = Tensor::from_vec(data, shape.as_slice(), &device)?;
+                if name.starts_with("running_") {
+                    buffers.insert((id.index(), name.to_string()), t);
+                } else {
+                    params.insert((id.index(), name.to_string()), Var::from_tensor(&t)?);
+                }
+            }
+            if let Op::NormAct(g) = &node.op {
+                // Moving statistics of the batch-axis primitives.
+                let c = ins[0].channels();
+                for (k, p) in g.nodes.iter().enumerate() {
+                    let init = match p.op {
+                        Prim::Mean(Axes::Batch) => 0.0,
+                        Prim::Var(Axes::Batch) => 1.0,
+                        _ => continue,
+                    };
+                    buffers.insert(
+                        (id.index(), format!("moving.{k}")),
+                        Tensor::full(init as f32, c, &device)?,
+                    );
+                }
+            }
+        }
+        Ok(Model {
+            graph: graph.clone(),
+            order: analysis.order,
+            shapes: analysis.shapes,
+            params,
+            buffers,
+            device,
+        })
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The graph (without trained weights; see [`Model::to_graph`]).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Shape of one input, without the batch dimension.
+    pub fn input_shape(&self) -> &[usize] {
+        let id = self
+            .order
+            .iter()
+            .find(|id| matches!(self.graph.node(**id).op, Op::Input { .. }))
+            .expect("an analysed graph has an input");
+        self.shapes[id.index()].dims()
+    }
+
+    /// The learned parameters, in a fixed order.
+    pub fn vars(&self) -> Vec<Var> {
+        self.params.values().cloned().collect()
+    }
+
+    /// The learned parameters with their names, `{node}.{name}`.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        self.params
+            .iter()
+            .map(|((i, n), v)| {
+                let node = &self.graph.node(NodeId::new(*i)).name;
+                (format!("{node}.{n}"), v.clone())
+            })
+            .collect()
+    }
+
+    /// Number of learned scalars.
+    pub fn param_count(&self) -> usize {
+        self.params.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// The graph with the current parameters and statistics as its weights.
+    pub fn to_graph(&self) -> Result<Graph> {
+        let mut g = self.graph.clone();
+        let mut per_node: BTreeMap<usize, Weights> = BTreeMap::new();
+        let all = self
+            .params
+            .iter()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .chain(
+                self.buffers
+                    .iter()
+                    .filter(|(k, _)| k.1.starts_with("running_"))
+                    .map(|(k, t)| (k, t.clone())),
+            );
+        for ((i, name), t) in all {
+            let data = t.flatten_all()?.to_vec1::<f32>()?;
+            per_node.entry(*i).or_default().insert(
+                name.clone(),
+                weights::Tensor::new(t.dims().to_vec(), data).expect("sizes agree"),
+            );
+        }
+        for (i, w) in per_node {
+            g.set_weights(NodeId::new(i), w);
+        }
+        Ok(g)
+    }
+
+    /// A batch of inputs as a tensor `[N, ...shape]`.
+    pub fn batch(&self, x: &[f32], n: usize) -> Result<Tensor> {
+        let mut dims = vec![n];
+        dims.extend_from_slice(self.input_shape());
+        Ok(Tensor::from_slice(x, dims.as_slice(), &self.device)?)
+    }
+
+    /// The forward pass of a batch (inputs `[N, ...]`) in evaluation mode.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut no_updates = Vec::new();
+        self.run(x, false, &mut no_updates)
+    }
+
+    /// The forward pass with batch statistics (as in training) that leaves the moving averages
+    /// alone: for gradient checks and stability probes.
+    pub fn forward_batch_stats(&self, x: &Tensor) -> Result<Tensor> {
+        let mut ignored = Vec::new();
+        self.run(x, true, &mut ignored)
+    }
+
+    /// The forward pass in training mode: batch statistics, and the moving averages updated.
+    pub fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        let mut updates = Vec::new();
+        let y = self.run(x, true, &mut updates)?;
+        for (key, batch_stat) in updates {
+            let old = &self.buffers[&key];
+            let new = ((old * MOVING_DECAY)? + (batch_stat.detach() * (1.0 - MOVING_DECAY))?)?;
+            self.buffers.insert(key, new);
+        }
+        Ok(y)
+    }
+
+    fn param(&self, id: NodeId, name: &str) -> Option<&Tensor> {
+        self.params
+            .get(&(id.index(), name.to_string()))
+            .map(|v| v.as_tensor())
+    }
+
+    fn buffer(&self, id: NodeId, name: &str) -> Result<&Tensor> {
+        self.buffers
+            .get(&(id.index(), name.to_string()))
+            .ok_or_else(|| err(&self.graph.node(id).name, format!("no buffer {name}")))
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        train: bool,
+        updates: &mut Vec<((usize, String), Tensor)>,
+    ) -> Result<Tensor> {
+        let mut values: Vec<Option<Tensor>> = vec![None; self.shapes.len()];
+        for &id in &self.order {
+            let node = self.graph.node(id);
+            let ins: Vec<&Tensor> = self
+                .graph
+                .inputs_of(id)
+                .iter()
+                .map(|i| values[i.index()].as_ref().expect("topological order"))
+                .collect();
+            let name = node.name.as_str();
+            let y = match &node.op {
+                Op::Input { .. } => x.clone(),
+                Op::Conv2d {
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                    ..
+                } => {
+                    if stride[0] != stride[1] || dilation[0] != dilation[1] {
+                        return Err(err(
+                            name,
+                            "strides and dilations must be equal along height and width",
+                        ));
+                    }
+                    let xin = pad(ins[0], *padding, 0.0)?;
+                    let w = self.param(id, "weight").expect("weight");
+                    let mut y = xin.conv2d(w, 0, stride[0], dilation[0], *groups)?;
+                    if let Some(b) = self.param(id, "bias") {
+                        y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
+                    }
+                    y
+                }
+                Op::Linear { .. } => {
+                    let w = self.param(id, "weight").expect("weight");
+                    let xin = ins[0].flatten_from(1)?;
+                    let mut y = xin.matmul(&w.t()?)?;
+                    if let Some(b) = self.param(id, "bias") {
+                        y = y.broadcast_add(b)?;
+                    }
+                    y
+                }
+                Op::BatchNorm => {
+                    let xin = ins[0];
+                    let axes = stat_axes(xin.rank());
+                    let c = xin.dim(1)?;
+                    let bshape = bcast_shape(xin.rank(), c);
+                    let (mean, var) = if train {
+                        let mean = xin.mean_keepdim(axes.clone())?;
+                        let var = xin.broadcast_sub(&mean)?.sqr()?.mean_keepdim(axes)?;
+                        let n = (xin.elem_count() / c) as f64;
+                        let unbiased = (var.flatten_all()? * (n / (n - 1.0).max(1.0)))?;
+                        updates.push(((id.index(), "running_mean".into()), mean.flatten_all()?));
+                        updates.push(((id.index(), "running_var".into()), unbiased));
+                        (mean, var)
+                    } else {
+                        (
+                            self.buffer(id, "running_mean")?
+                                .reshape(bshape.as_slice())?,
+                            self.buffer(id, "running_var")?.reshape(bshape.as_slice())?,
+                        )
+                    };
+                    let xhat = xin
+                        .broadcast_sub(&mean)?
+                        .broadcast_div(&(var + BATCH_NORM_EPS)?.sqrt()?)?;
+                    affine(&xhat, self.param(id, "weight"), self.param(id, "bias"))?
+                }
+                Op::GroupNorm { groups } => {
+                    let xhat = group_normalize(ins[0], *groups, BATCH_NORM_EPS)?;
+                    affine(&xhat, self.param(id, "weight"), self.param(id, "bias"))?
+                }
+                Op::LayerNorm => {
+                    let xhat = group_normalize(ins[0], 1, BATCH_NORM_EPS)?;
+                    affine(&xhat, self.param(id, "weight"), self.param(id, "bias"))?
+                }
+                Op::Act { function } => activation(ins[0], *function)?,
+                Op::Add => {
+                    let mut y = ins[0].clone();
+                    for t in &ins[1..] {
+                        y = (y + *t)?;
+                    }
+                    y
+                }
+                Op::Mul => ins[0].broadcast_mul(ins[1])?,
+                Op::Concat => Tensor::cat(&ins, 1)?,
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let xin = pad(ins[0], *padding, f32::MIN as f64)?;
+                    pool(&xin, *kernel, *stride, true)?
+                }
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                    count_include_pad,
+                } => {
+                    let (k, s) = (*kernel, *stride);
+                    let sum = pool(&pad(ins[0], *padding, 0.0)?, k, s, false)?;
+                    if *count_include_pad || padding == &[0, 0] {
+                        sum
+                    } else {
+                        let ones = Tensor::ones(
+                            (1, 1, ins[0].dim(2)?, ins[0].dim(3)?),
+                            DType::F32,
+                            &self.device,
+                        )?;
+                        let frac = pool(&pad(&ones, *padding, 0.0)?, k, s, false)?;
+                        sum.broadcast_div(&frac)?
+                    }
+                }
+                Op::GlobalAvgPool => ins[0].mean_keepdim(2)?.mean_keepdim(3)?,
+                Op::Flatten => ins[0].flatten_from(1)?,
+                Op::Identity => ins[0].clone(),
+                Op::Zero => ins[0].zeros_like()?,
+                Op::NormAct(g) => self.normact(id, g, ins[0], train, updates)?,
+            };
+            values[id.index()] = Some(y);
+        }
+        let out = self.graph.outputs()[0];
+        Ok(values[out.index()].take().expect("output computed"))
+    }
+
+    fn normact(
+        &self,
+        id: NodeId,
+        g: &NormActGraph,
+        x: &Tensor,
+        train: bool,
+        updates: &mut Vec<((usize, String), Tensor)>,
+    ) -> Result<Tensor> {
+        let name = &self.graph.node(id).name;
+        if x.rank() != 4 {
+            return Err(err(
+                name,
+                "a normalization-activation layer needs [N, C, H, W]",
+            ));
+        }
+        let c = x.dim(1)?;
+        let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
+        let mut v: Vec<Tensor> = vec![x.clone(), x.zeros_like()?];
+        for p in ["v0", "v1"] {
+            v.push(match self.param(id, p) {
+                Some(t) => per_channel(t)?.broadcast_as(x.shape())?,
+                None => x.zeros_like()?,
+            });
+        }
+        for (k, node) in g.nodes.iter().enumerate() {
+            let a = &v[node.args[0]];
+            let b = node.args.get(1).map(|&i| &v[i]);
+            let y = match node.op {
+                Prim::Add => (a + b.expect("arity"))?,
+                Prim::Mul => (a * b.expect("arity"))?,
+                Prim::Div => (a / b.expect("arity"))?,
+                Prim::Max => a.maximum(b.expect("arity"))?,
+                Prim::Neg => a.neg()?,
+                Prim::Sigmoid => candle_nn::ops::sigmoid(a)?,
+                Prim::Tanh => a.tanh()?,
+                Prim::Exp => a.exp()?,
+                Prim::Log => (sign(a)? * a.abs()?.log()?)?,
+                Prim::Abs => a.abs()?,
+                Prim::Square => a.sqr()?,
+                Prim::Sqrt => (sign(a)? * a.abs()?.sqrt()?)?,
+                Prim::Mean(Axes::Batch) | Prim::Var(Axes::Batch) => {
+                    let is_var = matches!(node.op, Prim::Var(_));
+                    let key = (id.index(), format!("moving.{k}"));
+                    let stat = if train {
+                        let mean = a.mean_keepdim(vec![0, 2, 3])?;
+                        let s = if is_var {
+                            a.broadcast_sub(&mean)?.sqr()?.mean_keepdim(vec![0, 2, 3])?
+                        } else {
+                            mean
+                        };
+                        updates.push((key, s.flatten_all()?));
+                        s
+                    } else {
+                        self.buffer(id, &key.1)?.reshape((1, c, 1, 1))?
+                    };
+                    let s = if is_var { (stat + NORMACT_EPS)? } else { stat };
+                    s.broadcast_as(x.shape())?.contiguous()?
+                }
+                Prim::Mean(axes) | Prim::Var(axes) => {
+                    let is_var = matches!(node.op, Prim::Var(_));
+                    let s = instance_or_group_stat(a, axes, is_var)?;
+                    if is_var {
+                        (s + NORMACT_EPS)?
+                    } else {
+                        s
+                    }
+                }
+            };
+            v.push(y);
+        }
+        let out = v.pop().expect("a layer has nodes");
+        affine(&out, self.param(id, "weight"), self.param(id, "bias")).map_err(Into::into)
+    }
+}
+
+/// The group count actually used for `c` channels: `g` halved until it divides `c`.
+pub fn effective_groups(g: usize, c: usize) -> usize {
+    let mut g = g.max(1);
+    while c % g != 0 {
+        g /= 2;
+    }
+    g.max(1)
+}
+
+/// Mean or biased variance over (H, W) or over (C/G, H, W) groups, broadcast back to `a`'s
+/// shape.
+fn instance_or_group_stat(a: &Tensor, axes: Axes, var: bool) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = a.dims4()?;
+    let g = match axes {
+        Axes::Instance => c,
+        Axes::Group(g) => effective_groups(g, c),
+        Axes::Batch => unreachable!("batch statistics are handled by the caller"),
+    };
+    let r = a.reshape((n, g, (c / g) * h * w))?;
+    let mean = r.mean_keepdim(2)?;
+    let s = if var {
+        r.broadcast_sub(&mean)?.sqr()?.mean_keepdim(2)?
+    } else {
+        mean
+    };
+    s.broadcast_as((n, g, (c / g) * h * w))?
+        .reshape((n, c, h, w))
+}
+
+fn sign(a: &Tensor) -> candle_core::Result<Tensor> {
+    // +1 where a >= 0, -1 elsewhere; a constant for autograd.
+    let pos = a.ge(0f32)?.to_dtype(a.dtype())?;
+    Ok(((pos * 2.0)? - 1.0)?.detach())
+}
+
+/// Axes of the per-channel statistics of a batch: (N, H, W) for maps, N for vectors.
+fn stat_axes(rank: usize) -> Vec<usize> {
+    if rank == 4 {
+        vec![0, 2, 3]
+    } else {
+        vec![0]
+    }
+}
+
+fn bcast_shape(rank: usize, c: usize) -> Vec<usize> {
+    if rank == 4 {
+        vec![1, c, 1, 1]
+    } else {
+        vec![1, c]
+    }
+}
+
+fn affine(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let c = x.dim(1)?;
+    let shape = bcast_shape(x.rank(), c);
+    let mut y = x.clone();
+    if let Some(w) = w {
+        y = y.broadcast_mul(&w.reshape(shape.as_slice())?)?;
+    }
+    if let Some(b) = b {
+        y = y.broadcast_add(&b.reshape(shape.as_slice())?)?;
+    }
+    Ok(y)
+}
+
+fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (n, c) = (dims[0], dims[1]);
+    let g = groups.max(1);
+    let r = x.reshape((n, g, x.elem_count() / (n * g)))?;
+    let mean = r.mean_keepdim(D::Minus1)?;
+    let centred = r.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let _ = c;
+    centred
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .reshape(dims.as_slice())
+}
+
+/// Max or average pooling without padding. candle's own pooling (used when windows tile the
+/// input) has no backward pass for overlapping windows, so those are written as the maximum or
+/// mean of the `kh * kw` strided views of the input, which autograd handles.
+fn pool(x: &Tensor, k: [usize; 2], s: [usize; 2], max: bool) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if k == s && h % k[0] == 0 && w % k[1] == 0 {
+        return if max {
+            x.max_pool2d_with_stride((k[0], k[1]), (s[0], s[1]))
+        } else {
+            x.avg_pool2d_with_stride((k[0], k[1]), (s[0], s[1]))
+        };
+    }
+    let ho = (h - k[0]) / s[0] + 1;
+    let wo = (w - k[1]) / s[1] + 1;
+    let mut acc: Option<Tensor> = None;
+    for dy in 0..k[0] {
+        for dx in 0..k[1] {
+            let v = strided(x, 2, dy, s[0], ho)?;
+            let v = strided(&v, 3, dx, s[1], wo)?;
+            acc = Some(match acc {
+                None => v,
+                Some(a) if max => a.maximum(&v)?,
+                Some(a) => (a + v)?,
+            });
+        }
+    }
+    let acc = acc.expect("a window has at least one element");
+    if max {
+        Ok(acc)
+    } else {
+        acc / (k[0] * k[1]) as f64
+    }
+}
+
+/// Elements `start, start + step, ...` (`count` of them) along axis `dim` of a 4-D tensor.
+fn strided(
+    x: &Tensor,
+    dim: usize,
+    start: usize,
+    step: usize,
+    count: usize,
+) -> candle_core::Result<Tensor> {
+    let len = x.dim(dim)?;
+    let need = start + count * step;
+    let x = if need > len {
+        // The last window's tail lies past the input: pad, the padded values are dropped.
+        x.pad_with_zeros(dim, 0, need - len)?
+    } else {
+        x.clone()
+    };
+    let v = x.narrow(dim, start, count * step)?;
+    let mut dims = v.dims().to_vec();
+    dims[dim] = count;
+    dims.insert(dim + 1, step);
+    v.reshape(dims.as_slice())?
+        .narrow(dim + 1, 0, 1)?
+        .squeeze(dim + 1)
+}
+
+/// Pads height and width of `[N, C, H, W]` with `value`.
+fn pad(x: &Tensor, padding: [usize; 2], value: f64) -> candle_core::Result<Tensor> {
+    if padding == [0, 0] {
+        return Ok(x.clone());
+    }
+    if value == 0.0 {
+        return x
+            .pad_with_zeros(2, padding[0], padding[0])?
+            .pad_with_zeros(3, padding[1], padding[1]);
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let (ph, pw) = (padding[0], padding[1]);
+    let fill = |hh: usize, ww: usize| Tensor::full(value as f32, (n, c, hh, ww), x.device());
+    let mut y = x.clone();
+    if ph > 0 {
+        y = Tensor::cat(&[&fill(ph, w)?, &y, &fill(ph, w)?], 2)?;
+    }
+    if pw > 0 {
+        let hh = h + 2 * ph;
+        y = Tensor::cat(&[&fill(hh, pw)?, &y, &fill(hh, pw)?], 3)?;
+    }
+    Ok(y)
+}
+
+fn activation(x: &Tensor, f: Activation) -> candle_core::Result<Tensor> {
+    match f {
+        Activation::Relu => x.relu(),
+        Activation::Relu6 => x.relu()?.minimum(6f32),
+        Activation::Silu => x.silu(),
+        Activation::Gelu => x.gelu_erf(),
+        Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+        Activation::Hardswish => {
+            let r6 = (x + 3.0)?.relu()?.minimum(6f32)?;
+            (x * r6)? / 6.0
+        }
+    }
+}
