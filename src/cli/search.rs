@@ -10,7 +10,8 @@ use archproof::cells::table::{CostMeasure, CostProxy, Table};
 use archproof::cells::SpaceSpec;
 use archproof::ir::{io, zoo};
 use archproof::search::{
-    Evaluator, RandomSearch, RegularizedEvolution, Store, Strategy, Study, StudyConfig, StudyResult,
+    Evaluator, LocalSearch, Proxy, ProxyEvolution, RandomSearch, RegularizedEvolution, Store,
+    Strategy, Study, StudyConfig, StudyResult,
 };
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,6 +42,9 @@ enum Kind {
 #[command(after_help = "Examples:
   archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
       --strategy rea --budget-seconds 12000 --seed 1 --out runs/rea
+  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
+      --strategy rea --runs 500 --budget-seconds 12000
+  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv --json
   archproof search cell --space nb201 --evaluator proxy:params --trials 200 --out runs/params
   archproof search cell --resume --out runs/rea")]
 pub struct CellArgs {
@@ -53,7 +57,8 @@ pub struct CellArgs {
     /// How candidates are judged: benchmark (needs --benchmark), proxy:params or proxy:macs.
     #[arg(long)]
     evaluator: Option<String>,
-    /// Search strategy: random or rea (regularized evolution).
+    /// Search strategy: random, rea (regularized evolution), local, proxy-rea
+    /// [default: proxy-rea].
     #[arg(long)]
     strategy: Option<StrategyName>,
     /// REA population size.
@@ -75,9 +80,15 @@ pub struct CellArgs {
     /// Seed of every random choice [default: 0].
     #[arg(long)]
     seed: Option<u64>,
-    /// Directory of the run: study.sqlite, summary.json, best.json.
+    /// Directory of the run: study.sqlite, summary.json, best.json (with --runs: runs.json
+    /// and progress.svg). Without it the search runs in memory and only prints.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Repeat the search this many times with seeds seed, seed+1, ... in parallel (in memory)
+    /// and report the mean and std of the best-by-fitness cell's test accuracy (the benchmark
+    /// paper's protocol repeats 500 runs).
+    #[arg(long, conflicts_with_all = ["resume", "halt_after"])]
+    runs: Option<usize>,
     /// Continue the study in OUT with its stored settings.
     #[arg(long)]
     resume: bool,
@@ -102,6 +113,13 @@ enum StrategyName {
     Random,
     /// Regularized (aging) evolution.
     Rea,
+    /// Local search: unvisited neighbours of the best so far, random restarts.
+    Local,
+    /// Regularized evolution guided by the parameter count (a free proxy): proxy-ranked
+    /// initial population and children, no cell queried twice.
+    #[value(name = "proxy-rea")]
+    #[serde(rename = "proxy-rea")]
+    ProxyRea,
 }
 
 /// The resolved settings of a cell search, stored with the study for `--resume`.
@@ -136,7 +154,7 @@ impl CellSettings {
             space,
             benchmark: a.benchmark.clone(),
             evaluator,
-            strategy: a.strategy.unwrap_or(StrategyName::Rea),
+            strategy: a.strategy.unwrap_or(StrategyName::ProxyRea),
             population: a.population.unwrap_or(10),
             sample: a.sample.unwrap_or(3),
             trials: a.trials.unwrap_or(if budget_seconds.is_some() {
@@ -220,7 +238,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn run_cell(a: CellArgs) -> Result<ExitCode> {
-    let db = a.out.join("study.sqlite");
+    if let Some(runs) = a.runs {
+        return run_many(&a, runs);
+    }
+    let Some(out) = a.out.clone() else {
+        if a.resume {
+            bail!("--resume needs --out DIR (where the study is stored)");
+        }
+        // Without a directory the search runs in memory, as one run of --runs.
+        return run_many(&a, 1);
+    };
+    let db = out.join("study.sqlite");
     let (settings, store) = if a.resume {
         let store = Store::open(&db)?;
         let stored: CellSettings = serde_json::from_value(store.header()?.settings)
@@ -243,32 +271,9 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
         bail!("--budget-seconds must be a positive number");
     }
     let spec = SpaceSpec::load(&settings.space).map_err(anyhow::Error::msg)?;
-    let evaluator: Box<dyn Evaluator<Nb201Cell>> = match settings.evaluator.as_str() {
-        "benchmark" => {
-            let Some(path) = &settings.benchmark else {
-                bail!("--evaluator benchmark needs --benchmark FILE.csv");
-            };
-            Box::new(Table::load(path).map_err(anyhow::Error::msg)?)
-        }
-        "proxy:params" | "proxy:macs" => Box::new(CostProxy {
-            measure: if settings.evaluator == "proxy:params" {
-                CostMeasure::Params
-            } else {
-                CostMeasure::Macs
-            },
-            input: spec.input_shape(),
-            classes: spec.classes,
-        }),
-        other => bail!("unknown evaluator '{other}' (known: benchmark, proxy:params, proxy:macs)"),
-    };
-    let rea = RegularizedEvolution {
-        population: settings.population,
-        sample: settings.sample,
-    };
-    let strategy: &dyn Strategy<Nb201Space> = match settings.strategy {
-        StrategyName::Random => &RandomSearch,
-        StrategyName::Rea => &rea,
-    };
+    let evaluator = build_evaluator(&settings, &spec)?;
+    let strategy_box = build_strategy(&settings, &spec);
+    let strategy: &dyn Strategy<Nb201Space> = strategy_box.as_ref();
     let config = StudyConfig {
         seed: settings.seed,
         max_trials: settings.trials,
@@ -314,21 +319,88 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
 
     let summary = summarize(&result, &study.header(serde_json::Value::Null), &settings);
     write_file(
-        &a.out.join("summary.json"),
+        &out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
         true,
     )?;
     if let Some(best) = &summary.best {
         let cell: Nb201Cell = best.cell.parse().map_err(anyhow::Error::msg)?;
         let g = zoo::nb201(&cell, spec.input_shape(), spec.classes)?;
-        write_file(&a.out.join("best.json"), io::to_json(&g)?.as_bytes(), true)?;
+        write_file(&out.join("best.json"), io::to_json(&g)?.as_bytes(), true)?;
     }
     if a.json {
         print_json(&summary)?;
     } else {
-        print_human(&summary, &a.out);
+        print_human(&summary, &out);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Mutations ranked by the proxy per child, and random cells per initial member, of
+/// `proxy-rea`.
+const PROXY_CHILDREN: usize = 4;
+const PROXY_POOL: usize = 20;
+
+/// The strategy a cell search's settings name.
+fn build_strategy(settings: &CellSettings, spec: &SpaceSpec) -> Box<dyn Strategy<Nb201Space>> {
+    match settings.strategy {
+        StrategyName::Random => Box::new(RandomSearch),
+        StrategyName::Rea => Box::new(RegularizedEvolution {
+            population: settings.population,
+            sample: settings.sample,
+        }),
+        StrategyName::Local => Box::new(LocalSearch),
+        StrategyName::ProxyRea => {
+            // The network's parameter count from the IR cost model, once per cell.
+            let (input, classes) = (spec.input_shape(), spec.classes);
+            let cache = std::sync::Mutex::new(std::collections::HashMap::<usize, f64>::new());
+            let proxy: Proxy<Nb201Cell> = std::sync::Arc::new(move |c: &Nb201Cell| {
+                if let Some(&v) = cache.lock().expect("proxy cache").get(&c.code()) {
+                    return v;
+                }
+                let v = zoo::nb201(c, input.clone(), classes)
+                    .and_then(|g| g.analyze())
+                    .map(|a| a.totals.params as f64)
+                    .unwrap_or(f64::MIN);
+                cache.lock().expect("proxy cache").insert(c.code(), v);
+                v
+            });
+            Box::new(ProxyEvolution {
+                population: settings.population,
+                sample: settings.sample,
+                pool: PROXY_POOL,
+                children: PROXY_CHILDREN,
+                proxy,
+                proxy_name: "params".into(),
+            })
+        }
+    }
+}
+
+/// The evaluator a cell search's settings name.
+fn build_evaluator(
+    settings: &CellSettings,
+    spec: &SpaceSpec,
+) -> Result<Box<dyn Evaluator<Nb201Cell>>> {
+    let evaluator: Box<dyn Evaluator<Nb201Cell>> = match settings.evaluator.as_str() {
+        "benchmark" => {
+            let Some(path) = &settings.benchmark else {
+                bail!("--evaluator benchmark needs --benchmark FILE.csv");
+            };
+            Box::new(Table::load(path).map_err(anyhow::Error::msg)?)
+        }
+        "proxy:params" | "proxy:macs" => Box::new(CostProxy {
+            measure: if settings.evaluator == "proxy:params" {
+                CostMeasure::Params
+            } else {
+                CostMeasure::Macs
+            },
+            input: spec.input_shape(),
+            classes: spec.classes,
+        }),
+        other => bail!("unknown evaluator '{other}' (known: benchmark, proxy:params, proxy:macs)"),
+    };
+    Ok(evaluator)
 }
 
 fn summarize(
@@ -397,4 +469,216 @@ fn print_human(s: &Summary, out: &Path) {
         "  written     {}/{{study.sqlite,summary.json,best.json}}",
         out.display()
     );
+}
+
+/// One of many seeded runs: the best-by-fitness cell and what the table says of it.
+#[derive(Serialize)]
+struct RunResult {
+    seed: u64,
+    cell: String,
+    fitness: f64,
+    test_acc: Option<f64>,
+    valid_acc: Option<f64>,
+    queries: usize,
+    simulated_seconds: f64,
+    /// (simulated seconds, test accuracy of the best-by-fitness cell so far) at each change.
+    #[serde(skip)]
+    curve: Vec<(f64, f64)>,
+    /// Test accuracy of the best-by-fitness cell after each query.
+    #[serde(skip)]
+    by_query: Vec<f64>,
+}
+
+#[derive(Serialize)]
+struct ManySummary {
+    space: String,
+    strategy: String,
+    evaluator: String,
+    runs: usize,
+    budget_seconds: Option<f64>,
+    test_acc_mean: f64,
+    test_acc_std: f64,
+    valid_acc_mean: f64,
+    queries_mean: f64,
+    /// Mean over runs of the best-by-fitness cell's test accuracy after q = 1, 2, ... queries
+    /// (a run that has ended keeps its final value).
+    mean_test_acc_by_query: Vec<f64>,
+    per_run: Vec<RunResult>,
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
+    (m, var.sqrt())
+}
+
+/// `--runs N`: N seeded searches in parallel, in memory, summarised as the benchmark paper
+/// reports them.
+fn run_many(a: &CellArgs, runs: usize) -> Result<ExitCode> {
+    use rayon::prelude::*;
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let settings = CellSettings::from_args(a)?;
+    if settings.batch == 0 || settings.trials == 0 {
+        bail!("--batch and --trials must be at least 1");
+    }
+    if settings.strategy == StrategyName::Rea && (settings.population == 0 || settings.sample == 0)
+    {
+        bail!("--population and --sample must be at least 1");
+    }
+    if let Some(out) = &a.out {
+        super::common::refuse_existing(
+            &[out.join("runs.json"), out.join("progress.svg")],
+            a.force,
+        )?;
+    }
+    let spec = SpaceSpec::load(&settings.space).map_err(anyhow::Error::msg)?;
+    let evaluator = build_evaluator(&settings, &spec)?;
+    let strategy_box = build_strategy(&settings, &spec);
+    let strategy: &dyn Strategy<Nb201Space> = strategy_box.as_ref();
+    let bar = if a.quiet || a.json {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(runs as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} runs  [{elapsed}]")
+                .expect("static template"),
+        );
+        b
+    };
+    let metric = |t: &archproof::search::Trial<Nb201Cell>, key: &str| match &t.outcome {
+        archproof::search::Outcome::Done(e) => e.metrics.get(key).copied(),
+        archproof::search::Outcome::Failed(_) => None,
+    };
+    let results: Vec<RunResult> = (0..runs as u64)
+        .into_par_iter()
+        .map(|r| -> Result<RunResult> {
+            let config = StudyConfig {
+                seed: settings.seed + r,
+                max_trials: settings.trials,
+                budget: settings.budget_seconds,
+                batch: settings.batch,
+            };
+            let study = Study::new(&Nb201Space, strategy, evaluator.as_ref(), config)?;
+            let res = study.run(&|_| {})?;
+            bar.inc(1);
+            let mut curve = Vec::new();
+            let mut by_query = Vec::new();
+            let (mut cost, mut best, mut acc_now) = (0.0, f64::NEG_INFINITY, f64::NAN);
+            for t in &res.trials {
+                if let archproof::search::Outcome::Done(e) = &t.outcome {
+                    cost += e.cost;
+                    if e.fitness > best {
+                        best = e.fitness;
+                        if let Some(acc) = metric(t, "test_acc_200") {
+                            curve.push((cost, acc));
+                            acc_now = acc;
+                        }
+                    }
+                }
+                by_query.push(acc_now);
+            }
+            let b = res
+                .best
+                .map(|i| &res.trials[i])
+                .ok_or_else(|| anyhow::anyhow!("run {r}: no trial succeeded"))?;
+            Ok(RunResult {
+                seed: settings.seed + r,
+                cell: b.candidate.to_string(),
+                fitness: b.fitness().unwrap_or(f64::NAN),
+                test_acc: metric(b, "test_acc_200"),
+                valid_acc: metric(b, "valid_acc_200"),
+                queries: res.trials.len(),
+                simulated_seconds: res.total_cost,
+                curve,
+                by_query,
+            })
+        })
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+    let tests: Vec<f64> = results.iter().filter_map(|r| r.test_acc).collect();
+    let valids: Vec<f64> = results.iter().filter_map(|r| r.valid_acc).collect();
+    let queries: Vec<f64> = results.iter().map(|r| r.queries as f64).collect();
+    let (test_acc_mean, test_acc_std) = mean_std(&tests);
+    let longest = results.iter().map(|r| r.by_query.len()).max().unwrap_or(0);
+    let mean_test_acc_by_query: Vec<f64> = (0..longest)
+        .map(|q| {
+            let v: Vec<f64> = results
+                .iter()
+                .filter_map(|r| r.by_query.get(q).or(r.by_query.last()).copied())
+                .filter(|v| v.is_finite())
+                .collect();
+            mean_std(&v).0
+        })
+        .collect();
+    let summary = ManySummary {
+        mean_test_acc_by_query,
+        space: settings.space.clone(),
+        strategy: strategy.name(),
+        evaluator: evaluator.describe(),
+        runs,
+        budget_seconds: settings.budget_seconds,
+        test_acc_mean,
+        test_acc_std,
+        valid_acc_mean: mean_std(&valids).0,
+        queries_mean: mean_std(&queries).0,
+        per_run: results,
+    };
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+        write_file(
+            &out.join("runs.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+            true,
+        )?;
+        // Mean test accuracy of the best-by-fitness cell against simulated time.
+        let end = summary
+            .per_run
+            .iter()
+            .map(|r| r.simulated_seconds)
+            .fold(0.0, f64::max);
+        let grid: Vec<f64> = (1..=100).map(|i| end * i as f64 / 100.0).collect();
+        let mean_at = |t: f64| {
+            let v: Vec<f64> = summary
+                .per_run
+                .iter()
+                .filter_map(|r| r.curve.iter().take_while(|p| p.0 <= t).last().map(|p| p.1))
+                .collect();
+            (v.len() == summary.runs).then(|| mean_std(&v).0)
+        };
+        let points: Vec<(f64, f64)> = grid
+            .iter()
+            .filter_map(|&t| mean_at(t).map(|m| (t, m)))
+            .collect();
+        archproof::report::lines_svg(
+            &out.join("progress.svg"),
+            &format!(
+                "{}: mean test accuracy of the best-by-fitness cell over {} runs (seeds {}..)",
+                summary.strategy, runs, settings.seed
+            ),
+            "simulated seconds",
+            "test accuracy (%)",
+            &[archproof::report::ProgressSeries {
+                name: summary.strategy.clone(),
+                points,
+            }],
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    if a.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} over {} runs: test accuracy {:.2} +- {:.2}, validation {:.2}, {:.1} queries on average",
+            summary.strategy,
+            runs,
+            summary.test_acc_mean,
+            summary.test_acc_std,
+            summary.valid_acc_mean,
+            summary.queries_mean
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

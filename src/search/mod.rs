@@ -10,7 +10,9 @@ mod strategy;
 mod study;
 
 pub use store::{Store, StudyHeader};
-pub use strategy::{RandomSearch, RegularizedEvolution, Strategy};
+pub use strategy::{
+    LocalSearch, Proxy, ProxyEvolution, RandomSearch, RegularizedEvolution, Strategy,
+};
 pub use study::{Study, StudyConfig, StudyResult};
 
 use std::collections::BTreeMap;

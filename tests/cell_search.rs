@@ -1,0 +1,78 @@
+//! Cell search on the NAS-Bench-201 CIFAR-10 table under the benchmark paper's protocol
+//! (fitness valid_acc_12, 12,000 simulated seconds, 500 seeded runs): random search and REA
+//! reproduce the published means, and the default strategy beats REA.
+
+mod common;
+
+use common::{archproof, shared_data};
+
+fn runs(table: &std::path::Path, strategy: Option<&str>) -> serde_json::Value {
+    let mut args = vec![
+        "search",
+        "cell",
+        "--space",
+        "search-spaces/nb201.toml",
+        "--benchmark",
+        table.to_str().unwrap(),
+        "--runs",
+        "500",
+        "--budget-seconds",
+        "12000",
+        "--json",
+    ];
+    if let Some(s) = strategy {
+        args.extend(["--strategy", s]);
+    }
+    let out = archproof(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn f(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+/// Queries after which the mean best-by-fitness test accuracy first reaches `target`.
+fn queries_to_reach(v: &serde_json::Value, target: f64) -> Option<usize> {
+    v["mean_test_acc_by_query"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|x| x.as_f64().unwrap() >= target)
+        .map(|i| i + 1)
+}
+
+#[test]
+fn random_and_rea_reproduce_and_the_default_beats_rea() {
+    let Some(data) = shared_data() else { return };
+    let table = data.join("nb201/nb201-cifar10.csv");
+    let random = runs(&table, Some("random"));
+    let rea = runs(&table, Some("rea"));
+    let default = runs(&table, None);
+    for (name, v) in [("random", &random), ("rea", &rea), ("default", &default)] {
+        eprintln!(
+            "{name}: {:.2} +- {:.2} (valid {:.2}, {:.1} queries)",
+            f(v, "test_acc_mean"),
+            f(v, "test_acc_std"),
+            f(v, "valid_acc_mean"),
+            f(v, "queries_mean")
+        );
+        assert_eq!(v["per_run"].as_array().unwrap().len(), 500);
+    }
+    // Published: random 93.70 +- 0.36, REA 93.92 +- 0.30.
+    assert!((f(&random, "test_acc_mean") - 93.70).abs() <= 0.15);
+    assert!((f(&rea, "test_acc_mean") - 93.92).abs() <= 0.15);
+    // The default strategy beats REA's mean by at least 0.1 at the same budget...
+    assert!(default["strategy"]
+        .as_str()
+        .unwrap()
+        .starts_with("proxy-rea"));
+    assert!(f(&default, "test_acc_mean") >= f(&rea, "test_acc_mean") + 0.1);
+    // ...and reaches REA's final mean with fewer queries than REA makes.
+    let reach = queries_to_reach(&default, f(&rea, "test_acc_mean")).expect("reaches it");
+    assert!((reach as f64) < f(&rea, "queries_mean"), "{reach} queries");
+}
