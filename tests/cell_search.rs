@@ -76,3 +76,61 @@ fn random_and_rea_reproduce_and_the_default_beats_rea() {
     let reach = queries_to_reach(&default, f(&rea, "test_acc_mean")).expect("reaches it");
     assert!((reach as f64) < f(&rea, "queries_mean"), "{reach} queries");
 }
+
+/// Acceptance: synflow, computed on the IR with candle, rank-correlates with test_acc_200 at
+/// 0.7 or more over 1,000 cells (published: 0.74).
+#[test]
+fn synflow_correlates_with_test_accuracy_over_1000_cells() {
+    let Some(data) = shared_data() else { return };
+    let table = data.join("nb201/nb201-cifar10.csv");
+    let out = archproof(&[
+        "proxies",
+        "--space",
+        "search-spaces/nb201.toml",
+        "--benchmark",
+        table.to_str().unwrap(),
+        "--sample",
+        "1000",
+        "--proxies",
+        "synflow,params",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{v}");
+    assert_eq!(v["cells"], 1000);
+    assert!(f(&v["spearman"], "synflow") >= 0.7, "{v}");
+    // Published for the parameter count: 0.75.
+    assert!((f(&v["spearman"], "params") - 0.75).abs() < 0.05, "{v}");
+}
+
+#[test]
+fn a_malformed_table_exits_2_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let good = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
+    let bad =
+        "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
+    std::fs::write(
+        &path,
+        format!(
+            "arch,valid_acc_12,test_acc_200,train_time_s_200\n{good},80,93,1000\n{bad},eighty,90,900\n"
+        ),
+    )
+    .unwrap();
+    let out = archproof(&[
+        "search",
+        "cell",
+        "--space",
+        "search-spaces/nb201.toml",
+        "--benchmark",
+        path.to_str().unwrap(),
+        "--runs",
+        "2",
+    ]);
+    common::assert_bad_input(&out, &["t.csv", "line 3", "valid_acc_12"]);
+}

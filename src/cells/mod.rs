@@ -2,6 +2,7 @@
 //! and cost-model evaluators that need no data.
 
 pub mod nb201;
+pub mod proxies;
 pub mod table;
 
 use std::path::Path;

@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod export;
 mod inspect;
+mod proxies;
 mod search;
 mod search_deepmad;
 mod train;
@@ -41,6 +42,7 @@ enum Command {
     Demo(demo::Args),
     Deepmad(deepmad::Args),
     Train(train::Args),
+    Proxies(proxies::Args),
 }
 
 /// Runs the parsed command.
@@ -56,5 +58,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Deepmad(a) => deepmad::run(a),
         Command::Train(a) => train::run(a),
+        Command::Proxies(a) => proxies::run(a),
     }
 }

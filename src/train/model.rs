@@ -45,6 +45,7 @@ pub struct Model {
     /// Moving statistics by (node index, name).
     buffers: BTreeMap<(usize, String), Tensor>,
     device: Device,
+    dtype: DType,
 }
 
 fn err(node: &str, msg: impl std::fmt::Display) -> ModelError {
@@ -124,7 +125,21 @@ impl Model {
             params,
             buffers,
             device,
+            dtype: DType::F32,
         })
+    }
+
+    /// The same model computing in `dtype` (F32 by default; F64 for proxies whose values
+    /// overflow single precision). Parameters and statistics are converted.
+    pub fn with_dtype(mut self, dtype: DType) -> Result<Model> {
+        for v in self.params.values_mut() {
+            *v = Var::from_tensor(&v.as_tensor().to_dtype(dtype)?)?;
+        }
+        for t in self.buffers.values_mut() {
+            *t = t.to_dtype(dtype)?;
+        }
+        self.dtype = dtype;
+        Ok(self)
     }
 
     /// The device the model runs on.
@@ -183,7 +198,7 @@ impl Model {
                     .map(|(k, t)| (k, t.clone())),
             );
         for ((i, name), t) in all {
-            let data = t.flatten_all()?.to_vec1::<f32>()?;
+            let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             per_node.entry(*i).or_default().insert(
                 name.clone(),
                 weights::Tensor::new(t.dims().to_vec(), data).expect("sizes agree"),
@@ -199,7 +214,7 @@ impl Model {
     pub fn batch(&self, x: &[f32], n: usize) -> Result<Tensor> {
         let mut dims = vec![n];
         dims.extend_from_slice(self.input_shape());
-        Ok(Tensor::from_slice(x, dims.as_slice(), &self.device)?)
+        Ok(Tensor::from_slice(x, dims.as_slice(), &self.device)?.to_dtype(self.dtype)?)
     }
 
     /// The forward pass of a batch (inputs `[N, ...]`) in evaluation mode.
@@ -351,7 +366,7 @@ impl Model {
                     } else {
                         let ones = Tensor::ones(
                             (1, 1, ins[0].dim(2)?, ins[0].dim(3)?),
-                            DType::F32,
+                            ins[0].dtype(),
                             &self.device,
                         )?;
                         let frac = pool(&pad(&ones, *padding, 0.0)?, k, s, false)?;
@@ -595,7 +610,9 @@ fn pad(x: &Tensor, padding: [usize; 2], value: f64) -> candle_core::Result<Tenso
     }
     let (n, c, h, w) = x.dims4()?;
     let (ph, pw) = (padding[0], padding[1]);
-    let fill = |hh: usize, ww: usize| Tensor::full(value as f32, (n, c, hh, ww), x.device());
+    let fill = |hh: usize, ww: usize| {
+        Tensor::full(value as f32, (n, c, hh, ww), x.device())?.to_dtype(x.dtype())
+    };
     let mut y = x.clone();
     if ph > 0 {
         y = Tensor::cat(&[&fill(ph, w)?, &y, &fill(ph, w)?], 2)?;

@@ -1,0 +1,195 @@
+//! `archproof proxies`: training-free proxies of sampled cells against a benchmark table.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use archproof::cells::nb201::Nb201Cell;
+use archproof::cells::proxies::{self, NAMES};
+use archproof::cells::table::Table;
+use archproof::cells::SpaceSpec;
+use archproof::ir::zoo;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::common::{print_json, refuse_existing, write_file};
+
+/// Score sampled cells with training-free proxies (computed with candle on the IR) and rank-
+/// correlate each with the table's test accuracy.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  archproof proxies --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv --sample 1000
+  archproof proxies --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
+      --proxies synflow,params --sample 200 --json --out runs/proxies")]
+pub struct Args {
+    /// The cell space (a search-spaces/*.toml file or nb201).
+    #[arg(long)]
+    space: String,
+    /// The benchmark table whose `test_acc_200` the proxies are judged against.
+    #[arg(long)]
+    benchmark: PathBuf,
+    /// Cells to sample (distinct, seeded).
+    #[arg(long, default_value_t = 1000)]
+    sample: usize,
+    /// Proxies to compute: synflow, grad_norm, snip, params, flops.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "synflow,grad_norm,snip,params,flops"
+    )]
+    proxies: Vec<String>,
+    /// Seed of the sample, the initial weights and the random batch.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Batch size of grad_norm and snip.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Directory for scores.csv and summary.json.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace files in --out.
+    #[arg(long)]
+    force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    table: String,
+    cells: usize,
+    seed: u64,
+    /// Spearman rank correlation of each proxy with test_acc_200.
+    spearman: BTreeMap<String, f64>,
+    /// Mean seconds per cell of each proxy.
+    seconds_per_cell: BTreeMap<String, f64>,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    for p in &a.proxies {
+        if !NAMES.contains(&p.as_str()) {
+            bail!("unknown proxy '{p}' (known: {})", NAMES.join(", "));
+        }
+    }
+    if a.sample < 3 {
+        bail!("--sample must be at least 3 (a rank correlation needs points)");
+    }
+    if let Some(out) = &a.out {
+        refuse_existing(&[out.join("scores.csv"), out.join("summary.json")], a.force)?;
+    }
+    let spec = SpaceSpec::load(&a.space).map_err(anyhow::Error::msg)?;
+    let table = Table::load(&a.benchmark).map_err(anyhow::Error::msg)?;
+    let mut cells: Vec<(Nb201Cell, f64)> = table
+        .iter()
+        .filter_map(|(c, row)| row.values.get("test_acc_200").map(|&t| (*c, t)))
+        .collect();
+    cells.sort_by_key(|c| c.0.code());
+    cells.shuffle(&mut ChaCha8Rng::seed_from_u64(a.seed));
+    cells.truncate(a.sample);
+    if cells.len() < 3 {
+        bail!(
+            "{}: fewer than 3 cells with test_acc_200",
+            a.benchmark.display()
+        );
+    }
+    let bar = if a.quiet || a.json {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(cells.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} cells  [{elapsed}<{eta}]")
+                .expect("static template"),
+        );
+        b
+    };
+    let want = |p: &str| a.proxies.iter().any(|q| q == p);
+    let rows: Vec<BTreeMap<String, (f64, f64)>> = cells
+        .par_iter()
+        .map(|(cell, _)| -> Result<BTreeMap<String, (f64, f64)>> {
+            let g = zoo::nb201(cell, spec.input_shape(), spec.classes)?;
+            let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+            let timed = |f: &mut dyn FnMut() -> Result<f64>| -> Result<(f64, f64)> {
+                let t = std::time::Instant::now();
+                let v = f()?;
+                Ok((v, t.elapsed().as_secs_f64()))
+            };
+            if want("synflow") {
+                out.insert(
+                    "synflow".into(),
+                    timed(&mut || Ok(proxies::synflow(&g, a.seed)?))?,
+                );
+            }
+            if want("grad_norm") || want("snip") {
+                let t = std::time::Instant::now();
+                let (gn, sn) = proxies::gradient_proxies(&g, spec.classes, a.batch, a.seed)?;
+                let s = t.elapsed().as_secs_f64();
+                out.insert("grad_norm".into(), (gn, s));
+                out.insert("snip".into(), (sn, s));
+            }
+            let an = g.analyze()?;
+            out.insert("params".into(), (an.totals.params as f64, 0.0));
+            out.insert("flops".into(), (an.totals.macs as f64, 0.0));
+            out.retain(|k, _| want(k));
+            bar.inc(1);
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+    let acc: Vec<f64> = cells.iter().map(|c| c.1).collect();
+    let mut spearman = BTreeMap::new();
+    let mut seconds = BTreeMap::new();
+    for p in &a.proxies {
+        let v: Vec<f64> = rows.iter().map(|r| r[p].0).collect();
+        spearman.insert(p.clone(), proxies::spearman(&v, &acc));
+        seconds.insert(
+            p.clone(),
+            rows.iter().map(|r| r[p].1).sum::<f64>() / rows.len() as f64,
+        );
+    }
+    let summary = Summary {
+        table: a.benchmark.display().to_string(),
+        cells: cells.len(),
+        seed: a.seed,
+        spearman,
+        seconds_per_cell: seconds,
+    };
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+        let mut csv = format!("cell,test_acc_200,{}\n", a.proxies.join(","));
+        for ((cell, t), r) in cells.iter().zip(&rows) {
+            let vals: Vec<String> = a.proxies.iter().map(|p| format!("{}", r[p].0)).collect();
+            csv.push_str(&format!("{cell},{t},{}\n", vals.join(",")));
+        }
+        write_file(&out.join("scores.csv"), csv.as_bytes(), true)?;
+        write_file(
+            &out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+            true,
+        )?;
+    }
+    if a.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} cells of {} (seed {}):",
+            summary.cells, summary.table, a.seed
+        );
+        println!("{:<10} {:>9} {:>12}", "proxy", "Spearman", "s per cell");
+        for p in &a.proxies {
+            println!(
+                "{:<10} {:>9.3} {:>12.4}",
+                p, summary.spearman[p], summary.seconds_per_cell[p]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
