@@ -134,3 +134,62 @@ fn a_malformed_table_exits_2_naming_the_line() {
     ]);
     common::assert_bad_input(&out, &["t.csv", "line 3", "valid_acc_12"]);
 }
+
+#[test]
+fn runs_and_proxies_write_their_files_and_figures() {
+    let Some(data) = shared_data() else { return };
+    let table = data.join("nb201/nb201-cifar10.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let runs_dir = dir.path().join("runs");
+    let out = archproof(&[
+        "search",
+        "cell",
+        "--space",
+        "search-spaces/nb201.toml",
+        "--benchmark",
+        table.to_str().unwrap(),
+        "--runs",
+        "20",
+        "--budget-seconds",
+        "12000",
+        "--out",
+        runs_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs_dir.join("runs.json")).unwrap())
+            .unwrap();
+    assert_eq!(printed["test_acc_mean"], stored["test_acc_mean"]);
+    let svg = std::fs::read_to_string(runs_dir.join("progress.svg")).unwrap();
+    assert!(svg.contains("20 runs"), "the figure names its runs");
+
+    let px = dir.path().join("px");
+    let out = archproof(&[
+        "proxies",
+        "--space",
+        "search-spaces/nb201.toml",
+        "--benchmark",
+        table.to_str().unwrap(),
+        "--sample",
+        "25",
+        "--proxies",
+        "params",
+        "--out",
+        px.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(px.join("scatter-params.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 25, "one point per cell");
+    let csv = std::fs::read_to_string(px.join("scores.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 26);
+}

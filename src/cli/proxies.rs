@@ -49,7 +49,7 @@ pub struct Args {
     /// Batch size of grad_norm and snip.
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Directory for scores.csv and summary.json.
+    /// Directory for scores.csv, summary.json and a scatter figure per proxy.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace files in --out.
@@ -170,6 +170,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
             csv.push_str(&format!("{cell},{t},{}\n", vals.join(",")));
         }
         write_file(&out.join("scores.csv"), csv.as_bytes(), true)?;
+        for p in &a.proxies {
+            let pts: Vec<(f64, f64)> = rows.iter().zip(&acc).map(|(r, &t)| (r[p].0, t)).collect();
+            archproof::report::scatter_svg(
+                &out.join(format!("scatter-{p}.svg")),
+                &format!(
+                    "{p} against test accuracy: Spearman {:.3} over {} cells (seed {})",
+                    summary.spearman[p], summary.cells, a.seed
+                ),
+                p,
+                "test_acc_200 (%)",
+                &pts,
+                true,
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
         write_file(
             &out.join("summary.json"),
             serde_json::to_string_pretty(&summary)?.as_bytes(),

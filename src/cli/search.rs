@@ -640,27 +640,27 @@ fn run_many(a: &CellArgs, runs: usize) -> Result<ExitCode> {
             .map(|r| r.simulated_seconds)
             .fold(0.0, f64::max);
         let grid: Vec<f64> = (1..=100).map(|i| end * i as f64 / 100.0).collect();
-        let mean_at = |t: f64| {
+        let at = |t: f64| {
             let v: Vec<f64> = summary
                 .per_run
                 .iter()
                 .filter_map(|r| r.curve.iter().take_while(|p| p.0 <= t).last().map(|p| p.1))
                 .collect();
-            (v.len() == summary.runs).then(|| mean_std(&v).0)
+            (v.len() == summary.runs).then(|| mean_std(&v))
         };
-        let points: Vec<(f64, f64)> = grid
+        let points: Vec<(f64, f64, f64)> = grid
             .iter()
-            .filter_map(|&t| mean_at(t).map(|m| (t, m)))
+            .filter_map(|&t| at(t).map(|(m, sd)| (t, m, sd)))
             .collect();
-        archproof::report::lines_svg(
+        archproof::report::band_svg(
             &out.join("progress.svg"),
             &format!(
-                "{}: mean test accuracy of the best-by-fitness cell over {} runs (seeds {}..)",
+                "{}: test accuracy of the best-by-fitness cell, mean +- std of {} runs (seeds {}..)",
                 summary.strategy, runs, settings.seed
             ),
             "simulated seconds",
             "test accuracy (%)",
-            &[archproof::report::ProgressSeries {
+            &[archproof::report::BandSeries {
                 name: summary.strategy.clone(),
                 points,
             }],

@@ -263,3 +263,134 @@ pub fn stages_svg(path: &Path, title: &str, designs: &[StageSeries]) -> Result<(
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// Draws a scatter of (x, y) points, x on a log scale when `log_x` (non-positive x dropped).
+pub fn scatter_svg(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    points: &[(f64, f64)],
+    log_x: bool,
+) -> Result<(), String> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0))
+        .map(|&(x, y)| (if log_x { x.log10() } else { x }, y))
+        .collect();
+    let range = |v: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        if lo.is_finite() {
+            let pad = ((hi - lo) * 0.05).max(1e-9);
+            (lo - pad)..(hi + pad)
+        } else {
+            0.0..1.0
+        }
+    };
+    let xr = range(&mut pts.iter().map(|p| p.0));
+    let yr = range(&mut pts.iter().map(|p| p.1));
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(xr, yr)
+        .map_err(|e| e.to_string())?;
+    let x_desc = if log_x {
+        format!("log10 {x_desc}")
+    } else {
+        x_desc.to_string()
+    };
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(
+            pts.iter()
+                .map(|&p| Circle::new(p, 2, BLUE.mix(0.5).filled())),
+        )
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// One strategy in a band figure: (x, mean, standard deviation) points.
+pub struct BandSeries {
+    /// Legend label.
+    pub name: String,
+    /// Points in increasing x.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Draws each series' mean as a line inside a shaded band of plus or minus one standard
+/// deviation.
+pub fn band_svg(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[BandSeries],
+) -> Result<(), String> {
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1, y0, y1) = all.fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), &(x, m, sd)| (a.min(x), b.max(x), c.min(m - sd), d.max(m + sd)),
+    );
+    let (x0, x1, y0, y1) = if x0.is_finite() {
+        (x0, x1.max(x0 + 1e-9), y0, y1.max(y0 + 1e-9))
+    } else {
+        (0.0, 1.0, 0.0, 1.0)
+    };
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (k, s) in series.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let mut poly: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.1 + p.2)).collect();
+        poly.extend(s.points.iter().rev().map(|p| (p.0, p.1 - p.2)));
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                poly,
+                color.mix(0.15).filled(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(format!("{} (final mean {last:.2})", s.name))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
