@@ -93,6 +93,39 @@ pub fn cactus_svg(
     Ok(())
 }
 
+/// A white SVG canvas with a titled chart of f64 axes and its labelled mesh drawn.
+fn xy_chart<'a, 'b>(
+    root: &'b DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<
+    ChartContext<
+        'b,
+        SVGBackend<'a>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    String,
+> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
 /// One line of a best-so-far figure: a name and its (x, best value) steps.
 pub struct ProgressSeries {
     /// Legend label.
@@ -138,8 +171,6 @@ fn line_chart(
     x_end: f64,
     steps: bool,
 ) -> Result<(), String> {
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
     let ys: Vec<f64> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
@@ -151,19 +182,15 @@ fn line_chart(
         });
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let pad = ((hi - lo) * 0.05).max(1e-9);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_end.max(1e-9), (lo - pad)..(hi + pad))
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let mut chart = xy_chart(
+        &root,
+        title,
+        x_desc,
+        y_desc,
+        0f64..x_end.max(1e-9),
+        (lo - pad)..(hi + pad),
+    )?;
     for (k, s) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let mut pts: Vec<(f64, f64)> = Vec::new();
@@ -291,26 +318,13 @@ pub fn scatter_svg(
     };
     let xr = range(&mut pts.iter().map(|p| p.0));
     let yr = range(&mut pts.iter().map(|p| p.1));
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(xr, yr)
-        .map_err(|e| e.to_string())?;
     let x_desc = if log_x {
         format!("log10 {x_desc}")
     } else {
         x_desc.to_string()
     };
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let mut chart = xy_chart(&root, title, &x_desc, y_desc, xr, yr)?;
     chart
         .draw_series(
             pts.iter()
@@ -354,20 +368,7 @@ pub fn band_svg(
         (0.0, 1.0, 0.0, 1.0)
     };
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let mut chart = xy_chart(&root, title, x_desc, y_desc, x0..x1, y0..y1)?;
     for (k, s) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let mut poly: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.1 + p.2)).collect();

@@ -34,6 +34,28 @@ impl<S: Space> Strategy<S> for RandomSearch {
     }
 }
 
+/// The fittest of `sample` trials drawn (with replacement) from `population`; a failed trial
+/// wins only when nothing better was drawn.
+fn tournament<'a, C>(
+    population: &'a [Trial<C>],
+    sample: usize,
+    rng: &mut ChaCha8Rng,
+) -> &'a Trial<C> {
+    let mut best: Option<&Trial<C>> = None;
+    for _ in 0..sample.max(1) {
+        let t = &population[rng.random_range(0..population.len())];
+        let better = match (best.and_then(|b| b.fitness()), t.fitness()) {
+            (_, None) => best.is_none(),
+            (None, Some(_)) => true,
+            (Some(b), Some(f)) => f > b,
+        };
+        if better {
+            best = Some(t);
+        }
+    }
+    best.expect("at least one draw")
+}
+
 /// Regularized (aging) evolution (Real et al., 2019): the population is the `population` most
 /// recent trials; a parent is the fittest of `sample` members drawn at random (with
 /// replacement, as the NAS-Bench-201 reference does); the child is a mutation of it. The first
@@ -61,19 +83,7 @@ impl<S: Space> Strategy<S> for RegularizedEvolution {
             return space.sample(rng);
         }
         let population = &history[history.len() - self.population..];
-        let mut best: Option<&Trial<S::Candidate>> = None;
-        for _ in 0..self.sample {
-            let t = &population[rng.random_range(0..population.len())];
-            let better = match (best.and_then(|b| b.fitness()), t.fitness()) {
-                (_, None) => best.is_none(),
-                (None, Some(_)) => true,
-                (Some(b), Some(f)) => f > b,
-            };
-            if better {
-                best = Some(t);
-            }
-        }
-        let parent = best.expect("sample >= 1");
+        let parent = tournament(population, self.sample, rng);
         space.mutate(&parent.candidate, rng)
     }
 }
@@ -192,17 +202,7 @@ impl<S: Space> Strategy<S> for ProxyEvolution<S::Candidate> {
             return best_by_proxy(pool).unwrap_or_else(|| fresh_sample(space, &seen, rng));
         }
         let population = &history[history.len() - self.population..];
-        let mut parent: Option<&Trial<S::Candidate>> = None;
-        for _ in 0..self.sample {
-            let t = &population[rng.random_range(0..population.len())];
-            if t.fitness().unwrap_or(f64::MIN)
-                > parent.and_then(|p| p.fitness()).unwrap_or(f64::MIN)
-                || parent.is_none()
-            {
-                parent = Some(t);
-            }
-        }
-        let parent = parent.expect("sample >= 1");
+        let parent = tournament(population, self.sample, rng);
         let kids: Vec<S::Candidate> = (0..self.children.max(1))
             .map(|_| space.mutate(&parent.candidate, rng))
             .collect();
