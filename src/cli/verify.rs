@@ -25,7 +25,7 @@ use super::common::{print_json, refuse_existing, write_file};
   archproof verify --net net.onnx --input x.csv --max-radius
   archproof verify --net net.onnx --spec prop.vnnlib --engine smt")]
 pub struct Args {
-    /// The network: .onnx or .nnet.
+    /// The network: .onnx, .nnet, or IR .json with weights.
     #[arg(long, required_unless_present = "instances")]
     net: Option<PathBuf>,
     /// A VNN-LIB property.
