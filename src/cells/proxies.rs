@@ -96,11 +96,7 @@ pub fn gradient_proxies(
     let d: usize = m.input_shape().iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdada);
     let x: Vec<f32> = (0..batch * d)
-        .map(|_| {
-            // Standard normal by Box-Muller.
-            let (a, b): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
-            (-2.0 * a.ln()).sqrt() * (2.0 * std::f32::consts::PI * b).cos()
-        })
+        .map(|_| crate::train::data::standard_normal(&mut rng) as f32)
         .collect();
     let y: Vec<u32> = (0..batch)
         .map(|_| rng.random_range(0..classes.max(1)) as u32)

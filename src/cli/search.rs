@@ -168,6 +168,24 @@ impl CellSettings {
         })
     }
 
+    /// Refuses settings no search can run with.
+    fn check(&self) -> Result<()> {
+        if self.batch == 0 || self.trials == 0 {
+            bail!("--batch and --trials must be at least 1");
+        }
+        let evolves = matches!(self.strategy, StrategyName::Rea | StrategyName::ProxyRea);
+        if evolves && (self.population == 0 || self.sample == 0) {
+            bail!("--population and --sample must be at least 1");
+        }
+        if self
+            .budget_seconds
+            .is_some_and(|b| !(b > 0.0 && b.is_finite()))
+        {
+            bail!("--budget-seconds must be a positive number");
+        }
+        Ok(())
+    }
+
     /// The stored settings, with any flag given on the command line checked against them.
     fn resumed(stored: CellSettings, a: &CellArgs) -> Result<Self> {
         fn same<T: PartialEq + std::fmt::Debug>(
@@ -257,19 +275,7 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
     } else {
         (CellSettings::from_args(&a)?, None)
     };
-    if settings.batch == 0 || settings.trials == 0 {
-        bail!("--batch and --trials must be at least 1");
-    }
-    if settings.strategy == StrategyName::Rea && (settings.population == 0 || settings.sample == 0)
-    {
-        bail!("--population and --sample must be at least 1");
-    }
-    if settings
-        .budget_seconds
-        .is_some_and(|b| !(b > 0.0 && b.is_finite()))
-    {
-        bail!("--budget-seconds must be a positive number");
-    }
+    settings.check()?;
     let spec = SpaceSpec::load(&settings.space).map_err(anyhow::Error::msg)?;
     let evaluator = build_evaluator(&settings, &spec)?;
     let strategy_box = build_strategy(&settings, &spec);
@@ -521,13 +527,7 @@ fn run_many(a: &CellArgs, runs: usize) -> Result<ExitCode> {
         bail!("--runs must be at least 1");
     }
     let settings = CellSettings::from_args(a)?;
-    if settings.batch == 0 || settings.trials == 0 {
-        bail!("--batch and --trials must be at least 1");
-    }
-    if settings.strategy == StrategyName::Rea && (settings.population == 0 || settings.sample == 0)
-    {
-        bail!("--population and --sample must be at least 1");
-    }
+    settings.check()?;
     if let Some(out) = &a.out {
         super::common::refuse_existing(
             &[out.join("runs.json"), out.join("progress.svg")],

@@ -187,9 +187,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     pb.finish_and_clear();
 
     if let (Some(path), Some(onnx)) = (&a.out, out_kind) {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-        }
         let trained = model.to_graph()?;
         let bytes = if onnx {
             export::to_onnx(&trained).map_err(anyhow::Error::msg)?

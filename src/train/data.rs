@@ -240,6 +240,12 @@ fn inside(class: usize, u: f64, v: f64) -> bool {
     }
 }
 
+/// One standard normal draw (Box-Muller), as the `shapes` noise uses it.
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let (a, b): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+    (-2.0 * a.ln()).sqrt() * (2.0 * PI * b).cos()
+}
+
 /// Generates one shape image: random centre, scale, rotation and brightness, 2x2 supersampled,
 /// plus Gaussian pixel noise, clipped to `[0, 1]`.
 fn shape_image(class: usize, size: usize, noise: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
@@ -263,11 +269,7 @@ fn shape_image(class: usize, size: usize, noise: f64, rng: &mut ChaCha8Rng) -> V
                 let (u, v) = (cos * x + sin * y, -sin * x + cos * y);
                 hits += inside(class, u, v) as usize;
             }
-            let n: f64 = {
-                // Box-Muller.
-                let (a, b): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
-                (-2.0 * a.ln()).sqrt() * (2.0 * PI * b).cos()
-            };
+            let n = standard_normal(rng);
             let value = bright * hits as f64 / 4.0 + noise * n;
             img[py * size + px] = value.clamp(0.0, 1.0) as f32;
         }

@@ -39,6 +39,8 @@ type Result<T> = std::result::Result<T, ModelError>;
 pub struct Model {
     graph: Graph,
     order: Vec<NodeId>,
+    /// Argument nodes of each node (by index), looked up once rather than on every pass.
+    inputs: Vec<Vec<NodeId>>,
     shapes: Vec<Shape>,
     /// Learned parameters by (node index, name).
     params: BTreeMap<(usize, String), Var>,
@@ -120,6 +122,9 @@ impl Model {
         }
         Ok(Model {
             graph: graph.clone(),
+            inputs: (0..analysis.shapes.len())
+                .map(|i| graph.inputs_of(NodeId::new(i)))
+                .collect(),
             order: analysis.order,
             shapes: analysis.shapes,
             params,
@@ -263,9 +268,7 @@ impl Model {
         let mut values: Vec<Option<Tensor>> = vec![None; self.shapes.len()];
         for &id in &self.order {
             let node = self.graph.node(id);
-            let ins: Vec<&Tensor> = self
-                .graph
-                .inputs_of(id)
+            let ins: Vec<&Tensor> = self.inputs[id.index()]
                 .iter()
                 .map(|i| values[i.index()].as_ref().expect("topological order"))
                 .collect();
@@ -527,13 +530,12 @@ fn affine(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Re
 
 fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> candle_core::Result<Tensor> {
     let dims = x.dims().to_vec();
-    let (n, c) = (dims[0], dims[1]);
+    let n = dims[0];
     let g = groups.max(1);
     let r = x.reshape((n, g, x.elem_count() / (n * g)))?;
     let mean = r.mean_keepdim(D::Minus1)?;
     let centred = r.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    let _ = c;
     centred
         .broadcast_div(&(var + eps)?.sqrt()?)?
         .reshape(dims.as_slice())
