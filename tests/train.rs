@@ -635,3 +635,48 @@ fn malformed_dataset_files_exit_2_naming_the_file() {
     assert_bad_input(&train_on(&nowhere), &["nowhere"]);
     assert_bad_input(&train_on("imagenet"), &["unknown dataset"]);
 }
+
+/// A version-1.0 `.npy` file of little-endian values (`descr` e.g. `<f4` or `<i8`).
+fn write_npy(path: &std::path::Path, descr: &str, shape: &[usize], bytes: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((header.len() as u16).to_le_bytes());
+    b.extend(header.as_bytes());
+    b.extend(bytes);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn npy_reader_reads_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let i64s = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    write_npy(
+        &p.join("x_train.npy"),
+        "<f4",
+        &[3, 2],
+        &f32s(&[0.5, 1.0, 2.0, 3.0, 4.0, 5.0]),
+    );
+    write_npy(&p.join("y_train.npy"), "<i8", &[3], &i64s(&[0, 2, 1]));
+    write_npy(&p.join("x_test.npy"), "<f4", &[1, 2], &f32s(&[7.0, 8.0]));
+    write_npy(&p.join("y_test.npy"), "<i8", &[1], &i64s(&[2]));
+    let ds = data::load(&format!("npy:{}", p.display())).unwrap();
+    assert_eq!((ds.shape.clone(), ds.classes), (vec![2], 3));
+    assert_eq!(ds.train.x, vec![0.5, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(ds.train.y, vec![0, 2, 1]);
+    assert_eq!(
+        (ds.test.x.clone(), ds.test.y.clone()),
+        (vec![7.0, 8.0], vec![2])
+    );
+}
