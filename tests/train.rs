@@ -253,6 +253,22 @@ fn gradients_match_finite_differences_for_every_operator() {
             one_op(conv(3, 1, 2, 1, 2), map.clone(), None),
         ),
         (
+            "depthwise conv, one filter per channel, stride 2, dilation 2",
+            one_op(
+                Op::Conv2d {
+                    out_channels: 3,
+                    kernel: [3, 3],
+                    stride: [2, 2],
+                    padding: [2, 2],
+                    dilation: [2, 2],
+                    groups: 3,
+                    bias: false,
+                },
+                map.clone(),
+                None,
+            ),
+        ),
+        (
             "conv 1x3",
             one_op(
                 Op::Conv2d {

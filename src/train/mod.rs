@@ -7,6 +7,7 @@
 pub mod data;
 pub mod export;
 pub mod model;
+pub mod unfold;
 
 use std::time::Instant;
 

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::ir::normact::{Axes, NormActGraph, Prim};
 use crate::ir::weights::{self, Weights, BATCH_NORM_EPS};
 use crate::ir::{Activation, Graph, NodeId, Op, Shape};
+use crate::train::unfold::Windows;
 
 /// The epsilon added to every variance of a normalization-activation layer (the reference's).
 pub const NORMACT_EPS: f64 = 1e-5;
@@ -225,20 +226,33 @@ impl Model {
     /// The forward pass of a batch (inputs `[N, ...]`) in evaluation mode.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut no_updates = Vec::new();
-        self.run(x, false, &mut no_updates)
+        self.run(x, false, &mut no_updates, None)
+    }
+
+    /// The forward pass with batch statistics, also returning the outputs of every node whose
+    /// operator `tap` selects (in topological order): the activations proxies look at.
+    pub fn forward_taps(
+        &self,
+        x: &Tensor,
+        tap: &dyn Fn(&Op) -> bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut ignored = Vec::new();
+        let mut tapped = Vec::new();
+        let y = self.run(x, true, &mut ignored, Some((tap, &mut tapped)))?;
+        Ok((y, tapped))
     }
 
     /// The forward pass with batch statistics (as in training) that leaves the moving averages
     /// alone: for gradient checks and stability probes.
     pub fn forward_batch_stats(&self, x: &Tensor) -> Result<Tensor> {
         let mut ignored = Vec::new();
-        self.run(x, true, &mut ignored)
+        self.run(x, true, &mut ignored, None)
     }
 
     /// The forward pass in training mode: batch statistics, and the moving averages updated.
     pub fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         let mut updates = Vec::new();
-        let y = self.run(x, true, &mut updates)?;
+        let y = self.run(x, true, &mut updates, None)?;
         for (key, batch_stat) in updates {
             let old = &self.buffers[&key];
             let new = ((old * MOVING_DECAY)? + (batch_stat.detach() * (1.0 - MOVING_DECAY))?)?;
@@ -264,6 +278,7 @@ impl Model {
         x: &Tensor,
         train: bool,
         updates: &mut Vec<((usize, String), Tensor)>,
+        mut taps: Taps<'_>,
     ) -> Result<Tensor> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.shapes.len()];
         for &id in &self.order {
@@ -290,7 +305,7 @@ impl Model {
                     }
                     let xin = pad(ins[0], *padding, 0.0)?;
                     let w = self.param(id, "weight").expect("weight");
-                    let mut y = xin.conv2d(w, 0, stride[0], dilation[0], *groups)?;
+                    let mut y = conv2d(&xin, w, stride[0], dilation[0], *groups)?;
                     if let Some(b) = self.param(id, "bias") {
                         y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
                     }
@@ -307,28 +322,35 @@ impl Model {
                 }
                 Op::BatchNorm => {
                     let xin = ins[0];
-                    let axes = stat_axes(xin.rank());
                     let c = xin.dim(1)?;
-                    let bshape = bcast_shape(xin.rank(), c);
-                    let (mean, var) = if train {
-                        let mean = xin.mean_keepdim(axes.clone())?;
-                        let var = xin.broadcast_sub(&mean)?.sqr()?.mean_keepdim(axes)?;
+                    let (w, b) = (self.param(id, "weight"), self.param(id, "bias"));
+                    if train {
+                        // Statistics over [C, N * H * W] rows: candle reduces trailing axes
+                        // fast, and so the backward pass's sums are fast too.
+                        let mut stats = None;
+                        let y = per_channel(xin, |xt| {
+                            let mean = xt.mean_keepdim(1)?;
+                            let centred = xt.broadcast_sub(&mean)?;
+                            let var = centred.sqr()?.mean_keepdim(1)?;
+                            let xhat = centred.broadcast_div(&(&var + BATCH_NORM_EPS)?.sqrt()?)?;
+                            stats = Some((mean, var));
+                            affine_rows(&xhat, w, b)
+                        })?;
+                        let (mean, var) = stats.expect("statistics computed");
                         let n = (xin.elem_count() / c) as f64;
                         let unbiased = (var.flatten_all()? * (n / (n - 1.0).max(1.0)))?;
                         updates.push(((id.index(), "running_mean".into()), mean.flatten_all()?));
                         updates.push(((id.index(), "running_var".into()), unbiased));
-                        (mean, var)
+                        y
                     } else {
-                        (
-                            self.buffer(id, "running_mean")?
-                                .reshape(bshape.as_slice())?,
-                            self.buffer(id, "running_var")?.reshape(bshape.as_slice())?,
-                        )
-                    };
-                    let xhat = xin
-                        .broadcast_sub(&mean)?
-                        .broadcast_div(&(var + BATCH_NORM_EPS)?.sqrt()?)?;
-                    affine(&xhat, self.param(id, "weight"), self.param(id, "bias"))?
+                        let bshape = bcast_shape(xin.rank(), c);
+                        let mean = self.buffer(id, "running_mean")?.reshape(bshape.as_slice())?;
+                        let var = self.buffer(id, "running_var")?.reshape(bshape.as_slice())?;
+                        let xhat = xin
+                            .broadcast_sub(&mean)?
+                            .broadcast_div(&(var + BATCH_NORM_EPS)?.sqrt()?)?;
+                        affine(&xhat, w, b)?
+                    }
                 }
                 Op::GroupNorm { groups } => {
                     let xhat = group_normalize(ins[0], *groups, BATCH_NORM_EPS)?;
@@ -382,6 +404,11 @@ impl Model {
                 Op::Zero => ins[0].zeros_like()?,
                 Op::NormAct(g) => self.normact(id, g, ins[0], train, updates)?,
             };
+            if let Some((tap, tapped)) = taps.as_mut() {
+                if tap(&node.op) {
+                    tapped.push(y.clone());
+                }
+            }
             values[id.index()] = Some(y);
         }
         let out = self.graph.outputs()[0];
@@ -463,6 +490,9 @@ impl Model {
     }
 }
 
+/// Nodes whose outputs a forward pass also returns: a selector and where to put them.
+type Taps<'a> = Option<(&'a dyn Fn(&Op) -> bool, &'a mut Vec<Tensor>)>;
+
 /// The group count actually used for `c` channels: `g` halved until it divides `c`.
 pub fn effective_groups(g: usize, c: usize) -> usize {
     let mut g = g.max(1);
@@ -499,14 +529,6 @@ fn sign(a: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Axes of the per-channel statistics of a batch: (N, H, W) for maps, N for vectors.
-fn stat_axes(rank: usize) -> Vec<usize> {
-    if rank == 4 {
-        vec![0, 2, 3]
-    } else {
-        vec![0]
-    }
-}
-
 fn bcast_shape(rank: usize, c: usize) -> Vec<usize> {
     if rank == 4 {
         vec![1, c, 1, 1]
@@ -515,17 +537,41 @@ fn bcast_shape(rank: usize, c: usize) -> Vec<usize> {
     }
 }
 
-fn affine(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let c = x.dim(1)?;
-    let shape = bcast_shape(x.rank(), c);
+/// Applies `f` to `x` ([N, C, ...]) laid out as rows `[C, N * ...]` and lays the result out
+/// back. candle sums trailing axes fast but other axes slowly, element by element; per-channel
+/// statistics and the gradients of per-channel parameters are such sums.
+fn per_channel(
+    x: &Tensor,
+    mut f: impl FnMut(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let c = dims[1];
+    let rows = x.transpose(0, 1)?.reshape((c, x.elem_count() / c))?;
+    let y = f(&rows)?;
+    let mut tdims = dims.clone();
+    tdims.swap(0, 1);
+    y.reshape(tdims.as_slice())?.transpose(0, 1)?.contiguous()
+}
+
+/// The per-channel affine map of rows `[C, M]`.
+fn affine_rows(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let c = x.dim(0)?;
     let mut y = x.clone();
     if let Some(w) = w {
-        y = y.broadcast_mul(&w.reshape(shape.as_slice())?)?;
+        y = y.broadcast_mul(&w.reshape((c, 1))?)?;
     }
     if let Some(b) = b {
-        y = y.broadcast_add(&b.reshape(shape.as_slice())?)?;
+        y = y.broadcast_add(&b.reshape((c, 1))?)?;
     }
     Ok(y)
+}
+
+/// The per-channel affine map of `[N, C, ...]` (weights and biases of `[C]`).
+fn affine(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    if w.is_none() && b.is_none() {
+        return Ok(x.clone());
+    }
+    per_channel(x, |rows| affine_rows(rows, w, b))
 }
 
 fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> candle_core::Result<Tensor> {
@@ -545,7 +591,7 @@ fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> candle_core::Result<T
 /// input) has no backward pass for overlapping windows, so those are written as the maximum or
 /// mean of the `kh * kw` strided views of the input, which autograd handles.
 fn pool(x: &Tensor, k: [usize; 2], s: [usize; 2], max: bool) -> candle_core::Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
+    let (n, c, h, w) = x.dims4()?;
     if k == s && h % k[0] == 0 && w % k[1] == 0 {
         return if max {
             x.max_pool2d_with_stride((k[0], k[1]), (s[0], s[1]))
@@ -553,51 +599,64 @@ fn pool(x: &Tensor, k: [usize; 2], s: [usize; 2], max: bool) -> candle_core::Res
             x.avg_pool2d_with_stride((k[0], k[1]), (s[0], s[1]))
         };
     }
-    let ho = (h - k[0]) / s[0] + 1;
-    let wo = (w - k[1]) / s[1] + 1;
-    let mut acc: Option<Tensor> = None;
-    for dy in 0..k[0] {
-        for dx in 0..k[1] {
-            let v = strided(x, 2, dy, s[0], ho)?;
-            let v = strided(&v, 3, dx, s[1], wo)?;
-            acc = Some(match acc {
-                None => v,
-                Some(a) if max => a.maximum(&v)?,
-                Some(a) => (a + v)?,
-            });
-        }
-    }
-    let acc = acc.expect("a window has at least one element");
-    if max {
-        Ok(acc)
+    let g = Windows {
+        kernel: k,
+        stride: s,
+        dilation: 1,
+        channels_first: false,
+    };
+    let Some((ho, wo)) = g.output(h, w) else {
+        candle_core::bail!("the pooling window is larger than the padded input");
+    };
+    // [N, Ho, Wo, C, kk]: the window is the trailing axis, which candle reduces fast.
+    let cols = g.unfold(x)?;
+    let y = if max {
+        cols.max_keepdim(4)?
     } else {
-        acc / (k[0] * k[1]) as f64
-    }
+        cols.mean_keepdim(4)?
+    };
+    y.reshape((n, ho, wo, c))?.permute((0, 3, 1, 2))?.contiguous()
 }
 
-/// Elements `start, start + step, ...` (`count` of them) along axis `dim` of a 4-D tensor.
-fn strided(
+/// A convolution of a padded `[N, C, H, W]` input with weights `[O, C / groups, kh, kw]`,
+/// written as matrix products of the input's windows (im2col, see [`Windows`]); candle's own
+/// convolution is kept for grouped convolutions other than depthwise ones.
+fn conv2d(
     x: &Tensor,
-    dim: usize,
-    start: usize,
-    step: usize,
-    count: usize,
+    w: &Tensor,
+    stride: usize,
+    dil: usize,
+    groups: usize,
 ) -> candle_core::Result<Tensor> {
-    let len = x.dim(dim)?;
-    let need = start + count * step;
-    let x = if need > len {
-        // The last window's tail lies past the input: pad, the padded values are dropped.
-        x.pad_with_zeros(dim, 0, need - len)?
-    } else {
-        x.clone()
+    let (n, c, h, wd) = x.dims4()?;
+    let (o, cg, kh, kw) = w.dims4()?;
+    let depthwise = groups == c && o == c && cg == 1;
+    if groups != 1 && !depthwise {
+        return x.conv2d(w, 0, stride, dil, groups);
+    }
+    let g = Windows {
+        kernel: [kh, kw],
+        stride: [stride, stride],
+        dilation: dil,
+        channels_first: depthwise,
     };
-    let v = x.narrow(dim, start, count * step)?;
-    let mut dims = v.dims().to_vec();
-    dims[dim] = count;
-    dims.insert(dim + 1, step);
-    v.reshape(dims.as_slice())?
-        .narrow(dim + 1, 0, 1)?
-        .squeeze(dim + 1)
+    let Some((ho, wo)) = g.output(h, wd) else {
+        candle_core::bail!("the kernel is larger than the padded input");
+    };
+    let kk = kh * kw;
+    if depthwise {
+        // [C, N * Ho * Wo, kk] x [C, kk, 1]: one small product per channel.
+        let cols = g.unfold(x)?.reshape((c, n * ho * wo, kk))?;
+        let y = cols.matmul(&w.reshape((c, kk, 1))?)?;
+        return y.reshape((c, n, ho, wo))?.transpose(0, 1)?.contiguous();
+    }
+    let cols = if kk == 1 && stride == 1 {
+        x.permute((0, 2, 3, 1))?.reshape((n * h * wd, c))?
+    } else {
+        g.unfold(x)?.reshape((n * ho * wo, c * kk))?
+    };
+    let y = cols.matmul(&w.reshape((o, cg * kk))?.t()?)?;
+    y.reshape((n, ho, wo, o))?.permute((0, 3, 1, 2))?.contiguous()
 }
 
 /// Pads height and width of `[N, C, H, W]` with `value`.
