@@ -8,7 +8,16 @@
 //! - `grad_norm`: the norm of the cross-entropy loss gradient over the weights, on a seeded
 //!   random batch with random labels.
 //! - `snip`: the sum of `|theta * dL/dtheta|` over the weights, on the same batch.
+//! - `naswot` (Mellor et al. 2021, "Neural architecture search without training"): the binary
+//!   codes of every ReLU's input over a batch, `K = sum over ReLUs of c c^T + (1-c)(1-c)^T`
+//!   (units minus Hamming distance), the score `log |det K|`.
+//! - `jacob_cov` (the paper's first version): the Jacobians of the summed output with respect
+//!   to each input of the batch, their correlation matrix `C`, the score
+//!   `-sum_i log(l_i + k) + 1 / (l_i + k)` over the eigenvalues `l_i` of `C`, `k = 1e-5`.
 //! - `params`, `flops`: the IR cost model (learned parameters; multiply-accumulates).
+//!
+//! The papers feed a batch of training images; these proxies take a seeded batch of standard
+//! normal inputs, so that they need no data (grad_norm and snip as well).
 
 use candle_core::{DType, Tensor};
 use rand::{Rng, SeedableRng};
@@ -18,7 +27,15 @@ use crate::ir::{Graph, Op};
 use crate::train::{Model, ModelError};
 
 /// A proxy's name, as the CLI takes it.
-pub const NAMES: [&str; 5] = ["synflow", "grad_norm", "snip", "params", "flops"];
+pub const NAMES: [&str; 7] = [
+    "synflow",
+    "naswot",
+    "jacob_cov",
+    "grad_norm",
+    "snip",
+    "params",
+    "flops",
+];
 
 /// The graph with every batch normalization replaced by an identity.
 pub fn without_batch_norm(g: &Graph) -> Result<Graph, ModelError> {
@@ -85,14 +102,13 @@ pub fn synflow(g: &Graph, seed: u64) -> Result<f64, ModelError> {
     Ok(score)
 }
 
-/// `grad_norm` and `snip` on one seeded random batch of `batch` inputs with random labels.
-pub fn gradient_proxies(
-    g: &Graph,
+/// A seeded batch of `batch` standard normal inputs of the model's shape, and random labels.
+fn random_batch(
+    m: &Model,
     classes: usize,
     batch: usize,
     seed: u64,
-) -> Result<(f64, f64), ModelError> {
-    let m = Model::new(g, seed)?;
+) -> Result<(Tensor, Vec<u32>), ModelError> {
     let d: usize = m.input_shape().iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdada);
     let x: Vec<f32> = (0..batch * d)
@@ -101,7 +117,103 @@ pub fn gradient_proxies(
     let y: Vec<u32> = (0..batch)
         .map(|_| rng.random_range(0..classes.max(1)) as u32)
         .collect();
-    let xt = m.batch(&x, batch)?;
+    Ok((m.batch(&x, batch)?, y))
+}
+
+/// The NASWOT score on one seeded random batch of `batch` inputs.
+pub fn naswot(g: &Graph, batch: usize, seed: u64) -> Result<f64, ModelError> {
+    let m = Model::new(g, seed)?;
+    let (x, _) = random_batch(&m, 1, batch, seed)?;
+    let is_relu = |op: &Op| {
+        matches!(
+            op,
+            Op::Act {
+                function: crate::ir::Activation::Relu
+            }
+        )
+    };
+    let (_, taps) = m.forward_taps(&x, &is_relu)?;
+    let mut k = nalgebra::DMatrix::<f64>::zeros(batch, batch);
+    for t in taps {
+        // ReLU outputs are positive exactly where its input is.
+        let c = t.flatten_from(1)?.gt(0.0)?.to_dtype(DType::F64)?;
+        let nc = (1.0 - &c)?;
+        let kt = (c.matmul(&c.t()?)? + nc.matmul(&nc.t()?)?)?;
+        let rows: Vec<Vec<f64>> = kt.to_vec2()?;
+        for (i, r) in rows.iter().enumerate() {
+            for (j, v) in r.iter().enumerate() {
+                k[(i, j)] += v;
+            }
+        }
+    }
+    Ok(log_abs_det(k))
+}
+
+/// `log |det m|` from an LU factorisation (`-inf` for a singular matrix).
+fn log_abs_det(m: nalgebra::DMatrix<f64>) -> f64 {
+    let lu = m.lu();
+    let u = lu.u();
+    (0..u.nrows()).map(|i| u[(i, i)].abs().ln()).sum()
+}
+
+/// The jacob_cov score on one seeded random batch of `batch` inputs.
+pub fn jacob_cov(g: &Graph, batch: usize, seed: u64) -> Result<f64, ModelError> {
+    let m = Model::new(g, seed)?;
+    let (x, _) = random_batch(&m, 1, batch, seed)?;
+    let xv = candle_core::Var::from_tensor(&x)?;
+    let y = m.forward_batch_stats(xv.as_tensor())?.sum_all()?;
+    let grads = y.backward()?;
+    let Some(j) = grads.get(xv.as_tensor()) else {
+        return Ok(f64::NEG_INFINITY);
+    };
+    let j: Vec<Vec<f64>> = j.flatten_from(1)?.to_dtype(DType::F64)?.to_vec2()?;
+    // The correlation matrix of the rows (numpy's corrcoef).
+    let d = j.first().map_or(0, Vec::len) as f64;
+    let centred: Vec<Vec<f64>> = j
+        .iter()
+        .map(|r| {
+            let mean = r.iter().sum::<f64>() / d;
+            r.iter().map(|v| v - mean).collect()
+        })
+        .collect();
+    let n = centred.len();
+    let mut c = nalgebra::DMatrix::<f64>::zeros(n, n);
+    for a in 0..n {
+        for b in a..n {
+            let v: f64 = centred[a].iter().zip(&centred[b]).map(|(p, q)| p * q).sum();
+            c[(a, b)] = v;
+            c[(b, a)] = v;
+        }
+    }
+    let diag: Vec<f64> = (0..n).map(|i| c[(i, i)].sqrt()).collect();
+    for a in 0..n {
+        for b in 0..n {
+            let s = diag[a] * diag[b];
+            c[(a, b)] = if s > 0.0 { c[(a, b)] / s } else { 0.0 };
+        }
+    }
+    const K: f64 = 1e-5;
+    let score = -nalgebra::SymmetricEigen::new(c)
+        .eigenvalues
+        .iter()
+        .map(|&l| (l + K).abs().ln() + 1.0 / (l + K))
+        .sum::<f64>();
+    Ok(if score.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        score
+    })
+}
+
+/// `grad_norm` and `snip` on one seeded random batch of `batch` inputs with random labels.
+pub fn gradient_proxies(
+    g: &Graph,
+    classes: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<(f64, f64), ModelError> {
+    let m = Model::new(g, seed)?;
+    let (xt, y) = random_batch(&m, classes, batch, seed)?;
     let yt = Tensor::from_slice(&y, batch, m.device())?;
     let loss = candle_nn::loss::cross_entropy(&m.forward_batch_stats(&xt)?, &yt)?;
     let grads = loss.backward()?;
@@ -113,6 +225,61 @@ pub fn gradient_proxies(
         }
     }
     Ok((sq.sqrt(), snip))
+}
+
+/// Whether a proxy's values are positive and spread over decades (plotted on a log axis).
+pub fn is_multiplicative(name: &str) -> bool {
+    !matches!(name, "naswot" | "jacob_cov")
+}
+
+/// The proxies `names` of one network: `(value, seconds)` per name. grad_norm and snip share
+/// one backward pass; `batch` is the random batch of naswot, jacob_cov, grad_norm and snip.
+pub fn scores(
+    names: &[&str],
+    g: &Graph,
+    classes: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<std::collections::BTreeMap<String, (f64, f64)>, ModelError> {
+    let mut out: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    let want = |p: &str| names.contains(&p);
+    let timed = |f: &dyn Fn() -> Result<f64, ModelError>| -> Result<(f64, f64), ModelError> {
+        let t = std::time::Instant::now();
+        let v = f()?;
+        Ok((v, t.elapsed().as_secs_f64()))
+    };
+    if want("synflow") {
+        out.insert("synflow".into(), timed(&|| synflow(g, seed))?);
+    }
+    if want("naswot") {
+        out.insert("naswot".into(), timed(&|| naswot(g, batch, seed))?);
+    }
+    if want("jacob_cov") {
+        out.insert("jacob_cov".into(), timed(&|| jacob_cov(g, batch, seed))?);
+    }
+    if want("grad_norm") || want("snip") {
+        let t = std::time::Instant::now();
+        let (gn, sn) = gradient_proxies(g, classes, batch, seed)?;
+        let s = t.elapsed().as_secs_f64();
+        out.insert("grad_norm".into(), (gn, s));
+        out.insert("snip".into(), (sn, s));
+    }
+    let totals = g
+        .analyze()
+        .map_err(|e| ModelError::Graph(e.to_string()))?
+        .totals;
+    out.insert("params".into(), (totals.params as f64, 0.0));
+    out.insert("flops".into(), (totals.macs as f64, 0.0));
+    out.retain(|k, _| want(k));
+    for n in names {
+        if !out.contains_key(*n) {
+            return Err(ModelError::Graph(format!(
+                "unknown proxy '{n}' (known: {})",
+                NAMES.join(", ")
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// Ranks with ties sharing their mean rank.

@@ -36,17 +36,17 @@ pub struct Args {
     /// Cells to sample (distinct, seeded).
     #[arg(long, default_value_t = 1000)]
     sample: usize,
-    /// Proxies to compute: synflow, grad_norm, snip, params, flops.
+    /// Proxies to compute: synflow, naswot, jacob_cov, grad_norm, snip, params, flops.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "synflow,grad_norm,snip,params,flops"
+        default_value = "synflow,naswot,jacob_cov,grad_norm,snip,params,flops"
     )]
     proxies: Vec<String>,
     /// Seed of the sample, the initial weights and the random batch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Batch size of grad_norm and snip.
+    /// Size of the random batch of naswot, jacob_cov, grad_norm and snip.
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Directory for scores.csv, summary.json and a scatter figure per proxy.
@@ -111,28 +111,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
         b
     };
-    let want = |p: &str| a.proxies.iter().any(|q| q == p);
+    let names: Vec<&str> = a.proxies.iter().map(String::as_str).collect();
     let rows: Vec<BTreeMap<String, (f64, f64)>> = cells
         .par_iter()
         .map(|(cell, _)| -> Result<BTreeMap<String, (f64, f64)>> {
             let g = zoo::nb201(cell, spec.input_shape(), spec.classes)?;
-            let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-            if want("synflow") {
-                let t = std::time::Instant::now();
-                let v = proxies::synflow(&g, a.seed)?;
-                out.insert("synflow".into(), (v, t.elapsed().as_secs_f64()));
-            }
-            if want("grad_norm") || want("snip") {
-                let t = std::time::Instant::now();
-                let (gn, sn) = proxies::gradient_proxies(&g, spec.classes, a.batch, a.seed)?;
-                let s = t.elapsed().as_secs_f64();
-                out.insert("grad_norm".into(), (gn, s));
-                out.insert("snip".into(), (sn, s));
-            }
-            let an = g.analyze()?;
-            out.insert("params".into(), (an.totals.params as f64, 0.0));
-            out.insert("flops".into(), (an.totals.macs as f64, 0.0));
-            out.retain(|k, _| want(k));
+            let out = proxies::scores(&names, &g, spec.classes, a.batch, a.seed)?;
             bar.inc(1);
             Ok(out)
         })
@@ -175,7 +159,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 p,
                 "test_acc_200 (%)",
                 &pts,
-                true,
+                proxies::is_multiplicative(p),
             )
             .map_err(anyhow::Error::msg)?;
         }
