@@ -1,6 +1,8 @@
-//! Cell search spaces and their evaluators: the NAS-Bench-201 space, its tabular benchmark,
-//! and cost-model evaluators that need no data.
+//! Cell search spaces and their evaluators: the NAS-Bench-201 and NASNet spaces, the tabular
+//! benchmark, zero-cost proxies, short training, and cost-model evaluators that need no data.
 
+pub mod evaluators;
+pub mod nasnet;
 pub mod nb201;
 pub mod proxies;
 pub mod table;
@@ -9,19 +11,72 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::Shape;
+use crate::ir::{Graph, IrError, Shape};
+use crate::search::Space;
+
+/// A cell space whose candidates build into networks.
+pub trait CellSpace: Space {
+    /// The network of a candidate.
+    fn network(&self, c: &Self::Candidate) -> Result<Graph, IrError>;
+}
+
+impl CellSpace for nasnet::NasnetSpace {
+    fn network(&self, c: &nasnet::NasnetGenotype) -> Result<Graph, IrError> {
+        nasnet::NasnetSpace::network(self, c)
+    }
+}
+
+/// The NAS-Bench-201 space with the input and classes of its networks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nb201Networks {
+    /// Input `[C, H, W]`.
+    pub input: Shape,
+    /// Classes.
+    pub classes: usize,
+}
+
+impl Space for Nb201Networks {
+    type Candidate = nb201::Nb201Cell;
+
+    fn name(&self) -> &str {
+        nb201::Nb201Space.name()
+    }
+    fn sample(&self, rng: &mut rand_chacha::ChaCha8Rng) -> nb201::Nb201Cell {
+        nb201::Nb201Space.sample(rng)
+    }
+    fn mutate(&self, p: &nb201::Nb201Cell, rng: &mut rand_chacha::ChaCha8Rng) -> nb201::Nb201Cell {
+        nb201::Nb201Space.mutate(p, rng)
+    }
+    fn neighbours(&self, c: &nb201::Nb201Cell) -> Vec<nb201::Nb201Cell> {
+        nb201::Nb201Space.neighbours(c)
+    }
+    fn encode(&self, c: &nb201::Nb201Cell) -> String {
+        nb201::Nb201Space.encode(c)
+    }
+    fn decode(&self, text: &str) -> Result<nb201::Nb201Cell, String> {
+        nb201::Nb201Space.decode(text)
+    }
+}
+
+impl CellSpace for Nb201Networks {
+    fn network(&self, c: &nb201::Nb201Cell) -> Result<Graph, IrError> {
+        crate::ir::zoo::nb201(c, self.input.clone(), self.classes)
+    }
+}
 
 /// A cell space as described by a `search-spaces/*.toml` file.
 ///
 /// ```toml
-/// kind = "nb201"        # the space
+/// kind = "nb201"        # the space: nb201 or nasnet
 /// input = [3, 32, 32]   # the network's input, CxHxW
 /// classes = 10
+/// channels = 16         # nasnet: channels of the first stage
+/// cells_per_stage = 2   # nasnet: normal cells per stage (N)
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceSpec {
-    /// The space: `nb201`.
+    /// The space: `nb201` or `nasnet`.
     pub kind: String,
     /// The network's input shape.
     #[serde(default = "default_input")]
@@ -29,6 +84,12 @@ pub struct SpaceSpec {
     /// The network's class count.
     #[serde(default = "default_classes")]
     pub classes: usize,
+    /// NASNet: channels of the first stage.
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// NASNet: normal cells per stage.
+    #[serde(default)]
+    pub cells_per_stage: Option<usize>,
 }
 
 fn default_input() -> Vec<usize> {
@@ -56,13 +117,30 @@ impl SpaceSpec {
                 kind: spec.to_string(),
                 input: default_input(),
                 classes: default_classes(),
+                channels: None,
+                cells_per_stage: None,
             }
         };
-        if s.kind != "nb201" {
-            return Err(format!(
-                "{spec}: unknown cell space '{}' (known: nb201)",
-                s.kind
-            ));
+        match s.kind.as_str() {
+            "nb201" => {
+                if s.channels.is_some() || s.cells_per_stage.is_some() {
+                    return Err(format!(
+                        "{spec}: channels and cells_per_stage belong to nasnet; the NAS-Bench-201 network is fixed (C = 16, N = 5)"
+                    ));
+                }
+            }
+            "nasnet" => {
+                if s.channels == Some(0) || s.cells_per_stage == Some(0) {
+                    return Err(format!(
+                        "{spec}: channels and cells_per_stage must be at least 1"
+                    ));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "{spec}: unknown cell space '{other}' (known: nb201, nasnet)"
+                ))
+            }
         }
         if s.input.len() != 3 || s.input.contains(&0) || s.classes == 0 {
             return Err(format!(
@@ -75,5 +153,23 @@ impl SpaceSpec {
     /// The input shape.
     pub fn input_shape(&self) -> Shape {
         Shape::new(self.input.clone())
+    }
+
+    /// The NAS-Bench-201 space with this file's networks.
+    pub fn nb201(&self) -> Nb201Networks {
+        Nb201Networks {
+            input: self.input_shape(),
+            classes: self.classes,
+        }
+    }
+
+    /// The NASNet space with this file's networks (defaults C = 16, N = 2).
+    pub fn nasnet(&self) -> nasnet::NasnetSpace {
+        nasnet::NasnetSpace {
+            input: self.input_shape(),
+            classes: self.classes,
+            channels: self.channels.unwrap_or(16),
+            cells_per_stage: self.cells_per_stage.unwrap_or(2),
+        }
     }
 }

@@ -1,18 +1,23 @@
 //! `archproof search`: architecture search jobs on the study engine.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use archproof::cells::nb201::{Nb201Cell, Nb201Space};
+use archproof::cells::evaluators::{Network, TrainEvaluator, ZeroCostEvaluator};
+use archproof::cells::nb201::Nb201Cell;
 use archproof::cells::table::{CostMeasure, CostProxy, Table};
-use archproof::cells::SpaceSpec;
-use archproof::ir::{io, zoo};
+use archproof::cells::{proxies, CellSpace, SpaceSpec};
+use archproof::ir::io;
+use archproof::search::pareto::{self, Objective};
 use archproof::search::{
-    Evaluator, LocalSearch, Proxy, ProxyEvolution, RandomSearch, RegularizedEvolution, Store,
-    Strategy, Study, StudyConfig, StudyResult,
+    Evaluator, LocalSearch, ParetoEvolution, Proxy, ProxyEvolution, RandomSearch,
+    RegularizedEvolution, Space, Store, Strategy, Study, StudyConfig, StudyResult, Trial,
 };
+use archproof::train::{self, OptimizerKind, TrainConfig};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -30,11 +35,12 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Kind {
-    Cell(CellArgs),
+    Cell(Box<CellArgs>),
     Deepmad(super::search_deepmad::DeepmadArgs),
 }
 
-/// Search a cell space (NAS-Bench-201) with a tabular benchmark or a training-free evaluator.
+/// Search a cell space (NAS-Bench-201 or NASNet) with a tabular benchmark, a zero-cost proxy
+/// or short training, for one objective or a Pareto front.
 ///
 /// Every finished trial is committed to OUT/study.sqlite at once; a killed search continues
 /// with `--resume`, losing and repeating nothing, and ends as the uninterrupted run would.
@@ -43,24 +49,36 @@ enum Kind {
   archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
       --strategy rea --budget-seconds 12000 --seed 1 --out runs/rea
   archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
-      --strategy rea --runs 500 --budget-seconds 12000
+      --strategy random,rea,local,proxy-rea --runs 500 --budget-seconds 12000 --out runs/compare
   archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv --json
-  archproof search cell --space nb201 --evaluator proxy:params --trials 200 --out runs/params
+  archproof search cell --space search-spaces/nb201.toml --evaluator proxy:synflow --trials 500 \\
+      --benchmark nb201-cifar10.csv
+  archproof search cell --space search-spaces/nasnet.toml --evaluator train --dataset shapes \\
+      --trials 40 --out runs/nasnet
+  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
+      --objectives accuracy,latency_ms_pixel3 --budget-seconds 12000 --out runs/pareto
   archproof search cell --resume --out runs/rea")]
 pub struct CellArgs {
-    /// The space: a search-spaces/*.toml file or a space name (nb201).
+    /// The space: a search-spaces/*.toml file or a space name (nb201, nasnet).
     #[arg(long)]
     space: Option<String>,
-    /// A benchmark table (CSV with arch, valid_acc_12, test_acc_200, train_time_s_200).
+    /// A benchmark table (CSV with arch, valid_acc_12, test_acc_200, train_time_s_200); with a
+    /// proxy evaluator it only adds what the table says of each cell to the report.
     #[arg(long)]
     benchmark: Option<PathBuf>,
-    /// How candidates are judged: benchmark (needs --benchmark), proxy:params or proxy:macs.
+    /// How candidates are judged: benchmark (needs --benchmark), proxy:NAME (synflow,
+    /// naswot, jacob_cov, grad_norm, snip, params, macs) or train (needs --dataset).
     #[arg(long)]
     evaluator: Option<String>,
-    /// Search strategy: random, rea (regularized evolution), local, proxy-rea
-    /// [default: proxy-rea].
-    #[arg(long)]
-    strategy: Option<StrategyName>,
+    /// Search strategy: random, rea (regularized evolution), local, proxy-rea, pareto; a
+    /// comma-separated list with --runs compares them [default: proxy-rea, or pareto with
+    /// --objectives].
+    #[arg(long, value_delimiter = ',')]
+    strategy: Vec<StrategyName>,
+    /// Objectives of a multi-objective search: accuracy (the fitness, maximised) and metrics
+    /// of the evaluator to minimise, e.g. accuracy,latency_ms_pixel3 or accuracy,flops_m.
+    #[arg(long, value_delimiter = ',')]
+    objectives: Vec<String>,
     /// REA population size.
     #[arg(long)]
     population: Option<usize>,
@@ -70,7 +88,8 @@ pub struct CellArgs {
     /// The most trials to run [default: 100, or 100000 with a budget].
     #[arg(long)]
     trials: Option<usize>,
-    /// Stop once the evaluations' simulated cost reaches this many seconds.
+    /// Stop once the evaluations' cost reaches this many seconds (simulated for a benchmark,
+    /// wall-clock for training).
     #[arg(long)]
     budget_seconds: Option<f64>,
     /// Trials proposed together and evaluated in parallel (results depend on it, not on the
@@ -80,8 +99,30 @@ pub struct CellArgs {
     /// Seed of every random choice [default: 0].
     #[arg(long)]
     seed: Option<u64>,
-    /// Directory of the run: study.sqlite, summary.json, best.json (with --runs: runs.json
-    /// and progress.svg). Without it the search runs in memory and only prints.
+    /// The dataset of --evaluator train (shapes, mnist-idx:DIR, cifar10-bin:DIR, csv:FILE,
+    /// npy:DIR); the networks take its input shape and classes.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// --evaluator train: epochs per candidate [default: 1].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// --evaluator train: training examples per candidate (0: all but the validation ones)
+    /// [default: 3000].
+    #[arg(long)]
+    train_examples: Option<usize>,
+    /// --evaluator train: the last examples of the training split held out to judge
+    /// candidates [default: 1000].
+    #[arg(long)]
+    valid_examples: Option<usize>,
+    /// --evaluator train: Adam's learning rate (cosine decay) [default: 0.003].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// --evaluator proxy:NAME: size of the random batch [default: 16].
+    #[arg(long)]
+    proxy_batch: Option<usize>,
+    /// Directory of the run: study.sqlite, summary.json, best.json (and pareto.svg with
+    /// --objectives; runs.json and progress.svg with --runs). Without it the search runs in
+    /// memory and only prints.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Repeat the search this many times with seeds seed, seed+1, ... in parallel (in memory)
@@ -120,6 +161,8 @@ enum StrategyName {
     #[value(name = "proxy-rea")]
     #[serde(rename = "proxy-rea")]
     ProxyRea,
+    /// Multi-objective: mutate a random member of the current Pareto front (SEMO).
+    Pareto,
 }
 
 /// The resolved settings of a cell search, stored with the study for `--resume`.
@@ -135,26 +178,65 @@ struct CellSettings {
     budget_seconds: Option<f64>,
     batch: usize,
     seed: u64,
+    #[serde(default)]
+    objectives: Vec<String>,
+    #[serde(default)]
+    dataset: Option<String>,
+    #[serde(default)]
+    train: TrainSettings,
+    #[serde(default = "default_proxy_batch")]
+    proxy_batch: usize,
+}
+
+fn default_proxy_batch() -> usize {
+    16
+}
+
+/// What `--evaluator train` trains each candidate with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TrainSettings {
+    epochs: usize,
+    train_examples: usize,
+    valid_examples: usize,
+    lr: f64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            epochs: 1,
+            train_examples: 3000,
+            valid_examples: 1000,
+            lr: 0.003,
+        }
+    }
 }
 
 impl CellSettings {
-    fn from_args(a: &CellArgs) -> Result<Self> {
+    /// The settings of each strategy the arguments name (one unless --runs compares several).
+    fn from_args(a: &CellArgs) -> Result<Vec<Self>> {
         let Some(space) = a.space.clone() else {
             bail!("--space is required (e.g. --space search-spaces/nb201.toml)");
         };
-        let evaluator = match (&a.evaluator, &a.benchmark) {
-            (Some(e), _) => e.clone(),
-            (None, Some(_)) => "benchmark".into(),
-            (None, None) => bail!(
-                "give a benchmark table (--benchmark FILE.csv) or a training-free evaluator (--evaluator proxy:params)"
+        let evaluator = match (&a.evaluator, &a.benchmark, &a.dataset) {
+            (Some(e), _, _) => e.clone(),
+            (None, Some(_), _) => "benchmark".into(),
+            (None, None, Some(_)) => "train".into(),
+            (None, None, None) => bail!(
+                "give a benchmark table (--benchmark FILE.csv), a dataset to train on (--dataset shapes) or a proxy (--evaluator proxy:synflow)"
             ),
         };
         let budget_seconds = a.budget_seconds;
-        Ok(CellSettings {
+        let d = TrainSettings::default();
+        let base = CellSettings {
             space,
             benchmark: a.benchmark.clone(),
             evaluator,
-            strategy: a.strategy.unwrap_or(StrategyName::ProxyRea),
+            strategy: if a.objectives.is_empty() {
+                StrategyName::ProxyRea
+            } else {
+                StrategyName::Pareto
+            },
             population: a.population.unwrap_or(10),
             sample: a.sample.unwrap_or(3),
             trials: a.trials.unwrap_or(if budget_seconds.is_some() {
@@ -165,7 +247,30 @@ impl CellSettings {
             budget_seconds,
             batch: a.batch.unwrap_or(1),
             seed: a.seed.unwrap_or(0),
-        })
+            objectives: a.objectives.clone(),
+            dataset: a.dataset.clone(),
+            train: TrainSettings {
+                epochs: a.epochs.unwrap_or(d.epochs),
+                train_examples: a.train_examples.unwrap_or(d.train_examples),
+                valid_examples: a.valid_examples.unwrap_or(d.valid_examples),
+                lr: a.lr.unwrap_or(d.lr),
+            },
+            proxy_batch: a.proxy_batch.unwrap_or(default_proxy_batch()),
+        };
+        if a.strategy.is_empty() {
+            return Ok(vec![base]);
+        }
+        if a.strategy.len() > 1 && a.runs.is_none() {
+            bail!("several strategies are compared over --runs N; give --runs or one strategy");
+        }
+        Ok(a
+            .strategy
+            .iter()
+            .map(|&strategy| CellSettings {
+                strategy,
+                ..base.clone()
+            })
+            .collect())
     }
 
     /// Refuses settings no search can run with.
@@ -173,7 +278,10 @@ impl CellSettings {
         if self.batch == 0 || self.trials == 0 {
             bail!("--batch and --trials must be at least 1");
         }
-        let evolves = matches!(self.strategy, StrategyName::Rea | StrategyName::ProxyRea);
+        let evolves = matches!(
+            self.strategy,
+            StrategyName::Rea | StrategyName::ProxyRea | StrategyName::Pareto
+        );
         if evolves && (self.population == 0 || self.sample == 0) {
             bail!("--population and --sample must be at least 1");
         }
@@ -182,6 +290,25 @@ impl CellSettings {
             .is_some_and(|b| !(b > 0.0 && b.is_finite()))
         {
             bail!("--budget-seconds must be a positive number");
+        }
+        if self.objectives.is_empty() {
+            if self.strategy == StrategyName::Pareto {
+                bail!("the pareto strategy needs --objectives (e.g. accuracy,latency_ms_pixel3)");
+            }
+        } else {
+            if self.objectives.len() < 2 {
+                bail!("--objectives needs at least two objectives (e.g. accuracy,flops_m)");
+            }
+            if !matches!(self.strategy, StrategyName::Random | StrategyName::Pareto) {
+                bail!("with --objectives the strategy is pareto or random");
+            }
+        }
+        let t = &self.train;
+        if self.evaluator == "train" && (t.epochs == 0 || !(t.lr > 0.0 && t.lr.is_finite())) {
+            bail!("--epochs must be at least 1 and --lr a positive number");
+        }
+        if self.proxy_batch < 2 {
+            bail!("--proxy-batch must be at least 2");
         }
         Ok(())
     }
@@ -207,7 +334,16 @@ impl CellSettings {
             stored.benchmark.clone(),
         )?;
         same("--evaluator", a.evaluator.clone(), stored.evaluator.clone())?;
-        same("--strategy", a.strategy, stored.strategy)?;
+        same(
+            "--strategy",
+            (!a.strategy.is_empty()).then(|| a.strategy.clone()),
+            vec![stored.strategy],
+        )?;
+        same(
+            "--objectives",
+            (!a.objectives.is_empty()).then(|| a.objectives.clone()),
+            stored.objectives.clone(),
+        )?;
         same("--population", a.population, stored.population)?;
         same("--sample", a.sample, stored.sample)?;
         same(
@@ -217,10 +353,28 @@ impl CellSettings {
         )?;
         same("--batch", a.batch, stored.batch)?;
         same("--seed", a.seed, stored.seed)?;
+        same("--dataset", a.dataset.clone().map(Some), stored.dataset.clone())?;
+        same("--epochs", a.epochs, stored.train.epochs)?;
+        same(
+            "--train-examples",
+            a.train_examples,
+            stored.train.train_examples,
+        )?;
+        same(
+            "--valid-examples",
+            a.valid_examples,
+            stored.train.valid_examples,
+        )?;
+        same("--lr", a.lr, stored.train.lr)?;
+        same("--proxy-batch", a.proxy_batch, stored.proxy_batch)?;
         Ok(CellSettings {
             trials: a.trials.unwrap_or(stored.trials),
             ..stored
         })
+    }
+
+    fn objectives(&self) -> Vec<Objective> {
+        self.objectives.iter().map(|o| Objective::parse(o)).collect()
     }
 }
 
@@ -238,6 +392,9 @@ struct Summary {
     best: Option<BestTrial>,
     /// Best fitness seen after each trial.
     best_so_far: Vec<f64>,
+    /// With --objectives: the Pareto front of the evaluated candidates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pareto: Option<ParetoSummary>,
 }
 
 #[derive(Serialize)]
@@ -245,53 +402,322 @@ struct BestTrial {
     trial: u64,
     cell: String,
     fitness: f64,
-    metrics: std::collections::BTreeMap<String, f64>,
+    metrics: BTreeMap<String, f64>,
+}
+
+/// A Pareto front of one search.
+#[derive(Serialize)]
+struct ParetoSummary {
+    objectives: Vec<String>,
+    /// The non-dominated trials, by increasing second objective.
+    front: Vec<BestTrial>,
+    /// Hypervolume of the front (two objectives; accuracy times the other's units) above
+    /// the reference point.
+    hypervolume: Option<f64>,
+    /// The reference point (the worst value of each objective over the table, or over the
+    /// evaluated candidates without a table), as the objectives are written.
+    reference_point: Option<[f64; 2]>,
+    /// Hypervolume of the table's own front: the most any search can reach.
+    table_front_hypervolume: Option<f64>,
+    /// hypervolume / table_front_hypervolume.
+    hypervolume_ratio: Option<f64>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.kind {
-        Kind::Cell(a) => run_cell(a),
+        Kind::Cell(a) => run_cell(*a),
         Kind::Deepmad(a) => super::search_deepmad::run(a),
     }
 }
 
+/// Everything a search needs besides its strategy, built once from the settings.
+struct Setup<S: CellSpace> {
+    space: S,
+    evaluator: Box<dyn Evaluator<S::Candidate>>,
+    /// With --objectives and a benchmark evaluator: the table's objective vectors (oriented,
+    /// higher is better), for the hypervolume of the best front there is.
+    table_points: Option<Vec<Vec<f64>>>,
+}
+
 fn run_cell(a: CellArgs) -> Result<ExitCode> {
-    if let Some(runs) = a.runs {
-        return run_many(&a, runs);
-    }
-    let Some(out) = a.out.clone() else {
-        if a.resume {
+    let stored_store = if a.resume {
+        if a.out.is_none() {
             bail!("--resume needs --out DIR (where the study is stored)");
         }
-        // Without a directory the search runs in memory, as one run of --runs.
-        return run_many(&a, 1);
-    };
-    let db = out.join("study.sqlite");
-    let (settings, store) = if a.resume {
+        let db = a.out.as_ref().expect("checked").join("study.sqlite");
         let store = Store::open(&db)?;
         let stored: CellSettings = serde_json::from_value(store.header()?.settings)
             .with_context(|| format!("{}: not a cell search", db.display()))?;
-        (CellSettings::resumed(stored, &a)?, Some(store))
+        Some((CellSettings::resumed(stored, &a)?, store))
     } else {
-        (CellSettings::from_args(&a)?, None)
+        None
     };
-    settings.check()?;
-    let spec = SpaceSpec::load(&settings.space).map_err(anyhow::Error::msg)?;
-    let evaluator = build_evaluator(&settings, &spec)?;
-    let strategy_box = build_strategy(&settings, &spec);
-    let strategy: &dyn Strategy<Nb201Space> = strategy_box.as_ref();
+    let all = match &stored_store {
+        Some((s, _)) => vec![s.clone()],
+        None => CellSettings::from_args(&a)?,
+    };
+    for s in &all {
+        s.check()?;
+    }
+    let first = &all[0];
+    let mut spec = SpaceSpec::load(&first.space).map_err(anyhow::Error::msg)?;
+    // Training takes the networks' input and classes from the dataset.
+    let data = match (&first.dataset, first.evaluator.as_str()) {
+        (Some(d), "train") => {
+            let ds = train::data::load(d)?;
+            spec.input = ds.shape.clone();
+            spec.classes = ds.classes;
+            Some(ds)
+        }
+        (None, "train") => bail!("--evaluator train needs --dataset (e.g. --dataset shapes)"),
+        _ => None,
+    };
+    let store = stored_store.map(|s| s.1);
+    match spec.kind.as_str() {
+        "nb201" => {
+            let space = spec.nb201();
+            let table = match &first.benchmark {
+                Some(p) => Some(Table::load(p).map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            let objectives = first.objectives();
+            let table_points = match (&table, first.evaluator.as_str()) {
+                (Some(t), "benchmark") if !objectives.is_empty() => {
+                    Some(table_objectives(t, &objectives)?)
+                }
+                _ => None,
+            };
+            let evaluator: Box<dyn Evaluator<Nb201Cell>> = match first.evaluator.as_str() {
+                "benchmark" => match table {
+                    Some(t) => Box::new(t),
+                    None => bail!("--evaluator benchmark needs --benchmark FILE.csv"),
+                },
+                // The IR cost model in millions, as before the candle proxies.
+                "proxy:params" | "proxy:macs" if table.is_none() => Box::new(CostProxy {
+                    measure: if first.evaluator == "proxy:params" {
+                        CostMeasure::Params
+                    } else {
+                        CostMeasure::Macs
+                    },
+                    input: spec.input_shape(),
+                    classes: spec.classes,
+                }),
+                _ => network_evaluator(
+                    &space,
+                    spec.classes,
+                    first,
+                    data.as_ref(),
+                    table.map(|t| Box::new(t) as Box<dyn Evaluator<Nb201Cell>>),
+                )?,
+            };
+            let setup = Setup {
+                space,
+                evaluator,
+                table_points,
+            };
+            dispatch(&a, &all, store, &setup)
+        }
+        "nasnet" => {
+            if first.evaluator == "benchmark" || first.benchmark.is_some() {
+                bail!(
+                    "there is no benchmark table of the NASNet space; use --evaluator train --dataset shapes or --evaluator proxy:NAME"
+                );
+            }
+            let space = spec.nasnet();
+            let evaluator = network_evaluator(&space, spec.classes, first, data.as_ref(), None)?;
+            let setup = Setup {
+                space,
+                evaluator,
+                table_points: None,
+            };
+            dispatch(&a, &all, store, &setup)
+        }
+        other => bail!("unknown cell space '{other}'"),
+    }
+}
+
+fn dispatch<S>(
+    a: &CellArgs,
+    all: &[CellSettings],
+    store: Option<Store>,
+    setup: &Setup<S>,
+) -> Result<ExitCode>
+where
+    S: CellSpace + Clone + Send + 'static,
+    S::Candidate: 'static,
+{
+    match (&a.out, a.runs) {
+        (Some(out), None) => run_single(a, &all[0], store, setup, out),
+        (_, runs) => run_many(a, all, runs.unwrap_or(1), setup),
+    }
+}
+
+/// The objective vectors of every row of a table, oriented higher-is-better (the fitness is
+/// the table's `valid_acc_12`).
+fn table_objectives(t: &Table, objectives: &[Objective]) -> Result<Vec<Vec<f64>>> {
+    let mut out = Vec::with_capacity(t.len());
+    for (_, row) in t.iter() {
+        let mut v = Vec::with_capacity(objectives.len());
+        for o in objectives {
+            let x = match o {
+                Objective::Fitness => row.values.get("valid_acc_12").copied(),
+                Objective::Minimize(m) => row.values.get(m).map(|x| -x),
+            };
+            match x {
+                Some(x) => v.push(x),
+                None => bail!(
+                    "objective '{}' is not a column of the table (columns: {})",
+                    o.name(),
+                    row.values.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// A candidate's network as an evaluator's closure.
+fn network_of<S>(space: &S) -> Network<S::Candidate>
+where
+    S: CellSpace + Clone + Send + 'static,
+{
+    let sp = space.clone();
+    Arc::new(move |c: &S::Candidate| sp.network(c).map_err(|e| e.to_string()))
+}
+
+/// The evaluators that judge a candidate by its network: zero-cost proxies and training.
+fn network_evaluator<S>(
+    space: &S,
+    classes: usize,
+    settings: &CellSettings,
+    data: Option<&train::Dataset>,
+    reference: Option<Box<dyn Evaluator<S::Candidate>>>,
+) -> Result<Box<dyn Evaluator<S::Candidate>>>
+where
+    S: CellSpace + Clone + Send + 'static,
+    S::Candidate: 'static,
+{
+    let e = settings.evaluator.as_str();
+    if let Some(p) = e.strip_prefix("proxy:") {
+        let proxy = if p == "macs" { "flops" } else { p };
+        if !proxies::NAMES.contains(&proxy) {
+            bail!(
+                "unknown proxy '{p}' (known: {}, macs)",
+                proxies::NAMES.join(", ")
+            );
+        }
+        return Ok(Box::new(ZeroCostEvaluator {
+            proxy: proxy.to_string(),
+            network: network_of(space),
+            classes,
+            batch: settings.proxy_batch,
+            seed: settings.seed,
+            reference,
+        }));
+    }
+    if e == "train" {
+        let data = data.context("--evaluator train needs --dataset")?;
+        let t = &settings.train;
+        let cfg = TrainConfig {
+            epochs: t.epochs,
+            lr: t.lr,
+            optimizer: OptimizerKind::Adam,
+            ..TrainConfig::default()
+        };
+        let ev = TrainEvaluator::new(
+            network_of(space),
+            data,
+            t.train_examples,
+            t.valid_examples,
+            cfg,
+        )
+        .map_err(anyhow::Error::msg)?;
+        return Ok(Box::new(ev));
+    }
+    bail!(
+        "unknown evaluator '{e}' (known: benchmark, proxy:NAME with NAME one of {}, train)",
+        proxies::NAMES.join(", ")
+    )
+}
+
+/// Mutations ranked by the proxy per child, and random cells per initial member, of
+/// `proxy-rea`.
+const PROXY_CHILDREN: usize = 4;
+const PROXY_POOL: usize = 20;
+
+/// The strategy a cell search's settings name.
+fn build_strategy<S>(settings: &CellSettings, space: &S) -> Box<dyn Strategy<S>>
+where
+    S: CellSpace + Clone + Send + 'static,
+    S::Candidate: 'static,
+{
+    match settings.strategy {
+        StrategyName::Random => Box::new(RandomSearch),
+        StrategyName::Rea => Box::new(RegularizedEvolution {
+            population: settings.population,
+            sample: settings.sample,
+        }),
+        StrategyName::Local => Box::new(LocalSearch),
+        StrategyName::Pareto => Box::new(ParetoEvolution {
+            objectives: settings.objectives(),
+            initial: settings.population,
+        }),
+        StrategyName::ProxyRea => {
+            // The network's parameter count from the IR cost model, once per candidate.
+            let sp = space.clone();
+            let cache = std::sync::Mutex::new(HashMap::<String, f64>::new());
+            let proxy: Proxy<S::Candidate> = Arc::new(move |c: &S::Candidate| {
+                let key = sp.encode(c);
+                if let Some(&v) = cache.lock().expect("proxy cache").get(&key) {
+                    return v;
+                }
+                let v = sp
+                    .network(c)
+                    .and_then(|g| g.analyze())
+                    .map(|a| a.totals.params as f64)
+                    .unwrap_or(f64::MIN);
+                cache.lock().expect("proxy cache").insert(key, v);
+                v
+            });
+            Box::new(ProxyEvolution {
+                population: settings.population,
+                sample: settings.sample,
+                pool: PROXY_POOL,
+                children: PROXY_CHILDREN,
+                proxy,
+                proxy_name: "params".into(),
+            })
+        }
+    }
+}
+
+fn run_single<S>(
+    a: &CellArgs,
+    settings: &CellSettings,
+    store: Option<Store>,
+    setup: &Setup<S>,
+    out: &Path,
+) -> Result<ExitCode>
+where
+    S: CellSpace + Clone + Send + 'static,
+    S::Candidate: 'static,
+{
+    let db = out.join("study.sqlite");
+    let strategy_box = build_strategy(settings, &setup.space);
+    let strategy: &dyn Strategy<S> = strategy_box.as_ref();
     let config = StudyConfig {
         seed: settings.seed,
         max_trials: settings.trials,
         budget: settings.budget_seconds,
         batch: settings.batch,
     };
-    let study = Study::new(&Nb201Space, strategy, evaluator.as_ref(), config)?;
+    let study = Study::new(&setup.space, strategy, setup.evaluator.as_ref(), config)?;
     let store = match store {
         Some(s) => s,
         None => Store::create(
             &db,
-            &study.header(serde_json::to_value(&settings)?),
+            &study.header(serde_json::to_value(settings)?),
             a.force,
         )?,
     };
@@ -323,96 +749,68 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
     })?;
     bar.finish_and_clear();
 
-    let summary = summarize(&result, &study.header(serde_json::Value::Null), &settings);
+    let mut summary = summarize(
+        &result,
+        &study.header(serde_json::Value::Null),
+        settings,
+        &setup.space,
+    );
+    let objectives = settings.objectives();
+    if !objectives.is_empty() {
+        summary.pareto = Some(pareto_summary(
+            &result.trials,
+            &objectives,
+            &setup.space,
+            setup.table_points.as_deref(),
+        ));
+        if objectives.len() == 2 {
+            pareto_figure(
+                &out.join("pareto.svg"),
+                &result.trials,
+                &objectives,
+                setup.table_points.as_deref(),
+                &summary,
+            )?;
+        }
+    }
     write_file(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
         true,
     )?;
     if let Some(best) = &summary.best {
-        let cell: Nb201Cell = best.cell.parse().map_err(anyhow::Error::msg)?;
-        let g = zoo::nb201(&cell, spec.input_shape(), spec.classes)?;
+        let cell = setup
+            .space
+            .decode(&best.cell)
+            .map_err(anyhow::Error::msg)?;
+        let g = setup.space.network(&cell)?;
         write_file(&out.join("best.json"), io::to_json(&g)?.as_bytes(), true)?;
     }
     if a.json {
         print_json(&summary)?;
     } else {
-        print_human(&summary, &out);
+        print_human(&summary, out);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Mutations ranked by the proxy per child, and random cells per initial member, of
-/// `proxy-rea`.
-const PROXY_CHILDREN: usize = 4;
-const PROXY_POOL: usize = 20;
-
-/// The strategy a cell search's settings name.
-fn build_strategy(settings: &CellSettings, spec: &SpaceSpec) -> Box<dyn Strategy<Nb201Space>> {
-    match settings.strategy {
-        StrategyName::Random => Box::new(RandomSearch),
-        StrategyName::Rea => Box::new(RegularizedEvolution {
-            population: settings.population,
-            sample: settings.sample,
-        }),
-        StrategyName::Local => Box::new(LocalSearch),
-        StrategyName::ProxyRea => {
-            // The network's parameter count from the IR cost model, once per cell.
-            let (input, classes) = (spec.input_shape(), spec.classes);
-            let cache = std::sync::Mutex::new(std::collections::HashMap::<usize, f64>::new());
-            let proxy: Proxy<Nb201Cell> = std::sync::Arc::new(move |c: &Nb201Cell| {
-                if let Some(&v) = cache.lock().expect("proxy cache").get(&c.code()) {
-                    return v;
-                }
-                let v = zoo::nb201(c, input.clone(), classes)
-                    .and_then(|g| g.analyze())
-                    .map(|a| a.totals.params as f64)
-                    .unwrap_or(f64::MIN);
-                cache.lock().expect("proxy cache").insert(c.code(), v);
-                v
-            });
-            Box::new(ProxyEvolution {
-                population: settings.population,
-                sample: settings.sample,
-                pool: PROXY_POOL,
-                children: PROXY_CHILDREN,
-                proxy,
-                proxy_name: "params".into(),
-            })
-        }
+fn trial_report<C>(t: &Trial<C>, space: &impl Space<Candidate = C>) -> BestTrial {
+    BestTrial {
+        trial: t.id,
+        cell: space.encode(&t.candidate),
+        fitness: t.fitness().unwrap_or(f64::NAN),
+        metrics: match &t.outcome {
+            archproof::search::Outcome::Done(e) => e.metrics.clone(),
+            archproof::search::Outcome::Failed(_) => Default::default(),
+        },
     }
 }
 
-/// The evaluator a cell search's settings name.
-fn build_evaluator(
-    settings: &CellSettings,
-    spec: &SpaceSpec,
-) -> Result<Box<dyn Evaluator<Nb201Cell>>> {
-    let evaluator: Box<dyn Evaluator<Nb201Cell>> = match settings.evaluator.as_str() {
-        "benchmark" => {
-            let Some(path) = &settings.benchmark else {
-                bail!("--evaluator benchmark needs --benchmark FILE.csv");
-            };
-            Box::new(Table::load(path).map_err(anyhow::Error::msg)?)
-        }
-        "proxy:params" | "proxy:macs" => Box::new(CostProxy {
-            measure: if settings.evaluator == "proxy:params" {
-                CostMeasure::Params
-            } else {
-                CostMeasure::Macs
-            },
-            input: spec.input_shape(),
-            classes: spec.classes,
-        }),
-        other => bail!("unknown evaluator '{other}' (known: benchmark, proxy:params, proxy:macs)"),
-    };
-    Ok(evaluator)
-}
-
-fn summarize(
-    r: &StudyResult<Nb201Cell>,
+fn summarize<S: Space>(
+    r: &StudyResult<S::Candidate>,
     header: &archproof::search::StudyHeader,
     settings: &CellSettings,
+    space: &S,
 ) -> Summary {
     let mut best_so_far = Vec::with_capacity(r.trials.len());
     let mut best = f64::NEG_INFINITY;
@@ -431,20 +829,126 @@ fn summarize(
         failed: r.trials.iter().filter(|t| t.fitness().is_none()).count(),
         total_cost: r.total_cost,
         interrupted: r.interrupted,
-        best: r.best.map(|i| {
-            let t = &r.trials[i];
-            BestTrial {
-                trial: t.id,
-                cell: t.candidate.to_string(),
-                fitness: t.fitness().unwrap_or(f64::NAN),
-                metrics: match &t.outcome {
-                    archproof::search::Outcome::Done(e) => e.metrics.clone(),
-                    archproof::search::Outcome::Failed(_) => Default::default(),
-                },
-            }
-        }),
+        best: r.best.map(|i| trial_report(&r.trials[i], space)),
         best_so_far,
+        pareto: None,
     }
+}
+
+/// The reference point of a hypervolume: the worst of each objective over the table, or
+/// over the evaluated points without one (oriented, higher is better).
+fn reference_point(points: &[Vec<f64>]) -> [f64; 2] {
+    let worst = |k: usize| points.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
+    [worst(0), worst(1)]
+}
+
+/// Hypervolume of the front of `trials` and its ratio to the table's, for two objectives.
+fn hypervolumes<C>(
+    trials: &[Trial<C>],
+    objectives: &[Objective],
+    table_points: Option<&[Vec<f64>]>,
+) -> (Option<f64>, Option<[f64; 2]>, Option<f64>, Option<f64>) {
+    if objectives.len() != 2 {
+        return (None, None, None, None);
+    }
+    let pts: Vec<Vec<f64>> = trials
+        .iter()
+        .filter_map(|t| pareto::oriented(objectives, t))
+        .collect();
+    let reference = reference_point(table_points.unwrap_or(&pts));
+    let hv = pareto::hypervolume_2d(&pts, reference);
+    let table_hv = table_points.map(|t| pareto::hypervolume_2d(t, reference));
+    let ratio = table_hv.map(|t| hv / t);
+    (Some(hv), Some(reference), table_hv, ratio)
+}
+
+fn pareto_summary<S: Space>(
+    trials: &[Trial<S::Candidate>],
+    objectives: &[Objective],
+    space: &S,
+    table_points: Option<&[Vec<f64>]>,
+) -> ParetoSummary {
+    let scored: Vec<(usize, Vec<f64>)> = trials
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| pareto::oriented(objectives, t).map(|v| (i, v)))
+        .collect();
+    let points: Vec<Vec<f64>> = scored.iter().map(|s| s.1.clone()).collect();
+    let mut front: Vec<usize> = pareto::front(&points);
+    front.sort_by(|&x, &y| points[y][1].total_cmp(&points[x][1]));
+    let (hypervolume, reference, table_hv, ratio) =
+        hypervolumes(trials, objectives, table_points);
+    let unorient = |k: usize, v: f64| match objectives[k] {
+        Objective::Fitness => v,
+        Objective::Minimize(_) => -v,
+    };
+    ParetoSummary {
+        objectives: objectives.iter().map(|o| o.name().to_string()).collect(),
+        front: front
+            .iter()
+            .map(|&f| trial_report(&trials[scored[f].0], space))
+            .collect(),
+        hypervolume,
+        reference_point: reference.map(|r| [unorient(0, r[0]), unorient(1, r[1])]),
+        table_front_hypervolume: table_hv,
+        hypervolume_ratio: ratio,
+    }
+}
+
+/// pareto.svg: every evaluated candidate, the search's front and, with a table, the
+/// table's own front (accuracy up, the cost objective along x).
+fn pareto_figure<C>(
+    path: &Path,
+    trials: &[Trial<C>],
+    objectives: &[Objective],
+    table_points: Option<&[Vec<f64>]>,
+    summary: &Summary,
+) -> Result<()> {
+    // Plot coordinates: (cost objective as written, accuracy).
+    let plot = |v: &[f64]| -> (f64, f64) {
+        let x = match objectives[1] {
+            Objective::Fitness => v[1],
+            Objective::Minimize(_) => -v[1],
+        };
+        let y = match objectives[0] {
+            Objective::Fitness => v[0],
+            Objective::Minimize(_) => -v[0],
+        };
+        (x, y)
+    };
+    let pts: Vec<Vec<f64>> = trials
+        .iter()
+        .filter_map(|t| pareto::oriented(objectives, t))
+        .collect();
+    let mut fronts = vec![archproof::report::FrontSeries {
+        name: "search's front".into(),
+        points: pareto::front(&pts).iter().map(|&i| plot(&pts[i])).collect(),
+    }];
+    if let Some(t) = table_points {
+        fronts.push(archproof::report::FrontSeries {
+            name: "table's front".into(),
+            points: pareto::front(t).iter().map(|&i| plot(&t[i])).collect(),
+        });
+    }
+    let ratio = summary
+        .pareto
+        .as_ref()
+        .and_then(|p| p.hypervolume_ratio)
+        .map(|r| format!(", hypervolume {:.1}% of the table's", 100.0 * r))
+        .unwrap_or_default();
+    archproof::report::pareto_svg(
+        path,
+        &format!(
+            "{}: {} trials{ratio}",
+            summary.strategy.split('(').next().unwrap_or(""),
+            summary.trials
+        ),
+        objectives[1].name(),
+        &format!("{} (fitness)", objectives[0].name()),
+        &pts.iter().map(|v| plot(v)).collect::<Vec<_>>(),
+        &fronts,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 fn print_human(s: &Summary, out: &Path) {
@@ -462,22 +966,44 @@ fn print_human(s: &Summary, out: &Path) {
         }
     );
     if s.total_cost > 0.0 {
-        println!("  cost        {:.0} simulated s", s.total_cost);
+        println!("  cost        {:.0} s", s.total_cost);
     }
     if let Some(b) = &s.best {
         println!("  best        trial {}: {}", b.trial, b.cell);
         println!("  fitness     {:.4}", b.fitness);
-        if let Some(t) = b.metrics.get("test_acc_200") {
-            println!("  test acc    {t:.4} (200 epochs)");
+        if let Some(t) = test_acc(&b.metrics) {
+            println!("  test acc    {t:.4}");
         }
     }
-    println!(
-        "  written     {}/{{study.sqlite,summary.json,best.json}}",
-        out.display()
-    );
+    let mut files = "study.sqlite,summary.json,best.json".to_string();
+    if let Some(p) = &s.pareto {
+        println!(
+            "  front       {} cells over {}",
+            p.front.len(),
+            p.objectives.join(", ")
+        );
+        if let Some(r) = p.hypervolume_ratio {
+            println!("  hypervolume {:.1}% of the table's front", 100.0 * r);
+        }
+        if p.objectives.len() == 2 {
+            files.push_str(",pareto.svg");
+        }
+    }
+    println!("  written     {}/{{{files}}}", out.display());
 }
 
-/// One of many seeded runs: the best-by-fitness cell and what the table says of it.
+/// The test accuracy an evaluator reports: the table's `test_acc_200`, or `test_acc` of
+/// training.
+fn test_acc(m: &BTreeMap<String, f64>) -> Option<f64> {
+    m.get("test_acc_200").or(m.get("test_acc")).copied()
+}
+
+/// The validation accuracy an evaluator reports (`valid_acc_200` or `valid_acc`).
+fn valid_acc(m: &BTreeMap<String, f64>) -> Option<f64> {
+    m.get("valid_acc_200").or(m.get("valid_acc")).copied()
+}
+
+/// One of many seeded runs: the best-by-fitness cell and what the evaluator says of it.
 #[derive(Serialize)]
 struct RunResult {
     seed: u64,
@@ -487,10 +1013,16 @@ struct RunResult {
     valid_acc: Option<f64>,
     queries: usize,
     simulated_seconds: f64,
-    /// (simulated seconds, test accuracy of the best-by-fitness cell so far) at each change.
+    /// With two objectives: the final hypervolume (and its ratio to the table's front).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hypervolume: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hypervolume_ratio: Option<f64>,
+    /// (cost so far, the tracked score) at each change: the test accuracy of the best-by-
+    /// fitness cell, or the hypervolume (ratio) of a multi-objective run.
     #[serde(skip)]
     curve: Vec<(f64, f64)>,
-    /// Test accuracy of the best-by-fitness cell after each query.
+    /// The tracked score after each query.
     #[serde(skip)]
     by_query: Vec<f64>,
 }
@@ -502,13 +1034,20 @@ struct ManySummary {
     evaluator: String,
     runs: usize,
     budget_seconds: Option<f64>,
-    test_acc_mean: f64,
-    test_acc_std: f64,
-    valid_acc_mean: f64,
+    /// Absent when the evaluator reports no test accuracy (a proxy without a table).
+    test_acc_mean: Option<f64>,
+    test_acc_std: Option<f64>,
+    valid_acc_mean: Option<f64>,
     queries_mean: f64,
-    /// Mean over runs of the best-by-fitness cell's test accuracy after q = 1, 2, ... queries
-    /// (a run that has ended keeps its final value).
-    mean_test_acc_by_query: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hypervolume_ratio_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hypervolume_ratio_std: Option<f64>,
+    /// Mean over runs of the best-by-fitness cell's test accuracy (or, with objectives, the
+    /// hypervolume ratio) after q = 1, 2, ... queries (a run that has ended keeps its final
+    /// value).
+    #[serde(rename = "mean_test_acc_by_query")]
+    mean_score_by_query: Vec<f64>,
     per_run: Vec<RunResult>,
 }
 
@@ -519,166 +1058,277 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// One seeded run of `run_many`.
+fn one_run<S>(
+    setup: &Setup<S>,
+    settings: &CellSettings,
+    strategy: &dyn Strategy<S>,
+    seed: u64,
+) -> Result<RunResult>
+where
+    S: CellSpace + Clone + Send + 'static,
+    S::Candidate: 'static,
+{
+    let config = StudyConfig {
+        seed,
+        max_trials: settings.trials,
+        budget: settings.budget_seconds,
+        batch: settings.batch,
+    };
+    let study = Study::new(&setup.space, strategy, setup.evaluator.as_ref(), config)?;
+    let res = study.run(&|_| {})?;
+    let objectives = settings.objectives();
+    let multi = objectives.len() == 2;
+    let reference = setup
+        .table_points
+        .as_deref()
+        .map(reference_point)
+        .unwrap_or([f64::NEG_INFINITY; 2]);
+    let table_hv = setup
+        .table_points
+        .as_deref()
+        .map(|t| pareto::hypervolume_2d(t, reference));
+    let mut curve = Vec::new();
+    let mut by_query = Vec::new();
+    let (mut cost, mut best, mut now) = (0.0, f64::NEG_INFINITY, f64::NAN);
+    let mut pts: Vec<Vec<f64>> = Vec::new();
+    for t in &res.trials {
+        if let archproof::search::Outcome::Done(e) = &t.outcome {
+            cost += e.cost;
+            if multi {
+                if let (Some(p), Some(thv)) = (pareto::oriented(&objectives, t), table_hv) {
+                    pts.push(p);
+                    let r = pareto::hypervolume_2d(&pts, reference) / thv;
+                    if r != now {
+                        curve.push((cost, r));
+                        now = r;
+                    }
+                }
+            } else if e.fitness > best {
+                best = e.fitness;
+                if let Some(acc) = test_acc(&e.metrics) {
+                    curve.push((cost, acc));
+                    now = acc;
+                }
+            }
+        }
+        by_query.push(now);
+    }
+    let (hypervolume, _, _, hypervolume_ratio) =
+        hypervolumes(&res.trials, &objectives, setup.table_points.as_deref());
+    let b = res
+        .best
+        .map(|i| &res.trials[i])
+        .ok_or_else(|| anyhow::anyhow!("run with seed {seed}: no trial succeeded"))?;
+    let m = trial_report(b, &setup.space).metrics;
+    Ok(RunResult {
+        seed,
+        cell: setup.space.encode(&b.candidate),
+        fitness: b.fitness().unwrap_or(f64::NAN),
+        test_acc: test_acc(&m),
+        valid_acc: valid_acc(&m),
+        queries: res.trials.len(),
+        simulated_seconds: res.total_cost,
+        hypervolume,
+        hypervolume_ratio,
+        curve,
+        by_query,
+    })
+}
+
 /// `--runs N`: N seeded searches in parallel, in memory, summarised as the benchmark paper
-/// reports them.
-fn run_many(a: &CellArgs, runs: usize) -> Result<ExitCode> {
+/// reports them; several strategies are run on the same seeds and drawn in one figure.
+fn run_many<S>(
+    a: &CellArgs,
+    all: &[CellSettings],
+    runs: usize,
+    setup: &Setup<S>,
+) -> Result<ExitCode>
+where
+    S: CellSpace + Clone + Send + 'static,
+    S::Candidate: 'static,
+{
     use rayon::prelude::*;
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let settings = CellSettings::from_args(a)?;
-    settings.check()?;
     if let Some(out) = &a.out {
         super::common::refuse_existing(
             &[out.join("runs.json"), out.join("progress.svg")],
             a.force,
         )?;
     }
-    let spec = SpaceSpec::load(&settings.space).map_err(anyhow::Error::msg)?;
-    let evaluator = build_evaluator(&settings, &spec)?;
-    let strategy_box = build_strategy(&settings, &spec);
-    let strategy: &dyn Strategy<Nb201Space> = strategy_box.as_ref();
     let bar = if a.quiet || a.json {
         ProgressBar::hidden()
     } else {
-        let b = ProgressBar::new(runs as u64);
+        let b = ProgressBar::new((runs * all.len()) as u64);
         b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} runs  [{elapsed}]")
+            ProgressStyle::with_template("{bar:40} {pos}/{len} runs  [{elapsed}<{eta}]")
                 .expect("static template"),
         );
         b
     };
-    let metric = |t: &archproof::search::Trial<Nb201Cell>, key: &str| match &t.outcome {
-        archproof::search::Outcome::Done(e) => e.metrics.get(key).copied(),
-        archproof::search::Outcome::Failed(_) => None,
-    };
-    let results: Vec<RunResult> = (0..runs as u64)
-        .into_par_iter()
-        .map(|r| -> Result<RunResult> {
-            let config = StudyConfig {
-                seed: settings.seed + r,
-                max_trials: settings.trials,
-                budget: settings.budget_seconds,
-                batch: settings.batch,
-            };
-            let study = Study::new(&Nb201Space, strategy, evaluator.as_ref(), config)?;
-            let res = study.run(&|_| {})?;
-            bar.inc(1);
-            let mut curve = Vec::new();
-            let mut by_query = Vec::new();
-            let (mut cost, mut best, mut acc_now) = (0.0, f64::NEG_INFINITY, f64::NAN);
-            for t in &res.trials {
-                if let archproof::search::Outcome::Done(e) = &t.outcome {
-                    cost += e.cost;
-                    if e.fitness > best {
-                        best = e.fitness;
-                        if let Some(acc) = metric(t, "test_acc_200") {
-                            curve.push((cost, acc));
-                            acc_now = acc;
-                        }
-                    }
-                }
-                by_query.push(acc_now);
-            }
-            let b = res
-                .best
-                .map(|i| &res.trials[i])
-                .ok_or_else(|| anyhow::anyhow!("run {r}: no trial succeeded"))?;
-            Ok(RunResult {
-                seed: settings.seed + r,
-                cell: b.candidate.to_string(),
-                fitness: b.fitness().unwrap_or(f64::NAN),
-                test_acc: metric(b, "test_acc_200"),
-                valid_acc: metric(b, "valid_acc_200"),
-                queries: res.trials.len(),
-                simulated_seconds: res.total_cost,
-                curve,
-                by_query,
+    let mut summaries = Vec::with_capacity(all.len());
+    for settings in all {
+        let strategy_box = build_strategy(settings, &setup.space);
+        let strategy: &dyn Strategy<S> = strategy_box.as_ref();
+        let results: Vec<RunResult> = (0..runs as u64)
+            .into_par_iter()
+            .map(|r| {
+                let res = one_run(setup, settings, strategy, settings.seed + r);
+                bar.inc(1);
+                res
             })
-        })
-        .collect::<Result<_>>()?;
+            .collect::<Result<_>>()?;
+        let tests: Vec<f64> = results.iter().filter_map(|r| r.test_acc).collect();
+        let valids: Vec<f64> = results.iter().filter_map(|r| r.valid_acc).collect();
+        let queries: Vec<f64> = results.iter().map(|r| r.queries as f64).collect();
+        let ratios: Vec<f64> = results.iter().filter_map(|r| r.hypervolume_ratio).collect();
+        let (test_acc_mean, test_acc_std) = mean_std(&tests);
+        let some = |v: f64, of: &[f64]| (!of.is_empty()).then_some(v);
+        let longest = results.iter().map(|r| r.by_query.len()).max().unwrap_or(0);
+        let mean_score_by_query: Vec<f64> = (0..longest)
+            .map(|q| {
+                let v: Vec<f64> = results
+                    .iter()
+                    .filter_map(|r| r.by_query.get(q).or(r.by_query.last()).copied())
+                    .filter(|v| v.is_finite())
+                    .collect();
+                mean_std(&v).0
+            })
+            .collect();
+        let (hv_mean, hv_std) = mean_std(&ratios);
+        summaries.push(ManySummary {
+            mean_score_by_query,
+            space: setup.space.name().to_string(),
+            strategy: strategy.name(),
+            evaluator: setup.evaluator.describe(),
+            runs,
+            budget_seconds: settings.budget_seconds,
+            test_acc_mean: some(test_acc_mean, &tests),
+            test_acc_std: some(test_acc_std, &tests),
+            valid_acc_mean: some(mean_std(&valids).0, &valids),
+            queries_mean: mean_std(&queries).0,
+            hypervolume_ratio_mean: (!ratios.is_empty()).then_some(hv_mean),
+            hypervolume_ratio_std: (!ratios.is_empty()).then_some(hv_std),
+            per_run: results,
+        });
+    }
     bar.finish_and_clear();
-    let tests: Vec<f64> = results.iter().filter_map(|r| r.test_acc).collect();
-    let valids: Vec<f64> = results.iter().filter_map(|r| r.valid_acc).collect();
-    let queries: Vec<f64> = results.iter().map(|r| r.queries as f64).collect();
-    let (test_acc_mean, test_acc_std) = mean_std(&tests);
-    let longest = results.iter().map(|r| r.by_query.len()).max().unwrap_or(0);
-    let mean_test_acc_by_query: Vec<f64> = (0..longest)
-        .map(|q| {
-            let v: Vec<f64> = results
-                .iter()
-                .filter_map(|r| r.by_query.get(q).or(r.by_query.last()).copied())
-                .filter(|v| v.is_finite())
-                .collect();
-            mean_std(&v).0
-        })
-        .collect();
-    let summary = ManySummary {
-        mean_test_acc_by_query,
-        space: settings.space.clone(),
-        strategy: strategy.name(),
-        evaluator: evaluator.describe(),
-        runs,
-        budget_seconds: settings.budget_seconds,
-        test_acc_mean,
-        test_acc_std,
-        valid_acc_mean: mean_std(&valids).0,
-        queries_mean: mean_std(&queries).0,
-        per_run: results,
-    };
+    let multi = all[0].objectives.len() == 2 && setup.table_points.is_some();
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
-        write_file(
-            &out.join("runs.json"),
-            serde_json::to_string_pretty(&summary)?.as_bytes(),
-            true,
-        )?;
-        // Mean test accuracy of the best-by-fitness cell against simulated time.
-        let end = summary
-            .per_run
-            .iter()
-            .map(|r| r.simulated_seconds)
-            .fold(0.0, f64::max);
-        let grid: Vec<f64> = (1..=100).map(|i| end * i as f64 / 100.0).collect();
-        let at = |t: f64| {
-            let v: Vec<f64> = summary
-                .per_run
-                .iter()
-                .filter_map(|r| r.curve.iter().take_while(|p| p.0 <= t).last().map(|p| p.1))
-                .collect();
-            (v.len() == summary.runs).then(|| mean_std(&v))
+        let json = if summaries.len() == 1 {
+            serde_json::to_string_pretty(&summaries[0])?
+        } else {
+            serde_json::to_string_pretty(&serde_json::json!({ "strategies": &summaries }))?
         };
-        let points: Vec<(f64, f64, f64)> = grid
-            .iter()
-            .filter_map(|&t| at(t).map(|(m, sd)| (t, m, sd)))
-            .collect();
-        archproof::report::band_svg(
-            &out.join("progress.svg"),
-            &format!(
-                "{}: test accuracy of the best-by-fitness cell, mean +- std of {} runs (seeds {}..)",
-                summary.strategy, runs, settings.seed
-            ),
-            "simulated seconds",
-            "test accuracy (%)",
-            &[archproof::report::BandSeries {
-                name: summary.strategy.clone(),
-                points,
-            }],
-        )
-        .map_err(anyhow::Error::msg)?;
+        write_file(&out.join("runs.json"), json.as_bytes(), true)?;
+        progress_figure(&out.join("progress.svg"), &summaries, runs, all[0].seed, multi)?;
     }
     if a.json {
-        print_json(&summary)?;
+        if summaries.len() == 1 {
+            print_json(&summaries[0])?;
+        } else {
+            print_json(&serde_json::json!({ "strategies": &summaries }))?;
+        }
     } else {
-        println!(
-            "{} over {} runs: test accuracy {:.2} +- {:.2}, validation {:.2}, {:.1} queries on average",
-            summary.strategy,
-            runs,
-            summary.test_acc_mean,
-            summary.test_acc_std,
-            summary.valid_acc_mean,
-            summary.queries_mean
-        );
+        for s in &summaries {
+            let hv = s
+                .hypervolume_ratio_mean
+                .map(|m| {
+                    format!(
+                        ", hypervolume {:.2}% +- {:.2} of the table's front",
+                        100.0 * m,
+                        100.0 * s.hypervolume_ratio_std.unwrap_or(0.0)
+                    )
+                })
+                .unwrap_or_default();
+            let acc = match (s.test_acc_mean, s.test_acc_std) {
+                (Some(m), Some(sd)) => format!("test accuracy {m:.2} +- {sd:.2}"),
+                _ => "no test accuracy (the evaluator reports none)".to_string(),
+            };
+            let valid = s
+                .valid_acc_mean
+                .map(|v| format!(", validation {v:.2}"))
+                .unwrap_or_default();
+            let fitness: Vec<f64> = s.per_run.iter().map(|r| r.fitness).collect();
+            let f = mean_std(&fitness).0;
+            let f = if f.abs() >= 1e6 {
+                format!("{f:.4e}")
+            } else {
+                format!("{f:.4}")
+            };
+            println!(
+                "{} over {} run{}: {acc}{valid}, best fitness {f} on average, {:.1} queries on average{hv}",
+                s.strategy,
+                runs,
+                if runs == 1 { "" } else { "s" },
+                s.queries_mean
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// progress.svg: per strategy, the mean and std over runs of the tracked score (test accuracy
+/// of the best-by-fitness cell, or the hypervolume ratio) against cost.
+fn progress_figure(
+    path: &Path,
+    summaries: &[ManySummary],
+    runs: usize,
+    seed: u64,
+    multi: bool,
+) -> Result<()> {
+    let end = summaries
+        .iter()
+        .flat_map(|s| s.per_run.iter().map(|r| r.simulated_seconds))
+        .fold(0.0, f64::max);
+    let grid: Vec<f64> = (1..=100).map(|i| end * i as f64 / 100.0).collect();
+    let scale = if multi { 100.0 } else { 1.0 };
+    let series: Vec<archproof::report::BandSeries> = summaries
+        .iter()
+        .map(|s| {
+            let at = |t: f64| {
+                let v: Vec<f64> = s
+                    .per_run
+                    .iter()
+                    .filter_map(|r| {
+                        r.curve
+                            .iter()
+                            .take_while(|p| p.0 <= t)
+                            .last()
+                            .map(|p| scale * p.1)
+                    })
+                    .collect();
+                (v.len() == s.runs).then(|| mean_std(&v))
+            };
+            archproof::report::BandSeries {
+                name: s.strategy.split('(').next().unwrap_or("").to_string(),
+                points: grid
+                    .iter()
+                    .filter_map(|&t| at(t).map(|(m, sd)| (t, m, sd)))
+                    .collect(),
+            }
+        })
+        .collect();
+    let (what, y) = if multi {
+        (
+            "hypervolume of the front, % of the table's",
+            "hypervolume (% of the table's front)",
+        )
+    } else {
+        (
+            "test accuracy of the best-by-fitness cell",
+            "test accuracy (%)",
+        )
+    };
+    archproof::report::band_svg(
+        path,
+        &format!("{what}: mean +- std of {runs} runs (seeds {seed}..)"),
+        "cost (s)",
+        y,
+        &series,
+    )
+    .map_err(anyhow::Error::msg)
 }

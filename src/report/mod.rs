@@ -291,6 +291,19 @@ pub fn stages_svg(path: &Path, title: &str, designs: &[StageSeries]) -> Result<(
     Ok(())
 }
 
+/// The span of the values with 5% room on each side (0..1 when there are none).
+fn padded_range(v: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    if lo.is_finite() {
+        let pad = ((hi - lo) * 0.05).max(1e-9);
+        (lo - pad)..(hi + pad)
+    } else {
+        0.0..1.0
+    }
+}
+
 /// Draws a scatter of (x, y) points, x on a log scale when `log_x` (non-positive x dropped).
 pub fn scatter_svg(
     path: &Path,
@@ -305,19 +318,8 @@ pub fn scatter_svg(
         .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0))
         .map(|&(x, y)| (if log_x { x.log10() } else { x }, y))
         .collect();
-    let range = |v: &mut dyn Iterator<Item = f64>| {
-        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-            (a.min(x), b.max(x))
-        });
-        if lo.is_finite() {
-            let pad = ((hi - lo) * 0.05).max(1e-9);
-            (lo - pad)..(hi + pad)
-        } else {
-            0.0..1.0
-        }
-    };
-    let xr = range(&mut pts.iter().map(|p| p.0));
-    let yr = range(&mut pts.iter().map(|p| p.1));
+    let xr = padded_range(pts.iter().map(|p| p.0));
+    let yr = padded_range(pts.iter().map(|p| p.1));
     let x_desc = if log_x {
         format!("log10 {x_desc}")
     } else {
@@ -390,6 +392,64 @@ pub fn band_svg(
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A named Pareto front for [`pareto_svg`]: its points in plot coordinates.
+pub struct FrontSeries {
+    /// Legend label.
+    pub name: String,
+    /// The front's points (any order; drawn sorted by x).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws evaluated candidates as grey dots and each front as a line with markers (a
+/// cost on x, lower is better; accuracy on y, higher is better).
+pub fn pareto_svg(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    evaluated: &[(f64, f64)],
+    fronts: &[FrontSeries],
+) -> Result<(), String> {
+    let all: Vec<(f64, f64)> = evaluated
+        .iter()
+        .chain(fronts.iter().flat_map(|f| f.points.iter()))
+        .copied()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
+    let xr = padded_range(all.iter().map(|p| p.0));
+    let yr = padded_range(all.iter().map(|p| p.1));
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let mut chart = xy_chart(&root, title, x_desc, y_desc, xr, yr)?;
+    chart
+        .draw_series(
+            evaluated
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .map(|&p| Circle::new(p, 2, RGBColor(150, 150, 150).mix(0.6).filled())),
+        )
+        .map_err(|e| e.to_string())?
+        .label(format!("evaluated ({})", evaluated.len()))
+        .legend(|(x, y)| Circle::new((x + 10, y), 3, RGBColor(150, 150, 150).filled()));
+    for (k, f) in fronts.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let mut pts = f.points.clone();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(format!("{} ({} points)", f.name, pts.len()))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| e.to_string())?;

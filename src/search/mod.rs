@@ -5,10 +5,12 @@
 //! [`Strategy`] proposes the next candidate from the history of finished trials. A [`Study`]
 //! ties them together, evaluates trials in parallel and records each one in a [`Store`].
 
+pub mod pareto;
 mod store;
 mod strategy;
 mod study;
 
+pub use pareto::{Objective, ParetoEvolution};
 pub use store::{Store, StudyHeader};
 pub use strategy::{
     LocalSearch, Proxy, ProxyEvolution, RandomSearch, RegularizedEvolution, Strategy,

@@ -90,12 +90,12 @@ impl<S: Space> Strategy<S> for RegularizedEvolution {
 
 /// Encodings of every candidate already in the history (strategies below never query one
 /// twice: a tabular benchmark would charge the same training again).
-fn seen<S: Space>(space: &S, history: &[Trial<S::Candidate>]) -> std::collections::HashSet<String> {
+pub(super) fn seen<S: Space>(space: &S, history: &[Trial<S::Candidate>]) -> std::collections::HashSet<String> {
     history.iter().map(|t| space.encode(&t.candidate)).collect()
 }
 
 /// A random candidate not in `seen` (any candidate after 1,000 tries).
-fn fresh_sample<S: Space>(
+pub(super) fn fresh_sample<S: Space>(
     space: &S,
     seen: &std::collections::HashSet<String>,
     rng: &mut ChaCha8Rng,

@@ -1,0 +1,172 @@
+//! Evaluators that judge any cell space through the network it builds: zero-cost proxies
+//! computed on the IR, and short training on a dataset.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::ir::Graph;
+use crate::search::{Evaluation, Evaluator};
+use crate::train::{self, Dataset, Model, Split, TrainConfig};
+
+/// Builds a candidate's network.
+pub type Network<C> = Arc<dyn Fn(&C) -> Result<Graph, String> + Send + Sync>;
+
+/// The IR cost model's numbers every network-based evaluator reports.
+fn cost_metrics(g: &Graph) -> Result<BTreeMap<String, f64>, String> {
+    let t = g.analyze().map_err(|e| e.to_string())?.totals;
+    Ok(BTreeMap::from([
+        ("params_m".to_string(), t.params as f64 / 1e6),
+        ("macs_m".to_string(), t.macs as f64 / 1e6),
+    ]))
+}
+
+/// A zero-cost proxy as the fitness (see [`super::proxies`]). Proxies cost nothing in the
+/// study's budget. An optional reference evaluator (a benchmark table) adds its metrics, so
+/// that a proxy-driven search can be judged by what the table says of its choice.
+pub struct ZeroCostEvaluator<C> {
+    /// The proxy's name (one of [`super::proxies::NAMES`]).
+    pub proxy: String,
+    /// The candidate's network.
+    pub network: Network<C>,
+    /// Classes (for the random labels of grad_norm and snip).
+    pub classes: usize,
+    /// Size of the random batch.
+    pub batch: usize,
+    /// Seed of the weights and the batch: the same for every candidate, so scores compare.
+    pub seed: u64,
+    /// Metrics to add, not seen by the search.
+    pub reference: Option<Box<dyn Evaluator<C>>>,
+}
+
+impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
+    fn describe(&self) -> String {
+        let mut d = format!("proxy:{}(batch={},seed={})", self.proxy, self.batch, self.seed);
+        if let Some(r) = &self.reference {
+            d.push_str(&format!(" judged by {}", r.describe()));
+        }
+        d
+    }
+
+    fn evaluate(&self, c: &C, seed: u64) -> Result<Evaluation, String> {
+        let g = (self.network)(c)?;
+        let scores = super::proxies::scores(
+            &[self.proxy.as_str()],
+            &g,
+            self.classes,
+            self.batch,
+            self.seed,
+        )
+        .map_err(|e| e.to_string())?;
+        let (fitness, _) = scores[&self.proxy];
+        let mut metrics = match &self.reference {
+            Some(r) => r.evaluate(c, seed)?.metrics,
+            None => BTreeMap::new(),
+        };
+        metrics.extend(cost_metrics(&g)?);
+        metrics.insert(self.proxy.clone(), fitness);
+        Ok(Evaluation {
+            fitness,
+            cost: 0.0,
+            metrics,
+        })
+    }
+}
+
+/// Short training as the evaluator: the network is trained on the dataset's training split
+/// less its last `valid` examples, and judged by its accuracy (in %) on those held-out
+/// examples; the test split's accuracy is reported, never used. The cost is the wall-clock
+/// seconds of training.
+pub struct TrainEvaluator<C> {
+    /// The candidate's network (its input and classes must match the dataset).
+    pub network: Network<C>,
+    /// Training data (the held-out validation part of the training split).
+    pub fit: Arc<Dataset>,
+    /// The dataset's test split.
+    pub test: Arc<Split>,
+    /// Training settings (their seed is replaced by the trial's).
+    pub config: TrainConfig,
+}
+
+impl<C> TrainEvaluator<C> {
+    /// Splits `data`'s training split into the first `train` examples (all but `valid` when
+    /// `train` is 0) for fitting and the last `valid` for validation.
+    pub fn new(
+        network: Network<C>,
+        data: &Dataset,
+        train: usize,
+        valid: usize,
+        config: TrainConfig,
+    ) -> Result<Self, String> {
+        let n = data.train.len();
+        if valid == 0 || valid >= n {
+            return Err(format!(
+                "{}: cannot hold out {valid} of {n} training examples for validation",
+                data.name
+            ));
+        }
+        let train = if train == 0 { n - valid } else { train };
+        if train > n - valid {
+            return Err(format!(
+                "{}: {train} training plus {valid} validation examples is more than the {n} there are",
+                data.name
+            ));
+        }
+        let d = data.input_len();
+        let part = |from: usize, to: usize| Split {
+            x: data.train.x[from * d..to * d].to_vec(),
+            y: data.train.y[from..to].to_vec(),
+        };
+        let fit = Dataset {
+            train: part(0, train),
+            test: part(n - valid, n),
+            ..data.clone()
+        };
+        Ok(TrainEvaluator {
+            network,
+            fit: Arc::new(fit),
+            test: Arc::new(data.test.clone()),
+            config,
+        })
+    }
+}
+
+impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
+    fn describe(&self) -> String {
+        format!(
+            "train:{}(train={},valid={},epochs={},batch={},lr={})",
+            self.fit.name,
+            self.fit.train.len(),
+            self.fit.test.len(),
+            self.config.epochs,
+            self.config.batch_size,
+            self.config.lr
+        )
+    }
+
+    fn evaluate(&self, c: &C, seed: u64) -> Result<Evaluation, String> {
+        let g = (self.network)(c)?;
+        let mut metrics = cost_metrics(&g)?;
+        let mut model = Model::new(&g, seed).map_err(|e| e.to_string())?;
+        let cfg = TrainConfig {
+            seed,
+            ..self.config.clone()
+        };
+        let report = train::train(&mut model, &self.fit, &cfg, &|_| {}).map_err(|e| e.to_string())?;
+        let valid = 100.0 * report.test_accuracy;
+        if !valid.is_finite() {
+            return Err("training diverged".into());
+        }
+        let (_, test) = train::evaluate(&model, &self.test).map_err(|e| e.to_string())?;
+        metrics.insert("valid_acc".into(), valid);
+        metrics.insert("test_acc".into(), 100.0 * test);
+        metrics.insert("train_seconds".into(), report.train_seconds);
+        if let Some(e) = report.epochs.last() {
+            metrics.insert("train_loss".into(), e.train_loss);
+        }
+        Ok(Evaluation {
+            fitness: valid,
+            cost: report.train_seconds,
+            metrics,
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! Multi-objective selection: objectives read off trials, Pareto fronts, the two-objective
+//! hypervolume, and a Pareto-front evolution strategy.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::strategy::{fresh_sample, seen};
+use super::{Space, Strategy, Trial};
+
+/// One objective: the fitness (maximised) or a named metric (minimised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Objective {
+    /// The evaluator's fitness, higher is better (`accuracy` on the command line).
+    Fitness,
+    /// A metric the evaluator reports, lower is better (latency, FLOPs, parameters).
+    Minimize(String),
+}
+
+impl Objective {
+    /// Reads `accuracy` (or `fitness`) as the fitness and anything else as a metric to
+    /// minimise.
+    pub fn parse(s: &str) -> Objective {
+        match s {
+            "accuracy" | "fitness" => Objective::Fitness,
+            m => Objective::Minimize(m.to_string()),
+        }
+    }
+
+    /// The name as the command line gives it.
+    pub fn name(&self) -> &str {
+        match self {
+            Objective::Fitness => "accuracy",
+            Objective::Minimize(m) => m,
+        }
+    }
+
+    /// The objective's value of a trial, oriented so that higher is better (a minimised
+    /// metric is negated); `None` for a failed trial or a missing metric.
+    pub fn oriented<C>(&self, t: &Trial<C>) -> Option<f64> {
+        match self {
+            Objective::Fitness => t.fitness(),
+            Objective::Minimize(m) => t.metric(m).map(|v| -v),
+        }
+    }
+}
+
+/// The oriented objective vector of a trial (`None` when any value is missing).
+pub fn oriented<C>(objectives: &[Objective], t: &Trial<C>) -> Option<Vec<f64>> {
+    objectives.iter().map(|o| o.oriented(t)).collect()
+}
+
+/// Whether `a` dominates `b` (every value at least as high, one higher; all maximised).
+pub fn dominates(a: &[f64], b: &[f64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x >= y) && a.iter().zip(b).any(|(x, y)| x > y)
+}
+
+/// Indices of the non-dominated points (all objectives maximised); of equal points, the
+/// first is kept.
+pub fn front(points: &[Vec<f64>]) -> Vec<usize> {
+    (0..points.len())
+        .filter(|&i| {
+            !points
+                .iter()
+                .enumerate()
+                .any(|(j, p)| dominates(p, &points[i]) || (j < i && p == &points[i]))
+        })
+        .collect()
+}
+
+/// The area dominated by two-objective points (maximised) and bounded below by `reference`:
+/// the hypervolume indicator. Points not above the reference in both objectives add nothing.
+pub fn hypervolume_2d(points: &[Vec<f64>], reference: [f64; 2]) -> f64 {
+    let mut p: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|v| v[0] > reference[0] && v[1] > reference[1])
+        .map(|v| (v[0], v[1]))
+        .collect();
+    // Sweep from the highest first objective down, adding the strip each new height opens.
+    p.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)));
+    let (mut area, mut top) = (0.0, reference[1]);
+    for (x, y) in p {
+        if y > top {
+            area += (x - reference[0]) * (y - top);
+            top = y;
+        }
+    }
+    area
+}
+
+/// Pareto-front evolution (SEMO, Laumanns et al. 2004, with a random start): after
+/// `initial` random candidates, each proposal mutates a uniformly drawn member of the current
+/// Pareto front of all finished trials; no candidate is queried twice.
+#[derive(Debug, Clone)]
+pub struct ParetoEvolution {
+    /// The objectives.
+    pub objectives: Vec<Objective>,
+    /// Random candidates before evolution starts.
+    pub initial: usize,
+}
+
+impl<S: Space> Strategy<S> for ParetoEvolution {
+    fn name(&self) -> String {
+        let names: Vec<&str> = self.objectives.iter().map(Objective::name).collect();
+        format!("pareto(initial={},objectives={})", self.initial, names.join("+"))
+    }
+
+    fn propose(
+        &self,
+        space: &S,
+        history: &[Trial<S::Candidate>],
+        rng: &mut ChaCha8Rng,
+    ) -> S::Candidate {
+        let seen = seen(space, history);
+        let scored: Vec<(usize, Vec<f64>)> = history
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| oriented(&self.objectives, t).map(|v| (i, v)))
+            .collect();
+        if history.len() < self.initial || scored.is_empty() {
+            return fresh_sample(space, &seen, rng);
+        }
+        let points: Vec<Vec<f64>> = scored.iter().map(|s| s.1.clone()).collect();
+        let f = front(&points);
+        for _ in 0..32 {
+            let parent = &history[scored[f[rng.random_range(0..f.len())]].0].candidate;
+            let child = space.mutate(parent, rng);
+            if !seen.contains(&space.encode(&child)) {
+                return child;
+            }
+        }
+        fresh_sample(space, &seen, rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_and_hypervolume_of_known_points() {
+        let pts = vec![
+            vec![1.0, 3.0],
+            vec![2.0, 2.0],
+            vec![3.0, 1.0],
+            vec![1.5, 1.5], // dominated by (2, 2)
+            vec![2.0, 2.0], // a repeat
+        ];
+        assert_eq!(front(&pts), vec![0, 1, 2]);
+        // Staircase over (0, 0): 3*1 + 2*1 + 1*1 = 6.
+        assert!((hypervolume_2d(&pts, [0.0, 0.0]) - 6.0).abs() < 1e-12);
+        assert_eq!(hypervolume_2d(&pts, [3.0, 0.0]), 0.0);
+        assert!(dominates(&[2.0, 2.0], &[1.5, 2.0]));
+        assert!(!dominates(&[2.0, 2.0], &[2.0, 2.0]));
+    }
+}
