@@ -10,6 +10,7 @@
 
 pub mod cells;
 pub mod deepmad;
+pub mod evonorm;
 pub mod ir;
 pub mod report;
 pub mod search;

@@ -8,6 +8,7 @@ mod common;
 mod deepmad;
 mod demo;
 mod doctor;
+mod evonorm;
 mod export;
 mod inspect;
 mod proxies;
@@ -43,6 +44,7 @@ enum Command {
     Deepmad(deepmad::Args),
     Train(train::Args),
     Proxies(proxies::Args),
+    Evonorm(evonorm::Args),
 }
 
 /// Runs the parsed command.
@@ -59,5 +61,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deepmad(a) => deepmad::run(a),
         Command::Train(a) => train::run(a),
         Command::Proxies(a) => proxies::run(a),
+        Command::Evonorm(a) => evonorm::run(a),
     }
 }

@@ -216,6 +216,14 @@ impl Model {
         Ok(g)
     }
 
+    /// A buffer's values: `running_mean`/`running_var` of batch normalization, `moving.{k}`
+    /// of a normalization-activation layer's batch statistic at primitive `k`.
+    pub fn buffer_values(&self, node: &str, name: &str) -> Option<Vec<f64>> {
+        let id = self.graph.node_ids().find(|&i| self.graph.node(i).name == node)?;
+        let t = self.buffers.get(&(id.index(), name.to_string()))?;
+        t.to_dtype(DType::F64).ok()?.flatten_all().ok()?.to_vec1().ok()
+    }
+
     /// A batch of inputs as a tensor `[N, ...shape]`.
     pub fn batch(&self, x: &[f32], n: usize) -> Result<Tensor> {
         let mut dims = vec![n];
@@ -430,13 +438,16 @@ impl Model {
                 "a normalization-activation layer needs [N, C, H, W]",
             ));
         }
+        // Channels first, [C, N, H, W]: batch and instance statistics, and the gradients of
+        // the per-channel vectors, are then sums over trailing axes, which candle does fast.
         let c = x.dim(1)?;
-        let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
-        let mut v: Vec<Tensor> = vec![x.clone(), x.zeros_like()?];
+        let xt = x.transpose(0, 1)?.contiguous()?;
+        let per_channel = |t: &Tensor| t.reshape((c, 1, 1, 1));
+        let mut v: Vec<Tensor> = vec![xt.clone(), xt.zeros_like()?];
         for p in ["v0", "v1"] {
             v.push(match self.param(id, p) {
-                Some(t) => per_channel(t)?.broadcast_as(x.shape())?,
-                None => x.zeros_like()?,
+                Some(t) => per_channel(t)?.broadcast_as(xt.shape())?,
+                None => xt.zeros_like()?,
             });
         }
         for (k, node) in g.nodes.iter().enumerate() {
@@ -459,34 +470,43 @@ impl Model {
                     let is_var = matches!(node.op, Prim::Var(_));
                     let key = (id.index(), format!("moving.{k}"));
                     let stat = if train {
-                        let mean = a.mean_keepdim(vec![0, 2, 3])?;
+                        let mean = a.mean_keepdim(vec![1, 2, 3])?;
                         let s = if is_var {
-                            a.broadcast_sub(&mean)?.sqr()?.mean_keepdim(vec![0, 2, 3])?
+                            a.broadcast_sub(&mean)?.sqr()?.mean_keepdim(vec![1, 2, 3])?
                         } else {
                             mean
                         };
                         updates.push((key, s.flatten_all()?));
                         s
                     } else {
-                        self.buffer(id, &key.1)?.reshape((1, c, 1, 1))?
+                        per_channel(self.buffer(id, &key.1)?)?
                     };
                     let s = if is_var { (stat + NORMACT_EPS)? } else { stat };
-                    s.broadcast_as(x.shape())?.contiguous()?
+                    s.broadcast_as(xt.shape())?
+                }
+                Prim::Mean(Axes::Instance) | Prim::Var(Axes::Instance) => {
+                    let mean = a.mean_keepdim(vec![2, 3])?;
+                    let s = if matches!(node.op, Prim::Var(_)) {
+                        (a.broadcast_sub(&mean)?.sqr()?.mean_keepdim(vec![2, 3])? + NORMACT_EPS)?
+                    } else {
+                        mean
+                    };
+                    s.broadcast_as(xt.shape())?
                 }
                 Prim::Mean(axes) | Prim::Var(axes) => {
+                    // Groups span channels: computed in [N, C, H, W] and laid out back.
                     let is_var = matches!(node.op, Prim::Var(_));
-                    let s = instance_or_group_stat(a, axes, is_var)?;
-                    if is_var {
-                        (s + NORMACT_EPS)?
-                    } else {
-                        s
-                    }
+                    let an = a.transpose(0, 1)?.contiguous()?;
+                    let s = instance_or_group_stat(&an, axes, is_var)?;
+                    let s = if is_var { (s + NORMACT_EPS)? } else { s };
+                    s.transpose(0, 1)?.contiguous()?
                 }
             };
             v.push(y);
         }
         let out = v.pop().expect("a layer has nodes");
-        affine(&out, self.param(id, "weight"), self.param(id, "bias")).map_err(Into::into)
+        let out = affine_rows(&out, self.param(id, "weight"), self.param(id, "bias"))?;
+        Ok(out.transpose(0, 1)?.contiguous()?)
     }
 }
 
@@ -553,15 +573,16 @@ fn per_channel(
     y.reshape(tdims.as_slice())?.transpose(0, 1)?.contiguous()
 }
 
-/// The per-channel affine map of rows `[C, M]`.
+/// The per-channel affine map of a channels-first tensor (`[C, M]` or `[C, N, H, W]`).
 fn affine_rows(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let c = x.dim(0)?;
+    let mut shape = vec![1; x.rank()];
+    shape[0] = x.dim(0)?;
     let mut y = x.clone();
     if let Some(w) = w {
-        y = y.broadcast_mul(&w.reshape((c, 1))?)?;
+        y = y.broadcast_mul(&w.reshape(shape.as_slice())?)?;
     }
     if let Some(b) = b {
-        y = y.broadcast_add(&b.reshape((c, 1))?)?;
+        y = y.broadcast_add(&b.reshape(shape.as_slice())?)?;
     }
     Ok(y)
 }
