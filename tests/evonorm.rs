@@ -119,3 +119,151 @@ fn layers_reproduce_the_official_test_vectors() {
         &vector(&v, "affine_only_nonlinearity_false"),
     );
 }
+
+/// Batch normalization then ReLU written in primitives:
+/// `max((x + -mean_nhw(x)) / ssqrt(var_nhw(x)), 0)`.
+fn bn_relu_graph() -> archproof::ir::normact::NormActGraph {
+    use archproof::ir::normact::{Axes, NormActGraph as G, Prim, PrimNode};
+    let p = |op: Prim, args: &[usize]| PrimNode {
+        op,
+        args: args.to_vec(),
+    };
+    G {
+        name: "bn-relu-primitives".into(),
+        nodes: vec![
+            p(Prim::Mean(Axes::Batch), &[G::X]), // 4
+            p(Prim::Neg, &[4]),                  // 5
+            p(Prim::Add, &[G::X, 5]),            // 6
+            p(Prim::Var(Axes::Batch), &[G::X]),  // 7
+            p(Prim::Sqrt, &[7]),                 // 8
+            p(Prim::Div, &[6, 8]),               // 9
+            p(Prim::Max, &[9, G::ZERO]),         // 10
+        ],
+    }
+}
+
+/// The rejection protocols: a layer whose output collapses (the batch mean: the same for every
+/// example) fails the quality protocol; one that divides by a variance that vanishes at
+/// initialisation (`x / ssqrt(var_hw(v0 * x))`, v0 = 0) fails the stability protocol;
+/// batch normalization then ReLU passes both.
+#[test]
+fn rejection_protocols_reject_known_bad_layers_and_keep_bn_relu() {
+    use archproof::evonorm::search::{LayerEvaluator, Rejection};
+    use archproof::evonorm::{Anchor, AnchorTraining};
+    use archproof::ir::normact::{Axes, NormActGraph as G, Prim, PrimNode};
+    use archproof::search::Evaluator;
+    let data = archproof::train::data::load("shapes").unwrap();
+    let ev = LayerEvaluator::new(
+        vec![Anchor::Resnet, Anchor::Mobilenet],
+        &data,
+        1000,
+        300,
+        AnchorTraining {
+            width: 8,
+            batch_size: 16,
+            epochs: 1,
+            lr: 0.003,
+        },
+        Rejection::default(),
+    )
+    .unwrap();
+    let p = |op: Prim, args: &[usize]| PrimNode {
+        op,
+        args: args.to_vec(),
+    };
+    let collapse = G {
+        name: "collapse".into(),
+        nodes: vec![p(Prim::Mean(Axes::Batch), &[G::X])],
+    };
+    let vanishing = G {
+        name: "vanishing-variance".into(),
+        nodes: vec![
+            p(Prim::Mul, &[G::V0, G::X]),         // 4
+            p(Prim::Var(Axes::Instance), &[4]),   // 5
+            p(Prim::Sqrt, &[5]),                  // 6
+            p(Prim::Div, &[G::X, 6]),             // 7
+        ],
+    };
+    let kept = ev.evaluate(&bn_relu_graph(), 0).unwrap();
+    eprintln!("bn-relu in primitives: {:?}", kept.metrics);
+    assert!(kept.fitness > 30.0);
+    let q = ev.evaluate(&collapse, 0).unwrap_err();
+    eprintln!("collapse: {q}");
+    assert!(q.starts_with("rejected_quality"), "{q}");
+    let s = ev.evaluate(&vanishing, 0).unwrap_err();
+    eprintln!("vanishing variance: {s}");
+    assert!(s.starts_with("rejected_stability"), "{s}");
+}
+
+/// The CLI: a layer file that is not a layer exits 2 with one line; show and eval work on
+/// named layers; a short search runs, counts its rejections and resumes.
+#[test]
+fn evonorm_commands_from_the_cli() {
+    use common::{archproof, assert_bad_input};
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"name": "x", "nodes": [{"op": "add", "args": [0, 9]}]}"#).unwrap();
+    assert_bad_input(
+        &archproof(&["evonorm", "show", bad.to_str().unwrap()]),
+        &["bad.json", "reads node 9"],
+    );
+    std::fs::write(&bad, "{ not json").unwrap();
+    assert_bad_input(
+        &archproof(&["evonorm", "show", bad.to_str().unwrap()]),
+        &["bad.json", "not a layer"],
+    );
+    let out = archproof(&["evonorm", "show", "evonorm-s0", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params_per_channel"], 3);
+
+    let out = archproof(&[
+        "evonorm",
+        "eval",
+        "--layer",
+        "bn-relu,evonorm-b0",
+        "--batch-sizes",
+        "8",
+        "--seeds",
+        "1",
+        "--train-examples",
+        "400",
+        "--width",
+        "8",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 2);
+    let acc = v["layers"][1]["results"][0]["accuracy_mean"].as_f64().unwrap();
+    assert!(acc > 1.0 / 6.0 * 100.0, "{acc}");
+
+    let run = dir.path().join("evo");
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", "evonorm", "--json"];
+        args.extend_from_slice(extra);
+        let out = archproof(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = search(&[
+        "--population",
+        "4",
+        "--trials",
+        "4",
+        "--train-examples",
+        "300",
+        "--valid-examples",
+        "200",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(first["trials"], 4);
+    let counted = first["evaluated"].as_u64().unwrap()
+        + first["rejected_quality"].as_u64().unwrap()
+        + first["rejected_stability"].as_u64().unwrap()
+        + first["failed_other"].as_u64().unwrap();
+    assert_eq!(counted, 4);
+    let resumed = search(&["--resume", run.to_str().unwrap(), "--trials", "6"]);
+    assert_eq!(resumed["trials"], 6);
+}

@@ -14,6 +14,7 @@ mod inspect;
 mod proxies;
 mod search;
 mod search_deepmad;
+mod search_evonorm;
 mod train;
 mod verify;
 mod zoo;

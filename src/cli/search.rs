@@ -37,6 +37,7 @@ pub struct Args {
 enum Kind {
     Cell(Box<CellArgs>),
     Deepmad(super::search_deepmad::DeepmadArgs),
+    Evonorm(super::search_evonorm::EvonormArgs),
 }
 
 /// Search a cell space (NAS-Bench-201 or NASNet) with a tabular benchmark, a zero-cost proxy
@@ -427,6 +428,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     match args.kind {
         Kind::Cell(a) => run_cell(*a),
         Kind::Deepmad(a) => super::search_deepmad::run(a),
+        Kind::Evonorm(a) => super::search_evonorm::run(a),
     }
 }
 

@@ -4,6 +4,7 @@
 //! twice, and random construction and mutation.
 
 pub mod anchors;
+pub mod search;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -204,9 +205,9 @@ fn commutative(p: Prim) -> bool {
     matches!(p, Prim::Add | Prim::Mul | Prim::Max)
 }
 
-/// A key equal for layers that compute the same expression up to node order, dead nodes and
-/// the order of operands of commutative primitives (so a search never trains one twice).
-pub fn canonical_key(g: &NormActGraph) -> u64 {
+/// Keys of every node (initial nodes first): equal for nodes that compute the same expression
+/// up to the order of operands of commutative primitives.
+fn node_keys(g: &NormActGraph) -> Vec<u64> {
     let mut keys: Vec<u64> = (0..NormActGraph::INITIAL as u64)
         .map(|i| {
             let mut h = DefaultHasher::new();
@@ -223,7 +224,57 @@ pub fn canonical_key(g: &NormActGraph) -> u64 {
         (format!("{:?}", n.op), args).hash(&mut h);
         keys.push(h.finish());
     }
-    *keys.last().expect("initial nodes")
+    keys
+}
+
+/// A key equal for layers that compute the same expression up to node order, dead nodes and
+/// the order of operands of commutative primitives (so a search never trains one twice).
+pub fn canonical_key(g: &NormActGraph) -> u64 {
+    *node_keys(g).last().expect("initial nodes")
+}
+
+/// The canonical form of a layer: only the nodes the output depends on, each expression once,
+/// commutative operands ordered by key, nodes in depth-first post-order from the output. Layers
+/// with the same [`canonical_key`] have the same canonical form.
+pub fn canonicalize(g: &NormActGraph) -> NormActGraph {
+    let keys = node_keys(g);
+    let mut out: Vec<PrimNode> = Vec::new();
+    let mut index: std::collections::HashMap<u64, usize> = (0..NormActGraph::INITIAL)
+        .map(|i| (keys[i], i))
+        .collect();
+    fn emit(
+        id: usize,
+        g: &NormActGraph,
+        keys: &[u64],
+        index: &mut std::collections::HashMap<u64, usize>,
+        out: &mut Vec<PrimNode>,
+    ) -> usize {
+        if let Some(&i) = index.get(&keys[id]) {
+            return i;
+        }
+        let n = &g.nodes[id - NormActGraph::INITIAL];
+        let mut args = n.args.clone();
+        if commutative(n.op) {
+            args.sort_by_key(|&a| keys[a]);
+        }
+        let args: Vec<usize> = args
+            .into_iter()
+            .map(|a| emit(a, g, keys, index, out))
+            .collect();
+        out.push(PrimNode { op: n.op, args });
+        let i = NormActGraph::INITIAL + out.len() - 1;
+        index.insert(keys[id], i);
+        i
+    }
+    let last = keys.len() - 1;
+    if last < NormActGraph::INITIAL {
+        return g.clone();
+    }
+    emit(last, g, &keys, &mut index, &mut out);
+    NormActGraph {
+        name: format!("layer-{:016x}", keys[last]),
+        nodes: out,
+    }
 }
 
 /// The primitives a search draws from: the 12 element-wise ones and mean and variance over
@@ -250,23 +301,34 @@ pub fn random_layer(rng: &mut ChaCha8Rng, len: usize) -> NormActGraph {
     }
 }
 
-/// The paper's mutation: one node (among those the output depends on) gets a new primitive
-/// and new operands; the result always differs in its canonical key.
-pub fn mutate(g: &NormActGraph, rng: &mut ChaCha8Rng) -> NormActGraph {
-    let live = g.live();
-    let candidates: Vec<usize> = (0..g.nodes.len())
-        .filter(|&i| live[i + NormActGraph::INITIAL])
-        .collect();
+/// The paper's mutation: one node the output depends on gets a new primitive and new
+/// operands; or, while the layer has fewer than `max_len` nodes, a new output node is added
+/// that reads the old output. The result is canonical and always differs in its key.
+pub fn mutate(g: &NormActGraph, rng: &mut ChaCha8Rng, max_len: usize) -> NormActGraph {
     let key = canonical_key(g);
     for _ in 0..100 {
         let mut m = g.clone();
-        let i = candidates[rng.random_range(0..candidates.len())];
-        m.nodes[i] = random_node(rng, NormActGraph::INITIAL + i);
+        let n = m.nodes.len();
+        if n < max_len && rng.random_bool(0.25) {
+            let id = NormActGraph::INITIAL + n;
+            let mut node = random_node(rng, id);
+            let k = rng.random_range(0..node.args.len());
+            node.args[k] = id - 1;
+            m.nodes.push(node);
+        } else {
+            let live = m.live();
+            let candidates: Vec<usize> = (0..n)
+                .filter(|&i| live[i + NormActGraph::INITIAL])
+                .collect();
+            let i = candidates[rng.random_range(0..candidates.len())];
+            m.nodes[i] = random_node(rng, NormActGraph::INITIAL + i);
+        }
+        let m = canonicalize(&m);
         if canonical_key(&m) != key {
             return m;
         }
     }
-    random_layer(rng, g.nodes.len())
+    canonicalize(&random_layer(rng, g.nodes.len()))
 }
 
 #[cfg(test)]
@@ -301,6 +363,8 @@ mod tests {
         swapped.nodes[6].args.reverse(); // max(5, 9) -> max(9, 5)
         swapped.nodes[2].args.reverse(); // v1 * x -> x * v1
         assert_eq!(canonical_key(&b0), canonical_key(&swapped));
+        assert_eq!(canonicalize(&b0).nodes.len(), b0.nodes.len());
+        assert_eq!(canonicalize(&swapped), canonicalize(&b0));
         let mut div = b0.clone();
         div.nodes[7].args.reverse(); // x / d -> d / x: a different layer
         assert_ne!(canonical_key(&b0), canonical_key(&div));
@@ -308,9 +372,14 @@ mod tests {
         for _ in 0..100 {
             let g = random_layer(&mut rng, 8);
             g.validate().unwrap();
-            let m = mutate(&g, &mut rng);
+            let m = mutate(&g, &mut rng, 14);
             m.validate().unwrap();
             assert_ne!(canonical_key(&g), canonical_key(&m));
+            // The canonical form computes the same expression, once.
+            let c = canonicalize(&g);
+            assert_eq!(canonical_key(&c), canonical_key(&g));
+            assert_eq!(canonicalize(&c), c);
+            assert!(c.live()[NormActGraph::INITIAL..].iter().all(|&l| l));
         }
     }
 }
