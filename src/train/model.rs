@@ -313,11 +313,14 @@ impl Model {
                     }
                     let xin = pad(ins[0], *padding, 0.0)?;
                     let w = self.param(id, "weight").expect("weight");
-                    let mut y = conv2d(&xin, w, stride[0], dilation[0], *groups)?;
-                    if let Some(b) = self.param(id, "bias") {
-                        y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
-                    }
-                    y
+                    conv2d(
+                        &xin,
+                        w,
+                        self.param(id, "bias"),
+                        stride[0],
+                        dilation[0],
+                        *groups,
+                    )?
                 }
                 Op::Linear { .. } => {
                     let w = self.param(id, "weight").expect("weight");
@@ -645,6 +648,7 @@ fn pool(x: &Tensor, k: [usize; 2], s: [usize; 2], max: bool) -> candle_core::Res
 fn conv2d(
     x: &Tensor,
     w: &Tensor,
+    bias: Option<&Tensor>,
     stride: usize,
     dil: usize,
     groups: usize,
@@ -653,7 +657,8 @@ fn conv2d(
     let (o, cg, kh, kw) = w.dims4()?;
     let depthwise = groups == c && o == c && cg == 1;
     if groups != 1 && !depthwise {
-        return x.conv2d(w, 0, stride, dil, groups);
+        let y = x.conv2d(w, 0, stride, dil, groups)?;
+        return affine(&y, None, bias);
     }
     let g = Windows {
         kernel: [kh, kw],
@@ -665,19 +670,22 @@ fn conv2d(
         candle_core::bail!("the kernel is larger than the padded input");
     };
     let kk = kh * kw;
-    if depthwise {
+    // Outputs are computed channels first, [O, N * Ho * Wo]: the bias is then added along
+    // trailing axes, so its gradient is a fast sum.
+    let y = if depthwise {
         // [C, N * Ho * Wo, kk] x [C, kk, 1]: one small product per channel.
         let cols = g.unfold(x)?.reshape((c, n * ho * wo, kk))?;
-        let y = cols.matmul(&w.reshape((c, kk, 1))?)?;
-        return y.reshape((c, n, ho, wo))?.transpose(0, 1)?.contiguous();
-    }
-    let cols = if kk == 1 && stride == 1 {
-        x.permute((0, 2, 3, 1))?.reshape((n * h * wd, c))?
+        cols.matmul(&w.reshape((c, kk, 1))?)?.reshape((c, n * ho * wo))?
     } else {
-        g.unfold(x)?.reshape((n * ho * wo, c * kk))?
+        let cols = if kk == 1 && stride == 1 {
+            x.permute((0, 2, 3, 1))?.reshape((n * h * wd, c))?
+        } else {
+            g.unfold(x)?.reshape((n * ho * wo, c * kk))?
+        };
+        w.reshape((o, cg * kk))?.matmul(&cols.t()?)?
     };
-    let y = cols.matmul(&w.reshape((o, cg * kk))?.t()?)?;
-    y.reshape((n, ho, wo, o))?.permute((0, 3, 1, 2))?.contiguous()
+    let y = affine_rows(&y, None, bias)?;
+    y.reshape((o, n, ho, wo))?.transpose(0, 1)?.contiguous()
 }
 
 /// Pads height and width of `[N, C, H, W]` with `value`.
