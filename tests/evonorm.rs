@@ -266,4 +266,6 @@ fn evonorm_commands_from_the_cli() {
     assert_eq!(counted, 4);
     let resumed = search(&["--resume", run.to_str().unwrap(), "--trials", "6"]);
     assert_eq!(resumed["trials"], 6);
+    let svg = std::fs::read_to_string(run.join("rejections.svg")).unwrap();
+    assert!(svg.contains("rejected for quality"));
 }

@@ -97,30 +97,7 @@ impl<C> TrainEvaluator<C> {
         valid: usize,
         config: TrainConfig,
     ) -> Result<Self, String> {
-        let n = data.train.len();
-        if valid == 0 || valid >= n {
-            return Err(format!(
-                "{}: cannot hold out {valid} of {n} training examples for validation",
-                data.name
-            ));
-        }
-        let train = if train == 0 { n - valid } else { train };
-        if train > n - valid {
-            return Err(format!(
-                "{}: {train} training plus {valid} validation examples is more than the {n} there are",
-                data.name
-            ));
-        }
-        let d = data.input_len();
-        let part = |from: usize, to: usize| Split {
-            x: data.train.x[from * d..to * d].to_vec(),
-            y: data.train.y[from..to].to_vec(),
-        };
-        let fit = Dataset {
-            train: part(0, train),
-            test: part(n - valid, n),
-            ..data.clone()
-        };
+        let fit = data.hold_out(train, valid)?;
         Ok(TrainEvaluator {
             network,
             fit: Arc::new(fit),

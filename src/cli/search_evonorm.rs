@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use archproof::evonorm::search::{
-    LayerEvaluator, LayerSpace, ParetoTournament, Rejection, REJECTED_QUALITY,
-    REJECTED_STABILITY,
+    LayerEvaluator, LayerSpace, Rejection, REJECTED_QUALITY, REJECTED_STABILITY,
 };
 use archproof::evonorm::{Anchor, AnchorTraining};
-use archproof::search::{Outcome, Store, Study, StudyConfig};
+use archproof::search::{Outcome, ParetoTournament, Store, Study, StudyConfig};
 use archproof::train;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -59,7 +58,8 @@ pub struct EvonormArgs {
     /// Accuracy (%) under which a layer is rejected on any anchor.
     #[arg(long)]
     min_accuracy: Option<f64>,
-    /// Directory of the study: study.sqlite, summary.json, best.json, progress.svg.
+    /// Directory of the study: study.sqlite, summary.json, best.json, progress.svg,
+    /// rejections.svg.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the study in this directory with its stored settings.
@@ -296,6 +296,7 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
         )?;
     }
     progress_figure(&out.join("progress.svg"), &summary)?;
+    rejections_figure(&out.join("rejections.svg"), &result.trials)?;
     if a.json {
         print_json(&summary)?;
     } else {
@@ -330,6 +331,50 @@ fn progress_figure(path: &Path, s: &Summary) -> Result<()> {
     .map_err(anyhow::Error::msg)
 }
 
+/// rejections.svg: how many layers were evaluated and rejected by each protocol, against
+/// trials.
+fn rejections_figure(
+    path: &Path,
+    trials: &[archproof::search::Trial<archproof::ir::normact::NormActGraph>],
+) -> Result<()> {
+    let kinds = [
+        ("evaluated", None),
+        ("rejected for quality", Some(REJECTED_QUALITY)),
+        ("rejected for stability", Some(REJECTED_STABILITY)),
+    ];
+    let series: Vec<archproof::report::ProgressSeries> = kinds
+        .iter()
+        .map(|(name, prefix)| {
+            let mut n = 0.0;
+            let points = trials
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let hit = match (&t.outcome, prefix) {
+                        (Outcome::Done(_), None) => true,
+                        (Outcome::Failed(m), Some(p)) => m.starts_with(p),
+                        _ => false,
+                    };
+                    n += hit as u8 as f64;
+                    ((i + 1) as f64, n)
+                })
+                .collect();
+            archproof::report::ProgressSeries {
+                name: name.to_string(),
+                points,
+            }
+        })
+        .collect();
+    archproof::report::lines_svg(
+        path,
+        "EvoNorm search: layers evaluated and rejected by each protocol",
+        "trials",
+        "layers (cumulative)",
+        &series,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 fn print_human(s: &Summary, out: &Path) {
     println!(
         "{} layers: {} evaluated, {} rejected for quality, {} for stability{}",
@@ -357,7 +402,7 @@ fn print_human(s: &Summary, out: &Path) {
         );
     }
     println!(
-        "  written     {}/{{study.sqlite,summary.json,best.json,progress.svg}}",
+        "  written     {}/{{study.sqlite,summary.json,best.json,progress.svg,rejections.svg}}",
         out.display()
     );
 }

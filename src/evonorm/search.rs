@@ -4,16 +4,14 @@
 use std::sync::Arc;
 
 use candle_core::Tensor;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{anchors, canonicalize, mutate, random_layer, Anchor, AnchorTraining, Layer};
 use crate::ir::normact::NormActGraph;
 use crate::ir::{Op, Shape};
-use crate::search::pareto::front;
-use crate::search::{Evaluation, Evaluator, Space, Strategy, Trial};
-use crate::train::{self, Dataset, Model, Split, TrainConfig};
+use crate::search::{Evaluation, Evaluator, Space};
+use crate::train::{self, Dataset, Model, TrainConfig};
 
 /// Layers as a search space: random layers of `initial_len` nodes, mutated up to `max_len`,
 /// always in canonical form (so equal layers encode equally and are never trained twice).
@@ -168,25 +166,13 @@ impl LayerEvaluator {
         training: AnchorTraining,
         rejection: Rejection,
     ) -> Result<Self, String> {
-        let n = data.train.len();
-        if valid == 0 || train == 0 || train + valid > n {
-            return Err(format!(
-                "{}: {train} training plus {valid} validation examples do not fit in {n}",
-                data.name
-            ));
+        if train == 0 {
+            return Err("the anchors need at least one training example".into());
         }
-        let d = data.input_len();
-        let part = |from: usize, to: usize| Split {
-            x: data.train.x[from * d..to * d].to_vec(),
-            y: data.train.y[from..to].to_vec(),
-        };
+        let fit = data.hold_out(train, valid)?;
         Ok(LayerEvaluator {
             anchors,
-            fit: Arc::new(Dataset {
-                train: part(0, train),
-                test: part(n - valid, n),
-                ..data.clone()
-            }),
+            fit: Arc::new(fit),
             training,
             rejection,
         })
@@ -261,73 +247,5 @@ impl Evaluator<NormActGraph> for LayerEvaluator {
             cost: 0.0,
             metrics,
         })
-    }
-}
-
-/// The paper's selection: tournament with aging, the winner drawn uniformly from the Pareto
-/// front of the tournament's accuracies on the anchors (metrics `acc_{anchor}`). Failed
-/// (rejected) trials age out of the population like the others but never win.
-#[derive(Debug, Clone)]
-pub struct ParetoTournament {
-    /// The metrics to maximise.
-    pub metrics: Vec<String>,
-    /// Population (aging window) size.
-    pub population: usize,
-    /// Tournament size.
-    pub sample: usize,
-}
-
-impl<S: Space> Strategy<S> for ParetoTournament {
-    fn name(&self) -> String {
-        format!(
-            "pareto-tournament(population={},sample={},objectives={})",
-            self.population,
-            self.sample,
-            self.metrics.join("+")
-        )
-    }
-
-    fn propose(
-        &self,
-        space: &S,
-        history: &[Trial<S::Candidate>],
-        rng: &mut ChaCha8Rng,
-    ) -> S::Candidate {
-        let seen: std::collections::HashSet<String> =
-            history.iter().map(|t| space.encode(&t.candidate)).collect();
-        let fresh = |rng: &mut ChaCha8Rng| {
-            let mut c = space.sample(rng);
-            for _ in 0..1000 {
-                if !seen.contains(&space.encode(&c)) {
-                    break;
-                }
-                c = space.sample(rng);
-            }
-            c
-        };
-        let window = &history[history.len().saturating_sub(self.population)..];
-        let scored: Vec<(&Trial<S::Candidate>, Vec<f64>)> = window
-            .iter()
-            .filter_map(|t| {
-                let v: Option<Vec<f64>> = self.metrics.iter().map(|m| t.metric(m)).collect();
-                v.map(|v| (t, v))
-            })
-            .collect();
-        if history.len() < self.population || scored.is_empty() {
-            return fresh(rng);
-        }
-        let picked: Vec<&(&Trial<S::Candidate>, Vec<f64>)> = (0..self.sample.max(1))
-            .map(|_| &scored[rng.random_range(0..scored.len())])
-            .collect();
-        let points: Vec<Vec<f64>> = picked.iter().map(|p| p.1.clone()).collect();
-        let f = front(&points);
-        let winner = &picked[f[rng.random_range(0..f.len())]].0.candidate;
-        for _ in 0..32 {
-            let child = space.mutate(winner, rng);
-            if !seen.contains(&space.encode(&child)) {
-                return child;
-            }
-        }
-        fresh(rng)
     }
 }

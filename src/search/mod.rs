@@ -10,7 +10,7 @@ mod store;
 mod strategy;
 mod study;
 
-pub use pareto::{Objective, ParetoEvolution};
+pub use pareto::{Objective, ParetoEvolution, ParetoTournament};
 pub use store::{Store, StudyHeader};
 pub use strategy::{
     LocalSearch, Proxy, ProxyEvolution, RandomSearch, RegularizedEvolution, Strategy,

@@ -132,6 +132,63 @@ impl<S: Space> Strategy<S> for ParetoEvolution {
     }
 }
 
+/// Tournament with aging whose winner is drawn uniformly from the Pareto front of the
+/// tournament's metrics (EvoNorms: the accuracies on the anchors, `acc_{anchor}`). Failed
+/// (rejected) trials age out of the population like the others but never win.
+#[derive(Debug, Clone)]
+pub struct ParetoTournament {
+    /// The metrics to maximise.
+    pub metrics: Vec<String>,
+    /// Population (aging window) size.
+    pub population: usize,
+    /// Tournament size.
+    pub sample: usize,
+}
+
+impl<S: Space> Strategy<S> for ParetoTournament {
+    fn name(&self) -> String {
+        format!(
+            "pareto-tournament(population={},sample={},objectives={})",
+            self.population,
+            self.sample,
+            self.metrics.join("+")
+        )
+    }
+
+    fn propose(
+        &self,
+        space: &S,
+        history: &[Trial<S::Candidate>],
+        rng: &mut ChaCha8Rng,
+    ) -> S::Candidate {
+        let seen = seen(space, history);
+        let window = &history[history.len().saturating_sub(self.population)..];
+        let scored: Vec<(&Trial<S::Candidate>, Vec<f64>)> = window
+            .iter()
+            .filter_map(|t| {
+                let v: Option<Vec<f64>> = self.metrics.iter().map(|m| t.metric(m)).collect();
+                v.map(|v| (t, v))
+            })
+            .collect();
+        if history.len() < self.population || scored.is_empty() {
+            return fresh_sample(space, &seen, rng);
+        }
+        let picked: Vec<&(&Trial<S::Candidate>, Vec<f64>)> = (0..self.sample.max(1))
+            .map(|_| &scored[rng.random_range(0..scored.len())])
+            .collect();
+        let points: Vec<Vec<f64>> = picked.iter().map(|p| p.1.clone()).collect();
+        let f = front(&points);
+        let winner = &picked[f[rng.random_range(0..f.len())]].0.candidate;
+        for _ in 0..32 {
+            let child = space.mutate(winner, rng);
+            if !seen.contains(&space.encode(&child)) {
+                return child;
+            }
+        }
+        fresh_sample(space, &seen, rng)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,38 @@ pub struct Dataset {
     pub test: Split,
 }
 
+impl Dataset {
+    /// The first `train` examples of the training split to fit on (all but the held-out ones
+    /// when `train` is 0), and its last `valid` examples as the `test` split: a validation set
+    /// for searches, which must never see the real test split.
+    pub fn hold_out(&self, train: usize, valid: usize) -> Result<Dataset, String> {
+        let n = self.train.len();
+        if valid == 0 || valid >= n {
+            return Err(format!(
+                "{}: cannot hold out {valid} of {n} training examples for validation",
+                self.name
+            ));
+        }
+        let train = if train == 0 { n - valid } else { train };
+        if train > n - valid {
+            return Err(format!(
+                "{}: {train} training plus {valid} validation examples is more than the {n} there are",
+                self.name
+            ));
+        }
+        let d = self.input_len();
+        let part = |from: usize, to: usize| Split {
+            x: self.train.x[from * d..to * d].to_vec(),
+            y: self.train.y[from..to].to_vec(),
+        };
+        Ok(Dataset {
+            train: part(0, train),
+            test: part(n - valid, n),
+            ..self.clone()
+        })
+    }
+}
+
 /// A summary for JSON output.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetInfo {
