@@ -231,7 +231,11 @@ fn pareto_search_beats_random_on_the_accuracy_latency_front() {
     ]);
     let s = v["strategies"].as_array().unwrap();
     let ratio = |i: usize| f(&s[i], "hypervolume_ratio_mean");
-    eprintln!("hypervolume ratio: random {:.4}, pareto {:.4}", ratio(0), ratio(1));
+    eprintln!(
+        "hypervolume ratio: random {:.4}, pareto {:.4}",
+        ratio(0),
+        ratio(1)
+    );
     assert!(ratio(0) > 0.5 && ratio(1) <= 1.0 + 1e-12);
     assert!(ratio(1) > ratio(0) + 0.005, "{} vs {}", ratio(1), ratio(0));
 
@@ -255,12 +259,7 @@ fn pareto_search_beats_random_on_the_accuracy_latency_front() {
     ]);
     let front = one["pareto"]["front"].as_array().unwrap();
     assert!(!front.is_empty());
-    let pt = |t: &serde_json::Value| {
-        (
-            f(t, "fitness"),
-            f(&t["metrics"], "latency_ms_pixel3"),
-        )
-    };
+    let pt = |t: &serde_json::Value| (f(t, "fitness"), f(&t["metrics"], "latency_ms_pixel3"));
     for a in front {
         for b in front {
             let (pa, pb) = (pt(a), pt(b));

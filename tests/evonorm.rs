@@ -43,7 +43,10 @@ fn model(layer: &str, groups: Option<usize>, v: &serde_json::Value) -> Model {
     );
     let y = graph.add_node("layer", Op::NormAct(g), &[x]);
     graph.set_outputs(vec![y]);
-    let m = Model::new(&graph, 0).unwrap().with_dtype(DType::F64).unwrap();
+    let m = Model::new(&graph, 0)
+        .unwrap()
+        .with_dtype(DType::F64)
+        .unwrap();
     for (name, var) in m.named_vars() {
         let key = match name.as_str() {
             "layer.weight" => "gamma",
@@ -101,7 +104,9 @@ fn layers_reproduce_the_official_test_vectors() {
     );
     // One training step moved the moving variance from 1 with decay 0.9.
     // The batch variance is B0's primitive 0.
-    let moving = b0.buffer_values("layer", "moving.0").expect("a moving variance");
+    let moving = b0
+        .buffer_values("layer", "moving.0")
+        .expect("a moving variance");
     let want = vector(&v, "moving_variance_after_one_training_step_from_ones");
     for (a, b) in moving.iter().zip(&want) {
         assert!((a - b).abs() < 1e-6, "moving variance {a} vs {b}");
@@ -178,10 +183,10 @@ fn rejection_protocols_reject_known_bad_layers_and_keep_bn_relu() {
     let vanishing = G {
         name: "vanishing-variance".into(),
         nodes: vec![
-            p(Prim::Mul, &[G::V0, G::X]),         // 4
-            p(Prim::Var(Axes::Instance), &[4]),   // 5
-            p(Prim::Sqrt, &[5]),                  // 6
-            p(Prim::Div, &[G::X, 6]),             // 7
+            p(Prim::Mul, &[G::V0, G::X]),       // 4
+            p(Prim::Var(Axes::Instance), &[4]), // 5
+            p(Prim::Sqrt, &[5]),                // 6
+            p(Prim::Div, &[G::X, 6]),           // 7
         ],
     };
     let kept = ev.evaluate(&bn_relu_graph(), 0).unwrap();
@@ -202,7 +207,11 @@ fn evonorm_commands_from_the_cli() {
     use common::{archproof, assert_bad_input};
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, r#"{"name": "x", "nodes": [{"op": "add", "args": [0, 9]}]}"#).unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"name": "x", "nodes": [{"op": "add", "args": [0, 9]}]}"#,
+    )
+    .unwrap();
     assert_bad_input(
         &archproof(&["evonorm", "show", bad.to_str().unwrap()]),
         &["bad.json", "reads node 9"],
@@ -216,6 +225,25 @@ fn evonorm_commands_from_the_cli() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["params_per_channel"], 3);
+    let fig = dir.path().join("b0.svg");
+    let out = archproof(&[
+        "evonorm",
+        "show",
+        "evonorm-b0",
+        "--figure",
+        fig.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let svg = std::fs::read_to_string(&fig).unwrap();
+    for label in [
+        "var(batch)",
+        "var(instance)",
+        "max",
+        "div",
+        "* gamma + beta",
+    ] {
+        assert!(svg.contains(label), "{label} not drawn");
+    }
 
     let out = archproof(&[
         "evonorm",
@@ -232,10 +260,16 @@ fn evonorm_commands_from_the_cli() {
         "8",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["layers"].as_array().unwrap().len(), 2);
-    let acc = v["layers"][1]["results"][0]["accuracy_mean"].as_f64().unwrap();
+    let acc = v["layers"][1]["results"][0]["accuracy_mean"]
+        .as_f64()
+        .unwrap();
     assert!(acc > 1.0 / 6.0 * 100.0, "{acc}");
 
     let run = dir.path().join("evo");
@@ -243,7 +277,11 @@ fn evonorm_commands_from_the_cli() {
         let mut args = vec!["search", "evonorm", "--json"];
         args.extend_from_slice(extra);
         let out = archproof(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let first = search(&[

@@ -40,7 +40,10 @@ pub struct ZeroCostEvaluator<C> {
 
 impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
     fn describe(&self) -> String {
-        let mut d = format!("proxy:{}(batch={},seed={})", self.proxy, self.batch, self.seed);
+        let mut d = format!(
+            "proxy:{}(batch={},seed={})",
+            self.proxy, self.batch, self.seed
+        );
         if let Some(r) = &self.reference {
             d.push_str(&format!(" judged by {}", r.describe()));
         }
@@ -128,7 +131,8 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
             seed,
             ..self.config.clone()
         };
-        let report = train::train(&mut model, &self.fit, &cfg, &|_| {}).map_err(|e| e.to_string())?;
+        let report =
+            train::train(&mut model, &self.fit, &cfg, &|_| {}).map_err(|e| e.to_string())?;
         let valid = 100.0 * report.test_accuracy;
         if !valid.is_finite() {
             return Err("training diverged".into());

@@ -326,7 +326,10 @@ impl Space for NasnetSpace {
             }
             blk.inputs[k] = i;
         } else {
-            let old = NasnetOp::ALL.iter().position(|&o| o == blk.ops[k]).unwrap_or(0);
+            let old = NasnetOp::ALL
+                .iter()
+                .position(|&o| o == blk.ops[k])
+                .unwrap_or(0);
             let mut j = rng.random_range(0..NasnetOp::ALL.len() - 1);
             if j >= old {
                 j += 1;
@@ -361,7 +364,10 @@ impl Space for NasnetSpace {
 impl NasnetSpace {
     /// The network of a genotype.
     pub fn network(&self, g: &NasnetGenotype) -> Result<Graph, IrError> {
-        let mut b = Builder::new(format!("nasnet-c{}-n{}", self.channels, self.cells_per_stage));
+        let mut b = Builder::new(format!(
+            "nasnet-c{}-n{}",
+            self.channels, self.cells_per_stage
+        ));
         let x = b.input("input", self.input.clone())?;
         let stem = b.conv("stem.conv", x, 3 * self.channels, 3, 1, 1, 1)?;
         let stem = b.bn("stem.bn", stem)?;
@@ -486,7 +492,11 @@ fn relu_sep_bn(
         conv(cin, [k, k], stride, [p, p], dilation, cin),
         &[y],
     )?;
-    let y = b.push(&format!("{name}.pw"), conv(c, [1, 1], 1, [0, 0], 1, 1), &[y])?;
+    let y = b.push(
+        &format!("{name}.pw"),
+        conv(c, [1, 1], 1, [0, 0], 1, 1),
+        &[y],
+    )?;
     b.bn(&format!("{name}.bn"), y)
 }
 
@@ -611,7 +621,9 @@ mod tests {
                 normal: cell,
                 reduce: cell,
             };
-            let net = s.network(&g).unwrap_or_else(|e| panic!("{}: {e}", op.name()));
+            let net = s
+                .network(&g)
+                .unwrap_or_else(|e| panic!("{}: {e}", op.name()));
             let a = net.analyze().unwrap();
             assert_eq!(a.shapes[net.outputs()[0].index()].dims(), &[6]);
         }

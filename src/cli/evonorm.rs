@@ -18,7 +18,7 @@ use super::common::{print_json, refuse_existing, write_file};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof evonorm show evonorm-s0
-  archproof evonorm show runs/evo/best.json --dot layer.dot
+  archproof evonorm show runs/evo/best.json --figure layer.svg --dot layer.dot
   archproof evonorm eval --layer bn-relu,gn-relu,evonorm-b0,evonorm-s0 --dataset shapes \\
       --batch-sizes 4,8,32,128 --seeds 3 --out runs/eval")]
 pub struct Args {
@@ -44,7 +44,10 @@ struct ShowArgs {
     /// Write the layer's graph as Graphviz DOT to this file.
     #[arg(long)]
     dot: Option<PathBuf>,
-    /// Replace the DOT file.
+    /// Draw the layer's graph (the nodes its output depends on) to this SVG file.
+    #[arg(long)]
+    figure: Option<PathBuf>,
+    /// Replace the DOT or SVG file.
     #[arg(long)]
     force: bool,
     /// Print JSON.
@@ -143,6 +146,31 @@ fn dot(g: &NormActGraph) -> String {
     s
 }
 
+/// The live nodes of a layer as labelled DAG nodes, ending in the affine output.
+fn figure_nodes(g: &NormActGraph) -> Vec<(String, Vec<usize>)> {
+    let live = g.live();
+    let mut index = vec![usize::MAX; live.len()];
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, name) in ["x", "0", "v0", "v1"].iter().enumerate() {
+        if live[i] {
+            index[i] = out.len();
+            out.push((name.to_string(), Vec::new()));
+        }
+    }
+    for (k, n) in g.nodes.iter().enumerate() {
+        let id = k + NormActGraph::INITIAL;
+        if !live[id] {
+            continue;
+        }
+        index[id] = out.len();
+        let label = format!("{:?}", n.op).to_lowercase();
+        out.push((label, n.args.iter().map(|&a| index[a]).collect()));
+    }
+    let last = out.len() - 1;
+    out.push(("* gamma + beta".into(), vec![last]));
+    out
+}
+
 fn show(a: ShowArgs) -> Result<ExitCode> {
     let layer = evonorm::load(&a.layer).map_err(anyhow::Error::msg)?;
     let (params, key, graph) = match &layer {
@@ -153,6 +181,21 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         ),
         _ => (2, None, None),
     };
+    if let Some(path) = &a.figure {
+        let Some(g) = &graph else {
+            bail!(
+                "{} is a pair of standard operators, not a graph of primitives",
+                layer.label()
+            );
+        };
+        super::common::refuse_existing(std::slice::from_ref(path), a.force)?;
+        archproof::report::dag_svg(
+            path,
+            &format!("{}: {}", layer.label(), layer.formula()),
+            &figure_nodes(g),
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
     if let Some(path) = &a.dot {
         let Some(g) = &graph else {
             bail!(
@@ -214,12 +257,18 @@ struct EvalSummary {
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
-    (m, (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt())
+    (
+        m,
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
+    )
 }
 
 fn eval(a: EvalArgs) -> Result<ExitCode> {
     let Some(anchor) = Anchor::parse(&a.anchor) else {
-        bail!("unknown anchor '{}' (known: plain, resnet, mobilenet)", a.anchor);
+        bail!(
+            "unknown anchor '{}' (known: plain, resnet, mobilenet)",
+            a.anchor
+        );
     };
     if a.batch_sizes.contains(&0) || a.seeds == 0 || a.epochs == 0 || a.width == 0 {
         bail!("--batch-sizes, --seeds, --epochs and --width must be at least 1");
@@ -256,8 +305,10 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
     } else {
         let b = ProgressBar::new(jobs.len() as u64);
         b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} trainings  {msg}  [{elapsed}<{eta}]")
-                .expect("static template"),
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} trainings  {msg}  [{elapsed}<{eta}]",
+            )
+            .expect("static template"),
         );
         b
     };
@@ -329,7 +380,13 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
                 points: l
                     .results
                     .iter()
-                    .map(|r| ((r.batch_size as f64).log2(), r.accuracy_mean, r.accuracy_std))
+                    .map(|r| {
+                        (
+                            (r.batch_size as f64).log2(),
+                            r.accuracy_mean,
+                            r.accuracy_std,
+                        )
+                    })
                     .collect(),
             })
             .collect();

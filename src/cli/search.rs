@@ -264,8 +264,7 @@ impl CellSettings {
         if a.strategy.len() > 1 && a.runs.is_none() {
             bail!("several strategies are compared over --runs N; give --runs or one strategy");
         }
-        Ok(a
-            .strategy
+        Ok(a.strategy
             .iter()
             .map(|&strategy| CellSettings {
                 strategy,
@@ -354,7 +353,11 @@ impl CellSettings {
         )?;
         same("--batch", a.batch, stored.batch)?;
         same("--seed", a.seed, stored.seed)?;
-        same("--dataset", a.dataset.clone().map(Some), stored.dataset.clone())?;
+        same(
+            "--dataset",
+            a.dataset.clone().map(Some),
+            stored.dataset.clone(),
+        )?;
         same("--epochs", a.epochs, stored.train.epochs)?;
         same(
             "--train-examples",
@@ -375,7 +378,10 @@ impl CellSettings {
     }
 
     fn objectives(&self) -> Vec<Objective> {
-        self.objectives.iter().map(|o| Objective::parse(o)).collect()
+        self.objectives
+            .iter()
+            .map(|o| Objective::parse(o))
+            .collect()
     }
 }
 
@@ -717,11 +723,7 @@ where
     let study = Study::new(&setup.space, strategy, setup.evaluator.as_ref(), config)?;
     let store = match store {
         Some(s) => s,
-        None => Store::create(
-            &db,
-            &study.header(serde_json::to_value(settings)?),
-            a.force,
-        )?,
+        None => Store::create(&db, &study.header(serde_json::to_value(settings)?), a.force)?,
     };
     let already = store.trials()?.len();
     let study = study.with_store(store)?;
@@ -781,10 +783,7 @@ where
         true,
     )?;
     if let Some(best) = &summary.best {
-        let cell = setup
-            .space
-            .decode(&best.cell)
-            .map_err(anyhow::Error::msg)?;
+        let cell = setup.space.decode(&best.cell).map_err(anyhow::Error::msg)?;
         let g = setup.space.network(&cell)?;
         write_file(&out.join("best.json"), io::to_json(&g)?.as_bytes(), true)?;
     }
@@ -878,8 +877,7 @@ fn pareto_summary<S: Space>(
     let points: Vec<Vec<f64>> = scored.iter().map(|s| s.1.clone()).collect();
     let mut front: Vec<usize> = pareto::front(&points);
     front.sort_by(|&x, &y| points[y][1].total_cmp(&points[x][1]));
-    let (hypervolume, reference, table_hv, ratio) =
-        hypervolumes(trials, objectives, table_points);
+    let (hypervolume, reference, table_hv, ratio) = hypervolumes(trials, objectives, table_points);
     let unorient = |k: usize, v: f64| match objectives[k] {
         Objective::Fitness => v,
         Objective::Minimize(_) => -v,
@@ -1226,7 +1224,13 @@ where
             serde_json::to_string_pretty(&serde_json::json!({ "strategies": &summaries }))?
         };
         write_file(&out.join("runs.json"), json.as_bytes(), true)?;
-        progress_figure(&out.join("progress.svg"), &summaries, runs, all[0].seed, multi)?;
+        progress_figure(
+            &out.join("progress.svg"),
+            &summaries,
+            runs,
+            all[0].seed,
+            multi,
+        )?;
     }
     if a.json {
         if summaries.len() == 1 {

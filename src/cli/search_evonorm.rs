@@ -241,9 +241,21 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
             .count()
     };
     let (rq, rs) = (count(REJECTED_QUALITY), count(REJECTED_STABILITY));
-    let failed = result.trials.iter().filter(|t| t.fitness().is_none()).count();
-    let mut done: Vec<_> = result.trials.iter().filter(|t| t.fitness().is_some()).collect();
-    done.sort_by(|x, y| y.fitness().unwrap_or(0.0).total_cmp(&x.fitness().unwrap_or(0.0)));
+    let failed = result
+        .trials
+        .iter()
+        .filter(|t| t.fitness().is_none())
+        .count();
+    let mut done: Vec<_> = result
+        .trials
+        .iter()
+        .filter(|t| t.fitness().is_some())
+        .collect();
+    done.sort_by(|x, y| {
+        y.fitness()
+            .unwrap_or(0.0)
+            .total_cmp(&x.fitness().unwrap_or(0.0))
+    });
     let mut best = f64::NEG_INFINITY;
     let best_so_far: Vec<f64> = result
         .trials

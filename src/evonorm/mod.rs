@@ -100,10 +100,10 @@ pub fn named(name: &str) -> Option<Layer> {
             };
             let mut nodes = gate; // 4, 5
             nodes.extend([
-                node(Prim::Mul, &[G::X, 5]),                     // 6
+                node(Prim::Mul, &[G::X, 5]),                   // 6
                 node(Prim::Var(Axes::Group(GROUPS)), &[G::X]), // 7
-                node(Prim::Sqrt, &[7]),                          // 8
-                node(Prim::Div, &[6, 8]),                        // 9
+                node(Prim::Sqrt, &[7]),                        // 8
+                node(Prim::Div, &[6, 8]),                      // 9
             ]);
             graph(nodes)
         }
@@ -147,7 +147,9 @@ impl Layer {
         match self {
             Layer::BnRelu => "max((x - mean_nhw(x)) / sqrt(var_nhw(x)) * gamma + beta, 0)".into(),
             Layer::GnRelu => {
-                format!("max((x - mean_hwc/{GROUPS}(x)) / sqrt(var_hwc/{GROUPS}(x)) * gamma + beta, 0)")
+                format!(
+                    "max((x - mean_hwc/{GROUPS}(x)) / sqrt(var_hwc/{GROUPS}(x)) * gamma + beta, 0)"
+                )
             }
             Layer::Graph(g) => g.formula(),
         }
@@ -239,9 +241,8 @@ pub fn canonical_key(g: &NormActGraph) -> u64 {
 pub fn canonicalize(g: &NormActGraph) -> NormActGraph {
     let keys = node_keys(g);
     let mut out: Vec<PrimNode> = Vec::new();
-    let mut index: std::collections::HashMap<u64, usize> = (0..NormActGraph::INITIAL)
-        .map(|i| (keys[i], i))
-        .collect();
+    let mut index: std::collections::HashMap<u64, usize> =
+        (0..NormActGraph::INITIAL).map(|i| (keys[i], i)).collect();
     fn emit(
         id: usize,
         g: &NormActGraph,

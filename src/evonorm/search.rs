@@ -200,8 +200,14 @@ impl Evaluator<NormActGraph> for LayerEvaluator {
         let mut metrics = std::collections::BTreeMap::new();
         let mut sum = 0.0;
         for &anchor in &self.anchors {
-            let net = anchors::build(anchor, &layer, shape.clone(), self.fit.classes, self.training.width)
-                .map_err(|e| e.to_string())?;
+            let net = anchors::build(
+                anchor,
+                &layer,
+                shape.clone(),
+                self.fit.classes,
+                self.training.width,
+            )
+            .map_err(|e| e.to_string())?;
             // Stability, on the anchor at its initial weights and one training batch.
             let probe = Model::new(&net, seed).map_err(|e| e.to_string())?;
             let b = self.training.batch_size.min(self.fit.train.len());

@@ -455,3 +455,76 @@ pub fn pareto_svg(
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// Draws a small DAG top-down: each node a labelled box on the row of its depth (nodes without
+/// arguments on the first row), an edge from each argument. `nodes` are in topological order,
+/// each a label and the indices of its arguments.
+pub fn dag_svg(path: &Path, title: &str, nodes: &[(String, Vec<usize>)]) -> Result<(), String> {
+    let mut depth = vec![0usize; nodes.len()];
+    for (i, (_, args)) in nodes.iter().enumerate() {
+        depth[i] = args.iter().map(|&a| depth[a] + 1).max().unwrap_or(0);
+    }
+    let rows = depth.iter().max().map_or(1, |d| d + 1);
+    let mut slot = vec![0usize; nodes.len()];
+    let mut per_row = vec![0usize; rows];
+    for i in 0..nodes.len() {
+        slot[i] = per_row[depth[i]];
+        per_row[depth[i]] += 1;
+    }
+    let widest = per_row.iter().copied().max().unwrap_or(1);
+    let (bw, bh, gap_x, gap_y) = (150i32, 28i32, 20i32, 50i32);
+    let width = (widest as i32 * (bw + gap_x) + gap_x).max(400);
+    let height = rows as i32 * (bh + gap_y) + 60;
+    let centre = |i: usize| -> (i32, i32) {
+        let n = per_row[depth[i]] as i32;
+        let row_w = n * (bw + gap_x) - gap_x;
+        let x0 = (width - row_w) / 2;
+        (
+            x0 + slot[i] as i32 * (bw + gap_x) + bw / 2,
+            50 + depth[i] as i32 * (bh + gap_y) + bh / 2,
+        )
+    };
+    let root = SVGBackend::new(path, (width as u32, height as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+    root.draw(&Text::new(
+        title.to_string(),
+        (10, 10),
+        ("sans-serif", 16).into_font(),
+    ))
+    .map_err(err)?;
+    for (i, (_, args)) in nodes.iter().enumerate() {
+        let (x, y) = centre(i);
+        for &a in args {
+            let (ax, ay) = centre(a);
+            root.draw(&PathElement::new(
+                vec![(ax, ay + bh / 2), (x, y - bh / 2)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+        }
+    }
+    for (i, (label, _)) in nodes.iter().enumerate() {
+        let (x, y) = centre(i);
+        root.draw(&Rectangle::new(
+            [(x - bw / 2, y - bh / 2), (x + bw / 2, y + bh / 2)],
+            WHITE.filled(),
+        ))
+        .map_err(err)?;
+        root.draw(&Rectangle::new(
+            [(x - bw / 2, y - bh / 2), (x + bw / 2, y + bh / 2)],
+            BLUE.stroke_width(1),
+        ))
+        .map_err(err)?;
+        let style = ("sans-serif", 13).into_font().color(&BLACK).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ),
+        );
+        root.draw(&Text::new(label.clone(), (x, y), style))
+            .map_err(err)?;
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -101,7 +101,11 @@ pub struct ParetoEvolution {
 impl<S: Space> Strategy<S> for ParetoEvolution {
     fn name(&self) -> String {
         let names: Vec<&str> = self.objectives.iter().map(Objective::name).collect();
-        format!("pareto(initial={},objectives={})", self.initial, names.join("+"))
+        format!(
+            "pareto(initial={},objectives={})",
+            self.initial,
+            names.join("+")
+        )
     }
 
     fn propose(

@@ -90,7 +90,10 @@ impl<S: Space> Strategy<S> for RegularizedEvolution {
 
 /// Encodings of every candidate already in the history (strategies below never query one
 /// twice: a tabular benchmark would charge the same training again).
-pub(super) fn seen<S: Space>(space: &S, history: &[Trial<S::Candidate>]) -> std::collections::HashSet<String> {
+pub(super) fn seen<S: Space>(
+    space: &S,
+    history: &[Trial<S::Candidate>],
+) -> std::collections::HashSet<String> {
     history.iter().map(|t| space.encode(&t.candidate)).collect()
 }
 

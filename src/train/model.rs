@@ -219,9 +219,17 @@ impl Model {
     /// A buffer's values: `running_mean`/`running_var` of batch normalization, `moving.{k}`
     /// of a normalization-activation layer's batch statistic at primitive `k`.
     pub fn buffer_values(&self, node: &str, name: &str) -> Option<Vec<f64>> {
-        let id = self.graph.node_ids().find(|&i| self.graph.node(i).name == node)?;
+        let id = self
+            .graph
+            .node_ids()
+            .find(|&i| self.graph.node(i).name == node)?;
         let t = self.buffers.get(&(id.index(), name.to_string()))?;
-        t.to_dtype(DType::F64).ok()?.flatten_all().ok()?.to_vec1().ok()
+        t.to_dtype(DType::F64)
+            .ok()?
+            .flatten_all()
+            .ok()?
+            .to_vec1()
+            .ok()
     }
 
     /// A batch of inputs as a tensor `[N, ...shape]`.
@@ -355,7 +363,9 @@ impl Model {
                         y
                     } else {
                         let bshape = bcast_shape(xin.rank(), c);
-                        let mean = self.buffer(id, "running_mean")?.reshape(bshape.as_slice())?;
+                        let mean = self
+                            .buffer(id, "running_mean")?
+                            .reshape(bshape.as_slice())?;
                         let var = self.buffer(id, "running_var")?.reshape(bshape.as_slice())?;
                         let xhat = xin
                             .broadcast_sub(&mean)?
@@ -639,7 +649,9 @@ fn pool(x: &Tensor, k: [usize; 2], s: [usize; 2], max: bool) -> candle_core::Res
     } else {
         cols.mean_keepdim(4)?
     };
-    y.reshape((n, ho, wo, c))?.permute((0, 3, 1, 2))?.contiguous()
+    y.reshape((n, ho, wo, c))?
+        .permute((0, 3, 1, 2))?
+        .contiguous()
 }
 
 /// A convolution of a padded `[N, C, H, W]` input with weights `[O, C / groups, kh, kw]`,
@@ -675,7 +687,8 @@ fn conv2d(
     let y = if depthwise {
         // [C, N * Ho * Wo, kk] x [C, kk, 1]: one small product per channel.
         let cols = g.unfold(x)?.reshape((c, n * ho * wo, kk))?;
-        cols.matmul(&w.reshape((c, kk, 1))?)?.reshape((c, n * ho * wo))?
+        cols.matmul(&w.reshape((c, kk, 1))?)?
+            .reshape((c, n * ho * wo))?
     } else {
         let cols = if kk == 1 && stride == 1 {
             x.permute((0, 2, 3, 1))?.reshape((n * h * wd, c))?

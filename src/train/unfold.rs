@@ -100,11 +100,7 @@ fn contiguous<'a, T>(v: &'a [T], l: &Layout) -> Result<&'a [T]> {
 struct Unfold(Windows);
 
 impl Unfold {
-    fn run<T: WithDType + Send + Sync>(
-        &self,
-        x: &[T],
-        d: (usize, usize, usize, usize),
-    ) -> Vec<T> {
+    fn run<T: WithDType + Send + Sync>(&self, x: &[T], d: (usize, usize, usize, usize)) -> Vec<T> {
         let g = &self.0;
         let (n, c, h, w) = d;
         let (ho, wo) = g.output(h, w).expect("checked");
@@ -215,7 +211,11 @@ mod tests {
     fn fold_is_the_adjoint_of_unfold() {
         let dev = Device::Cpu;
         for channels_first in [false, true] {
-            for (k, s, d) in [([3, 3], [1, 1], 1), ([1, 7], [2, 2], 1), ([3, 3], [2, 2], 2)] {
+            for (k, s, d) in [
+                ([3, 3], [1, 1], 1),
+                ([1, 7], [2, 2], 1),
+                ([3, 3], [2, 2], 2),
+            ] {
                 let g = Windows {
                     kernel: k,
                     stride: s,
@@ -226,7 +226,12 @@ mod tests {
                     .unwrap();
                 let u = g.unfold(x.as_tensor()).unwrap();
                 let y = Tensor::randn(0f64, 1.0, u.shape(), &dev).unwrap();
-                let lhs = (&u * &y).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+                let lhs = (&u * &y)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
                 let grads = (&u * &y).unwrap().sum_all().unwrap().backward().unwrap();
                 let gx = grads.get(x.as_tensor()).unwrap();
                 let rhs = (x.as_tensor() * gx)
