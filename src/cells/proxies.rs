@@ -264,12 +264,14 @@ pub fn scores(
         out.insert("grad_norm".into(), (gn, s));
         out.insert("snip".into(), (sn, s));
     }
-    let totals = g
-        .analyze()
-        .map_err(|e| ModelError::Graph(e.to_string()))?
-        .totals;
-    out.insert("params".into(), (totals.params as f64, 0.0));
-    out.insert("flops".into(), (totals.macs as f64, 0.0));
+    if want("params") || want("flops") {
+        let totals = g
+            .analyze()
+            .map_err(|e| ModelError::Graph(e.to_string()))?
+            .totals;
+        out.insert("params".into(), (totals.params as f64, 0.0));
+        out.insert("flops".into(), (totals.macs as f64, 0.0));
+    }
     out.retain(|k, _| want(k));
     for n in names {
         if !out.contains_key(*n) {

@@ -8,7 +8,6 @@ use archproof::report::{cactus_svg, CactusSeries};
 use archproof::verify::instances::{self, InstanceResult};
 use archproof::verify::Engine;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::common::{print_json, refuse_existing, write_file};
@@ -116,16 +115,11 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             other => bail!("unknown engine '{other}' (known: bab, smt)"),
         });
     }
-    let bar = if a.quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new((list.len() * engines.len()) as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} runs {msg} [{elapsed}]")
-                .expect("static template"),
-        );
-        b
-    };
+    let bar = super::common::bar(
+        (list.len() * engines.len()) as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} runs {msg} [{elapsed}]",
+    );
     let mut rows: Vec<Row> = Vec::new();
     let mut summaries = Vec::new();
     let mut series = Vec::new();

@@ -85,3 +85,14 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// A progress bar of `len` steps drawn with `template`, or a hidden one (for --quiet and
+/// --json).
+pub fn bar(len: u64, hidden: bool, template: &str) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(indicatif::ProgressStyle::with_template(template).expect("static template"));
+    b
+}

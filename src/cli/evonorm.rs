@@ -9,7 +9,6 @@ use archproof::evonorm::{self, Anchor, AnchorTraining, Layer};
 use archproof::ir::normact::NormActGraph;
 use archproof::train;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::common::{print_json, refuse_existing, write_file};
@@ -300,18 +299,11 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
                 .flat_map(move |&b| (0..a.seeds).map(move |s| (l, b, s)))
         })
         .collect();
-    let bar = if a.quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(jobs.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} trainings  {msg}  [{elapsed}<{eta}]",
-            )
-            .expect("static template"),
-        );
-        b
-    };
+    let bar = super::common::bar(
+        jobs.len() as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} trainings  {msg}  [{elapsed}<{eta}]",
+    );
     use rayon::prelude::*;
     let accs: Vec<f64> = jobs
         .par_iter()

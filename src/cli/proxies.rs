@@ -10,7 +10,6 @@ use archproof::cells::proxies::{self, NAMES};
 use archproof::cells::table::Table;
 use archproof::cells::SpaceSpec;
 use archproof::ir::zoo;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -101,16 +100,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             a.benchmark.display()
         );
     }
-    let bar = if a.quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(cells.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} cells  [{elapsed}<{eta}]")
-                .expect("static template"),
-        );
-        b
-    };
+    let bar = super::common::bar(
+        cells.len() as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} cells  [{elapsed}<{eta}]",
+    );
     let names: Vec<&str> = a.proxies.iter().map(String::as_str).collect();
     let rows: Vec<BTreeMap<String, (f64, f64)>> = cells
         .par_iter()

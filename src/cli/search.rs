@@ -19,7 +19,6 @@ use archproof::search::{
 };
 use archproof::train::{self, OptimizerKind, TrainConfig};
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::common::{print_json, write_file};
@@ -442,9 +441,30 @@ pub fn run(args: Args) -> Result<ExitCode> {
 struct Setup<S: CellSpace> {
     space: S,
     evaluator: Box<dyn Evaluator<S::Candidate>>,
-    /// With --objectives and a benchmark evaluator: the table's objective vectors (oriented,
-    /// higher is better), for the hypervolume of the best front there is.
-    table_points: Option<Vec<Vec<f64>>>,
+    /// With two objectives and a benchmark evaluator: the table's own front, the best any
+    /// search can reach.
+    table_front: Option<TableFront>,
+}
+
+/// Every row of a table as an objective vector (oriented, higher is better), with the
+/// hypervolume reference point (the worst of each objective) and the table's hypervolume;
+/// computed once per command, shared by every run.
+struct TableFront {
+    points: Vec<Vec<f64>>,
+    reference: [f64; 2],
+    hypervolume: f64,
+}
+
+impl TableFront {
+    fn new(points: Vec<Vec<f64>>) -> TableFront {
+        let reference = reference_point(&points);
+        let hypervolume = pareto::hypervolume_2d(&points, reference);
+        TableFront {
+            points,
+            reference,
+            hypervolume,
+        }
+    }
 }
 
 fn run_cell(a: CellArgs) -> Result<ExitCode> {
@@ -489,9 +509,10 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
                 None => None,
             };
             let objectives = first.objectives();
-            let table_points = match (&table, first.evaluator.as_str()) {
+            let table_front = match (&table, first.evaluator.as_str()) {
                 (Some(t), "benchmark") if !objectives.is_empty() => {
-                    Some(table_objectives(t, &objectives)?)
+                    let points = table_objectives(t, &objectives)?;
+                    (objectives.len() == 2).then(|| TableFront::new(points))
                 }
                 _ => None,
             };
@@ -521,7 +542,7 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
             let setup = Setup {
                 space,
                 evaluator,
-                table_points,
+                table_front,
             };
             dispatch(&a, &all, store, &setup)
         }
@@ -536,7 +557,7 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
             let setup = Setup {
                 space,
                 evaluator,
-                table_points: None,
+                table_front: None,
             };
             dispatch(&a, &all, store, &setup)
         }
@@ -728,16 +749,11 @@ where
     let already = store.trials()?.len();
     let study = study.with_store(store)?;
 
-    let bar = if a.quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(settings.trials as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} trials  {msg}  [{elapsed}]")
-                .expect("static template"),
-        );
-        b
-    };
+    let bar = super::common::bar(
+        settings.trials as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} trials  {msg}  [{elapsed}]",
+    );
     bar.set_position(already as u64);
     let new_trials = AtomicUsize::new(0);
     let result = study.run(&|t| {
@@ -765,14 +781,14 @@ where
             &result.trials,
             &objectives,
             &setup.space,
-            setup.table_points.as_deref(),
+            setup.table_front.as_ref(),
         ));
         if objectives.len() == 2 {
             pareto_figure(
                 &out.join("pareto.svg"),
                 &result.trials,
                 &objectives,
-                setup.table_points.as_deref(),
+                setup.table_front.as_ref(),
                 &summary,
             )?;
         }
@@ -847,7 +863,7 @@ fn reference_point(points: &[Vec<f64>]) -> [f64; 2] {
 fn hypervolumes<C>(
     trials: &[Trial<C>],
     objectives: &[Objective],
-    table_points: Option<&[Vec<f64>]>,
+    table: Option<&TableFront>,
 ) -> (Option<f64>, Option<[f64; 2]>, Option<f64>, Option<f64>) {
     if objectives.len() != 2 {
         return (None, None, None, None);
@@ -856,9 +872,9 @@ fn hypervolumes<C>(
         .iter()
         .filter_map(|t| pareto::oriented(objectives, t))
         .collect();
-    let reference = reference_point(table_points.unwrap_or(&pts));
+    let reference = table.map_or_else(|| reference_point(&pts), |t| t.reference);
     let hv = pareto::hypervolume_2d(&pts, reference);
-    let table_hv = table_points.map(|t| pareto::hypervolume_2d(t, reference));
+    let table_hv = table.map(|t| t.hypervolume);
     let ratio = table_hv.map(|t| hv / t);
     (Some(hv), Some(reference), table_hv, ratio)
 }
@@ -867,7 +883,7 @@ fn pareto_summary<S: Space>(
     trials: &[Trial<S::Candidate>],
     objectives: &[Objective],
     space: &S,
-    table_points: Option<&[Vec<f64>]>,
+    table: Option<&TableFront>,
 ) -> ParetoSummary {
     let scored: Vec<(usize, Vec<f64>)> = trials
         .iter()
@@ -877,7 +893,7 @@ fn pareto_summary<S: Space>(
     let points: Vec<Vec<f64>> = scored.iter().map(|s| s.1.clone()).collect();
     let mut front: Vec<usize> = pareto::front(&points);
     front.sort_by(|&x, &y| points[y][1].total_cmp(&points[x][1]));
-    let (hypervolume, reference, table_hv, ratio) = hypervolumes(trials, objectives, table_points);
+    let (hypervolume, reference, table_hv, ratio) = hypervolumes(trials, objectives, table);
     let unorient = |k: usize, v: f64| match objectives[k] {
         Objective::Fitness => v,
         Objective::Minimize(_) => -v,
@@ -901,7 +917,7 @@ fn pareto_figure<C>(
     path: &Path,
     trials: &[Trial<C>],
     objectives: &[Objective],
-    table_points: Option<&[Vec<f64>]>,
+    table: Option<&TableFront>,
     summary: &Summary,
 ) -> Result<()> {
     // Plot coordinates: (cost objective as written, accuracy).
@@ -924,7 +940,7 @@ fn pareto_figure<C>(
         name: "search's front".into(),
         points: pareto::front(&pts).iter().map(|&i| plot(&pts[i])).collect(),
     }];
-    if let Some(t) = table_points {
+    if let Some(t) = table.map(|t| &t.points) {
         fronts.push(archproof::report::FrontSeries {
             name: "table's front".into(),
             points: pareto::front(t).iter().map(|&i| plot(&t[i])).collect(),
@@ -1080,14 +1096,10 @@ where
     let objectives = settings.objectives();
     let multi = objectives.len() == 2;
     let reference = setup
-        .table_points
-        .as_deref()
-        .map(reference_point)
-        .unwrap_or([f64::NEG_INFINITY; 2]);
-    let table_hv = setup
-        .table_points
-        .as_deref()
-        .map(|t| pareto::hypervolume_2d(t, reference));
+        .table_front
+        .as_ref()
+        .map_or([f64::NEG_INFINITY; 2], |t| t.reference);
+    let table_hv = setup.table_front.as_ref().map(|t| t.hypervolume);
     let mut curve = Vec::new();
     let mut by_query = Vec::new();
     let (mut cost, mut best, mut now) = (0.0, f64::NEG_INFINITY, f64::NAN);
@@ -1115,7 +1127,7 @@ where
         by_query.push(now);
     }
     let (hypervolume, _, _, hypervolume_ratio) =
-        hypervolumes(&res.trials, &objectives, setup.table_points.as_deref());
+        hypervolumes(&res.trials, &objectives, setup.table_front.as_ref());
     let b = res
         .best
         .map(|i| &res.trials[i])
@@ -1158,16 +1170,11 @@ where
             a.force,
         )?;
     }
-    let bar = if a.quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new((runs * all.len()) as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} runs  [{elapsed}<{eta}]")
-                .expect("static template"),
-        );
-        b
-    };
+    let bar = super::common::bar(
+        (runs * all.len()) as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} runs  [{elapsed}<{eta}]",
+    );
     let mut summaries = Vec::with_capacity(all.len());
     for settings in all {
         let strategy_box = build_strategy(settings, &setup.space);
@@ -1215,7 +1222,7 @@ where
         });
     }
     bar.finish_and_clear();
-    let multi = all[0].objectives.len() == 2 && setup.table_points.is_some();
+    let multi = setup.table_front.is_some();
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
         let json = if summaries.len() == 1 {

@@ -10,7 +10,6 @@ use archproof::evonorm::search::{
 use archproof::evonorm::{Anchor, AnchorTraining};
 use archproof::search::{Outcome, ParetoTournament, Store, Study, StudyConfig};
 use archproof::train;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::common::{print_json, write_file};
@@ -213,16 +212,11 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
     };
     let already = store.trials()?.len();
     let study = study.with_store(store)?;
-    let bar = if a.quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(settings.trials as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} layers  {msg}  [{elapsed}<{eta}]")
-                .expect("static template"),
-        );
-        b
-    };
+    let bar = super::common::bar(
+        settings.trials as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} layers  {msg}  [{elapsed}<{eta}]",
+    );
     bar.set_position(already as u64);
     let result = study.run(&|t| {
         bar.inc(1);

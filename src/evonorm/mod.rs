@@ -186,7 +186,18 @@ pub fn train_anchor(
         cfg.width,
     )
     .map_err(|e| e.to_string())?;
-    let mut model = Model::new(&g, seed).map_err(|e| e.to_string())?;
+    train_network(&g, data, cfg, seed)
+}
+
+/// Trains a network with Adam as `cfg` says and returns its test-split accuracy (0 when
+/// training diverged).
+pub fn train_network(
+    g: &crate::ir::Graph,
+    data: &Dataset,
+    cfg: &AnchorTraining,
+    seed: u64,
+) -> Result<f64, String> {
+    let mut model = Model::new(g, seed).map_err(|e| e.to_string())?;
     let tc = TrainConfig {
         epochs: cfg.epochs,
         batch_size: cfg.batch_size,

@@ -11,7 +11,7 @@ use super::{anchors, canonicalize, mutate, random_layer, Anchor, AnchorTraining,
 use crate::ir::normact::NormActGraph;
 use crate::ir::{Op, Shape};
 use crate::search::{Evaluation, Evaluator, Space};
-use crate::train::{self, Dataset, Model, TrainConfig};
+use crate::train::{Dataset, Model};
 
 /// Layers as a search space: random layers of `initial_len` nodes, mutated up to `max_len`,
 /// always in canonical form (so equal layers encode equally and are never trained twice).
@@ -221,22 +221,7 @@ impl Evaluator<NormActGraph> for LayerEvaluator {
                 .map_err(|e| format!("{e} on the {} anchor", anchor.name()))?;
             metrics.insert(format!("max_grad_norm_{}", anchor.name()), norm);
             // Quality.
-            let mut model = Model::new(&net, seed).map_err(|e| e.to_string())?;
-            let cfg = TrainConfig {
-                epochs: self.training.epochs,
-                batch_size: self.training.batch_size,
-                lr: self.training.lr,
-                optimizer: train::OptimizerKind::Adam,
-                seed,
-                ..TrainConfig::default()
-            };
-            let report =
-                train::train(&mut model, &self.fit, &cfg, &|_| {}).map_err(|e| e.to_string())?;
-            let acc = if report.test_accuracy.is_finite() {
-                report.test_accuracy
-            } else {
-                0.0
-            };
+            let acc = super::train_network(&net, &self.fit, &self.training, seed)?;
             if acc < self.rejection.min_accuracy {
                 return Err(format!(
                     "{REJECTED_QUALITY}: {:.1}% on the {} anchor (the least is {:.1}%)",
