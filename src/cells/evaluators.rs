@@ -30,8 +30,8 @@ pub struct ZeroCostEvaluator<C> {
     pub network: Network<C>,
     /// Classes (for the random labels of grad_norm and snip).
     pub classes: usize,
-    /// Size of the random batch.
-    pub batch: usize,
+    /// The batch of the data-dependent proxies.
+    pub inputs: super::proxies::ProxyInputs,
     /// Seed of the weights and the batch: the same for every candidate, so scores compare.
     pub seed: u64,
     /// Metrics to add, not seen by the search.
@@ -41,8 +41,10 @@ pub struct ZeroCostEvaluator<C> {
 impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
     fn describe(&self) -> String {
         let mut d = format!(
-            "proxy:{}(batch={},seed={})",
-            self.proxy, self.batch, self.seed
+            "proxy:{}({},seed={})",
+            self.proxy,
+            self.inputs.describe(),
+            self.seed
         );
         if let Some(r) = &self.reference {
             d.push_str(&format!(" judged by {}", r.describe()));
@@ -56,7 +58,7 @@ impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
             &[self.proxy.as_str()],
             &g,
             self.classes,
-            self.batch,
+            &self.inputs,
             self.seed,
         )
         .map_err(|e| e.to_string())?;

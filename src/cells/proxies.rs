@@ -102,28 +102,90 @@ pub fn synflow(g: &Graph, seed: u64) -> Result<f64, ModelError> {
     Ok(score)
 }
 
-/// A seeded batch of `batch` standard normal inputs of the model's shape, and random labels.
-fn random_batch(
+/// The inputs of the data-dependent proxies (naswot, jacob_cov, grad_norm, snip).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProxyInputs {
+    /// This many seeded standard-normal inputs with random labels.
+    Random(usize),
+    /// Real examples: `x` holds `y.len()` flattened inputs of the network's shape.
+    Data {
+        /// The inputs, one after another.
+        x: Vec<f32>,
+        /// Their labels.
+        y: Vec<u32>,
+    },
+}
+
+impl ProxyInputs {
+    /// How many examples.
+    pub fn len(&self) -> usize {
+        match self {
+            ProxyInputs::Random(n) => *n,
+            ProxyInputs::Data { y, .. } => y.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first `n` training examples of a dataset.
+    pub fn from_dataset(data: &crate::train::Dataset, n: usize) -> ProxyInputs {
+        let n = n.min(data.train.len());
+        let d = data.input_len();
+        ProxyInputs::Data {
+            x: data.train.x[..n * d].to_vec(),
+            y: data.train.y[..n].to_vec(),
+        }
+    }
+
+    /// Words for reports: "16 random inputs" or "16 examples".
+    pub fn describe(&self) -> String {
+        match self {
+            ProxyInputs::Random(n) => format!("batch={n}"),
+            ProxyInputs::Data { y, .. } => format!("data batch={}", y.len()),
+        }
+    }
+}
+
+/// The proxies' batch as a tensor of the model's shape, and its labels: the given examples, or
+/// seeded standard-normal inputs with random labels.
+fn proxy_batch(
     m: &Model,
     classes: usize,
-    batch: usize,
+    inputs: &ProxyInputs,
     seed: u64,
 ) -> Result<(Tensor, Vec<u32>), ModelError> {
     let d: usize = m.input_shape().iter().product();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdada);
-    let x: Vec<f32> = (0..batch * d)
-        .map(|_| crate::train::data::standard_normal(&mut rng) as f32)
-        .collect();
-    let y: Vec<u32> = (0..batch)
-        .map(|_| rng.random_range(0..classes.max(1)) as u32)
-        .collect();
-    Ok((m.batch(&x, batch)?, y))
+    match inputs {
+        ProxyInputs::Random(batch) => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdada);
+            let x: Vec<f32> = (0..batch * d)
+                .map(|_| crate::train::data::standard_normal(&mut rng) as f32)
+                .collect();
+            let y: Vec<u32> = (0..*batch)
+                .map(|_| rng.random_range(0..classes.max(1)) as u32)
+                .collect();
+            Ok((m.batch(&x, *batch)?, y))
+        }
+        ProxyInputs::Data { x, y } => {
+            if x.len() != y.len() * d {
+                return Err(ModelError::Graph(format!(
+                    "the proxy batch has {} values for {} examples; the network takes {d} each",
+                    x.len(),
+                    y.len()
+                )));
+            }
+            Ok((m.batch(x, y.len())?, y.clone()))
+        }
+    }
 }
 
-/// The NASWOT score on one seeded random batch of `batch` inputs.
-pub fn naswot(g: &Graph, batch: usize, seed: u64) -> Result<f64, ModelError> {
+/// The NASWOT score on one batch.
+pub fn naswot(g: &Graph, inputs: &ProxyInputs, seed: u64) -> Result<f64, ModelError> {
     let m = Model::new(g, seed)?;
-    let (x, _) = random_batch(&m, 1, batch, seed)?;
+    let (x, _) = proxy_batch(&m, 1, inputs, seed)?;
     let is_relu = |op: &Op| {
         matches!(
             op,
@@ -133,7 +195,7 @@ pub fn naswot(g: &Graph, batch: usize, seed: u64) -> Result<f64, ModelError> {
         )
     };
     let (_, taps) = m.forward_taps(&x, &is_relu)?;
-    let mut k = nalgebra::DMatrix::<f64>::zeros(batch, batch);
+    let mut k = nalgebra::DMatrix::<f64>::zeros(inputs.len(), inputs.len());
     for t in taps {
         // ReLU outputs are positive exactly where its input is.
         let c = t.flatten_from(1)?.gt(0.0)?.to_dtype(DType::F64)?;
@@ -157,9 +219,9 @@ fn log_abs_det(m: nalgebra::DMatrix<f64>) -> f64 {
 }
 
 /// The jacob_cov score on one seeded random batch of `batch` inputs.
-pub fn jacob_cov(g: &Graph, batch: usize, seed: u64) -> Result<f64, ModelError> {
+pub fn jacob_cov(g: &Graph, inputs: &ProxyInputs, seed: u64) -> Result<f64, ModelError> {
     let m = Model::new(g, seed)?;
-    let (x, _) = random_batch(&m, 1, batch, seed)?;
+    let (x, _) = proxy_batch(&m, 1, inputs, seed)?;
     let xv = candle_core::Var::from_tensor(&x)?;
     let y = m.forward_batch_stats(xv.as_tensor())?.sum_all()?;
     let grads = y.backward()?;
@@ -205,16 +267,16 @@ pub fn jacob_cov(g: &Graph, batch: usize, seed: u64) -> Result<f64, ModelError> 
     })
 }
 
-/// `grad_norm` and `snip` on one seeded random batch of `batch` inputs with random labels.
+/// `grad_norm` and `snip` on one batch (random inputs come with random labels).
 pub fn gradient_proxies(
     g: &Graph,
     classes: usize,
-    batch: usize,
+    inputs: &ProxyInputs,
     seed: u64,
 ) -> Result<(f64, f64), ModelError> {
     let m = Model::new(g, seed)?;
-    let (xt, y) = random_batch(&m, classes, batch, seed)?;
-    let yt = Tensor::from_slice(&y, batch, m.device())?;
+    let (xt, y) = proxy_batch(&m, classes, inputs, seed)?;
+    let yt = Tensor::from_slice(&y, y.len(), m.device())?;
     let loss = candle_nn::loss::cross_entropy(&m.forward_batch_stats(&xt)?, &yt)?;
     let grads = loss.backward()?;
     let (mut sq, mut snip) = (0.0, 0.0);
@@ -233,12 +295,12 @@ pub fn is_multiplicative(name: &str) -> bool {
 }
 
 /// The proxies `names` of one network: `(value, seconds)` per name. grad_norm and snip share
-/// one backward pass; `batch` is the random batch of naswot, jacob_cov, grad_norm and snip.
+/// one backward pass; `inputs` is the batch of naswot, jacob_cov, grad_norm and snip.
 pub fn scores(
     names: &[&str],
     g: &Graph,
     classes: usize,
-    batch: usize,
+    inputs: &ProxyInputs,
     seed: u64,
 ) -> Result<std::collections::BTreeMap<String, (f64, f64)>, ModelError> {
     let mut out: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
@@ -252,14 +314,14 @@ pub fn scores(
         out.insert("synflow".into(), timed(&|| synflow(g, seed))?);
     }
     if want("naswot") {
-        out.insert("naswot".into(), timed(&|| naswot(g, batch, seed))?);
+        out.insert("naswot".into(), timed(&|| naswot(g, inputs, seed))?);
     }
     if want("jacob_cov") {
-        out.insert("jacob_cov".into(), timed(&|| jacob_cov(g, batch, seed))?);
+        out.insert("jacob_cov".into(), timed(&|| jacob_cov(g, inputs, seed))?);
     }
     if want("grad_norm") || want("snip") {
         let t = std::time::Instant::now();
-        let (gn, sn) = gradient_proxies(g, classes, batch, seed)?;
+        let (gn, sn) = gradient_proxies(g, classes, inputs, seed)?;
         let s = t.elapsed().as_secs_f64();
         out.insert("grad_norm".into(), (gn, s));
         out.insert("snip".into(), (sn, s));

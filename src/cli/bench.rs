@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
-use archproof::report::{cactus_svg, CactusSeries};
+use anyhow::Result;
+use archproof::report::{CactusSeries, Figure, Plot, RunPage, Table as ReportTable};
 use archproof::verify::instances::{self, InstanceResult};
 use archproof::verify::Engine;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::common::{print_json, refuse_existing, write_file};
+use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
 
 /// Benchmarks that compare engines in one run.
 #[derive(Debug, clap::Args)]
@@ -110,9 +110,8 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     let mut engines = Vec::new();
     for e in &a.engines {
         engines.push(match e.as_str() {
-            "bab" => (Engine::Bab, a.timeout),
             "smt" => (Engine::Smt, a.smt_timeout),
-            other => bail!("unknown engine '{other}' (known: bab, smt)"),
+            other => (Engine::parse(other).map_err(anyhow::Error::msg)?, a.timeout),
         });
     }
     let bar = super::common::bar(
@@ -124,10 +123,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     let mut summaries = Vec::new();
     let mut series = Vec::new();
     for (engine, cap) in &engines {
-        let name = match engine {
-            Engine::Bab => "bab",
-            Engine::Smt => "smt",
-        };
+        let name = engine.name();
         let mut cache = instances::Cache::default();
         let mut mine = Vec::new();
         for inst in &list {
@@ -187,16 +183,74 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         serde_json::to_string_pretty(&summaries)?.as_bytes(),
         true,
     )?;
-    let title = format!(
-        "{}: instances solved vs cumulative time",
-        a.instances
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default()
-    );
+    let list_name = a
+        .instances
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     std::fs::create_dir_all(&a.out)?;
-    cactus_svg(&a.out.join("cactus.svg"), &title, &series, list.len())
-        .map_err(anyhow::Error::msg)?;
+    let caps: Vec<String> = engines
+        .iter()
+        .map(|(e, cap)| format!("{} cap {cap} s", e.name()))
+        .collect();
+    Figure::new(
+        format!("{list_name}: instances solved against cumulative time"),
+        Plot::Cactus {
+            series,
+            instances: list.len(),
+        },
+    )
+    .axes("instances solved", "cumulative time (s)")
+    .settings(format!(
+        "{} instances; {}; falsifier seed 0",
+        list.len(),
+        caps.join(", ")
+    ))
+    .save(&a.out.join("cactus.svg"))
+    .map_err(anyhow::Error::msg)?;
+    let mut page = RunPage::new(
+        format!("Verification benchmark: {list_name}"),
+        command_line(),
+    );
+    page.setting("instances", list.len());
+    page.setting("engines", caps.join(", "));
+    let mut t = ReportTable::new(
+        "Engines",
+        &[
+            "engine",
+            "cap (s)",
+            "solved",
+            "sat",
+            "unsat",
+            "wrong",
+            "total (s)",
+            "slowest solved (s)",
+        ],
+    );
+    for s in &summaries {
+        let x = &s.totals;
+        t.row(vec![
+            s.engine.clone(),
+            s.cap_seconds.to_string(),
+            format!("{}/{}", x.solved, x.instances),
+            x.sat.to_string(),
+            x.unsat.to_string(),
+            x.wrong.to_string(),
+            format!("{:.1}", x.total_seconds),
+            format!("{:.2}", x.max_solved_seconds),
+        ]);
+    }
+    page.tables.push(t);
+    page.figure(
+        "cactus.svg",
+        "Instances solved against cumulative time, per engine",
+    );
+    page.file(
+        "results.csv",
+        "every instance's verdict and time, per engine",
+    );
+    page.file("summary.json", "totals per engine");
+    write_page(&a.out, &page)?;
     if a.json {
         print_json(&summaries)?;
     } else {

@@ -9,11 +9,13 @@ use anyhow::{anyhow, Result};
 use archproof::deepmad::evolution::{evolve_for, BestTrace};
 use archproof::deepmad::program::{self, ProgramOptions};
 use archproof::deepmad::{self as dm, polish, space, structure, Block, Convention};
-use archproof::report::{self, ProgressSeries, StageSeries};
+use archproof::report::{Figure, Plot, Series, StageSeries};
 use archproof::solvers::MilpSolver;
 use serde::Serialize;
 
-use super::common::{print_json, refuse_existing, write_file};
+use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use archproof::ir::io;
+use archproof::report::{RunPage, Table as ReportTable};
 
 /// Most candidates the evolutionary search evaluates in one benchmark (memory bound).
 const EVOLUTION_CAP: usize = 2_000_000;
@@ -41,6 +43,9 @@ pub struct DeepmadBenchArgs {
     /// Wall-clock seconds for each method.
     #[arg(long, default_value_t = 60.0)]
     time_limit: f64,
+    /// Seed of the evolutionary search.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -50,6 +55,9 @@ pub struct DeepmadBenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress messages.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Serialize)]
@@ -116,7 +124,8 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
         .transpose()
         .map_err(|m| anyhow!(m))?;
     let limit = Duration::from_secs_f64(a.time_limit);
-    if !a.json {
+    let talk = !a.json && !a.quiet;
+    if talk {
         eprintln!("program: {:.0} s ...", a.time_limit);
     }
     let design = program::solve(
@@ -137,12 +146,12 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
         design.trace.clone(),
     );
 
-    if !a.json {
+    if talk {
         eprintln!("evolution: {:.0} s ...", a.time_limit);
     }
     let start = Instant::now();
     let trace = BestTrace::new();
-    let result = evolve_for(&sp, a.convention, 0, limit, EVOLUTION_CAP, &trace)?;
+    let result = evolve_for(&sp, a.convention, a.seed, limit, EVOLUTION_CAP, &trace)?;
     let evo_seconds = start.elapsed().as_secs_f64();
     let best = result
         .best
@@ -160,23 +169,32 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
 
     std::fs::create_dir_all(&a.out)?;
     let conv = format!("{:?}", a.convention).to_lowercase();
-    report::progress_svg(
-        &a.out.join("progress.svg"),
-        &format!("{}: DeepMAD objective ({conv}) against wall time", sp.name),
-        "wall time (s)",
-        "best score",
-        &[
-            ProgressSeries {
-                name: prog.method.clone(),
-                points: prog.trace.clone(),
-            },
-            ProgressSeries {
-                name: evo.method.clone(),
-                points: evo.trace.clone(),
-            },
-        ],
-        a.time_limit.max(prog.seconds).max(evo_seconds),
+    let settings_line = format!(
+        "budget {:.3e} FLOPs, {:.3e} params, rho <= {}; {conv} convention; {} s each; evolution seed {}",
+        sp.budget.flops, sp.budget.params, sp.budget.rho, a.time_limit, a.seed
+    );
+    Figure::new(
+        format!("{}: DeepMAD objective against wall time", sp.name),
+        Plot::Steps {
+            series: vec![
+                Series {
+                    name: prog.method.clone(),
+                    points: prog.trace.clone(),
+                },
+                Series {
+                    name: evo.method.clone(),
+                    points: evo.trace.clone(),
+                },
+            ],
+            x_end: a.time_limit.max(prog.seconds).max(evo_seconds),
+        },
     )
+    .axes(
+        "wall time (s)",
+        format!("best objective ({conv} convention)"),
+    )
+    .settings(settings_line.clone())
+    .save(&a.out.join("progress.svg"))
     .map_err(|e| anyhow!("cannot draw progress.svg: {e}"))?;
     let n = sp.stages.strides.len();
     let stages = |m: &MethodResult| StageSeries {
@@ -193,11 +211,12 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
     if let Some(r) = &rel {
         designs.push(stages(r));
     }
-    report::stages_svg(
-        &a.out.join("stages.svg"),
-        &format!("{}: stage widths and depths", sp.name),
-        &designs,
+    Figure::new(
+        format!("{}: stage widths and depths", sp.name),
+        Plot::Stages { designs },
     )
+    .settings(settings_line)
+    .save(&a.out.join("stages.svg"))
     .map_err(|e| anyhow!("cannot draw stages.svg: {e}"))?;
     let results = Results {
         space: sp.name.clone(),
@@ -214,6 +233,66 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
         serde_json::to_string_pretty(&results)?.as_bytes(),
         true,
     )?;
+    let mut page = RunPage::new(
+        format!("DeepMAD on {}: the program against evolution", sp.name),
+        command_line(),
+    );
+    page.summary.push(format!(
+        "With {} s each, the mathematical program scores {:.2} and the evolutionary search {:.2} \
+         ({} candidates): a ratio of {:.4}.",
+        a.time_limit,
+        results.program.score,
+        results.evolution.score,
+        results.evolution_candidates,
+        results.ratio_program_to_evolution
+    ));
+    for (k, v) in [
+        ("space", sp.name.clone()),
+        ("FLOPs budget", format!("{:.3e}", sp.budget.flops)),
+        ("params budget", format!("{:.3e}", sp.budget.params)),
+        ("rho budget", sp.budget.rho.to_string()),
+        ("resolution", sp.resolution.to_string()),
+        ("convention", conv.clone()),
+        ("time limit per method (s)", a.time_limit.to_string()),
+        ("evolution seed", a.seed.to_string()),
+    ] {
+        page.setting(k, v);
+    }
+    let mut t = ReportTable::new(
+        "Designs under the same score",
+        &[
+            "method", "score", "FLOPs", "params", "rho", "feasible", "seconds", "IR JSON",
+        ],
+    );
+    for (m, file) in [
+        (Some(&results.program), "program.json"),
+        (Some(&results.evolution), "evolution.json"),
+        (results.released.as_ref(), "released.json"),
+    ] {
+        let Some(m) = m else { continue };
+        let graph = archproof::deepmad::ir::to_graph(&m.structure, sp.resolution, None, &sp.name)
+            .map_err(|e| anyhow!("{}: {e}", m.method))?;
+        write_file(&a.out.join(file), io::to_json(&graph)?.as_bytes(), true)?;
+        t.row(vec![
+            m.method.clone(),
+            format!("{:.2}", m.score),
+            format!("{:.4e}", m.flops),
+            format!("{:.4e}", m.params),
+            format!("{:.4}", m.rho),
+            m.feasible.to_string(),
+            format!("{:.2}", m.seconds),
+            file.to_string(),
+        ]);
+        page.file(file, format!("IR JSON of the {} design", m.method));
+    }
+    page.tables.push(t);
+    page.figure(
+        "progress.svg",
+        "Best objective against wall time, program and evolution",
+    );
+    page.figure("stages.svg", "Stage widths and depths of the designs");
+    page.file("results.json", "both methods' designs, scores and traces");
+    write_page(&a.out, &page)?;
     if a.json {
         print_json(&results)?;
     } else {

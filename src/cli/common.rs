@@ -96,3 +96,25 @@ pub fn bar(len: u64, hidden: bool, template: &str) -> indicatif::ProgressBar {
     b.set_style(indicatif::ProgressStyle::with_template(template).expect("static template"));
     b
 }
+
+/// The command line of this process as a user would type it (`archproof ...`, arguments with
+/// spaces or shell characters quoted), for run pages.
+pub fn command_line() -> String {
+    let mut words = vec!["archproof".to_string()];
+    for a in std::env::args().skip(1) {
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+        words.push(if plain {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        });
+    }
+    words.join(" ")
+}
+
+/// Writes a run page description (`run.json`) into `dir`.
+pub fn write_page(dir: &Path, page: &archproof::report::RunPage) -> Result<()> {
+    page.write(dir).map_err(anyhow::Error::msg)
+}

@@ -1,145 +1,489 @@
-//! `archproof demo`: the workbench on embedded defaults, with no input files.
+//! `archproof demo`: every engine, small, on embedded defaults, and one HTML report.
+//!
+//! Each part runs as the archproof command a user would type (a child process of this
+//! binary), writes its run directory with its run.json, and leaves its output in log.txt. The
+//! report is then built over all of them, exactly as `archproof report` would.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
-use anyhow::Result;
-use archproof::cells::nb201::Nb201Space;
-use archproof::cells::table::{CostMeasure, CostProxy};
-use archproof::ir::{io, zoo, Shape};
-use archproof::search::{RandomSearch, RegularizedEvolution, Strategy, Study, StudyConfig};
+use anyhow::{Context, Result};
+use archproof::ir::{io, zoo};
+use archproof::report::html;
+use archproof::report::{RunPage, Table as ReportTable};
 use archproof::solvers;
 use serde::Serialize;
 
-use super::common::{print_json, si, thousands, write_file};
+use super::common::{print_json, si, thousands, write_file, write_page};
 
-/// Run a small tour of the workbench on embedded defaults and write its results.
+/// The small DeepMAD budget of the demo (the CIFAR-size space of search-spaces/).
+const DEEPMAD_SPACE: &str = include_str!("../../search-spaces/deepmad-cifar.toml");
+
+/// Run every engine of the workbench, small, and write one HTML report.
+///
+/// With no files: a DeepMAD design under a CIFAR-size budget (the mathematical program against
+/// the evolutionary search), a NAS-Bench-201 cell search (strategies compared on the table with
+/// --benchmark; otherwise by the NASWOT proxy on the embedded dataset, for a Pareto front of
+/// score against parameters), a short EvoNorm search, and an MLP trained on the embedded
+/// dataset whose test points are then verified (robustness radii, counterexamples drawn beside
+/// their originals, a cactus plot of the engines). Takes a few minutes; prints where the report
+/// is.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  archproof demo\n  archproof demo --out runs/demo --seed 3 --json"
-)]
+#[command(after_help = "Examples:
+  archproof demo
+  archproof demo --out runs/demo2 --seed 3
+  archproof demo --benchmark nb201-cifar10.csv --json
+  archproof report runs/demo --out reports/demo     # the same report, copied elsewhere")]
 pub struct Args {
-    /// Where results are written.
+    /// Where the runs and the report are written.
     #[arg(long, default_value = "runs/demo")]
     out: PathBuf,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A NAS-Bench-201 table (CSV): the cell search compares strategies on it.
+    #[arg(long)]
+    benchmark: Option<PathBuf>,
+    /// Smaller budgets throughout (about a minute): for a first look and for tests.
+    #[arg(long)]
+    quick: bool,
+    /// Replace a demo already in --out.
+    #[arg(long)]
+    force: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// No progress.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
-#[derive(Serialize)]
-struct ZooRow {
-    model: String,
-    params: u64,
-    macs: u64,
+/// One part of the demo.
+#[derive(Debug, Serialize)]
+struct Part {
+    name: String,
+    dir: String,
+    seconds: f64,
+    ok: bool,
+    /// The part's own JSON summary (what its command prints with --json).
+    result: Option<serde_json::Value>,
+    /// Why it failed.
+    error: Option<String>,
 }
 
-#[derive(Serialize)]
-struct SearchRow {
-    strategy: String,
-    best_cell: String,
-    best_macs_m: f64,
-    first_trial_at_best: u64,
-}
-
-#[derive(Serialize)]
-struct DemoReport {
-    zoo: Vec<ZooRow>,
-    solvers: Vec<solvers::Check>,
-    search: Vec<SearchRow>,
+#[derive(Debug, Serialize)]
+struct DemoSummary {
     out: PathBuf,
+    index: PathBuf,
+    seed: u64,
+    seconds: f64,
+    figures: usize,
+    parts: Vec<Part>,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
-    let mut zoo_rows = Vec::new();
-    for name in ["resnet18", "resnet34", "resnet50", "mobilenet_v2"] {
-        let g = zoo::build(name, None, None)?;
-        let t = g.analyze()?.totals;
-        zoo_rows.push(ZooRow {
-            model: name.into(),
-            params: t.params,
-            macs: t.macs,
-        });
-        write_file(
-            &args.out.join(format!("{name}.json")),
-            io::to_json(&g)?.as_bytes(),
-            true,
-        )?;
+/// Runs this binary with `args` (plus --json and --quiet), its stdout to DIR/COMMAND.out.json
+/// and the command line and its stderr appended to DIR/log.txt; returns the parsed output.
+fn child(dir: &Path, args: &[String]) -> Result<serde_json::Value, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find archproof itself: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .args(["--json", "--quiet"])
+        .stdin(Stdio::null());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run archproof: {e}"))?;
+    let _ = std::fs::write(dir.join(format!("{}.out.json", args[0])), &out.stdout);
+    let mut log = std::fs::read_to_string(dir.join("log.txt")).unwrap_or_default();
+    log.push_str(&format!(
+        "$ archproof {} --json --quiet\n",
+        shell_words(args)
+    ));
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::write(dir.join("log.txt"), log);
+    if !out.status.success() {
+        let last = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("failed")
+            .to_string();
+        return Err(last);
     }
-    // A cell search with the data-free MACs evaluator: find the largest NAS-Bench-201 network
-    // (the optimum is known: all six edges 3x3 convolutions) with random search and REA.
-    let evaluator = CostProxy {
-        measure: CostMeasure::Macs,
-        input: Shape::chw(3, 32, 32),
-        classes: 10,
-    };
-    let rea = RegularizedEvolution {
-        population: 10,
-        sample: 3,
-    };
-    let mut search = Vec::new();
-    for strategy in [&RandomSearch as &dyn Strategy<Nb201Space>, &rea] {
-        let config = StudyConfig {
-            seed: args.seed,
-            max_trials: 150,
-            budget: None,
-            batch: 1,
-        };
-        let r = Study::new(&Nb201Space, strategy, &evaluator, config)?.run(&|_| {})?;
-        let best = &r.trials[r.best.expect("trials ran")];
-        search.push(SearchRow {
-            strategy: strategy.name(),
-            best_cell: best.candidate.to_string(),
-            best_macs_m: best.fitness().unwrap_or(f64::NAN),
-            first_trial_at_best: best.id,
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("unreadable output: {e}"))
+}
+
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{a}'")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let start = Instant::now();
+    let out = a.out.clone();
+    if out.join("index.html").exists() && !a.force {
+        anyhow::bail!(
+            "{} holds a demo already; pass --force to replace it",
+            out.display()
+        );
+    }
+    if a.force && out.exists() {
+        for sub in [
+            "workbench",
+            "deepmad",
+            "cells",
+            "cells-pareto",
+            "evonorm",
+            "verify",
+        ] {
+            let p = out.join(sub);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).with_context(|| p.display().to_string())?;
+            }
+        }
+    }
+    std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+    let seed = a.seed.to_string();
+    // (full, quick) budgets.
+    let pick = |full: &'static str, quick: &'static str| if a.quick { quick } else { full };
+    let dir = |name: &str| out.join(name).display().to_string();
+
+    // The parts, as the commands a user would type.
+    let mut plan: Vec<(&str, &str, Vec<Vec<String>>)> = Vec::new();
+    let space = out.join("deepmad").join("space.toml");
+    plan.push((
+        "DeepMAD: the program against evolution",
+        "deepmad",
+        vec![{
+            let mut v = s(&["bench", "deepmad", "--space"]);
+            v.push(space.display().to_string());
+            v.extend(s(&[
+                "--time-limit",
+                "15",
+                "--seed",
+                &seed,
+                "--force",
+                "--out",
+            ]));
+            v.push(dir("deepmad"));
+            v
+        }],
+    ));
+    match &a.benchmark {
+        Some(table) => {
+            let t = table.display().to_string();
+            plan.push((
+                "NAS-Bench-201: four strategies, 100 runs each",
+                "cells",
+                vec![{
+                    let mut v = s(&["search", "cell", "--space", "nb201", "--benchmark", &t]);
+                    v.extend(s(&[
+                        "--strategy",
+                        "random,rea,local,proxy-rea",
+                        "--runs",
+                        pick("100", "20"),
+                        "--budget-seconds",
+                        "12000",
+                        "--seed",
+                        &seed,
+                        "--force",
+                        "--out",
+                    ]));
+                    v.push(dir("cells"));
+                    v
+                }],
+            ));
+            plan.push((
+                "NAS-Bench-201: a Pareto front of accuracy and latency",
+                "cells-pareto",
+                vec![{
+                    let mut v = s(&["search", "cell", "--space", "nb201", "--benchmark", &t]);
+                    v.extend(s(&[
+                        "--objectives",
+                        "accuracy,latency_ms_pixel3",
+                        "--budget-seconds",
+                        "12000",
+                        "--seed",
+                        &seed,
+                        "--force",
+                        "--out",
+                    ]));
+                    v.push(dir("cells-pareto"));
+                    v
+                }],
+            ));
+        }
+        None => plan.push((
+            "NAS-Bench-201 by the NASWOT proxy on the embedded dataset",
+            "cells",
+            vec![{
+                let mut v = s(&[
+                    "search",
+                    "cell",
+                    "--space",
+                    "nb201",
+                    "--evaluator",
+                    "proxy:naswot",
+                    "--dataset",
+                    "shapes",
+                    "--objectives",
+                    "accuracy,params_m",
+                    "--trials",
+                    pick("80", "30"),
+                    "--seed",
+                    &seed,
+                    "--force",
+                    "--out",
+                ]);
+                v.push(dir("cells"));
+                v
+            }],
+        )),
+    }
+    plan.push((
+        "EvoNorm: a short search of normalization-activation layers",
+        "evonorm",
+        vec![{
+            let mut v = s(&[
+                "search",
+                "evonorm",
+                "--trials",
+                pick("48", "12"),
+                "--population",
+                pick("12", "6"),
+                "--sample",
+                pick("4", "3"),
+                "--train-examples",
+                pick("800", "400"),
+                "--valid-examples",
+                "300",
+                "--seed",
+                &seed,
+                "--force",
+                "--out",
+            ]);
+            v.push(dir("evonorm"));
+            v
+        }],
+    ));
+    let net = out.join("verify").join("mlp.json").display().to_string();
+    plan.push((
+        "Verification: an MLP trained, then its test points verified",
+        "verify",
+        vec![
+            {
+                let mut v = s(&[
+                    "train",
+                    "--model",
+                    "mlp:64-32",
+                    "--dataset",
+                    "shapes",
+                    "--epochs",
+                    pick("10", "5"),
+                    "--seed",
+                    &seed,
+                    "--force",
+                    "--out",
+                ]);
+                v.push(net.clone());
+                v
+            },
+            {
+                let mut v = s(&["robustness", "--net", &net, "--dataset", "shapes"]);
+                v.extend(s(&[
+                    "--points",
+                    pick("0..12", "0..4"),
+                    "--timeout",
+                    pick("3", "1"),
+                    "--eps",
+                    pick("0.01,0.02", "0.02"),
+                    "--engines",
+                    "bounds,bab",
+                    "--query-timeout",
+                    pick("2", "1"),
+                    "--seed",
+                    &seed,
+                    "--force",
+                    "--out",
+                ]));
+                v.push(dir("verify"));
+                v
+            },
+        ],
+    ));
+
+    let total = plan.len() + 1;
+    let talk = !a.quiet && !a.json;
+    let mut parts = Vec::new();
+    if talk {
+        eprintln!("[1/{total}] workbench: reference networks and solvers");
+    }
+    let t0 = Instant::now();
+    let wb = workbench(&out.join("workbench"));
+    parts.push(Part {
+        name: "Workbench: the IR and the solvers".into(),
+        dir: "workbench".into(),
+        seconds: t0.elapsed().as_secs_f64(),
+        ok: wb.is_ok(),
+        result: wb.as_ref().ok().cloned(),
+        error: wb.err().map(|e| e.to_string()),
+    });
+    write_file(&space, DEEPMAD_SPACE.as_bytes(), true)?;
+    for (k, (name, sub, commands)) in plan.iter().enumerate() {
+        if talk {
+            eprintln!("[{}/{total}] {name} ...", k + 2);
+        }
+        let t0 = Instant::now();
+        let mut result = Ok(serde_json::Value::Null);
+        for c in commands {
+            result = child(&out.join(sub), c);
+            if result.is_err() {
+                break;
+            }
+        }
+        if *sub == "verify" && result.is_ok() {
+            add_training(&out.join("verify"))?;
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        if talk {
+            match &result {
+                Ok(_) => eprintln!("      done in {seconds:.1} s"),
+                Err(e) => eprintln!("      FAILED after {seconds:.1} s: {e}"),
+            }
+        }
+        parts.push(Part {
+            name: name.to_string(),
+            dir: sub.to_string(),
+            seconds,
+            ok: result.is_ok(),
+            result: result.as_ref().ok().cloned(),
+            error: result.err(),
         });
     }
-    let report = DemoReport {
-        zoo: zoo_rows,
-        solvers: solvers::check_all(),
-        search,
-        out: args.out.clone(),
+    let site = html::write_site(&out, &out, "archproof demo").map_err(anyhow::Error::msg)?;
+    let summary = DemoSummary {
+        out: out.clone(),
+        index: site.index.clone(),
+        seed: a.seed,
+        seconds: start.elapsed().as_secs_f64(),
+        figures: site.runs.iter().map(|r| r.figures.len()).sum(),
+        parts,
     };
     write_file(
-        &args.out.join("demo.json"),
-        serde_json::to_string_pretty(&report)?.as_bytes(),
+        &out.join("demo.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
         true,
     )?;
-    if args.json {
-        print_json(&report)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("Reference networks (3x224x224, 1000 classes):");
-    for z in &report.zoo {
+    let failed = summary.parts.iter().filter(|p| !p.ok).count();
+    if a.json {
+        print_json(&summary)?;
+    } else {
+        for p in &summary.parts {
+            println!(
+                "{:<4} {:<62} {:>6.1} s  {}/",
+                if p.ok { "ok" } else { "FAIL" },
+                p.name,
+                p.seconds,
+                out.join(&p.dir).display()
+            );
+        }
         println!(
-            "  {:<13} {:>12} params  {:>9} MACs",
-            z.model,
-            thousands(z.params),
-            si(z.macs)
+            "{} runs, {} figures in {:.0} s. Open {}",
+            site.runs.len(),
+            summary.figures,
+            summary.seconds,
+            site.index.display()
         );
     }
-    println!("Solvers:");
-    for c in &report.solvers {
-        println!(
-            "  {:<4} {}: {}",
-            if c.ok { "ok" } else { "FAIL" },
-            c.name,
-            c.detail
-        );
-    }
-    println!(
-        "NAS-Bench-201 cell search for the most MACs, 150 trials, seed {}:",
-        args.seed
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The trained network's curves and IR JSON join the verification page.
+fn add_training(dir: &Path) -> Result<()> {
+    let path = dir.join(html::RUN_FILE);
+    let mut page = RunPage::read(&path).map_err(anyhow::Error::msg)?;
+    page.figures.insert(
+        0,
+        archproof::report::FigureRef {
+            file: "mlp.curves.svg".into(),
+            caption: "Training curves of the verified MLP".into(),
+        },
     );
-    for s in &report.search {
-        println!(
-            "  {:<28} {:.2} M MACs at trial {}  {}",
-            s.strategy, s.best_macs_m, s.first_trial_at_best, s.best_cell
+    page.file("mlp.json", "IR JSON (with weights) of the verified MLP");
+    page.file("log.txt", "the commands and their messages");
+    write_page(dir, &page)
+}
+
+/// The IR part: reference networks analysed and exported, and the solvers checked.
+fn workbench(dir: &Path) -> Result<serde_json::Value> {
+    std::fs::create_dir_all(dir)?;
+    let mut page = RunPage::new("Workbench: the IR and the solvers", "archproof demo");
+    let mut t = ReportTable::new(
+        "Reference networks (3x224x224 input, 1000 classes)",
+        &["network", "parameters", "MACs", "IR JSON"],
+    );
+    let mut rows = Vec::new();
+    for name in ["resnet18", "resnet50", "mobilenet_v2"] {
+        let g = zoo::build(name, None, None)?;
+        let totals = g.analyze()?.totals;
+        let file = format!("{name}.json");
+        write_file(&dir.join(&file), io::to_json(&g)?.as_bytes(), true)?;
+        t.row(vec![
+            name.into(),
+            thousands(totals.params),
+            si(totals.macs),
+            file.clone(),
+        ]);
+        page.file(&file, format!("IR JSON of {name}"));
+        rows.push(
+            serde_json::json!({"network": name, "params": totals.params, "macs": totals.macs}),
         );
     }
-    println!("Results in {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
+    page.tables.push(t);
+    let checks = solvers::check_all();
+    let mut t = ReportTable::new(
+        "Solvers on problems with known answers",
+        &["solver", "ok", "detail"],
+    );
+    for c in &checks {
+        t.row(vec![c.name.clone(), c.ok.to_string(), c.detail.clone()]);
+    }
+    page.tables.push(t);
+    // torchvision's published parameter count of ResNet-50.
+    let r50 = rows
+        .iter()
+        .find(|r| r["network"] == "resnet50")
+        .and_then(|r| r["params"].as_u64());
+    page.summary.push(format!(
+        "{} of {} solver checks pass. ResNet-50 has {} parameters in the IR ({} torchvision's \
+         25,557,032).",
+        checks.iter().filter(|c| c.ok).count(),
+        checks.len(),
+        r50.map(thousands).unwrap_or_default(),
+        if r50 == Some(25_557_032) {
+            "matching"
+        } else {
+            "NOT matching"
+        }
+    ));
+    write_page(dir, &page)?;
+    Ok(serde_json::json!({"networks": rows, "solvers": checks}))
 }

@@ -11,7 +11,8 @@ use archproof::train;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::common::{print_json, refuse_existing, write_file};
+use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use archproof::report::{BandSeries, Figure, Plot, RunPage, Table as ReportTable};
 
 /// Normalization-activation layers (EvoNorms): show one, or evaluate layers.
 #[derive(Debug, clap::Args)]
@@ -188,11 +189,13 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             );
         };
         super::common::refuse_existing(std::slice::from_ref(path), a.force)?;
-        archproof::report::dag_svg(
-            path,
-            &format!("{}: {}", layer.label(), layer.formula()),
-            &figure_nodes(g),
+        Figure::new(
+            format!("{}: {}", layer.label(), layer.formula()),
+            Plot::Dag {
+                nodes: figure_nodes(g),
+            },
         )
+        .save(path)
         .map_err(anyhow::Error::msg)?;
     }
     if let Some(path) = &a.dot {
@@ -364,10 +367,10 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&summary)?.as_bytes(),
             true,
         )?;
-        let series: Vec<archproof::report::BandSeries> = summary
+        let series: Vec<BandSeries> = summary
             .layers
             .iter()
-            .map(|l| archproof::report::BandSeries {
+            .map(|l| BandSeries {
                 name: l.layer.clone(),
                 points: l
                     .results
@@ -382,17 +385,66 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
                     .collect(),
             })
             .collect();
-        archproof::report::band_svg(
-            &out.join("batch-sizes.svg"),
-            &format!(
-                "{} anchor on {}: test accuracy, mean +- std of {} seeds",
-                summary.anchor, summary.dataset, a.seeds
+        Figure::new(
+            format!(
+                "{} anchor on {}: test accuracy against batch size",
+                summary.anchor, summary.dataset
             ),
-            "log2 batch size",
-            "test accuracy (%)",
-            &series,
+            Plot::Band { series },
         )
+        .axes("log2 batch size", "test accuracy (%), mean +- std")
+        .settings(format!(
+            "{} training examples, {} epochs, width {}, lr {}, seeds 0..{}",
+            summary.train_examples,
+            a.epochs,
+            a.width,
+            a.lr,
+            a.seeds.saturating_sub(1)
+        ))
+        .save(&out.join("batch-sizes.svg"))
         .map_err(anyhow::Error::msg)?;
+        let mut page = RunPage::new(
+            format!("EvoNorm evaluation on the {} anchor", summary.anchor),
+            command_line(),
+        );
+        for (k, v) in [
+            ("dataset", summary.dataset.clone()),
+            ("anchor", summary.anchor.clone()),
+            ("training examples", summary.train_examples.to_string()),
+            ("test examples", summary.test_examples.to_string()),
+            ("epochs", a.epochs.to_string()),
+            ("learning rate", a.lr.to_string()),
+            ("width", a.width.to_string()),
+            ("seeds", a.seeds.to_string()),
+        ] {
+            page.setting(k, v);
+        }
+        let mut header = vec!["layer".to_string(), "formula".to_string()];
+        header.extend(a.batch_sizes.iter().map(|b| format!("batch {b}")));
+        let mut t = ReportTable {
+            caption: "Test accuracy (%), mean +- std over seeds".into(),
+            header,
+            rows: Vec::new(),
+        };
+        for l in &summary.layers {
+            let mut row = vec![l.layer.clone(), l.formula.clone()];
+            row.extend(
+                l.results
+                    .iter()
+                    .map(|r| format!("{:.1} +- {:.1}", r.accuracy_mean, r.accuracy_std)),
+            );
+            t.row(row);
+        }
+        page.tables.push(t);
+        page.figure(
+            "batch-sizes.svg",
+            "Test accuracy against batch size, per layer",
+        );
+        page.file(
+            "results.json",
+            "every layer's accuracy per batch size and seed",
+        );
+        write_page(out, &page)?;
     }
     if a.json {
         print_json(&summary)?;

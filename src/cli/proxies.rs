@@ -16,7 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::common::{print_json, refuse_existing, write_file};
+use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use archproof::cells::proxies::ProxyInputs;
+use archproof::report::{Figure, Plot, RunPage, Table as ReportTable};
 
 /// Score sampled cells with training-free proxies (computed with candle on the IR) and rank-
 /// correlate each with the table's test accuracy.
@@ -110,7 +112,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .par_iter()
         .map(|(cell, _)| -> Result<BTreeMap<String, (f64, f64)>> {
             let g = zoo::nb201(cell, spec.input_shape(), spec.classes)?;
-            let out = proxies::scores(&names, &g, spec.classes, a.batch, a.seed)?;
+            let out = proxies::scores(
+                &names,
+                &g,
+                spec.classes,
+                &ProxyInputs::Random(a.batch),
+                a.seed,
+            )?;
             bar.inc(1);
             Ok(out)
         })
@@ -144,17 +152,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
         write_file(&out.join("scores.csv"), csv.as_bytes(), true)?;
         for p in &a.proxies {
             let pts: Vec<(f64, f64)> = rows.iter().zip(&acc).map(|(r, &t)| (r[p].0, t)).collect();
-            archproof::report::scatter_svg(
-                &out.join(format!("scatter-{p}.svg")),
-                &format!(
-                    "{p} against test accuracy: Spearman {:.3} over {} cells (seed {})",
-                    summary.spearman[p], summary.cells, a.seed
+            Figure::new(
+                format!(
+                    "{p} against test accuracy: Spearman {:.3}",
+                    summary.spearman[p]
                 ),
-                p,
-                "test_acc_200 (%)",
-                &pts,
-                proxies::is_multiplicative(p),
+                Plot::Scatter {
+                    points: pts,
+                    log_x: proxies::is_multiplicative(p),
+                },
             )
+            .axes(format!("{p} score (proxy units)"), "test_acc_200 (%)")
+            .settings(format!(
+                "{} cells of {}, batch {}, seed {}",
+                summary.cells, summary.table, a.batch, a.seed
+            ))
+            .save(&out.join(format!("scatter-{p}.svg")))
             .map_err(anyhow::Error::msg)?;
         }
         write_file(
@@ -162,6 +175,33 @@ pub fn run(a: Args) -> Result<ExitCode> {
             serde_json::to_string_pretty(&summary)?.as_bytes(),
             true,
         )?;
+        let mut page = RunPage::new(
+            format!("Zero-cost proxies on {} cells", summary.cells),
+            command_line(),
+        );
+        page.setting("table", &summary.table);
+        page.setting("cells", summary.cells);
+        page.setting("batch", a.batch);
+        page.setting("seed", a.seed);
+        let mut t = ReportTable::new(
+            "Spearman rank correlation with test accuracy",
+            &["proxy", "Spearman", "seconds per cell"],
+        );
+        for p in &a.proxies {
+            t.row(vec![
+                p.clone(),
+                format!("{:.3}", summary.spearman[p]),
+                format!("{:.4}", summary.seconds_per_cell[p]),
+            ]);
+            page.figure(
+                &format!("scatter-{p}.svg"),
+                format!("{p} against test accuracy"),
+            );
+        }
+        page.tables.push(t);
+        page.file("scores.csv", "every cell's proxy scores and test accuracy");
+        page.file("summary.json", "the correlations");
+        write_page(out, &page)?;
     }
     if a.json {
         print_json(&summary)?;

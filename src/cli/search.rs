@@ -21,7 +21,8 @@ use archproof::train::{self, OptimizerKind, TrainConfig};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 
-use super::common::{print_json, write_file};
+use super::common::{command_line, print_json, write_file, write_page};
+use archproof::report::{BandSeries, Figure, Plot, RunPage, Series, Table as ReportTable};
 
 /// Run an architecture search.
 #[derive(Debug, clap::Args)]
@@ -99,7 +100,8 @@ pub struct CellArgs {
     /// Seed of every random choice [default: 0].
     #[arg(long)]
     seed: Option<u64>,
-    /// The dataset of --evaluator train (shapes, mnist-idx:DIR, cifar10-bin:DIR, csv:FILE,
+    /// The dataset of --evaluator train, and the batch of --evaluator proxy:NAME (shapes,
+    /// mnist-idx:DIR, cifar10-bin:DIR, csv:FILE,
     /// npy:DIR); the networks take its input shape and classes.
     #[arg(long)]
     dataset: Option<String>,
@@ -489,9 +491,9 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
     }
     let first = &all[0];
     let mut spec = SpaceSpec::load(&first.space).map_err(anyhow::Error::msg)?;
-    // Training takes the networks' input and classes from the dataset.
+    // Training and the proxies take the networks' input and classes from the dataset.
     let data = match (&first.dataset, first.evaluator.as_str()) {
-        (Some(d), "train") => {
+        (Some(d), e) if e == "train" || e.starts_with("proxy:") => {
             let ds = train::data::load(d)?;
             spec.input = ds.shape.clone();
             spec.classes = ds.classes;
@@ -640,7 +642,10 @@ where
             proxy: proxy.to_string(),
             network: network_of(space),
             classes,
-            batch: settings.proxy_batch,
+            inputs: match data {
+                Some(d) => proxies::ProxyInputs::from_dataset(d, settings.proxy_batch),
+                None => proxies::ProxyInputs::Random(settings.proxy_batch),
+            },
             seed: settings.seed,
             reference,
         }));
@@ -803,6 +808,8 @@ where
         let g = setup.space.network(&cell)?;
         write_file(&out.join("best.json"), io::to_json(&g)?.as_bytes(), true)?;
     }
+    best_so_far_figure(&out.join("progress.svg"), &summary)?;
+    write_page(out, &single_page(&summary, objectives.len() == 2))?;
     if a.json {
         print_json(&summary)?;
     } else {
@@ -936,12 +943,12 @@ fn pareto_figure<C>(
         .iter()
         .filter_map(|t| pareto::oriented(objectives, t))
         .collect();
-    let mut fronts = vec![archproof::report::FrontSeries {
+    let mut fronts = vec![Series {
         name: "search's front".into(),
         points: pareto::front(&pts).iter().map(|&i| plot(&pts[i])).collect(),
     }];
     if let Some(t) = table.map(|t| &t.points) {
-        fronts.push(archproof::report::FrontSeries {
+        fronts.push(Series {
             name: "table's front".into(),
             points: pareto::front(t).iter().map(|&i| plot(&t[i])).collect(),
         });
@@ -952,19 +959,153 @@ fn pareto_figure<C>(
         .and_then(|p| p.hypervolume_ratio)
         .map(|r| format!(", hypervolume {:.1}% of the table's", 100.0 * r))
         .unwrap_or_default();
-    archproof::report::pareto_svg(
-        path,
-        &format!(
+    Figure::new(
+        format!(
             "{}: {} trials{ratio}",
             summary.strategy.split('(').next().unwrap_or(""),
             summary.trials
         ),
-        objectives[1].name(),
-        &format!("{} (fitness)", objectives[0].name()),
-        &pts.iter().map(|v| plot(v)).collect::<Vec<_>>(),
-        &fronts,
+        Plot::Pareto {
+            evaluated: pts.iter().map(|v| plot(v)).collect(),
+            fronts,
+        },
     )
-    .map_err(anyhow::Error::msg)
+    .axes(
+        metric_axis(objectives[1].name()),
+        format!(
+            "fitness: {}",
+            summary.evaluator.split('(').next().unwrap_or("")
+        ),
+    )
+    .settings(format!(
+        "{} with {}, seed {}",
+        summary.space, summary.evaluator, summary.seed
+    ))
+    .save(path)
+    .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// An axis label for a metric name, with its unit.
+fn metric_axis(name: &str) -> String {
+    if name.ends_with("_ms") || name.contains("_ms_") {
+        format!("{name} (ms)")
+    } else if name.ends_with("_m") {
+        format!("{name} (millions)")
+    } else if name.contains("acc") {
+        format!("{name} (%)")
+    } else {
+        name.to_string()
+    }
+}
+
+/// progress.svg of a single search: the best fitness after each trial.
+fn best_so_far_figure(path: &Path, summary: &Summary) -> Result<()> {
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for (i, &f) in summary.best_so_far.iter().enumerate() {
+        if f.is_finite() && points.last().is_none_or(|p| p.1 != f) {
+            points.push(((i + 1) as f64, f));
+        }
+    }
+    Figure::new(
+        format!("Best fitness so far: {}", summary.space),
+        Plot::Steps {
+            series: vec![Series {
+                name: summary
+                    .strategy
+                    .split('(')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+                points,
+            }],
+            x_end: summary.best_so_far.len() as f64,
+        },
+    )
+    .axes(
+        "trials evaluated",
+        format!(
+            "best fitness: {}",
+            summary.evaluator.split('(').next().unwrap_or("")
+        ),
+    )
+    .settings(format!("seed {}", summary.seed))
+    .save(path)
+    .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// The report page of a single search.
+fn single_page(s: &Summary, pareto_figure: bool) -> RunPage {
+    let mut page = RunPage::new(
+        format!(
+            "Cell search: {} on {}",
+            s.strategy.split('(').next().unwrap_or("").trim(),
+            s.space
+        ),
+        command_line(),
+    );
+    page.setting("space", &s.space);
+    page.setting("strategy", &s.strategy);
+    page.setting("evaluator", &s.evaluator);
+    page.setting("seed", s.seed);
+    page.setting("trials", s.trials);
+    if let Some(b) = &s.best {
+        page.summary.push(format!(
+            "Best of {} trials: {} (trial {}, fitness {:.4}{}).",
+            s.trials,
+            b.cell,
+            b.trial,
+            b.fitness,
+            test_acc(&b.metrics)
+                .map(|t| format!(", test accuracy {t:.2}"))
+                .unwrap_or_default()
+        ));
+        let mut t = ReportTable::new("Best cell", &["trial", "cell", "fitness"]);
+        let mut row = vec![
+            b.trial.to_string(),
+            b.cell.clone(),
+            format!("{:.4}", b.fitness),
+        ];
+        for (k, v) in &b.metrics {
+            t.header.push(k.clone());
+            row.push(format!("{v:.4}"));
+        }
+        t.row(row);
+        page.tables.push(t);
+    }
+    if let Some(p) = &s.pareto {
+        let mut t = ReportTable::new(
+            format!("Pareto front ({})", p.objectives.join(", ")),
+            &["trial", "cell", "fitness"],
+        );
+        for b in &p.front {
+            t.row(vec![
+                b.trial.to_string(),
+                b.cell.clone(),
+                format!("{:.4}", b.fitness),
+            ]);
+        }
+        page.tables.push(t);
+        if let Some(r) = p.hypervolume_ratio {
+            page.summary.push(format!(
+                "The front covers {:.2}% of the hypervolume of the table's own front.",
+                100.0 * r
+            ));
+        }
+    }
+    page.figure("progress.svg", "Best fitness after each trial");
+    if pareto_figure {
+        page.figure("pareto.svg", "Evaluated candidates and the Pareto fronts");
+    }
+    page.file("best.json", "IR JSON of the best cell's network");
+    page.file("summary.json", "the run's summary");
+    page.file(
+        "study.sqlite",
+        "every trial (SQLite; resumable with --resume)",
+    );
+    page
 }
 
 fn print_human(s: &Summary, out: &Path) {
@@ -1238,6 +1379,7 @@ where
             all[0].seed,
             multi,
         )?;
+        write_page(out, &many_page(&summaries, runs, all[0].seed, multi))?;
     }
     if a.json {
         if summaries.len() == 1 {
@@ -1284,6 +1426,66 @@ where
     Ok(ExitCode::SUCCESS)
 }
 
+/// The report page of `--runs N`: one row per strategy.
+fn many_page(summaries: &[ManySummary], runs: usize, seed: u64, multi: bool) -> RunPage {
+    let space = summaries
+        .first()
+        .map(|s| s.space.clone())
+        .unwrap_or_default();
+    let mut page = RunPage::new(
+        format!("Cell search on {space}: {runs} runs per strategy"),
+        command_line(),
+    );
+    page.setting("space", &space);
+    page.setting("runs", runs);
+    page.setting("seeds", format!("{seed}..{}", seed + runs as u64 - 1));
+    if let Some(s) = summaries.first() {
+        page.setting("evaluator", &s.evaluator);
+        if let Some(b) = s.budget_seconds {
+            page.setting("budget (simulated s)", b);
+        }
+    }
+    let mut t = ReportTable::new(
+        "Best-by-fitness cell of each run",
+        &[
+            "strategy",
+            "test accuracy (mean +- std)",
+            "validation accuracy",
+            "queries (mean)",
+        ],
+    );
+    if multi {
+        t.header.push("hypervolume, % of the table's front".into());
+    }
+    for s in summaries {
+        let mut row = vec![
+            s.strategy.clone(),
+            match (s.test_acc_mean, s.test_acc_std) {
+                (Some(m), Some(sd)) => format!("{m:.2} +- {sd:.2}"),
+                _ => "-".into(),
+            },
+            s.valid_acc_mean
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or("-".into()),
+            format!("{:.1}", s.queries_mean),
+        ];
+        if multi {
+            row.push(match (s.hypervolume_ratio_mean, s.hypervolume_ratio_std) {
+                (Some(m), Some(sd)) => format!("{:.2} +- {:.2}", 100.0 * m, 100.0 * sd),
+                _ => "-".into(),
+            });
+        }
+        t.row(row);
+    }
+    page.tables.push(t);
+    page.figure(
+        "progress.svg",
+        "Mean and standard deviation over runs against cost",
+    );
+    page.file("runs.json", "every run's best cell and curve");
+    page
+}
+
 /// progress.svg: per strategy, the mean and std over runs of the tracked score (test accuracy
 /// of the best-by-fitness cell, or the hypervolume ratio) against cost.
 fn progress_figure(
@@ -1299,7 +1501,7 @@ fn progress_figure(
         .fold(0.0, f64::max);
     let grid: Vec<f64> = (1..=100).map(|i| end * i as f64 / 100.0).collect();
     let scale = if multi { 100.0 } else { 1.0 };
-    let series: Vec<archproof::report::BandSeries> = summaries
+    let series: Vec<BandSeries> = summaries
         .iter()
         .map(|s| {
             let at = |t: f64| {
@@ -1316,7 +1518,7 @@ fn progress_figure(
                     .collect();
                 (v.len() == s.runs).then(|| mean_std(&v))
             };
-            archproof::report::BandSeries {
+            BandSeries {
                 name: s.strategy.split('(').next().unwrap_or("").to_string(),
                 points: grid
                     .iter()
@@ -1336,12 +1538,20 @@ fn progress_figure(
             "test accuracy (%)",
         )
     };
-    archproof::report::band_svg(
-        path,
-        &format!("{what}: mean +- std of {runs} runs (seeds {seed}..)"),
-        "cost (s)",
-        y,
-        &series,
+    let evaluator = summaries
+        .first()
+        .map(|s| s.evaluator.clone())
+        .unwrap_or_default();
+    Figure::new(
+        format!("{what}: mean +- std of {runs} runs"),
+        Plot::Band { series },
     )
-    .map_err(anyhow::Error::msg)
+    .axes("cost (simulated training s)", y)
+    .settings(format!(
+        "{evaluator}, seeds {seed}..{}",
+        seed + runs as u64 - 1
+    ))
+    .save(path)
+    .map_err(anyhow::Error::msg)?;
+    Ok(())
 }

@@ -12,7 +12,10 @@ use archproof::solvers::MilpSolver;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::common::{print_json, refuse_existing, si, thousands, write_file};
+use super::common::{
+    command_line, print_json, refuse_existing, si, thousands, write_file, write_page,
+};
+use archproof::report::{Figure, Plot, RunPage, Series, StageSeries, Table as ReportTable};
 
 /// Design a CNN for a budget by mathematical programming (DeepMAD): maximise the entropy
 /// objective under FLOPs, params and effectiveness limits, without training.
@@ -131,7 +134,105 @@ impl Summary {
             &out.join("summary.json"),
             serde_json::to_string_pretty(self)?.as_bytes(),
             force,
+        )?;
+        self.page(out, sp)
+    }
+
+    /// The report: the design's stages and best score against time, and run.json.
+    fn page(&self, out: &std::path::Path, sp: &space::Space) -> Result<()> {
+        let settings = format!(
+            "budget {:.3e} FLOPs, {:.3e} params, rho <= {}; {:?} convention; solver {}",
+            sp.budget.flops, sp.budget.params, sp.budget.rho, self.convention, self.solver
+        );
+        let n = sp.stages.strides.len();
+        Figure::new(
+            format!("{}: stage widths and depths of the design", sp.name),
+            Plot::Stages {
+                designs: vec![StageSeries {
+                    name: format!("{} ({:.0})", self.solver, self.score),
+                    stages: self
+                        .structure
+                        .iter()
+                        .skip(1)
+                        .take(n)
+                        .map(|b| (b.cout, b.units()))
+                        .collect(),
+                }],
+            },
         )
+        .settings(settings.clone())
+        .save(&out.join("stages.svg"))
+        .map_err(anyhow::Error::msg)?;
+        let mut page = RunPage::new(format!("DeepMAD design on {}", sp.name), command_line());
+        page.summary.push(format!(
+            "Score {:.2} (entropy {:.2}, depth penalty {:.2}) at {:.4e} FLOPs, {:.4e} params, \
+             rho {:.4}; feasible: {}.",
+            self.score,
+            self.entropy,
+            self.penalty,
+            self.flops,
+            self.params,
+            self.rho,
+            self.feasible
+        ));
+        if let Some(g) = self.optimality_gap {
+            page.summary.push(format!(
+                "The program at the final channels closed with an optimality gap of {g:.2e}."
+            ));
+        }
+        page.setting("space", &sp.name);
+        page.setting("solver", self.solver);
+        page.setting("convention", format!("{:?}", self.convention));
+        page.setting("programs solved", self.programs);
+        page.setting("seconds", format!("{:.2}", self.solve_seconds));
+        let mut t = ReportTable::new(
+            "Blocks",
+            &[
+                "block",
+                "kind",
+                "in",
+                "out",
+                "stride",
+                "kernel",
+                "bottleneck",
+                "units",
+            ],
+        );
+        for (i, b) in self.structure.iter().enumerate() {
+            t.row(vec![
+                i.to_string(),
+                format!("{:?}", b.kind),
+                b.cin.to_string(),
+                b.cout.to_string(),
+                b.s.to_string(),
+                b.k.to_string(),
+                b.btn.map(|x| x.to_string()).unwrap_or("-".into()),
+                b.units().to_string(),
+            ]);
+        }
+        page.tables.push(t);
+        if self.trace.len() > 1 {
+            Figure::new(
+                format!("{}: best objective against wall time", sp.name),
+                Plot::Steps {
+                    series: vec![Series {
+                        name: self.solver.to_string(),
+                        points: self.trace.clone(),
+                    }],
+                    x_end: self.solve_seconds,
+                },
+            )
+            .axes("wall time (s)", "best objective")
+            .settings(settings)
+            .save(&out.join("progress.svg"))
+            .map_err(anyhow::Error::msg)?;
+            page.figure("progress.svg", "Best objective against wall time");
+        }
+        page.figure("stages.svg", "Stage widths and depths");
+        page.file("best.json", "IR JSON of the design (1000-class head)");
+        page.file("structure.json", "the block list (the published format)");
+        page.file("summary.json", "score, budget use, solver statistics");
+        write_page(out, &page)
     }
 }
 

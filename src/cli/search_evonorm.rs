@@ -12,7 +12,8 @@ use archproof::search::{Outcome, ParetoTournament, Store, Study, StudyConfig};
 use archproof::train;
 use serde::{Deserialize, Serialize};
 
-use super::common::{print_json, write_file};
+use super::common::{command_line, print_json, write_file, write_page};
+use archproof::report::{Figure, Plot, RunPage, Series, Table as ReportTable};
 
 /// Evolve normalization-activation layers from primitive operations (EvoNorms).
 ///
@@ -150,6 +151,7 @@ struct Summary {
     failed_other: usize,
     strategy: String,
     evaluator: String,
+    seed: u64,
     /// The best layers by mean validation accuracy over the anchors.
     best: Vec<Ranked>,
     /// Best mean accuracy after each trial.
@@ -268,6 +270,7 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
         failed_other: failed - rq - rs,
         strategy: header.strategy.clone(),
         evaluator: header.evaluator.clone(),
+        seed: settings.seed,
         best: done
             .iter()
             .take(5)
@@ -302,7 +305,15 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
         )?;
     }
     progress_figure(&out.join("progress.svg"), &summary)?;
-    rejections_figure(&out.join("rejections.svg"), &result.trials)?;
+    rejections_figure(
+        &out.join("rejections.svg"),
+        &result.trials,
+        format!(
+            "{}; {}; seed {}",
+            summary.strategy, summary.evaluator, summary.seed
+        ),
+    )?;
+    write_page(&out, &page(&summary))?;
     if a.json {
         print_json(&summary)?;
     } else {
@@ -320,21 +331,27 @@ fn progress_figure(path: &Path, s: &Summary) -> Result<()> {
             last = b;
         }
     }
-    archproof::report::progress_svg(
-        path,
-        &format!(
+    Figure::new(
+        format!(
             "EvoNorm search: {} layers, {} rejected for quality, {} for stability",
             s.trials, s.rejected_quality, s.rejected_stability
         ),
+        Plot::Steps {
+            series: vec![Series {
+                name: "best so far".into(),
+                points,
+            }],
+            x_end: s.trials as f64,
+        },
+    )
+    .axes(
         "trials",
         "best mean validation accuracy over the anchors (%)",
-        &[archproof::report::ProgressSeries {
-            name: "best so far".into(),
-            points,
-        }],
-        s.trials as f64,
     )
-    .map_err(anyhow::Error::msg)
+    .settings(format!("{}; {}; seed {}", s.strategy, s.evaluator, s.seed))
+    .save(path)
+    .map_err(anyhow::Error::msg)?;
+    Ok(())
 }
 
 /// rejections.svg: how many layers were evaluated and rejected by each protocol, against
@@ -342,13 +359,14 @@ fn progress_figure(path: &Path, s: &Summary) -> Result<()> {
 fn rejections_figure(
     path: &Path,
     trials: &[archproof::search::Trial<archproof::ir::normact::NormActGraph>],
+    settings: String,
 ) -> Result<()> {
     let kinds = [
         ("evaluated", None),
         ("rejected for quality", Some(REJECTED_QUALITY)),
         ("rejected for stability", Some(REJECTED_STABILITY)),
     ];
-    let series: Vec<archproof::report::ProgressSeries> = kinds
+    let series: Vec<Series> = kinds
         .iter()
         .map(|(name, prefix)| {
             let mut n = 0.0;
@@ -365,20 +383,80 @@ fn rejections_figure(
                     ((i + 1) as f64, n)
                 })
                 .collect();
-            archproof::report::ProgressSeries {
+            Series {
                 name: name.to_string(),
                 points,
             }
         })
         .collect();
-    archproof::report::lines_svg(
-        path,
+    Figure::new(
         "EvoNorm search: layers evaluated and rejected by each protocol",
-        "trials",
-        "layers (cumulative)",
-        &series,
+        Plot::Lines { series },
     )
-    .map_err(anyhow::Error::msg)
+    .axes("trials", "layers (cumulative count)")
+    .settings(settings)
+    .save(path)
+    .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// The report page of a search.
+fn page(s: &Summary) -> RunPage {
+    let mut page = RunPage::new("EvoNorm search", command_line());
+    page.summary.push(format!(
+        "{} layers: {} evaluated, {} rejected for quality, {} for stability.",
+        s.trials, s.evaluated, s.rejected_quality, s.rejected_stability
+    ));
+    page.setting("strategy", &s.strategy);
+    page.setting("evaluator", &s.evaluator);
+    page.setting("seed", s.seed);
+    let mut t = ReportTable::new(
+        "Best layers by mean validation accuracy over the anchors",
+        &[
+            "trial",
+            "layer",
+            "formula",
+            "mean accuracy (%)",
+            "per anchor (%)",
+        ],
+    );
+    for r in &s.best {
+        t.row(vec![
+            r.trial.to_string(),
+            r.name.clone(),
+            r.formula.clone(),
+            format!("{:.1}", r.mean_accuracy),
+            r.accuracies
+                .iter()
+                .map(|(k, v)| format!("{} {v:.1}", k.trim_start_matches("acc_")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
+    page.tables.push(t);
+    page.figure(
+        "progress.svg",
+        "Best mean validation accuracy after each trial",
+    );
+    page.figure(
+        "rejections.svg",
+        "Layers evaluated and rejected by each protocol",
+    );
+    if !s.best.is_empty() {
+        page.file(
+            "best.json",
+            "the best layer (a graph of primitives; evonorm show/eval read it)",
+        );
+    } else {
+        page.summary
+            .push("No layer passed both rejection protocols: run more trials.".into());
+    }
+    page.file("summary.json", "the search's summary");
+    page.file(
+        "study.sqlite",
+        "every trial (SQLite; resumable with --resume)",
+    );
+    page
 }
 
 fn print_human(s: &Summary, out: &Path) {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use archproof::ir::io;
-use archproof::report::{lines_svg, ProgressSeries};
+use archproof::report::{Figure, Plot, Series};
 use archproof::train::{self, data, export, Model, OptimizerKind, Progress, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -200,7 +200,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
         }
         let series = vec![
-            ProgressSeries {
+            Series {
                 name: "train accuracy".into(),
                 points: report
                     .epochs
@@ -208,7 +208,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     .map(|e| (e.epoch as f64, e.train_accuracy))
                     .collect(),
             },
-            ProgressSeries {
+            Series {
                 name: "test accuracy".into(),
                 points: report
                     .epochs
@@ -216,7 +216,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     .map(|e| (e.epoch as f64, e.test_accuracy))
                     .collect(),
             },
-            ProgressSeries {
+            Series {
                 name: "train loss".into(),
                 points: report
                     .epochs
@@ -225,12 +225,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     .collect(),
             },
         ];
-        let title = format!(
-            "{} on {} ({:?}, lr {}, batch {}, seed {})",
-            graph.name, ds.name, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.seed
-        );
-        lines_svg(fig, &title, "epoch", "accuracy (fraction) / loss", &series)
-            .map_err(anyhow::Error::msg)?;
+        Figure::new(
+            format!("Training curves: {} on {}", graph.name, ds.name),
+            Plot::Lines { series },
+        )
+        .axes("epoch", "accuracy (fraction) / loss (nats)")
+        .settings(format!(
+            "{:?}, lr {}, batch {}, {} epochs, seed {}",
+            cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.seed
+        ))
+        .save(fig)
+        .map_err(anyhow::Error::msg)?;
     }
     if a.json {
         print_json(&Summary {

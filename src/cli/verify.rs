@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use archproof::verify::instances::{self, InstanceResult};
-use archproof::verify::{self, Engine, Network, Options, Outcome, Spec, Verdict};
+use archproof::verify::{self, radius, Engine, Network, Options, Outcome, Spec, Verdict};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -86,7 +86,8 @@ pub struct Args {
     #[arg(long, default_value_t = 116.0)]
     timeout: f64,
     /// bab: falsifier, bound propagation, branch and bound, Z3 for what stays open;
-    /// smt: the whole network in Z3 (the baseline).
+    /// smt: the whole network in Z3 (the baseline); bounds: falsifier and one pass of
+    /// back-substitution bounds, no branching (incomplete).
     #[arg(long, value_enum, default_value_t = EngineArg::Bab)]
     engine: EngineArg,
     /// Seed of the falsifier.
@@ -117,6 +118,7 @@ pub struct Args {
 enum EngineArg {
     Bab,
     Smt,
+    Bounds,
 }
 
 fn parse_range(s: &str) -> Result<(f64, f64), String> {
@@ -146,6 +148,7 @@ fn options(args: &Args, timeout: f64) -> Result<Options> {
         engine: match args.engine {
             EngineArg::Bab => Engine::Bab,
             EngineArg::Smt => Engine::Smt,
+            EngineArg::Bounds => Engine::Bounds,
         },
         seed: args.seed,
         record_smt: !args.no_proof,
@@ -352,10 +355,7 @@ fn write_proof_log(
         network: net_path.display().to_string(),
         spec: spec_path.display().to_string(),
         regions: spec.regions.len(),
-        engine: match args.engine {
-            EngineArg::Bab => "bab",
-            EngineArg::Smt => "smt",
-        },
+        engine: options(args, args.timeout)?.engine.name(),
         timeout_s: args.timeout,
         seed: args.seed,
         outcome: out,
@@ -479,57 +479,16 @@ fn region(
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct RadiusReport {
-    label: usize,
-    proven_robust: f64,
-    refuted: Option<f64>,
-    counterexample: Option<verify::Counterexample>,
-    steps: Vec<(f64, Verdict)>,
-    seconds: f64,
-}
-
 fn max_radius(args: &Args, net: &Network, x: &[f64], label: usize) -> Result<ExitCode> {
-    let start = std::time::Instant::now();
-    let (mut lo, mut hi) = (0.0f64, 1.0f64);
-    let mut refuted: Option<(f64, verify::Counterexample)> = None;
-    let mut steps = Vec::new();
-    let per_step = (args.timeout / 16.0).max(0.5);
-    // Grow the upper end until refuted (or a radius of 1 holds), then bisect.
-    for _ in 0..24 {
-        if hi - lo <= 1e-4 * hi.max(1e-6) || start.elapsed().as_secs_f64() > args.timeout {
-            break;
-        }
-        let eps = if refuted.is_none() && lo == 0.0 && steps.is_empty() {
-            hi
-        } else {
-            0.5 * (lo + hi)
-        };
-        let spec = Spec::robustness(x, eps, label, net.output_dim(), args.clip);
-        let mut opts = options(args, per_step)?;
-        opts.record_smt = false;
-        let out = verify::verify(net, &spec, &opts)?;
-        steps.push((eps, out.result));
-        match out.result {
-            Verdict::Holds => lo = eps,
-            Verdict::Violated => {
-                hi = eps;
-                refuted = out.counterexample.map(|c| (eps, c));
-            }
-            Verdict::Unknown => hi = eps, // not proven: the answer lies below
-        }
-        if steps.len() == 1 && out.result == Verdict::Holds {
-            break; // robust on the whole unit ball
-        }
-    }
-    let report = RadiusReport {
+    let report = radius::max_radius(
+        net,
+        x,
         label,
-        proven_robust: lo,
-        refuted: refuted.as_ref().map(|r| r.0),
-        counterexample: refuted.map(|r| r.1),
-        steps,
-        seconds: start.elapsed().as_secs_f64(),
-    };
+        args.clip,
+        &options(args, args.timeout)?,
+        Duration::from_secs_f64(args.timeout),
+    )?;
+    let hi = report.steps.last().map(|s| s.eps).unwrap_or(1.0);
     if args.json {
         print_json(&report)?;
     } else {
@@ -629,10 +588,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
 
 fn summarize(engine: Engine, rows: Vec<InstanceResult>) -> InstancesSummary {
     InstancesSummary {
-        engine: match engine {
-            Engine::Bab => "bab",
-            Engine::Smt => "smt",
-        },
+        engine: engine.name(),
         totals: instances::Summary::of(&rows),
         rows,
     }

@@ -17,6 +17,7 @@ pub mod ir;
 pub mod network;
 pub mod nnet;
 pub mod onnx;
+pub mod radius;
 pub mod smt;
 pub mod spec;
 pub mod vnnlib;
@@ -112,6 +113,31 @@ pub enum Engine {
     Bab,
     /// The whole network in Z3, no propagation (the baseline).
     Smt,
+    /// Falsifier and one pass of back-substitution bounds, no branching: an incomplete
+    /// verifier, the baseline that shows what branching adds.
+    Bounds,
+}
+
+impl Engine {
+    /// Every engine, by name.
+    pub const ALL: [Engine; 3] = [Engine::Bab, Engine::Smt, Engine::Bounds];
+
+    /// The engine's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Bab => "bab",
+            Engine::Smt => "smt",
+            Engine::Bounds => "bounds",
+        }
+    }
+
+    /// The engine of a name.
+    pub fn parse(name: &str) -> Result<Engine, String> {
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| format!("unknown engine '{name}' (known: bab, smt, bounds)"))
+    }
 }
 
 /// Settings of a verification run.
@@ -236,7 +262,7 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
     let mut unknown: Option<String> = None;
     let mut found: Option<(usize, Vec<f64>)> = None;
 
-    if opts.engine == Engine::Bab {
+    if opts.engine != Engine::Smt {
         // A quick falsification pass over every region.
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         let quick = falsify::Falsifier::default();
@@ -253,16 +279,27 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
         let input_split = net.input_dim() <= 16;
         let bab_stats = BabStats::default();
         match opts.engine {
-            Engine::Bab => {
+            Engine::Bab | Engine::Bounds => {
+                let branch = opts.engine == Engine::Bab;
                 let cfg = BabConfig {
                     deadline,
                     batch: 2 * rayon::current_num_threads().max(1) * 4,
-                    exact_unstable: if input_split { 6 } else { 12 },
-                    max_depth_limit: if input_split { 120 } else { 60 },
+                    // Without branching, only the root is bounded: a subdomain with an unstable
+                    // ReLU left is unknown at depth 0.
+                    exact_unstable: match (branch, input_split) {
+                        (false, _) => 0,
+                        (true, true) => 6,
+                        (true, false) => 12,
+                    },
+                    max_depth_limit: match (branch, input_split) {
+                        (false, _) => 0,
+                        (true, true) => 120,
+                        (true, false) => 60,
+                    },
                     smt_timeout: Duration::from_secs(20),
                     input_split,
                     record_smt: opts.record_smt,
-                    attack_seed: Some(opts.seed.wrapping_add(1)),
+                    attack_seed: branch.then(|| opts.seed.wrapping_add(1)),
                 };
                 match bab::solve_regions(net, &spec.regions, &cfg, &bab_stats, &records) {
                     SpecResult::Holds => {}

@@ -6,6 +6,8 @@
 //! propagation are known, stable neurons are fixed to their linear phase and unstable ones get
 //! the triangle relaxation as extra (redundant, helpful) constraints.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use num::BigRational;
@@ -44,9 +46,102 @@ fn exact(x: f64) -> Real {
     }
 }
 
+/// Z3 queries that ignored their time limit and an interrupt, and still run.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
+/// How long past its time limit a query may run before it is interrupted, and again before it
+/// is abandoned.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// The raw context of a worker's Z3 queries, interruptible while `alive` holds.
+struct Worker {
+    ctx: usize,
+    alive: Arc<Mutex<bool>>,
+}
+
 /// Solves one region with Z3. `bounds` are ReLU input bounds valid on the region's box (from
 /// propagation), or `None` for the plain encoding.
+///
+/// Z3 4.8 does not stop at its time limit on every query, nor at an interrupt: some large
+/// linear-arithmetic problems keep it busy for minutes. Each query therefore runs on a thread
+/// of its own with its own context. Past the limit it is interrupted; if it still runs after
+/// a grace period, it is abandoned (answer unknown, which is always sound) and the thread runs
+/// on. While an abandoned query runs, further queries answer unknown at once rather than
+/// pile up on the cores.
 pub fn solve(
+    net: &Network,
+    region: &Region,
+    bounds: Option<&[LayerBounds]>,
+    timeout: Duration,
+    record: bool,
+) -> (SmtOutcome, Option<SmtRecord>) {
+    if ABANDONED.load(Ordering::SeqCst) > 0 {
+        return (
+            SmtOutcome::Unknown("an earlier Z3 query ignored its time limit and still runs".into()),
+            None,
+        );
+    }
+    let (net, region) = (net.clone(), region.clone());
+    let bounds: Option<Vec<LayerBounds>> = bounds.map(<[LayerBounds]>::to_vec);
+    let (ctx_tx, ctx_rx) = mpsc::channel::<Worker>();
+    let (out_tx, out_rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("z3".into())
+        .spawn(move || {
+            let ctx = z3::Context::thread_local();
+            let alive = Arc::new(Mutex::new(true));
+            let _ = ctx_tx.send(Worker {
+                ctx: ctx.get_z3_context().as_ptr() as usize,
+                alive: alive.clone(),
+            });
+            let out = solve_here(&net, &region, bounds.as_deref(), timeout, record);
+            // From here on the context may be freed: no interrupt may reach it.
+            *alive.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            let abandoned = out_tx.send(out).is_err();
+            if abandoned {
+                ABANDONED.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    if let Err(e) = spawned {
+        return (
+            SmtOutcome::Unknown(format!("cannot start a Z3 thread: {e}")),
+            None,
+        );
+    }
+    let Ok(worker) = ctx_rx.recv() else {
+        return (SmtOutcome::Unknown("the Z3 thread failed".into()), None);
+    };
+    if let Ok(out) = out_rx.recv_timeout(timeout + GRACE) {
+        return out;
+    }
+    {
+        let alive = worker.alive.lock().unwrap_or_else(|e| e.into_inner());
+        if *alive {
+            // SAFETY: the context lives while `alive` is true, and the worker cannot clear it
+            // (and go on to free the context) while this lock is held.
+            if let Some(ctx) = std::ptr::NonNull::new(worker.ctx as *mut z3_sys::_Z3_context) {
+                unsafe { z3_sys::Z3_interrupt(ctx) };
+            }
+        }
+    }
+    if let Ok(out) = out_rx.recv_timeout(GRACE) {
+        return out;
+    }
+    // Count the runaway query before dropping the receiver: the worker decrements the count
+    // when its send fails.
+    ABANDONED.fetch_add(1, Ordering::SeqCst);
+    drop(out_rx);
+    (
+        SmtOutcome::Unknown(format!(
+            "Z3 ignored its time limit ({:.1} s) and an interrupt; the query was abandoned",
+            timeout.as_secs_f64()
+        )),
+        None,
+    )
+}
+
+/// [`solve`] on the calling thread's context.
+fn solve_here(
     net: &Network,
     region: &Region,
     bounds: Option<&[LayerBounds]>,

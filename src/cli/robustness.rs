@@ -1,0 +1,565 @@
+//! `archproof robustness`: local robustness of a trained network at many test points.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use archproof::report::{
+    BarSeries, CactusSeries, Figure, Image, Plot, RunPage, Table as ReportTable,
+};
+use archproof::verify::radius::{self, RadiusResult};
+use archproof::verify::{self, Engine, Network, Options, Spec, Verdict};
+use serde::Serialize;
+
+use super::common::{bar, command_line, print_json, refuse_existing, write_file, write_page};
+
+/// Verify the local robustness of a trained network at test points of a dataset.
+///
+/// For each point, the largest L-infinity radius proven robust and the smallest refuted one
+/// (the ball is clipped to [0, 1]). Every counterexample is checked again by a plain forward
+/// pass before it is reported, and drawn beside its original. With --eps, every point is also
+/// posed at those radii to each engine, and the solve times are drawn as a cactus plot.
+///
+/// Writes OUT/radii.csv, OUT/proofs/point-K.json (every query and its verdict), radius.svg,
+/// counterexamples.svg (when any point was refuted), cactus.svg and cactus.csv (with --eps),
+/// and run.json for `archproof report`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  archproof train --model mlp:64-32 --dataset shapes --epochs 10 --out nets/mlp.json
+  archproof robustness --net nets/mlp.json --dataset shapes --points 0..16 --out runs/robust
+  archproof robustness --net nets/mlp.json --points 0,5,9 --eps 0.01,0.02 --engines bounds,bab,smt --out runs/cactus --json")]
+pub struct Args {
+    /// The network: .onnx, .nnet, or IR .json with weights.
+    #[arg(long)]
+    net: PathBuf,
+    /// The dataset whose test points are verified: shapes[:SIZE], mnist-idx:DIR,
+    /// cifar10-bin:DIR, csv:FILE, npy:DIR.
+    #[arg(long, default_value = "shapes")]
+    dataset: String,
+    /// Test points: a range A..B (B excluded) or a comma-separated list.
+    #[arg(long, default_value = "0..16")]
+    points: String,
+    /// Seconds for each point's radius search.
+    #[arg(long, default_value_t = 8.0)]
+    timeout: f64,
+    /// Radii at which every point is also posed to each engine (for the cactus plot).
+    #[arg(long, value_delimiter = ',')]
+    eps: Vec<f64>,
+    /// Engines of the cactus plot: bab (branch and bound), bounds (no branching), smt (Z3
+    /// alone).
+    #[arg(long, value_delimiter = ',', default_value = "bounds,bab")]
+    engines: Vec<String>,
+    /// Time limit of each cactus query (seconds).
+    #[arg(long, default_value_t = 5.0)]
+    query_timeout: f64,
+    /// Seed of the falsifier.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace outputs that exist.
+    #[arg(long)]
+    force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// One point's result.
+#[derive(Debug, Serialize)]
+struct PointResult {
+    index: usize,
+    label: usize,
+    predicted: usize,
+    /// None when the network misclassifies the point (nothing to verify).
+    radius: Option<RadiusResult>,
+}
+
+/// One cactus query.
+#[derive(Debug, Serialize)]
+struct Query {
+    index: usize,
+    eps: f64,
+    engine: String,
+    verdict: Verdict,
+    seconds: f64,
+    /// Why, when unknown.
+    reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    network: String,
+    dataset: String,
+    points: usize,
+    misclassified: usize,
+    /// Mean proven radius over the correctly classified points.
+    mean_proven_radius: f64,
+    refuted: usize,
+    points_detail: Vec<PointResult>,
+    queries: Vec<Query>,
+}
+
+/// Parses "A..B" or "i,j,k".
+fn parse_points(s: &str) -> Result<Vec<usize>> {
+    let bad = || anyhow::anyhow!("--points '{s}': give a range A..B or a list like 0,3,7");
+    if let Some((a, b)) = s.split_once("..") {
+        let (a, b): (usize, usize) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if b <= a {
+            bail!("--points '{s}' is empty");
+        }
+        return Ok((a..b).collect());
+    }
+    s.split(',')
+        .map(|t| t.trim().parse().map_err(|_| bad()))
+        .collect()
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// Checks a counterexample again: inside the clipped ball and the label not strictly largest.
+fn recheck(net: &Network, x: &[f64], eps: f64, label: usize, c: &verify::Counterexample) -> bool {
+    let inside = c
+        .input
+        .iter()
+        .zip(x)
+        .all(|(a, b)| (a - b).abs() <= eps * (1.0 + 1e-9) + 1e-12 && (0.0..=1.0).contains(a));
+    let y = net.forward(&c.input);
+    let beaten = y
+        .iter()
+        .enumerate()
+        .any(|(j, &v)| j != label && v >= y[label]);
+    inside && beaten
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    if !(a.query_timeout > 0.0 && a.query_timeout.is_finite()) {
+        bail!("--query-timeout must be a positive number of seconds");
+    }
+    if let Some(e) = a.eps.iter().find(|e| !(**e > 0.0 && e.is_finite())) {
+        bail!("--eps {e}: radii must be positive");
+    }
+    let engines: Vec<(String, Engine)> = a
+        .engines
+        .iter()
+        .map(|e| Ok((e.clone(), Engine::parse(e).map_err(anyhow::Error::msg)?)))
+        .collect::<Result<_>>()?;
+    let points = parse_points(&a.points)?;
+    let net = verify::load_network(&a.net)?;
+    let ds = archproof::train::data::load(&a.dataset)?;
+    if ds.input_len() != net.input_dim() {
+        bail!(
+            "{} takes {} inputs, {} has {} per point",
+            a.net.display(),
+            net.input_dim(),
+            a.dataset,
+            ds.input_len()
+        );
+    }
+    if let Some(&p) = points.iter().find(|&&p| p >= ds.test.len()) {
+        bail!("--points: {p} is past the {} test points", ds.test.len());
+    }
+    refuse_existing(&[a.out.join("radii.csv")], a.force)?;
+    std::fs::create_dir_all(a.out.join("proofs")).with_context(|| a.out.display().to_string())?;
+    let clip = Some((0.0, 1.0));
+    let n_queries = points.len() * (1 + a.eps.len() * engines.len());
+    let progress = bar(
+        n_queries as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} queries  {msg}  [{elapsed}<{eta}]",
+    );
+    let base = Options {
+        timeout: Duration::from_secs_f64(a.query_timeout),
+        engine: Engine::Bab,
+        seed: a.seed,
+        record_smt: false,
+    };
+    let mut results = Vec::new();
+    let mut queries = Vec::new();
+    for &i in &points {
+        let x: Vec<f64> = ds.test.input(i).iter().map(|&v| v as f64).collect();
+        let label = ds.test.y[i] as usize;
+        let predicted = argmax(&net.forward(&x));
+        progress.set_message(format!("point {i}"));
+        let radius = if predicted == label {
+            let mut r = radius::max_radius(
+                &net,
+                &x,
+                label,
+                clip,
+                &base,
+                Duration::from_secs_f64(a.timeout),
+            )?;
+            if let (Some(e), Some(c)) = (r.refuted, &r.counterexample) {
+                if !recheck(&net, &x, e, label, c) {
+                    // Never report what a forward pass does not confirm.
+                    r.counterexample = None;
+                    r.refuted = None;
+                }
+            }
+            write_file(
+                &a.out.join("proofs").join(format!("point-{i}.json")),
+                serde_json::to_string_pretty(&r)?.as_bytes(),
+                true,
+            )?;
+            Some(r)
+        } else {
+            None
+        };
+        progress.inc(1);
+        for &eps in &a.eps {
+            for (name, engine) in &engines {
+                if predicted != label {
+                    progress.inc(1);
+                    continue;
+                }
+                let spec = Spec::robustness(&x, eps, label, net.output_dim(), clip);
+                let mut o = base.clone();
+                o.engine = *engine;
+                let out = verify::verify(&net, &spec, &o)?;
+                if let Some(c) = &out.counterexample {
+                    if !recheck(&net, &x, eps, label, c) {
+                        bail!("internal error: an unconfirmed counterexample at point {i}");
+                    }
+                }
+                queries.push(Query {
+                    index: i,
+                    eps,
+                    engine: name.clone(),
+                    verdict: out.result,
+                    seconds: out.seconds,
+                    reason: out.reason.clone(),
+                });
+                progress.inc(1);
+            }
+        }
+        results.push(PointResult {
+            index: i,
+            label,
+            predicted,
+            radius,
+        });
+    }
+    progress.finish_and_clear();
+
+    let verified: Vec<&RadiusResult> = results.iter().filter_map(|r| r.radius.as_ref()).collect();
+    let summary = Summary {
+        network: a.net.display().to_string(),
+        dataset: ds.name.clone(),
+        points: points.len(),
+        misclassified: results.iter().filter(|r| r.radius.is_none()).count(),
+        mean_proven_radius: verified.iter().map(|r| r.proven_robust).sum::<f64>()
+            / verified.len().max(1) as f64,
+        refuted: verified.iter().filter(|r| r.refuted.is_some()).count(),
+        points_detail: results,
+        queries,
+    };
+    write_outputs(&a, &ds, &summary, &engines)?;
+    if a.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} points of {}: {} misclassified, mean proven radius {:.4}, {} refuted with checked counterexamples",
+            summary.points, summary.dataset, summary.misclassified, summary.mean_proven_radius, summary.refuted
+        );
+        for r in &summary.points_detail {
+            match &r.radius {
+                None => println!(
+                    "  #{:<4} label {} predicted {}: misclassified",
+                    r.index, r.label, r.predicted
+                ),
+                Some(x) => println!(
+                    "  #{:<4} label {}: proven robust to {:.5}{}",
+                    r.index,
+                    r.label,
+                    x.proven_robust,
+                    x.refuted
+                        .map(|e| format!(", refuted at {e:.5}"))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+        println!(
+            "written {}/{{radii.csv,radius.svg,proofs/,run.json}}",
+            a.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_outputs(
+    a: &Args,
+    ds: &archproof::train::Dataset,
+    s: &Summary,
+    engines: &[(String, Engine)],
+) -> Result<()> {
+    let mut csv = String::from("index,label,predicted,proven_robust,refuted,queries,seconds\n");
+    for r in &s.points_detail {
+        match &r.radius {
+            Some(x) => csv.push_str(&format!(
+                "{},{},{},{},{},{},{:.3}\n",
+                r.index,
+                r.label,
+                r.predicted,
+                x.proven_robust,
+                x.refuted.map(|e| e.to_string()).unwrap_or_default(),
+                x.steps.len(),
+                x.seconds
+            )),
+            None => csv.push_str(&format!("{},{},{},,,0,0\n", r.index, r.label, r.predicted)),
+        }
+    }
+    write_file(&a.out.join("radii.csv"), csv.as_bytes(), true)?;
+    let settings = format!(
+        "{} on {} test points of {}; {} s per point; falsifier seed {}",
+        a.net
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        s.points,
+        s.dataset,
+        a.timeout,
+        a.seed
+    );
+    let name = |r: &PointResult| format!("#{} ({})", r.index, class_name(ds, r.label));
+    Figure::new(
+        "Robustness radius per test point (L-infinity, inputs in [0, 1])",
+        Plot::Bars {
+            categories: s.points_detail.iter().map(name).collect(),
+            series: vec![
+                BarSeries {
+                    name: "proven robust".into(),
+                    values: s
+                        .points_detail
+                        .iter()
+                        .map(|r| Some(r.radius.as_ref().map_or(0.0, |x| x.proven_robust)))
+                        .collect(),
+                },
+                BarSeries {
+                    name: "refuted (checked counterexample)".into(),
+                    values: s
+                        .points_detail
+                        .iter()
+                        .map(|r| r.radius.as_ref().and_then(|x| x.refuted))
+                        .collect(),
+                },
+            ],
+        },
+    )
+    .axes("test point (true class)", "radius (input units)")
+    .settings(settings.clone())
+    .save(&a.out.join("radius.svg"))
+    .map_err(anyhow::Error::msg)?;
+
+    let (c, h, w) = match ds.shape.as_slice() {
+        [c, h, w] => (*c, *h, *w),
+        [h, w] => (1, *h, *w),
+        [n] => (1, 1, *n),
+        _ => (1, 1, ds.input_len()),
+    };
+    let mut rows = Vec::new();
+    for r in &s.points_detail {
+        let Some(x) = &r.radius else { continue };
+        let (Some(eps), Some(cex)) = (x.refuted, &x.counterexample) else {
+            continue;
+        };
+        let orig: Vec<f64> = ds.test.input(r.index).iter().map(|&v| v as f64).collect();
+        let adv_class = argmax(&cex.output);
+        let diff: Vec<f64> = cex.input.iter().zip(&orig).map(|(p, q)| p - q).collect();
+        let image = |label: String, pixels: Vec<f64>, range: (f64, f64)| Image {
+            label,
+            channels: c,
+            height: h,
+            width: w,
+            pixels,
+            range,
+        };
+        rows.push(vec![
+            image(
+                format!("#{}: {}", r.index, class_name(ds, r.label)),
+                orig,
+                (0.0, 1.0),
+            ),
+            image(
+                format!("eps {eps:.4}: {}", class_name(ds, adv_class)),
+                cex.input.clone(),
+                (0.0, 1.0),
+            ),
+            image("difference (+-eps)".into(), diff, (-eps, eps)),
+        ]);
+        if rows.len() == 6 {
+            break;
+        }
+    }
+    let mut page = RunPage::new(
+        format!("Robustness of {} test points", s.points),
+        command_line(),
+    );
+    page.summary.push(format!(
+        "{} of {} points classified correctly; mean proven radius {:.4}; {} refuted with counterexamples a forward pass confirms.",
+        s.points - s.misclassified,
+        s.points,
+        s.mean_proven_radius,
+        s.refuted
+    ));
+    page.setting("network", &s.network);
+    page.setting("dataset", &s.dataset);
+    page.setting("points", &a.points);
+    page.setting("seconds per point", a.timeout);
+    page.setting("falsifier seed", a.seed);
+    let mut t = ReportTable::new(
+        "Radius per point",
+        &[
+            "point",
+            "class",
+            "predicted",
+            "proven robust",
+            "refuted at",
+            "queries",
+            "seconds",
+            "proof log",
+        ],
+    );
+    for r in &s.points_detail {
+        let (p, f, q, sec, log) = match &r.radius {
+            Some(x) => (
+                format!("{:.5}", x.proven_robust),
+                x.refuted.map(|e| format!("{e:.5}")).unwrap_or("-".into()),
+                x.steps.len().to_string(),
+                format!("{:.2}", x.seconds),
+                format!("proofs/point-{}.json", r.index),
+            ),
+            None => (
+                "misclassified".into(),
+                "-".into(),
+                "0".into(),
+                "0".into(),
+                "-".into(),
+            ),
+        };
+        t.row(vec![
+            r.index.to_string(),
+            class_name(ds, r.label),
+            class_name(ds, r.predicted),
+            p,
+            f,
+            q,
+            sec,
+            log,
+        ]);
+    }
+    page.tables.push(t);
+    page.figure("radius.svg", "Proven and refuted radius per test point");
+    if !rows.is_empty() {
+        Figure::new(
+            "Counterexamples beside their originals",
+            Plot::Images { rows },
+        )
+        .settings(settings.clone())
+        .save(&a.out.join("counterexamples.svg"))
+        .map_err(anyhow::Error::msg)?;
+        page.figure(
+            "counterexamples.svg",
+            "Original, counterexample (class the network gives it) and their difference",
+        );
+    }
+    if !a.eps.is_empty() {
+        let mut csv = String::from("index,eps,engine,verdict,seconds,reason\n");
+        for q in &s.queries {
+            csv.push_str(&format!(
+                "{},{},{},{:?},{:.4},\"{}\"\n",
+                q.index,
+                q.eps,
+                q.engine,
+                q.verdict,
+                q.seconds,
+                q.reason.as_deref().unwrap_or("").replace('"', "'")
+            ));
+        }
+        write_file(&a.out.join("cactus.csv"), csv.as_bytes(), true)?;
+        let posed = s.queries.len() / engines.len().max(1);
+        let series: Vec<CactusSeries> = engines
+            .iter()
+            .map(|(name, _)| CactusSeries {
+                name: name.clone(),
+                solved_seconds: s
+                    .queries
+                    .iter()
+                    .filter(|q| &q.engine == name && q.verdict != Verdict::Unknown)
+                    .map(|q| q.seconds)
+                    .collect(),
+            })
+            .collect();
+        let mut t = ReportTable::new(
+            "Engines on the fixed-radius queries",
+            &["engine", "solved", "holds", "violated", "total seconds"],
+        );
+        for (name, _) in engines {
+            let mine: Vec<&Query> = s.queries.iter().filter(|q| &q.engine == name).collect();
+            let count = |v: Verdict| mine.iter().filter(|q| q.verdict == v).count();
+            t.row(vec![
+                name.clone(),
+                format!("{}/{}", mine.len() - count(Verdict::Unknown), mine.len()),
+                count(Verdict::Holds).to_string(),
+                count(Verdict::Violated).to_string(),
+                format!("{:.2}", mine.iter().map(|q| q.seconds).sum::<f64>()),
+            ]);
+        }
+        page.tables.push(t);
+        Figure::new(
+            "Robustness queries solved against cumulative time",
+            Plot::Cactus {
+                series,
+                instances: posed,
+            },
+        )
+        .axes("queries solved", "cumulative time (s)")
+        .settings(format!(
+            "{} points x radii {:?}; {} s per query; seed {}",
+            s.points - s.misclassified,
+            a.eps,
+            a.query_timeout,
+            a.seed
+        ))
+        .save(&a.out.join("cactus.svg"))
+        .map_err(anyhow::Error::msg)?;
+        page.figure(
+            "cactus.svg",
+            "Queries solved against cumulative time, per engine",
+        );
+        page.file(
+            "cactus.csv",
+            "every fixed-radius query: engine, verdict, seconds",
+        );
+    }
+    page.file("radii.csv", "radius per point");
+    page.file(
+        "proofs",
+        "proof logs: every query of each point's radius search",
+    );
+    write_page(&a.out, &page)
+}
+
+fn class_name(ds: &archproof::train::Dataset, c: usize) -> String {
+    ds.class_names
+        .get(c)
+        .cloned()
+        .unwrap_or_else(|| c.to_string())
+}

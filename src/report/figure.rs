@@ -1,0 +1,957 @@
+//! One figure model for the whole project, drawn with plotters as SVG and PNG in one style.
+//!
+//! A [`Figure`] holds its data series, its title, axis labels (with units) and a settings line
+//! (the run's settings and seed). [`Figure::save`] writes `NAME.svg` and `NAME.png` from the
+//! same drawing code. Text is laid out, and for PNG rasterised, with DejaVu Sans from the
+//! `dejavu` crate, so no figure depends on the fonts of the machine that drew it.
+//!
+//! The SVG carries the figure's data as JSON in a `<metadata id="archproof-figure">` element;
+//! [`Figure::read`] reads it back, so a figure can be checked against the run that drew it.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde::{Deserialize, Serialize};
+
+/// Line and bar colours, in series order.
+const COLORS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(0, 0, 0),
+];
+const GREY: RGBColor = RGBColor(150, 150, 150);
+/// Height of the title and one settings line above every figure's body; each further settings
+/// line adds `SETTINGS_LINE`.
+const HEADER: u32 = 58;
+const SETTINGS_LINE: u32 = 16;
+/// The element that carries the data in an SVG.
+const META_OPEN: &str = "<metadata id=\"archproof-figure\">";
+const META_CLOSE: &str = "</metadata>";
+
+fn color(k: usize) -> RGBColor {
+    COLORS[k % COLORS.len()]
+}
+
+/// A named line: its (x, y) points.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// Points, in drawing order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A named mean line with a band of plus or minus one standard deviation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BandSeries {
+    /// Legend label.
+    pub name: String,
+    /// (x, mean, standard deviation), in increasing x.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// One engine of a cactus plot: the solve times of the instances it solved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CactusSeries {
+    /// Legend label.
+    pub name: String,
+    /// Seconds of each solved instance (any order).
+    pub solved_seconds: Vec<f64>,
+}
+
+/// One group member of a bar chart: a value per category (`None` draws no bar).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BarSeries {
+    /// Legend label.
+    pub name: String,
+    /// One value per category.
+    pub values: Vec<Option<f64>>,
+}
+
+/// One design of a stage figure: per stage, its channels and its depth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageSeries {
+    /// Legend label.
+    pub name: String,
+    /// (channels, depth) of each stage.
+    pub stages: Vec<(usize, usize)>,
+}
+
+/// A greyscale (1 channel) or colour (3 channels, channels first) image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    /// Caption under the image.
+    pub label: String,
+    /// Channels: 1 or 3.
+    pub channels: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// Values, channels first; `range` maps to black..white.
+    pub pixels: Vec<f64>,
+    /// The values drawn black and white.
+    pub range: (f64, f64),
+}
+
+/// What a figure draws.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Plot {
+    /// Best-so-far step lines, each held flat to `x_end`.
+    Steps {
+        /// The lines: points where the best value changed, in increasing x.
+        series: Vec<Series>,
+        /// Where every line ends.
+        x_end: f64,
+    },
+    /// Lines through each series' points, with a marker on each point.
+    Lines {
+        /// The lines.
+        series: Vec<Series>,
+    },
+    /// A cloud of points, x on a log scale when `log_x` (non-positive x dropped).
+    Scatter {
+        /// The points.
+        points: Vec<(f64, f64)>,
+        /// log10 x axis.
+        log_x: bool,
+    },
+    /// Mean lines inside shaded standard-deviation bands.
+    Band {
+        /// The lines.
+        series: Vec<BandSeries>,
+    },
+    /// Evaluated candidates as grey dots and fronts as lines with markers.
+    Pareto {
+        /// Every evaluated (x, y).
+        evaluated: Vec<(f64, f64)>,
+        /// The fronts.
+        fronts: Vec<Series>,
+    },
+    /// Instances solved against cumulative time (log scale), one line per engine.
+    Cactus {
+        /// The engines.
+        series: Vec<CactusSeries>,
+        /// How many instances were posed.
+        instances: usize,
+    },
+    /// Grouped bars, one group per category.
+    Bars {
+        /// The group names, left to right.
+        categories: Vec<String>,
+        /// One bar per series in each group.
+        series: Vec<BarSeries>,
+    },
+    /// Widths and depths of each design's stages, side by side.
+    Stages {
+        /// The designs.
+        designs: Vec<StageSeries>,
+    },
+    /// Rows of images with captions (counterexamples beside their originals).
+    Images {
+        /// The rows, each drawn left to right.
+        rows: Vec<Vec<Image>>,
+    },
+    /// A small DAG drawn top-down: (label, argument indices) in topological order.
+    Dag {
+        /// The nodes.
+        nodes: Vec<(String, Vec<usize>)>,
+    },
+}
+
+/// A figure: data, title, axis labels and the settings line. Series values must be finite
+/// (JSON has no NaN): leave points out, or use `None` in a bar series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// The title.
+    pub title: String,
+    /// The run's settings and seed, drawn under the title.
+    pub settings: String,
+    /// The x axis, with its unit.
+    pub x_label: String,
+    /// The y axis, with its unit.
+    pub y_label: String,
+    /// The data.
+    pub plot: Plot,
+}
+
+/// The points of a cactus plot: after sorting, the k-th fastest solve at (k, cumulative
+/// seconds).
+pub fn cactus_points(seconds: &[f64]) -> Vec<(usize, f64)> {
+    let mut s = seconds.to_vec();
+    s.sort_by(f64::total_cmp);
+    let mut total = 0.0;
+    s.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            total += t;
+            (i + 1, total)
+        })
+        .collect()
+}
+
+/// The span of the values with 5% room on each side (0..1 when there are none).
+pub fn padded_range(v: impl Iterator<Item = f64>) -> Range<f64> {
+    let (lo, hi) = v
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    if lo.is_finite() {
+        let pad = ((hi - lo) * 0.05).max(1e-9 * hi.abs().max(1.0));
+        (lo - pad)..(hi + pad)
+    } else {
+        0.0..1.0
+    }
+}
+
+/// Registers the bundled font as the family every figure uses (once per process).
+fn fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType file shipped inside the dejavu crate.
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+impl Figure {
+    /// A figure with no axis labels yet.
+    pub fn new(title: impl Into<String>, plot: Plot) -> Figure {
+        Figure {
+            title: title.into(),
+            settings: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            plot,
+        }
+    }
+
+    /// Sets the axis labels (give each its unit).
+    pub fn axes(mut self, x: impl Into<String>, y: impl Into<String>) -> Figure {
+        self.x_label = x.into();
+        self.y_label = y.into();
+        self
+    }
+
+    /// Sets the settings line (the run's settings and its seed).
+    pub fn settings(mut self, s: impl Into<String>) -> Figure {
+        self.settings = s.into();
+        self
+    }
+
+    /// The canvas width in pixels.
+    fn width(&self) -> u32 {
+        match &self.plot {
+            Plot::Stages { .. } => 1000,
+            Plot::Bars { categories, .. } => (120 + 70 * categories.len() as u32).max(800),
+            Plot::Images { rows } => {
+                let (pw, _) = image_panel(rows);
+                let cols = rows.iter().map(Vec::len).max().unwrap_or(1) as u32;
+                (cols * pw + 20).max(640)
+            }
+            Plot::Dag { nodes } => dag_layout(nodes).width as u32,
+            _ => 800,
+        }
+    }
+
+    /// The settings line broken to fit the width (at about 7 pixels a character).
+    fn settings_lines(&self) -> Vec<String> {
+        let max = ((self.width().saturating_sub(40)) / 7).max(20) as usize;
+        let mut lines: Vec<String> = Vec::new();
+        let mut line = String::new();
+        for word in self.settings.split(' ') {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > max {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+        lines
+    }
+
+    /// Height of the title and settings lines.
+    fn header(&self) -> u32 {
+        HEADER + SETTINGS_LINE * (self.settings_lines().len() as u32 - 1)
+    }
+
+    /// The canvas size in pixels.
+    pub fn size(&self) -> (u32, u32) {
+        let body = match &self.plot {
+            Plot::Stages { .. } => 450,
+            Plot::Bars { .. } => 462,
+            Plot::Images { rows } => {
+                let (_, ph) = image_panel(rows);
+                rows.len().max(1) as u32 * ph + 10
+            }
+            Plot::Dag { nodes } => dag_layout(nodes).height as u32,
+            _ => 500,
+        };
+        (self.width(), self.header() + body)
+    }
+
+    /// Writes the figure as SVG at `svg_path` (which should end in .svg) and as PNG beside it;
+    /// returns the PNG's path.
+    pub fn save(&self, svg_path: &Path) -> Result<PathBuf, String> {
+        let svg = self.to_svg()?;
+        std::fs::write(svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+        let png_path = svg_path.with_extension("png");
+        let png = self.to_png()?;
+        std::fs::write(&png_path, png).map_err(|e| format!("{}: {e}", png_path.display()))?;
+        Ok(png_path)
+    }
+
+    /// The SVG text, with the figure's data in its metadata element.
+    pub fn to_svg(&self) -> Result<String, String> {
+        fonts();
+        let size = self.size();
+        let mut text = String::new();
+        {
+            let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+            self.draw(&root)?;
+            root.present().map_err(err)?;
+        }
+        let json = serde_json::to_string(self).map_err(err)?;
+        let meta = format!("{META_OPEN}{}{META_CLOSE}\n", xml_escape(&json));
+        // After the opening <svg ...> tag.
+        let at = text
+            .find('>')
+            .map(|i| i + 1)
+            .ok_or("plotters wrote no SVG element")?;
+        text.insert_str(at, &format!("\n{meta}"));
+        Ok(text)
+    }
+
+    /// The PNG bytes (RGB, 8 bits per channel).
+    pub fn to_png(&self) -> Result<Vec<u8>, String> {
+        fonts();
+        let (w, h) = self.size();
+        let mut buf = vec![255u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            self.draw(&root)?;
+            root.present().map_err(err)?;
+        }
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.set_compression(png::Compression::Best);
+            enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+            let mut writer = enc.write_header().map_err(err)?;
+            writer.write_image_data(&buf).map_err(err)?;
+        }
+        Ok(out)
+    }
+
+    /// Reads back the figure an SVG written by [`Figure::save`] carries.
+    pub fn read(svg_path: &Path) -> Result<Figure, String> {
+        let text = std::fs::read_to_string(svg_path)
+            .map_err(|e| format!("{}: {e}", svg_path.display()))?;
+        Figure::from_svg(&text).map_err(|e| format!("{}: {e}", svg_path.display()))
+    }
+
+    /// Parses the figure out of SVG text.
+    pub fn from_svg(text: &str) -> Result<Figure, String> {
+        let start = text
+            .find(META_OPEN)
+            .ok_or("no archproof figure data in this SVG")?
+            + META_OPEN.len();
+        let end = start
+            + text[start..]
+                .find(META_CLOSE)
+                .ok_or("unterminated figure data")?;
+        serde_json::from_str(&xml_unescape(&text[start..end])).map_err(err)
+    }
+
+    /// Draws title, settings line and body.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let (w, _) = root.dim_in_pixel();
+        let centre = Pos::new(HPos::Center, VPos::Top);
+        root.draw(&Text::new(
+            self.title.clone(),
+            (w as i32 / 2, 8),
+            ("sans-serif", 20).into_font().color(&BLACK).pos(centre),
+        ))
+        .map_err(err)?;
+        for (i, line) in self.settings_lines().into_iter().enumerate() {
+            root.draw(&Text::new(
+                line,
+                (w as i32 / 2, 34 + (i as u32 * SETTINGS_LINE) as i32),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&RGBColor(90, 90, 90))
+                    .pos(centre),
+            ))
+            .map_err(err)?;
+        }
+        let body = root.margin(self.header(), 0, 0, 0);
+        let (x, y) = (self.x_label.as_str(), self.y_label.as_str());
+        match &self.plot {
+            Plot::Steps { series, x_end } => line_chart(&body, x, y, series, *x_end, true),
+            Plot::Lines { series } => {
+                let x_end = series
+                    .iter()
+                    .flat_map(|s| s.points.iter().map(|p| p.0))
+                    .fold(0.0, f64::max);
+                line_chart(&body, x, y, series, x_end, false)
+            }
+            Plot::Scatter { points, log_x } => scatter(&body, x, y, points, *log_x),
+            Plot::Band { series } => band(&body, x, y, series),
+            Plot::Pareto { evaluated, fronts } => pareto(&body, x, y, evaluated, fronts),
+            Plot::Cactus { series, instances } => cactus(&body, x, y, series, *instances),
+            Plot::Bars { categories, series } => bars(&body, x, y, categories, series),
+            Plot::Stages { designs } => stages(&body, designs),
+            Plot::Images { rows } => images(&body, rows),
+            Plot::Dag { nodes } => dag(&body, nodes),
+        }
+    }
+}
+
+type XyChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart builder with the margins every chart uses.
+fn chart_on<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(area);
+    b.margin(15).x_label_area_size(45).y_label_area_size(75);
+    b
+}
+
+/// The axis labels and fonts every mesh uses.
+fn style_mesh<'m, 'a, 'b, X, Y, DB>(
+    mesh: &'m mut plotters::chart::MeshStyle<'a, 'b, X, Y, DB>,
+    x_desc: &str,
+    y_desc: &str,
+) -> &'m mut plotters::chart::MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType: std::fmt::Debug>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType: std::fmt::Debug>,
+    DB: DrawingBackend,
+{
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+}
+
+/// A chart of f64 axes on `area` with its labelled mesh drawn.
+fn xy_chart<'a, DB: DrawingBackend + 'a>(
+    area: &'a DrawingArea<DB, Shift>,
+    x_desc: &str,
+    y_desc: &str,
+    x: Range<f64>,
+    y: Range<f64>,
+) -> Result<XyChart<'a, DB>, String> {
+    let mut chart = chart_on(area).build_cartesian_2d(x, y).map_err(err)?;
+    style_mesh(&mut chart.configure_mesh(), x_desc, y_desc)
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
+/// Draws the legend of a chart's labelled series.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .label_font(("sans-serif", 13))
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
+fn line_legend(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+}
+
+fn line_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    x_end: f64,
+    steps: bool,
+) -> Result<(), String> {
+    let yr = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+    let x0 = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(0.0, f64::min);
+    let mut chart = xy_chart(area, x_desc, y_desc, x0..x_end.max(x0 + 1e-9), yr)?;
+    for (k, s) in series.iter().enumerate() {
+        let c = color(k);
+        let mut pts: Vec<(f64, f64)> = Vec::new();
+        for (i, &(x, y)) in s.points.iter().enumerate() {
+            if steps && i > 0 {
+                pts.push((x, s.points[i - 1].1));
+            }
+            pts.push((x, y));
+        }
+        if let (true, Some(&(_, y))) = (steps, s.points.last()) {
+            pts.push((x_end, y));
+        }
+        if !steps {
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(err)?;
+        }
+        let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(err)?
+            .label(if steps {
+                format!("{} (best {})", s.name, short(last))
+            } else {
+                format!("{} (last {})", s.name, short(last))
+            })
+            .legend(line_legend(c));
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
+}
+
+/// A number in at most four significant digits.
+fn short(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    if v.fract() == 0.0 && v.abs() < 1e7 {
+        return format!("{v:.0}");
+    }
+    let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    format!("{v:.digits$}")
+}
+
+fn scatter<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x_desc: &str,
+    y_desc: &str,
+    points: &[(f64, f64)],
+    log_x: bool,
+) -> Result<(), String> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0))
+        .map(|&(x, y)| (if log_x { x.log10() } else { x }, y))
+        .collect();
+    let xr = padded_range(pts.iter().map(|p| p.0));
+    let yr = padded_range(pts.iter().map(|p| p.1));
+    let x_desc = if log_x {
+        format!("log10 {x_desc}")
+    } else {
+        x_desc.to_string()
+    };
+    let mut chart = xy_chart(area, &x_desc, y_desc, xr, yr)?;
+    chart
+        .draw_series(
+            pts.iter()
+                .map(|&p| Circle::new(p, 2, color(1).mix(0.5).filled())),
+        )
+        .map_err(err)?;
+    Ok(())
+}
+
+fn band<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[BandSeries],
+) -> Result<(), String> {
+    let pts = || series.iter().flat_map(|s| s.points.iter());
+    let xr = padded_range(pts().map(|p| p.0));
+    let yr = padded_range(pts().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
+    let mut chart = xy_chart(area, x_desc, y_desc, xr, yr)?;
+    for (k, s) in series.iter().enumerate() {
+        let c = color(k);
+        let mut poly: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.1 + p.2)).collect();
+        poly.extend(s.points.iter().rev().map(|p| (p.0, p.1 - p.2)));
+        chart
+            .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))
+            .map_err(err)?;
+        let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(format!("{} (final mean {})", s.name, short(last)))
+            .legend(line_legend(c));
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
+}
+
+fn pareto<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x_desc: &str,
+    y_desc: &str,
+    evaluated: &[(f64, f64)],
+    fronts: &[Series],
+) -> Result<(), String> {
+    let all = || {
+        evaluated
+            .iter()
+            .chain(fronts.iter().flat_map(|f| f.points.iter()))
+    };
+    let xr = padded_range(all().map(|p| p.0));
+    let yr = padded_range(all().map(|p| p.1));
+    let mut chart = xy_chart(area, x_desc, y_desc, xr, yr)?;
+    chart
+        .draw_series(
+            evaluated
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .map(|&p| Circle::new(p, 2, GREY.mix(0.6).filled())),
+        )
+        .map_err(err)?
+        .label(format!("evaluated ({})", evaluated.len()))
+        .legend(|(x, y)| Circle::new((x + 10, y), 3, GREY.filled()));
+    for (k, f) in fronts.iter().enumerate() {
+        let c = color(k);
+        let mut pts = f.points.clone();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{} ({} points)", f.name, pts.len()))
+            .legend(line_legend(c));
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
+}
+
+fn cactus<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[CactusSeries],
+    instances: usize,
+) -> Result<(), String> {
+    let max_t = series
+        .iter()
+        .flat_map(|s| cactus_points(&s.solved_seconds).last().map(|p| p.1))
+        .fold(1.0f64, f64::max);
+    let mut chart = chart_on(area)
+        .build_cartesian_2d(0usize..instances.max(1), (1e-3f64..max_t * 2.0).log_scale())
+        .map_err(err)?;
+    style_mesh(&mut chart.configure_mesh(), x_desc, y_desc)
+        .draw()
+        .map_err(err)?;
+    for (k, s) in series.iter().enumerate() {
+        let c = color(k);
+        let pts: Vec<(usize, f64)> = cactus_points(&s.solved_seconds)
+            .into_iter()
+            .map(|(i, t)| (i, t.max(1e-3)))
+            .collect();
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{} ({} solved)", s.name, s.solved_seconds.len()))
+            .legend(line_legend(c));
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
+}
+
+fn bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x_desc: &str,
+    y_desc: &str,
+    categories: &[String],
+    series: &[BarSeries],
+) -> Result<(), String> {
+    let n = categories.len().max(1);
+    let values = || {
+        series
+            .iter()
+            .flat_map(|s| s.values.iter().flatten().copied())
+            .filter(|v| v.is_finite())
+    };
+    let top = values().fold(0.0f64, f64::max);
+    let bottom = values().fold(0.0f64, f64::min);
+    let span = (top - bottom).max(1e-9);
+    let mut chart = chart_on(area)
+        .build_cartesian_2d(0f64..n as f64, bottom..top + 0.25 * span)
+        .map_err(err)?;
+    let names = categories.to_vec();
+    style_mesh(&mut chart.configure_mesh(), x_desc, y_desc)
+        .disable_x_mesh()
+        .x_labels(2 * n + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.26 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .draw()
+        .map_err(err)?;
+    let groups = series.len().max(1) as f64;
+    for (k, s) in series.iter().enumerate() {
+        let c = color(k);
+        let w = 0.8 / groups;
+        let rects = s
+            .values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| (i, v)))
+            .map(move |(i, v)| {
+                let x0 = i as f64 + 0.1 + k as f64 * w;
+                Rectangle::new([(x0, 0.0), (x0 + w, v)], c.filled())
+            });
+        chart
+            .draw_series(rects)
+            .map_err(err)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.filled()));
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+fn stages<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    designs: &[StageSeries],
+) -> Result<(), String> {
+    let (w, _) = area.dim_in_pixel();
+    let (left, right) = area.split_horizontally(w / 2);
+    let n = designs.iter().map(|d| d.stages.len()).max().unwrap_or(0);
+    let groups = designs.len().max(1) as f64;
+    for (area, what, pick) in [
+        (&left, "channels", 0usize),
+        (&right, "depth (units)", 1usize),
+    ] {
+        let top = designs
+            .iter()
+            .flat_map(|d| d.stages.iter().map(|s| if pick == 0 { s.0 } else { s.1 }))
+            .max()
+            .unwrap_or(1) as f64;
+        let mut chart = chart_on(area)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top * 1.1)
+            .map_err(err)?;
+        style_mesh(&mut chart.configure_mesh(), "stage", what)
+            .disable_x_mesh()
+            .x_labels(n.max(1))
+            .x_label_formatter(&|x| format!("{}", x.floor() as usize))
+            .draw()
+            .map_err(err)?;
+        for (k, d) in designs.iter().enumerate() {
+            let c = color(k);
+            let bw = 0.8 / groups;
+            let rects = d.stages.iter().enumerate().map(move |(i, s)| {
+                let v = if pick == 0 { s.0 } else { s.1 } as f64;
+                let x0 = i as f64 + 0.1 + k as f64 * bw;
+                Rectangle::new([(x0, 0.0), (x0 + bw, v)], c.filled())
+            });
+            let drawn = chart.draw_series(rects).map_err(err)?;
+            if pick == 0 {
+                drawn.label(d.name.clone()).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.filled())
+                });
+            }
+        }
+        if pick == 0 {
+            legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+        }
+    }
+    Ok(())
+}
+
+/// The pixel size of one image panel (image plus caption) and the scale of one image pixel.
+fn image_panel(rows: &[Vec<Image>]) -> (u32, u32) {
+    let (w, h) = image_dims(rows);
+    let s = image_scale(rows);
+    ((w as u32 * s).max(150) + 20, h as u32 * s + 40)
+}
+
+fn image_dims(rows: &[Vec<Image>]) -> (usize, usize) {
+    rows.iter()
+        .flatten()
+        .fold((1, 1), |(w, h), im| (w.max(im.width), h.max(im.height)))
+}
+
+fn image_scale(rows: &[Vec<Image>]) -> u32 {
+    let (w, h) = image_dims(rows);
+    (160 / w.max(h)).clamp(1, 12) as u32
+}
+
+fn images<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    rows: &[Vec<Image>],
+) -> Result<(), String> {
+    let (pw, ph) = image_panel(rows);
+    let s = image_scale(rows) as i32;
+    for (r, row) in rows.iter().enumerate() {
+        for (c, im) in row.iter().enumerate() {
+            let x0 = 10 + c as i32 * pw as i32;
+            let y0 = r as i32 * ph as i32;
+            let (lo, hi) = im.range;
+            let plane = im.width * im.height;
+            let level = |v: f64| (((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0) * 255.0) as u8;
+            for y in 0..im.height {
+                for x in 0..im.width {
+                    let at = |ch: usize| im.pixels.get(ch * plane + y * im.width + x).copied();
+                    let rgb = if im.channels == 3 {
+                        RGBColor(
+                            level(at(0).unwrap_or(lo)),
+                            level(at(1).unwrap_or(lo)),
+                            level(at(2).unwrap_or(lo)),
+                        )
+                    } else {
+                        let g = level(at(0).unwrap_or(lo));
+                        RGBColor(g, g, g)
+                    };
+                    let (px, py) = (x0 + x as i32 * s, y0 + y as i32 * s);
+                    area.draw(&Rectangle::new([(px, py), (px + s, py + s)], rgb.filled()))
+                        .map_err(err)?;
+                }
+            }
+            area.draw(&Rectangle::new(
+                [
+                    (x0 - 1, y0 - 1),
+                    (x0 + im.width as i32 * s, y0 + im.height as i32 * s),
+                ],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+            area.draw(&Text::new(
+                im.label.clone(),
+                (x0, y0 + im.height as i32 * s + 6),
+                ("sans-serif", 12).into_font().color(&BLACK),
+            ))
+            .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+struct DagLayout {
+    width: i32,
+    height: i32,
+    centres: Vec<(i32, i32)>,
+}
+
+const DAG_BOX: (i32, i32) = (150, 28);
+
+fn dag_layout(nodes: &[(String, Vec<usize>)]) -> DagLayout {
+    let mut depth = vec![0usize; nodes.len()];
+    for (i, (_, args)) in nodes.iter().enumerate() {
+        depth[i] = args
+            .iter()
+            .filter(|&&a| a < i)
+            .map(|&a| depth[a] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let rows = depth.iter().max().map_or(1, |d| d + 1);
+    let mut slot = vec![0usize; nodes.len()];
+    let mut per_row = vec![0usize; rows];
+    for i in 0..nodes.len() {
+        slot[i] = per_row[depth[i]];
+        per_row[depth[i]] += 1;
+    }
+    let widest = per_row.iter().copied().max().unwrap_or(1);
+    let ((bw, bh), gap_x, gap_y) = (DAG_BOX, 20i32, 50i32);
+    let width = (widest as i32 * (bw + gap_x) + gap_x).max(500);
+    let height = rows as i32 * (bh + gap_y) + 20;
+    let centres = (0..nodes.len())
+        .map(|i| {
+            let n = per_row[depth[i]] as i32;
+            let row_w = n * (bw + gap_x) - gap_x;
+            let x0 = (width - row_w) / 2;
+            (
+                x0 + slot[i] as i32 * (bw + gap_x) + bw / 2,
+                15 + depth[i] as i32 * (bh + gap_y) + bh / 2,
+            )
+        })
+        .collect();
+    DagLayout {
+        width,
+        height,
+        centres,
+    }
+}
+
+fn dag<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    nodes: &[(String, Vec<usize>)],
+) -> Result<(), String> {
+    let l = dag_layout(nodes);
+    let (bw, bh) = DAG_BOX;
+    for (i, (_, args)) in nodes.iter().enumerate() {
+        let (x, y) = l.centres[i];
+        for &a in args.iter().filter(|&&a| a < i) {
+            let (ax, ay) = l.centres[a];
+            area.draw(&PathElement::new(
+                vec![(ax, ay + bh / 2), (x, y - bh / 2)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+        }
+    }
+    for (i, (label, _)) in nodes.iter().enumerate() {
+        let (x, y) = l.centres[i];
+        let corners = [(x - bw / 2, y - bh / 2), (x + bw / 2, y + bh / 2)];
+        area.draw(&Rectangle::new(corners, WHITE.filled()))
+            .map_err(err)?;
+        area.draw(&Rectangle::new(corners, color(1).stroke_width(1)))
+            .map_err(err)?;
+        let style = ("sans-serif", 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        area.draw(&Text::new(label.clone(), (x, y), style))
+            .map_err(err)?;
+    }
+    Ok(())
+}
