@@ -168,6 +168,15 @@ fn runs_and_proxies_write_their_files_and_figures() {
     assert_eq!(printed["test_acc_mean"], stored["test_acc_mean"]);
     let svg = std::fs::read_to_string(runs_dir.join("progress.svg")).unwrap();
     assert!(svg.contains("20 runs"), "the figure names its runs");
+    // The band's last point is the mean and std of the runs' final test accuracies.
+    let fig = archproof::report::Figure::read(&runs_dir.join("progress.svg")).unwrap();
+    let archproof::report::Plot::Band { series } = fig.plot else {
+        panic!("progress.svg is not a band figure")
+    };
+    let last = series[0].points.last().unwrap();
+    let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() < 1e-9;
+    assert!(close(last.1, &stored["test_acc_mean"]), "{last:?}");
+    assert!(close(last.2, &stored["test_acc_std"]), "{last:?}");
 
     let px = dir.path().join("px");
     let out = archproof(&[
@@ -192,6 +201,20 @@ fn runs_and_proxies_write_their_files_and_figures() {
     assert_eq!(svg.matches("<circle").count(), 25, "one point per cell");
     let csv = std::fs::read_to_string(px.join("scores.csv")).unwrap();
     assert_eq!(csv.lines().count(), 26);
+    // The scatter's points are the scores.csv rows: (params, test accuracy).
+    let fig = archproof::report::Figure::read(&px.join("scatter-params.svg")).unwrap();
+    let archproof::report::Plot::Scatter { points, .. } = fig.plot else {
+        panic!("scatter-params.svg is not a scatter figure")
+    };
+    let rows: Vec<(f64, f64)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.rsplitn(3, ',').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(points, rows);
 }
 
 fn ok_json(args: &[&str]) -> serde_json::Value {

@@ -244,6 +244,24 @@ fn evonorm_commands_from_the_cli() {
     ] {
         assert!(svg.contains(label), "{label} not drawn");
     }
+    // The drawn DAG is the layer's live graph: one box per live node, then the affine map.
+    let drawn = archproof::report::Figure::read(&fig).unwrap();
+    let archproof::report::Plot::Dag { nodes } = drawn.plot else {
+        panic!("not a DAG figure")
+    };
+    let archproof::evonorm::Layer::Graph(g) = archproof::evonorm::load("evonorm-b0").unwrap()
+    else {
+        panic!("evonorm-b0 is a graph of primitives")
+    };
+    let live = g.live().iter().filter(|&&l| l).count();
+    assert_eq!(nodes.len(), live + 1);
+    assert_eq!(
+        nodes.last().unwrap(),
+        &("* gamma + beta".to_string(), vec![live - 1])
+    );
+    for (i, (_, args)) in nodes.iter().enumerate() {
+        assert!(args.iter().all(|&a| a < i), "node {i} reads a later node");
+    }
 
     let out = archproof(&[
         "evonorm",
