@@ -219,6 +219,22 @@ fn the_demo_writes_a_report_whose_figures_match_its_runs() {
         panic!("deepmad/stages.svg is not a stage figure")
     };
     assert_eq!(designs.len(), 2);
+    for (d, key) in designs.iter().zip(["program", "evolution"]) {
+        // Stage k is block k + 1 (block 0 is the stem): its output channels and its units.
+        let blocks = results[key]["structure"].as_array().unwrap();
+        let want: Vec<(usize, usize)> = blocks[1..=d.stages.len()]
+            .iter()
+            .map(|b| {
+                let units = if b["class"] == "ConvKXBNRELU" {
+                    1
+                } else {
+                    b["L"].as_u64().unwrap()
+                };
+                (b["out"].as_u64().unwrap() as usize, units as usize)
+            })
+            .collect();
+        assert_eq!(d.stages, want, "{key}'s stages");
+    }
 
     // Cell search: every trial is a point, the best so far ends at the best fitness.
     let cells = json(&out.join("cells/summary.json"));
