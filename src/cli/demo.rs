@@ -4,6 +4,7 @@
 //! binary), writes its run directory with its run.json, and leaves its output in log.txt. The
 //! report is then built over all of them, exactly as `archproof report` would.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
@@ -173,7 +174,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             v.push(space.display().to_string());
             v.extend(s(&[
                 "--time-limit",
-                "15",
+                pick("15", "3"),
                 "--seed",
                 &seed,
                 "--force",
@@ -347,14 +348,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if talk {
             eprintln!("[{}/{total}] {name} ...", k + 2);
         }
+        // On a terminal, a spinner with the elapsed time while the part runs.
+        let spinner = if talk && std::io::stderr().is_terminal() {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_style(
+                indicatif::ProgressStyle::with_template("      {spinner} {msg} [{elapsed}]")
+                    .expect("static template"),
+            );
+            s.set_message(format!("archproof {}", commands[0][..2].join(" ")));
+            s.enable_steady_tick(std::time::Duration::from_millis(200));
+            s
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         let t0 = Instant::now();
         let mut result = Ok(serde_json::Value::Null);
         for c in commands {
+            spinner.set_message(format!("archproof {}", c[..2].join(" ")));
             result = child(&out.join(sub), c);
             if result.is_err() {
                 break;
             }
         }
+        spinner.finish_and_clear();
         if *sub == "verify" && result.is_ok() {
             add_training(&out.join("verify"))?;
         }
