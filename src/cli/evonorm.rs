@@ -195,6 +195,10 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 nodes: figure_nodes(g),
             },
         )
+        .settings(format!(
+            "{params} parameters per channel; canonical key {}",
+            key.as_deref().unwrap_or("-")
+        ))
         .save(path)
         .map_err(anyhow::Error::msg)?;
     }

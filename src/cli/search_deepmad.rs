@@ -83,6 +83,9 @@ struct Summary {
     programs: usize,
     structure: Vec<archproof::deepmad::Block>,
     trace: Vec<(f64, f64)>,
+    /// The evolutionary search's seed (the program makes no random choice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
 }
 
 impl Summary {
@@ -113,6 +116,7 @@ impl Summary {
             programs: 0,
             structure: blocks,
             trace,
+            seed: None,
         }
     }
 
@@ -141,8 +145,16 @@ impl Summary {
     /// The report: the design's stages and best score against time, and run.json.
     fn page(&self, out: &std::path::Path, sp: &space::Space) -> Result<()> {
         let settings = format!(
-            "budget {:.3e} FLOPs, {:.3e} params, rho <= {}; {:?} convention; solver {}",
-            sp.budget.flops, sp.budget.params, sp.budget.rho, self.convention, self.solver
+            "budget {:.3e} FLOPs, {:.3e} params, rho <= {}; {:?} convention; solver {}; {}",
+            sp.budget.flops,
+            sp.budget.params,
+            sp.budget.rho,
+            self.convention,
+            self.solver,
+            match self.seed {
+                Some(seed) => format!("seed {seed}"),
+                None => "no random choice".into(),
+            }
         );
         let n = sp.stages.strides.len();
         Figure::new(
@@ -185,6 +197,9 @@ impl Summary {
         page.setting("convention", format!("{:?}", self.convention));
         page.setting("programs solved", self.programs);
         page.setting("seconds", format!("{:.2}", self.solve_seconds));
+        if let Some(seed) = self.seed {
+            page.setting("seed", seed);
+        }
         let mut t = ReportTable::new(
             "Blocks",
             &[
@@ -300,15 +315,18 @@ fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result
         .map(|i| result.trials[i].candidate.clone())
         .ok_or_else(|| anyhow!("no candidate met the budget"))?;
     let s = archproof::deepmad::score(&best, sp.resolution, a.convention, &sp.weights());
-    let summary = Summary::new(
-        &sp,
-        a.convention,
-        best,
-        &s,
-        "evolution",
-        start.elapsed().as_secs_f64(),
-        trace.into_points(),
-    );
+    let summary = Summary {
+        seed: Some(a.seed),
+        ..Summary::new(
+            &sp,
+            a.convention,
+            best,
+            &s,
+            "evolution",
+            start.elapsed().as_secs_f64(),
+            trace.into_points(),
+        )
+    };
     // Resuming rewrites the outputs of the same search.
     summary.write(&out, &sp, true)?;
     if a.json {

@@ -268,8 +268,14 @@ impl Figure {
         self
     }
 
-    /// The canvas width in pixels.
+    /// The canvas width in pixels: the plot's, or wider to fit the title.
     fn width(&self) -> u32 {
+        let title = 11 * self.title.chars().count() as u32 + 40;
+        self.plot_width().max(title)
+    }
+
+    /// The width the plot itself needs.
+    fn plot_width(&self) -> u32 {
         match &self.plot {
             Plot::Stages { .. } => 1000,
             Plot::Bars { categories, .. } => (120 + 70 * categories.len() as u32).max(800),
@@ -926,7 +932,12 @@ fn dag<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     nodes: &[(String, Vec<usize>)],
 ) -> Result<(), String> {
-    let l = dag_layout(nodes);
+    let mut l = dag_layout(nodes);
+    // Centred on a canvas made wider for the title.
+    let shift = (area.dim_in_pixel().0 as i32 - l.width).max(0) / 2;
+    for c in &mut l.centres {
+        c.0 += shift;
+    }
     let (bw, bh) = DAG_BOX;
     for (i, (_, args)) in nodes.iter().enumerate() {
         let (x, y) = l.centres[i];
