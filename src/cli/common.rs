@@ -97,21 +97,38 @@ pub fn bar(len: u64, hidden: bool, template: &str) -> indicatif::ProgressBar {
     b
 }
 
-/// The command line of this process as a user would type it (`archproof ...`, arguments with
-/// spaces or shell characters quoted), for run pages.
+/// Words joined as a shell would read them back: arguments with spaces or shell characters
+/// single-quoted.
+pub fn shell_words<S: AsRef<str>>(args: &[S]) -> String {
+    args.iter()
+        .map(|a| {
+            let a = a.as_ref();
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+            if plain {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The command line of this process as a user would type it (`archproof ...`), for run pages.
 pub fn command_line() -> String {
-    let mut words = vec!["archproof".to_string()];
-    for a in std::env::args().skip(1) {
-        let plain = !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
-        words.push(if plain {
-            a
-        } else {
-            format!("'{}'", a.replace('\'', "'\\''"))
-        });
-    }
-    words.join(" ")
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("archproof {}", shell_words(&args))
+}
+
+/// The index of the largest value (the first of equals; 0 when empty).
+pub fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
 }
 
 /// Writes a run page description (`run.json`) into `dir`.

@@ -16,7 +16,7 @@ use archproof::report::{RunPage, Table as ReportTable};
 use archproof::solvers;
 use serde::Serialize;
 
-use super::common::{print_json, si, thousands, write_file, write_page};
+use super::common::{print_json, shell_words, si, thousands, write_file, write_page};
 
 /// The small DeepMAD budget of the demo (the CIFAR-size space of search-spaces/).
 const DEEPMAD_SPACE: &str = include_str!("../../search-spaces/deepmad-cifar.toml");
@@ -114,21 +114,6 @@ fn child(dir: &Path, args: &[String]) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("unreadable output: {e}"))
 }
 
-fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{a}'")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
@@ -163,76 +148,62 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let pick = |full: &'static str, quick: &'static str| if a.quick { quick } else { full };
     let dir = |name: &str| out.join(name).display().to_string();
 
-    // The parts, as the commands a user would type.
-    let mut plan: Vec<(&str, &str, Vec<Vec<String>>)> = Vec::new();
+    // The parts, as the commands a user would type; each writes into `--out DIR/PART`.
+    let into = |sub: &str, words: &[&str]| -> Vec<String> {
+        let mut v = s(words);
+        v.extend(s(&["--seed", &seed, "--force", "--out"]));
+        v.push(dir(sub));
+        v
+    };
     let space = out.join("deepmad").join("space.toml");
-    plan.push((
+    let space_arg = space.display().to_string();
+    let mut plan: Vec<(&str, &str, Vec<Vec<String>>)> = vec![(
         "DeepMAD: the program against evolution",
         "deepmad",
-        vec![{
-            let mut v = s(&["bench", "deepmad", "--space"]);
-            v.push(space.display().to_string());
-            v.extend(s(&[
+        vec![into(
+            "deepmad",
+            &[
+                "bench",
+                "deepmad",
+                "--space",
+                &space_arg,
                 "--time-limit",
                 pick("15", "3"),
-                "--seed",
-                &seed,
-                "--force",
-                "--out",
-            ]));
-            v.push(dir("deepmad"));
-            v
-        }],
-    ));
+            ],
+        )],
+    )];
     match &a.benchmark {
         Some(table) => {
             let t = table.display().to_string();
+            let search = ["search", "cell", "--space", "nb201", "--benchmark", &t];
+            let runs = [
+                "--strategy",
+                "random,rea,local,proxy-rea",
+                "--runs",
+                pick("100", "20"),
+            ];
+            let pareto = ["--objectives", "accuracy,latency_ms_pixel3"];
+            let budget = ["--budget-seconds", "12000"];
             plan.push((
                 "NAS-Bench-201: four strategies, 100 runs each",
                 "cells",
-                vec![{
-                    let mut v = s(&["search", "cell", "--space", "nb201", "--benchmark", &t]);
-                    v.extend(s(&[
-                        "--strategy",
-                        "random,rea,local,proxy-rea",
-                        "--runs",
-                        pick("100", "20"),
-                        "--budget-seconds",
-                        "12000",
-                        "--seed",
-                        &seed,
-                        "--force",
-                        "--out",
-                    ]));
-                    v.push(dir("cells"));
-                    v
-                }],
+                vec![into("cells", &[&search[..], &runs, &budget].concat())],
             ));
             plan.push((
                 "NAS-Bench-201: a Pareto front of accuracy and latency",
                 "cells-pareto",
-                vec![{
-                    let mut v = s(&["search", "cell", "--space", "nb201", "--benchmark", &t]);
-                    v.extend(s(&[
-                        "--objectives",
-                        "accuracy,latency_ms_pixel3",
-                        "--budget-seconds",
-                        "12000",
-                        "--seed",
-                        &seed,
-                        "--force",
-                        "--out",
-                    ]));
-                    v.push(dir("cells-pareto"));
-                    v
-                }],
+                vec![into(
+                    "cells-pareto",
+                    &[&search[..], &pareto, &budget].concat(),
+                )],
             ));
         }
         None => plan.push((
             "NAS-Bench-201 by the NASWOT proxy on the embedded dataset",
             "cells",
-            vec![{
-                let mut v = s(&[
+            vec![into(
+                "cells",
+                &[
                     "search",
                     "cell",
                     "--space",
@@ -245,21 +216,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     "accuracy,params_m",
                     "--trials",
                     pick("80", "30"),
-                    "--seed",
-                    &seed,
-                    "--force",
-                    "--out",
-                ]);
-                v.push(dir("cells"));
-                v
-            }],
+                ],
+            )],
         )),
     }
     plan.push((
         "EvoNorm: a short search of normalization-activation layers",
         "evonorm",
-        vec![{
-            let mut v = s(&[
+        vec![into(
+            "evonorm",
+            &[
                 "search",
                 "evonorm",
                 "--trials",
@@ -272,40 +238,37 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 pick("800", "400"),
                 "--valid-examples",
                 "300",
-                "--seed",
-                &seed,
-                "--force",
-                "--out",
-            ]);
-            v.push(dir("evonorm"));
-            v
-        }],
+            ],
+        )],
     ));
     let net = out.join("verify").join("mlp.json").display().to_string();
+    let mut train = s(&[
+        "train",
+        "--model",
+        "mlp:64-32",
+        "--dataset",
+        "shapes",
+        "--epochs",
+        pick("10", "5"),
+        "--seed",
+        &seed,
+        "--force",
+        "--out",
+    ]);
+    train.push(net.clone());
     plan.push((
         "Verification: an MLP trained, then its test points verified",
         "verify",
         vec![
-            {
-                let mut v = s(&[
-                    "train",
-                    "--model",
-                    "mlp:64-32",
+            train,
+            into(
+                "verify",
+                &[
+                    "robustness",
+                    "--net",
+                    &net,
                     "--dataset",
                     "shapes",
-                    "--epochs",
-                    pick("10", "5"),
-                    "--seed",
-                    &seed,
-                    "--force",
-                    "--out",
-                ]);
-                v.push(net.clone());
-                v
-            },
-            {
-                let mut v = s(&["robustness", "--net", &net, "--dataset", "shapes"]);
-                v.extend(s(&[
                     "--points",
                     pick("0..12", "0..4"),
                     "--timeout",
@@ -316,14 +279,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     "bounds,bab",
                     "--query-timeout",
                     pick("2", "1"),
-                    "--seed",
-                    &seed,
-                    "--force",
-                    "--out",
-                ]));
-                v.push(dir("verify"));
-                v
-            },
+                ],
+            ),
         ],
     ));
 

@@ -12,7 +12,9 @@ use archproof::verify::radius::{self, RadiusResult};
 use archproof::verify::{self, Engine, Network, Options, Spec, Verdict};
 use serde::Serialize;
 
-use super::common::{bar, command_line, print_json, refuse_existing, write_file, write_page};
+use super::common::{
+    argmax, bar, command_line, print_json, refuse_existing, write_file, write_page,
+};
 
 /// Verify the local robustness of a trained network at test points of a dataset.
 ///
@@ -123,27 +125,11 @@ fn parse_points(s: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
-}
-
-/// Checks a counterexample again: inside the clipped ball and the label not strictly largest.
-fn recheck(net: &Network, x: &[f64], eps: f64, label: usize, c: &verify::Counterexample) -> bool {
-    let inside = c
-        .input
-        .iter()
-        .zip(x)
-        .all(|(a, b)| (a - b).abs() <= eps * (1.0 + 1e-9) + 1e-12 && (0.0..=1.0).contains(a));
-    let y = net.forward(&c.input);
-    let beaten = y
-        .iter()
-        .enumerate()
-        .any(|(j, &v)| j != label && v >= y[label]);
-    inside && beaten
+/// Checks a counterexample again with a plain forward pass against the whole spec (inside the
+/// clipped ball, the label not strictly largest).
+fn confirmed(net: &Network, spec: &Spec, c: &verify::Counterexample) -> bool {
+    spec.violated_region(&c.input, &net.forward(&c.input))
+        .is_some()
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -208,7 +194,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 Duration::from_secs_f64(a.timeout),
             )?;
             if let (Some(e), Some(c)) = (r.refuted, &r.counterexample) {
-                if !recheck(&net, &x, e, label, c) {
+                let spec = Spec::robustness(&x, e, label, net.output_dim(), clip);
+                if !confirmed(&net, &spec, c) {
                     // Never report what a forward pass does not confirm.
                     r.counterexample = None;
                     r.refuted = None;
@@ -235,7 +222,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 o.engine = *engine;
                 let out = verify::verify(&net, &spec, &o)?;
                 if let Some(c) = &out.counterexample {
-                    if !recheck(&net, &x, eps, label, c) {
+                    if !confirmed(&net, &spec, c) {
                         bail!("internal error: an unconfirmed counterexample at point {i}");
                     }
                 }

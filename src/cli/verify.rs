@@ -10,7 +10,7 @@ use archproof::verify::{self, radius, Engine, Network, Options, Outcome, Spec, V
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::common::{print_json, refuse_existing, write_file};
+use super::common::{argmax, print_json, refuse_existing, write_file};
 
 /// Prove or refute a property of a trained ReLU network (ONNX, NNet or IR JSON with weights).
 ///
@@ -121,6 +121,16 @@ enum EngineArg {
     Bounds,
 }
 
+impl From<EngineArg> for Engine {
+    fn from(e: EngineArg) -> Engine {
+        match e {
+            EngineArg::Bab => Engine::Bab,
+            EngineArg::Smt => Engine::Smt,
+            EngineArg::Bounds => Engine::Bounds,
+        }
+    }
+}
+
 fn parse_range(s: &str) -> Result<(f64, f64), String> {
     let (a, b) = s
         .split_once(',')
@@ -145,11 +155,7 @@ fn options(args: &Args, timeout: f64) -> Result<Options> {
     }
     Ok(Options {
         timeout: Duration::from_secs_f64(timeout),
-        engine: match args.engine {
-            EngineArg::Bab => Engine::Bab,
-            EngineArg::Smt => Engine::Smt,
-            EngineArg::Bounds => Engine::Bounds,
-        },
+        engine: args.engine.into(),
         seed: args.seed,
         record_smt: !args.no_proof,
     })
@@ -210,14 +216,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let out = run_one(args, &net, &spec, &net_path, input_path, args.timeout)?;
     report_one(args, &spec, &out)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
 }
 
 /// Test point `index` of a dataset and its label.
@@ -355,7 +353,7 @@ fn write_proof_log(
         network: net_path.display().to_string(),
         spec: spec_path.display().to_string(),
         regions: spec.regions.len(),
-        engine: options(args, args.timeout)?.engine.name(),
+        engine: Engine::from(args.engine).name(),
         timeout_s: args.timeout,
         seed: args.seed,
         outcome: out,

@@ -413,23 +413,24 @@ pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> 
         let up = "../".repeat(rel.components().count());
         let html = run_html(&page, &format!("{up}index.html"), &present);
         std::fs::write(dst.join(PAGE_FILE), html).map_err(|e| format!("{}: {e}", dst.display()))?;
-        let figures: Vec<String> = page
+        // The figures the index shows: (caption, link from the index), present ones only.
+        let shown: Vec<(String, String)> = page
             .figures
             .iter()
             .filter(|f| present(&f.file))
-            .map(|f| href(&rel.join(&f.file)))
+            .map(|f| (f.caption.clone(), href(&rel.join(&f.file))))
             .collect();
-        pages.push((rel.clone(), page, figures.clone()));
         site.runs.push(SiteRun {
             dir: if rel.as_os_str().is_empty() {
                 ".".into()
             } else {
                 rel.to_string_lossy().into_owned()
             },
-            title: pages.last().expect("pushed").1.title.clone(),
+            title: page.title.clone(),
             page: href(&rel.join(PAGE_FILE)),
-            figures,
+            figures: shown.iter().map(|(_, svg)| svg.clone()).collect(),
         });
+        pages.push((rel.clone(), page, shown));
     }
     index.push_str("<h2>Runs</h2>\n<ul class=\"runs\">\n");
     for (rel, page, _) in &pages {
@@ -445,7 +446,7 @@ pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> 
         );
     }
     index.push_str("</ul>\n");
-    for (rel, page, figures) in &pages {
+    for (rel, page, shown) in &pages {
         let _ = writeln!(
             index,
             "<h2><a href=\"{}\">{}</a></h2>",
@@ -455,18 +456,12 @@ pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> 
         for t in page.tables.iter().take(1) {
             index.push_str(&table_html(t));
         }
-        for (f, svg) in page
-            .figures
-            .iter()
-            .filter(|f| runs.join(rel).join(&f.file).exists())
-            .zip(figures)
-        {
+        for (caption, svg) in shown {
+            let caption = escape(caption);
             let _ = writeln!(
                 index,
-                "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{}\" width=\"480\"></a>\
-                 <figcaption>{}</figcaption></figure>",
-                escape(&f.caption),
-                escape(&f.caption)
+                "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{caption}\" width=\"480\"></a>\
+                 <figcaption>{caption}</figcaption></figure>"
             );
         }
     }
