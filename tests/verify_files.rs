@@ -207,6 +207,109 @@ mod onnx_models {
         m.write_to_bytes().unwrap()
     }
 
+    pub fn int(name: &str, v: i64) -> AttributeProto {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = AttributeType::INT.into();
+        a.i = v;
+        a
+    }
+
+    pub fn float(name: &str, v: f32) -> AttributeProto {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = AttributeType::FLOAT.into();
+        a.f = v;
+        a
+    }
+
+    pub fn int64s(name: &str, dims: &[i64], data: Vec<i64>) -> TensorProto {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.dims = dims.to_vec();
+        t.data_type = 7;
+        t.int64_data = data;
+        t
+    }
+
+    /// A DAG on a 1x2x6x6 input: conv -> relu, a grouped dilated conv added back (a residual),
+    /// max pooling; beside it constant padding and average pooling; a concatenation; sigmoid
+    /// and tanh of it subtracted and multiplied, LeakyReLU; the exporters' Shape / Gather /
+    /// Unsqueeze / Concat chain feeding a Reshape; a Gemm.
+    pub fn dag_net(seed: u64) -> Vec<u8> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut r = |n: usize| {
+            (0..n)
+                .map(|_| rng.random_range(-1.0f32..1.0))
+                .collect::<Vec<f32>>()
+        };
+        let nodes = vec![
+            node(
+                "Conv",
+                &["x", "w1", "b1"],
+                "c1",
+                vec![ints("pads", &[1, 1, 1, 1]), ints("kernel_shape", &[3, 3])],
+            ),
+            node("Relu", &["c1"], "r1", vec![]),
+            node(
+                "Conv",
+                &["r1", "w2", "b2"],
+                "c2",
+                vec![
+                    ints("pads", &[2, 2, 2, 2]),
+                    ints("dilations", &[2, 2]),
+                    int("group", 2),
+                ],
+            ),
+            node("Add", &["c2", "r1"], "res", vec![]),
+            node(
+                "MaxPool",
+                &["res"],
+                "m",
+                vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+            ),
+            node("Pad", &["r1", "pads", "pv"], "p", vec![]),
+            node(
+                "AveragePool",
+                &["p"],
+                "av",
+                vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2])],
+            ),
+            node("Concat", &["m", "av"], "cat", vec![int("axis", 1)]),
+            node("Sigmoid", &["cat"], "s", vec![]),
+            node("Tanh", &["cat"], "t", vec![]),
+            node("Sub", &["s", "t"], "d", vec![]),
+            node("LeakyRelu", &["d"], "lr", vec![float("alpha", 0.2)]),
+            node("Mul", &["lr", "t"], "z", vec![]),
+            node("Shape", &["z"], "sh", vec![]),
+            node("Gather", &["sh", "zero"], "n", vec![int("axis", 0)]),
+            node("Unsqueeze", &["n", "axes"], "n1", vec![]),
+            node("Concat", &["n1", "minus1"], "target", vec![int("axis", 0)]),
+            node("Reshape", &["z", "target"], "f", vec![]),
+            node("Gemm", &["f", "g", "gb"], "y", vec![int("transB", 1)]),
+        ];
+        let inits = vec![
+            tensor("w1", &[4, 2, 3, 3], r(72)),
+            tensor("b1", &[4], r(4)),
+            tensor("w2", &[4, 2, 3, 3], r(72)),
+            tensor("b2", &[4], r(4)),
+            int64s("pads", &[8], vec![0, 0, 1, 1, 0, 0, 1, 1]),
+            tensor("pv", &[], vec![0.25]),
+            int64s("zero", &[], vec![0]),
+            int64s("axes", &[1], vec![0]),
+            int64s("minus1", &[1], vec![-1]),
+            tensor("g", &[3, 72], r(216)),
+            tensor("gb", &[3], r(3)),
+        ];
+        model(
+            nodes,
+            inits,
+            value_info("x", &[1, 2, 6, 6]),
+            value_info("y", &[1, 3]),
+        )
+    }
+
     /// conv(3x3, stride 2, pad 1) -> BN -> relu -> flatten -> Gemm(transB) -> Sub -> Mul, on a
     /// 1x2x5x5 input.
     pub fn conv_net(seed: u64) -> Vec<u8> {
@@ -310,6 +413,28 @@ fn onnx_loader_agrees_with_tract() {
                 for (w, g) in want.iter().zip(&got) {
                     assert!((*w as f64 - g).abs() < 1e-4, "{name}: {want:?} vs {got:?}");
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn onnx_dags_agree_with_tract() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    for seed in 0..3 {
+        let bytes = onnx_models::dag_net(seed);
+        let net = archproof::verify::onnx::load(&bytes).unwrap();
+        assert_eq!((net.input_dim(), net.output_dim()), (72, 3));
+        assert!(!net.is_piecewise_linear());
+        for _ in 0..10 {
+            let x: Vec<f32> = (0..72).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let want = tract_forward(&bytes, &[1, 2, 6, 6], &x);
+            let got = net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>());
+            for (w, g) in want.iter().zip(&got) {
+                assert!(
+                    (*w as f64 - g).abs() < 1e-5,
+                    "seed {seed}: {want:?} vs {got:?}"
+                );
             }
         }
     }

@@ -5,8 +5,8 @@
 mod common;
 
 use archproof::ir::{io, Activation, Graph, Op, Shape, Tensor, Weights};
+use archproof::verify::graph::{Linear, Op as VOp};
 use archproof::verify::load_network;
-use archproof::verify::network::{Layer, Linear};
 use common::{archproof, assert_bad_input};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,7 +23,7 @@ fn random(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
 }
 
 /// An ACAS Xu network rebuilt as an IR graph of linear layers and ReLUs.
-fn acas_as_ir(net: &archproof::verify::network::Network) -> Graph {
+fn acas_as_ir(net: &archproof::verify::Network) -> Graph {
     let mut g = Graph::new("acasxu");
     let mut prev = g.add_node(
         "x",
@@ -32,9 +32,9 @@ fn acas_as_ir(net: &archproof::verify::network::Network) -> Graph {
         },
         &[],
     );
-    for (k, layer) in net.layers.iter().enumerate() {
-        prev = match layer {
-            Layer::Affine(a) => {
+    for (k, node) in net.nodes().iter().enumerate().skip(1) {
+        prev = match &node.op {
+            VOp::Affine(a) => {
                 let Linear::Dense { rows, cols, w } = &a.linear else {
                     panic!("ACAS Xu is dense")
                 };
@@ -63,13 +63,14 @@ fn acas_as_ir(net: &archproof::verify::network::Network) -> Graph {
                 );
                 id
             }
-            Layer::Relu => g.add_node(
+            VOp::Relu(_) => g.add_node(
                 format!("relu{k}"),
                 Op::Act {
                     function: Activation::Relu,
                 },
                 &[prev],
             ),
+            other => panic!("ACAS Xu has no {} node", other.kind()),
         };
     }
     g.set_outputs(vec![prev]);
@@ -324,12 +325,12 @@ fn ir_files_the_verifier_cannot_read_exit_2() {
         ),
         &["3 values for shape [2, 2]"],
     );
-    // An operator without a ReLU-network encoding.
+    // An operator without a relaxation.
     run(
-        "sigmoid.json",
+        "gelu.json",
         &format!(
-            r#"{head} {{"name": "fc", "op": {{"kind": "act", "function": "sigmoid"}}, "inputs": ["x"]}}]}}"#
+            r#"{head} {{"name": "fc", "op": {{"kind": "act", "function": "gelu"}}, "inputs": ["x"]}}]}}"#
         ),
-        &["'fc'", "'act'"],
+        &["'fc'", "GELU"],
     );
 }

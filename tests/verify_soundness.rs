@@ -5,8 +5,10 @@
 use std::time::{Duration, Instant};
 
 use archproof::verify::falsify::Falsifier;
-use archproof::verify::network::{Affine, Layer, Linear, Network};
+use archproof::verify::graph::lower::Window;
+use archproof::verify::graph::{Affine, Builder, Linear, NodeId, Op, Smooth};
 use archproof::verify::spec::{InputBox, OutputConstraint, Region, Spec};
+use archproof::verify::Network;
 use archproof::verify::{verify, Engine, Options, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,20 +18,22 @@ fn random_net(rng: &mut ChaCha8Rng, dims: &[usize]) -> Network {
     for w in dims.windows(2) {
         let (n_in, n_out) = (w[0], w[1]);
         let scale = 1.0 / (n_in as f64).sqrt();
-        layers.push(Layer::Affine(Affine {
-            linear: Linear::Dense {
-                rows: n_out,
-                cols: n_in,
-                w: (0..n_in * n_out)
-                    .map(|_| rng.random_range(-2.0..2.0) * scale)
-                    .collect(),
+        layers.push((
+            Affine {
+                linear: Linear::Dense {
+                    rows: n_out,
+                    cols: n_in,
+                    w: (0..n_in * n_out)
+                        .map(|_| rng.random_range(-2.0..2.0) * scale)
+                        .collect(),
+                },
+                bias: (0..n_out).map(|_| rng.random_range(-0.3..0.3)).collect(),
             },
-            bias: (0..n_out).map(|_| rng.random_range(-0.3..0.3)).collect(),
-        }));
-        layers.push(Layer::Relu);
+            true,
+        ));
     }
-    layers.pop();
-    Network::new(vec![dims[0]], layers).unwrap()
+    layers.last_mut().unwrap().1 = false;
+    Network::chain(vec![dims[0]], layers).unwrap()
 }
 
 fn random_spec(rng: &mut ChaCha8Rng, n_in: usize, n_out: usize) -> Spec {
@@ -137,5 +141,137 @@ fn verdicts_are_sound_and_engines_agree() {
     assert!(
         holds >= 10 && violated >= 10,
         "holds {holds}, violated {violated}"
+    );
+}
+
+/// A random dense map of `x` to `n_out` values of the given shape.
+fn dense(
+    b: &mut Builder,
+    rng: &mut ChaCha8Rng,
+    x: NodeId,
+    shape: Vec<usize>,
+    name: &str,
+) -> NodeId {
+    let (n_in, n_out) = (b.dim(x), shape.iter().product::<usize>());
+    let scale = 1.5 / (n_in as f64).sqrt();
+    let a = Affine {
+        linear: Linear::Dense {
+            rows: n_out,
+            cols: n_in,
+            w: (0..n_in * n_out)
+                .map(|_| rng.random_range(-1.0..1.0) * scale)
+                .collect(),
+        },
+        bias: (0..n_out).map(|_| rng.random_range(-0.3..0.3)).collect(),
+    };
+    b.add(name, Op::Affine(a), &[x], shape).unwrap()
+}
+
+/// A random DAG: a residual block on a [2, 2, 2] map (a [1, 2, 2] one for piecewise-linear
+/// networks, which Z3 also decides), max pooling, a side branch through a
+/// sigmoid (or a LeakyReLU), a concatenation, a classifier.
+fn random_dag(rng: &mut ChaCha8Rng, n_in: usize, smooth: bool) -> Network {
+    let mut b = Builder::new(vec![n_in]);
+    let x = b.input();
+    let map = vec![if smooth { 2 } else { 1 }, 2, 2];
+    let a = dense(&mut b, rng, x, map.clone(), "a");
+    let r = b.relu("r", a).unwrap();
+    let c = dense(&mut b, rng, r, map, "c");
+    let rc = b.relu("rc", c).unwrap();
+    let res = b.sum("res", &[rc, r], vec![1.0, 1.0]).unwrap();
+    let win = Window {
+        kernel: [2, 2],
+        stride: [1, 1],
+        pads: [0; 4],
+        dilation: [1, 1],
+    };
+    let pool = b.max_pool("pool", res, win).unwrap();
+    let side = dense(&mut b, rng, x, vec![3, 1, 1], "side");
+    let s = if smooth {
+        b.smooth("sig", side, Smooth::Sigmoid).unwrap()
+    } else {
+        b.leaky_relu("leaky", side, 0.1).unwrap()
+    };
+    let cat = b.concat_channels("cat", &[pool, s]).unwrap();
+    let out = dense(&mut b, rng, cat, vec![2], "out");
+    b.finish(out).unwrap()
+}
+
+#[test]
+fn dag_verdicts_are_sound_and_engines_agree() {
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    let (mut holds, mut violated, mut disagreements) = (0, 0, Vec::new());
+    let mut z3_decided = 0;
+    for case in 0..40 {
+        let n_in = rng.random_range(2..4);
+        let smooth = case % 2 == 1;
+        let net = random_dag(&mut rng, n_in, smooth);
+        assert_eq!(net.is_piecewise_linear(), !smooth);
+        let spec = random_spec(&mut rng, n_in, 2);
+        let opts = Options {
+            timeout: Duration::from_secs(20),
+            ..Options::default()
+        };
+        let bab = verify(&net, &spec, &opts).unwrap();
+        match bab.result {
+            Verdict::Holds => {
+                holds += 1;
+                if let Some(x) = attack(&net, &spec, case) {
+                    panic!("case {case}: 'holds' but {x:?} violates the spec");
+                }
+            }
+            Verdict::Violated => {
+                violated += 1;
+                let c = bab.counterexample.as_ref().unwrap();
+                let y = net.forward(&c.input);
+                assert!(
+                    spec.violated_region(&c.input, &y).is_some(),
+                    "case {case}: unconfirmed"
+                );
+            }
+            Verdict::Unknown => {}
+        }
+        if !smooth {
+            // Z3 alone is slow on these; where it decides, it must agree.
+            let smt = verify(
+                &net,
+                &spec,
+                &Options {
+                    engine: Engine::Smt,
+                    timeout: Duration::from_secs(5),
+                    ..opts
+                },
+            )
+            .unwrap();
+            z3_decided += (smt.result != Verdict::Unknown) as usize;
+            if let Verdict::Violated = smt.result {
+                let c = smt.counterexample.as_ref().unwrap();
+                assert!(spec
+                    .violated_region(&c.input, &net.forward(&c.input))
+                    .is_some());
+            }
+            if matches!(
+                (bab.result, smt.result),
+                (Verdict::Holds, Verdict::Violated) | (Verdict::Violated, Verdict::Holds)
+            ) {
+                disagreements.push(case);
+            }
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "engines disagree on cases {disagreements:?}"
+    );
+    eprintln!(
+        "random DAGs: {holds} hold, {violated} violated, {} unknown; Z3 decided {z3_decided} of 20",
+        40 - holds - violated
+    );
+    assert!(
+        holds >= 5 && violated >= 5,
+        "holds {holds}, violated {violated}"
+    );
+    assert!(
+        z3_decided >= 5,
+        "Z3 decided only {z3_decided} of the piecewise-linear cases"
     );
 }

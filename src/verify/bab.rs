@@ -9,8 +9,10 @@
 //! closed when their linear bounds have no common point in the box (a small LP). When few ReLUs
 //! remain unstable the subdomain is decided exactly: for input splitting by one LP per phase
 //! pattern of the unstable neurons, for ReLU splitting by Z3 with the bounds as extra
-//! constraints. Batches of subdomains are bounded in parallel with rayon; the regions of a
-//! union take turns, and falsification rounds of growing size run between batches.
+//! constraints; both need a piecewise-linear network (a network with sigmoid, tanh or products
+//! is only ever closed by bounds). Batches of subdomains are bounded in parallel with rayon;
+//! the regions of a union take turns, and falsification rounds of growing size run between
+//! batches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::falsify::{confirm, Falsifier};
-use super::network::Network;
+use super::graph::{Network, Rows};
 use super::smt::{self, SmtOutcome, SmtRecord};
 use super::spec::{InputBox, Region};
 
@@ -265,11 +267,11 @@ fn phase_enumeration(
     b: &InputBox,
     bounds: &[LayerBounds],
 ) -> Option<Option<Vec<f64>>> {
-    use super::network::Layer;
     use good_lp::{variable, Expression, ProblemVariables, Solution, SolverModel};
     let unstable: Vec<(usize, usize)> = bounds
         .iter()
         .enumerate()
+        .filter(|(k, _)| net.splittable(*k))
         .flat_map(|(k, lb)| {
             (0..lb.lower.len())
                 .filter(move |&i| lb.lower[i] < 0.0 && lb.upper[i] > 0.0)
@@ -277,69 +279,33 @@ fn phase_enumeration(
         })
         .collect();
     let d = b.dim();
+    let nodes = net.nodes();
     let mut undecided = false;
     for pattern in 0u64..(1u64 << unstable.len()) {
-        let active = |k: usize, i: usize| -> bool {
-            let lb = &bounds[k];
-            if lb.lower[i] >= 0.0 {
-                return true;
-            }
-            if lb.upper[i] <= 0.0 {
-                return false;
-            }
-            let pos = unstable
-                .iter()
-                .position(|&u| u == (k, i))
-                .expect("unstable");
-            pattern >> pos & 1 == 1
-        };
-        // Affine forms (rows: coefficients over x, then the constant) layer by layer; the
+        // Affine forms (rows: coefficients over x, then the constant) node by node; the
         // pre-activations of unstable neurons give the phase constraints.
-        let mut forms: Vec<Vec<f64>> = (0..d)
-            .map(|j| {
-                let mut r = vec![0.0; d + 1];
-                r[j] = 1.0;
-                r
-            })
-            .collect();
-        let mut phase_rows: Vec<(Vec<f64>, bool)> = Vec::new();
-        let mut relu_k = 0;
-        for layer in &net.layers {
-            match layer {
-                Layer::Affine(a) => {
-                    let n_out = a.linear.out_dim();
-                    let mut next = vec![vec![0.0; d + 1]; n_out];
-                    // W applied to each column of the forms.
-                    let mut col_in = vec![0.0; forms.len()];
-                    let mut col_out = vec![0.0; n_out];
-                    for c in 0..=d {
-                        for (r, f) in forms.iter().enumerate() {
-                            col_in[r] = f[c];
-                        }
-                        a.linear.apply(&col_in, &mut col_out);
-                        for (r, v) in col_out.iter().enumerate() {
-                            next[r][c] = *v;
-                        }
-                    }
-                    for (r, bias) in a.bias.iter().enumerate() {
-                        next[r][d] += bias;
-                    }
-                    forms = next;
-                }
-                Layer::Relu => {
-                    for (i, f) in forms.iter_mut().enumerate() {
-                        let on = active(relu_k, i);
-                        if unstable.contains(&(relu_k, i)) {
-                            phase_rows.push((f.clone(), on));
-                        }
-                        if !on {
-                            f.iter_mut().for_each(|v| *v = 0.0);
-                        }
-                    }
-                    relu_k += 1;
-                }
-            }
+        let mut forms: Vec<Rows> = Vec::with_capacity(nodes.len());
+        let mut input = Rows::zeros(d, d + 1);
+        for j in 0..d {
+            input.row_mut(j)[j] = 1.0;
         }
+        forms.push(input);
+        let mut phase_rows: Vec<(Vec<f64>, bool)> = Vec::new();
+        for (id, node) in nodes.iter().enumerate().skip(1) {
+            let k = net.activation_of(id);
+            let phase = |i: usize| -> Option<bool> {
+                let k = k?;
+                let pos = unstable.iter().position(|&u| u == (k, i))?;
+                Some(pattern >> pos & 1 == 1)
+            };
+            let args: Vec<&Rows> = node.inputs.iter().map(|&i| &forms[i]).collect();
+            let out =
+                node.op
+                    .rules()
+                    .forms(&args, k.map(|k| &bounds[k]), &phase, &mut phase_rows)?;
+            forms.push(out);
+        }
+        let forms = forms.pop().expect("nodes");
         let mut vars = ProblemVariables::new();
         let xs: Vec<_> = (0..d)
             .map(|j| vars.add(variable().min(b.lower[j]).max(b.upper[j])))
@@ -361,7 +327,7 @@ fn phase_enumeration(
         for c in &region.constraints {
             let mut row = vec![0.0; d + 1];
             for (j, a) in c.coeffs.iter().enumerate() {
-                for (q, v) in forms[j].iter().enumerate() {
+                for (q, v) in forms.row(j).iter().enumerate() {
                     row[q] += a * v;
                 }
             }
@@ -544,14 +510,29 @@ fn step(
     if let Some(cex) = confirm(net, region, &d.input.center()) {
         return Step::Violated(cex);
     }
-    let unstable: usize = bounds.iter().map(|b| b.unstable()).sum();
-    if d.depth >= cfg.max_depth_limit && unstable > cfg.exact_unstable {
-        return Step::Unknown(format!(
-            "a subdomain {} splits deep still has {unstable} unstable ReLUs",
-            d.depth
-        ));
+    let unstable: usize = bounds
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| net.splittable(*k))
+        .map(|(_, b)| b.unstable())
+        .sum();
+    // Exact decisions need a piecewise-linear network; smooth ones are only ever closed by
+    // bounds, which tighten as the input box shrinks.
+    let exact = net.is_piecewise_linear();
+    if d.depth >= cfg.max_depth_limit && (unstable > cfg.exact_unstable || !exact) {
+        return Step::Unknown(if exact {
+            format!(
+                "a subdomain {} splits deep still has {unstable} unstable ReLUs",
+                d.depth
+            )
+        } else {
+            format!(
+                "a subdomain {} splits deep is still open (smooth nodes are only relaxed)",
+                d.depth
+            )
+        });
     }
-    if cfg.input_split && unstable <= cfg.exact_unstable {
+    if exact && cfg.input_split && unstable <= cfg.exact_unstable {
         // Few unstable ReLUs on a box: decide exactly by enumerating their phases, each a small
         // LP over the inputs.
         // An LP point that fails the f64 re-check (a boundary case) leaves the box to be
@@ -561,7 +542,7 @@ fn step(
             Some(None) => return Step::Closed,
             None => {}
         }
-    } else if unstable <= cfg.exact_unstable {
+    } else if exact && unstable <= cfg.exact_unstable {
         let left = cfg.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Step::Unknown("timeout".into());
@@ -630,7 +611,11 @@ fn step(
         }
     } else {
         let mut pick: Option<(usize, usize, f64)> = None;
-        for (k, lb) in bounds.iter().enumerate() {
+        for (k, lb) in bounds
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| net.splittable(*k))
+        {
             for i in 0..lb.lower.len() {
                 let (l, u) = (lb.lower[i], lb.upper[i]);
                 if l < 0.0 && u > 0.0 {
@@ -642,7 +627,11 @@ fn step(
             }
         }
         let Some((k, i, _)) = pick else {
-            return Step::Unknown("no unstable neuron left to split".into());
+            return Step::Unknown(if exact {
+                "no unstable neuron left to split".into()
+            } else {
+                "no unstable ReLU left to split; the relaxations of the smooth nodes leave the bound open".into()
+            });
         };
         let children = [Phase::Inactive, Phase::Active]
             .into_iter()

@@ -1,20 +1,22 @@
-//! Bound propagation: sound lower and upper bounds of every ReLU's input, and linear lower
-//! bounds of output objectives, over an input box.
+//! Bound propagation over the network's graph: sound lower and upper bounds of every
+//! activation's inputs, and linear lower bounds of output objectives, over an input box.
 //!
-//! Two methods, one rule per layer kind each:
-//! - interval arithmetic (forward; an affine layer maps a box through `W+` and `W-`, a ReLU
-//!   clamps it);
-//! - back-substitution in the style of CROWN / DeepPoly: a linear function of a layer's output
-//!   is carried backwards; an affine layer is substituted exactly, a ReLU whose input bounds
-//!   straddle zero is replaced by a linear bound on the side the coefficient needs (the chord
-//!   `u (z - l) / (u - l)` above, `alpha z` below with the adaptive `alpha`), and at the input
-//!   the function is minimised over the box in closed form.
+//! Two methods, both walking the graph through each operator's [`Rules`](super::graph::Rules):
+//! - interval arithmetic (forward, one rule per operator);
+//! - back-substitution in the style of CROWN / DeepPoly: linear functions of a node's output
+//!   are carried backwards node by node (a join adds the functions its inputs receive); affine
+//!   maps are substituted exactly, nonlinear nodes are replaced by the linear bound their
+//!   relaxation gives on the side each coefficient needs, and at the input the function is
+//!   minimised over the box in closed form. Only the elements whose bounds matter are refined
+//!   this way: every element of a smooth or bilinear node, the unstable elements of a ReLU.
 //!
 //! ReLU splits of branch and bound enter as bounds: an active neuron gets `l >= 0`, an
 //! inactive one `u <= 0`. Bounds of a subdomain are intersected with its parent's, so they only
 //! tighten down the tree.
 
-use super::network::{Layer, Network};
+use rayon::prelude::*;
+
+use super::graph::{Network, NodeId, Rows};
 use super::spec::InputBox;
 
 /// Bounds of one ReLU layer's input.
@@ -121,128 +123,174 @@ fn concretize(row: &[f64], constant: f64, b: &InputBox) -> f64 {
     v
 }
 
-/// Interval bounds of every ReLU layer's input.
+/// Bounds of every activation's inputs, from interval arithmetic alone.
 pub fn interval(net: &Network, b: &InputBox) -> Vec<LayerBounds> {
-    let mut lo = b.lower.clone();
-    let mut hi = b.upper.clone();
-    let mut out = Vec::new();
-    for layer in &net.layers {
-        match layer {
-            Layer::Affine(a) => {
-                let center: Vec<f64> = lo.iter().zip(&hi).map(|(l, u)| 0.5 * (l + u)).collect();
-                let radius: Vec<f64> = lo.iter().zip(&hi).map(|(l, u)| 0.5 * (u - l)).collect();
-                let c = a.forward(&center);
-                let r = abs_apply(&a.linear, &radius);
-                lo = c.iter().zip(&r).map(|(c, r)| c - r).collect();
-                hi = c.iter().zip(&r).map(|(c, r)| c + r).collect();
-            }
-            Layer::Relu => {
-                out.push(LayerBounds {
-                    lower: lo.clone(),
-                    upper: hi.clone(),
-                });
-                lo.iter_mut().for_each(|v| *v = v.max(0.0));
-                hi.iter_mut().for_each(|v| *v = v.max(0.0));
+    propagate(net, b, &[], None, false).expect("no splits, no contradiction")
+}
+
+/// Carries the rows of `lambda` (linear functions of node `start`'s output, plus `constant`)
+/// back to the input through every node's back-substitution rule, relaxing nonlinear nodes
+/// with `act_bounds`, so that for every `x` in the box and each row `r`:
+/// `lambda_r . f_start(x) + constant_r >= coeffs_r . x + constant'_r`.
+fn back_substitute(
+    net: &Network,
+    start: NodeId,
+    lambda: Rows,
+    mut constant: Vec<f64>,
+    act_bounds: &[LayerBounds],
+) -> (Rows, Vec<f64>) {
+    let nodes = net.nodes();
+    let n_rows = lambda.n;
+    let mut lam: Vec<Option<Rows>> = vec![None; start + 1];
+    lam[start] = Some(lambda);
+    for id in (1..=start).rev() {
+        let Some(l) = lam[id].take() else { continue };
+        let node = &nodes[id];
+        let bounds = net.activation_of(id).map(|k| &act_bounds[k]);
+        let outs = node.op.rules().back(l, &mut constant, bounds);
+        for (&i, o) in node.inputs.iter().zip(outs) {
+            match &mut lam[i] {
+                Some(acc) => acc.add_assign(&o),
+                slot => *slot = Some(o),
             }
         }
     }
-    out
+    let rows = lam[0]
+        .take()
+        .unwrap_or_else(|| Rows::zeros(n_rows, net.input_dim()));
+    (rows, constant)
 }
 
-/// `|W| r` for a nonnegative vector `r`.
-fn abs_apply(l: &super::network::Linear, r: &[f64]) -> Vec<f64> {
-    use super::network::Linear;
-    match l {
-        Linear::Dense { rows, cols, w } => (0..*rows)
-            .map(|i| {
-                w[i * cols..(i + 1) * cols]
-                    .iter()
-                    .zip(r)
-                    .map(|(a, b)| a.abs() * b)
-                    .sum()
-            })
-            .collect(),
-        Linear::Diag(d) => d.iter().zip(r).map(|(a, b)| a.abs() * b).collect(),
-        Linear::Conv { w, .. } => {
-            let mut abs = l.clone();
-            if let Linear::Conv { w: aw, .. } = &mut abs {
-                *aw = w.iter().map(|v| v.abs()).collect();
+/// Rows of one back-substitution pass: the elements bounded together (twice as many rows).
+const CHUNK: usize = 64;
+
+/// Back-substitution bounds `(lower, upper)` of elements `which` of node `p`'s output.
+fn node_bounds(
+    net: &Network,
+    p: NodeId,
+    which: &[usize],
+    b: &InputBox,
+    act_bounds: &[LayerBounds],
+) -> Vec<(f64, f64)> {
+    let dim = net.nodes()[p].dim();
+    which
+        .par_chunks(CHUNK)
+        .flat_map_iter(|chunk| {
+            let mut lambda = Rows::zeros(2 * chunk.len(), dim);
+            for (r, &i) in chunk.iter().enumerate() {
+                lambda.row_mut(2 * r)[i] = 1.0;
+                lambda.row_mut(2 * r + 1)[i] = -1.0;
             }
-            let mut out = vec![0.0; abs.out_dim()];
-            abs.apply(r, &mut out);
-            out
-        }
-    }
-}
-
-/// Where the layers of ReLU number `k` start: the index in `net.layers` of each ReLU.
-fn relu_positions(net: &Network) -> Vec<usize> {
-    net.layers
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| matches!(l, Layer::Relu))
-        .map(|(i, _)| i)
+            let (rows, consts) =
+                back_substitute(net, p, lambda, vec![0.0; 2 * chunk.len()], act_bounds);
+            (0..chunk.len())
+                .map(|r| {
+                    (
+                        concretize(rows.row(2 * r), consts[2 * r], b),
+                        -concretize(rows.row(2 * r + 1), consts[2 * r + 1], b),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
-/// Carries the rows of `lambda` (linear functions of the output of layer `end - 1`) back to
-/// the input, relaxing ReLUs with `relu_bounds`, so that for every `x` in the box and each row
-/// `r`: `lambda_r . f_end(x) >= coeffs_r . x + constant_r`.
-fn back_substitute(
+/// Bounds of every activation's inputs over the box: intervals, refined by back-substitution
+/// (`refine`) where they matter (every element of a smooth or bilinear node, the unstable
+/// elements of a ReLU), intersected with the parent subdomain's, then narrowed by the splits.
+/// `None` when the splits contradict the bounds (the subdomain is empty).
+fn propagate(
     net: &Network,
-    end: usize,
-    mut lambda: Vec<Vec<f64>>,
-    mut constant: Vec<f64>,
-    relu_bounds: &[LayerBounds],
-) -> (Vec<Vec<f64>>, Vec<f64>) {
-    let mut relu_index = net.layers[..end]
-        .iter()
-        .filter(|l| matches!(l, Layer::Relu))
-        .count();
-    for layer in net.layers[..end].iter().rev() {
-        match layer {
-            Layer::Affine(a) => {
-                let n_in = a.linear.in_dim();
-                for (row, c) in lambda.iter_mut().zip(constant.iter_mut()) {
-                    *c += row.iter().zip(&a.bias).map(|(x, y)| x * y).sum::<f64>();
-                    let mut back = vec![0.0; n_in];
-                    a.linear.apply_transposed_add(row, &mut back);
-                    *row = back;
+    b: &InputBox,
+    splits: &Splits,
+    parent: Option<&[LayerBounds]>,
+    refine: bool,
+) -> Option<Vec<LayerBounds>> {
+    let nodes = net.nodes();
+    let mut lo: Vec<Vec<f64>> = Vec::with_capacity(nodes.len());
+    let mut hi: Vec<Vec<f64>> = Vec::with_capacity(nodes.len());
+    lo.push(b.lower.clone());
+    hi.push(b.upper.clone());
+    let mut bounds: Vec<LayerBounds> = Vec::with_capacity(net.activations().len());
+    for (id, node) in nodes.iter().enumerate().skip(1) {
+        if let Some(k) = net.activation_of(id) {
+            let mut lb = LayerBounds {
+                lower: node
+                    .inputs
+                    .iter()
+                    .flat_map(|&p| lo[p].iter().copied())
+                    .collect(),
+                upper: node
+                    .inputs
+                    .iter()
+                    .flat_map(|&p| hi[p].iter().copied())
+                    .collect(),
+            };
+            if let Some(par) = parent {
+                for i in 0..lb.lower.len() {
+                    lb.lower[i] = lb.lower[i].max(par[k].lower[i]);
+                    lb.upper[i] = lb.upper[i].min(par[k].upper[i]);
                 }
             }
-            Layer::Relu => {
-                relu_index -= 1;
-                let b = &relu_bounds[relu_index];
-                for (row, c) in lambda.iter_mut().zip(constant.iter_mut()) {
-                    for (i, li) in row.iter_mut().enumerate() {
-                        let (l, u) = (b.lower[i], b.upper[i]);
-                        if l >= 0.0 {
-                            continue; // identity
-                        }
-                        if u <= 0.0 {
-                            *li = 0.0;
-                            continue;
-                        }
-                        if *li >= 0.0 {
-                            // relu(z) >= alpha z, adaptive alpha.
-                            if u < -l {
-                                *li = 0.0;
+            let splittable = node.op.rules().splittable();
+            let mut offset = 0;
+            for &p in &node.inputs {
+                let dim = nodes[p].dim();
+                // Intervals are exact for one affine map of the input box.
+                let exact =
+                    p == 0 || (nodes[p].inputs == [0] && nodes[p].op.rules().exact_on_box());
+                if refine && !exact {
+                    let which: Vec<usize> = (0..dim)
+                        .filter(|&i| {
+                            let (l, u) = (lb.lower[offset + i], lb.upper[offset + i]);
+                            if splittable {
+                                l < 0.0 && u > 0.0
+                            } else {
+                                u > l
                             }
-                        } else {
-                            // relu(z) <= s (z - l): li * relu(z) >= li s z - li s l.
-                            let s = u / (u - l);
-                            *c -= *li * s * l;
-                            *li *= s;
-                        }
+                        })
+                        .collect();
+                    for (&i, (l, u)) in which.iter().zip(node_bounds(net, p, &which, b, &bounds)) {
+                        let j = offset + i;
+                        lb.lower[j] = lb.lower[j].max(l);
+                        lb.upper[j] = lb.upper[j].min(u);
+                    }
+                }
+                offset += dim;
+            }
+            for &(layer, neuron, phase) in splits {
+                if layer == k {
+                    match phase {
+                        Phase::Active => lb.lower[neuron] = lb.lower[neuron].max(0.0),
+                        Phase::Inactive => lb.upper[neuron] = lb.upper[neuron].min(0.0),
                     }
                 }
             }
+            if lb.lower.iter().zip(&lb.upper).any(|(l, u)| l > u) {
+                return None;
+            }
+            // The tightened bounds are the inputs' bounds from here on.
+            let mut offset = 0;
+            for &p in &node.inputs {
+                let dim = nodes[p].dim();
+                lo[p].copy_from_slice(&lb.lower[offset..offset + dim]);
+                hi[p].copy_from_slice(&lb.upper[offset..offset + dim]);
+                offset += dim;
+            }
+            bounds.push(lb);
         }
+        let (l, u) = {
+            let l_in: Vec<&[f64]> = node.inputs.iter().map(|&p| lo[p].as_slice()).collect();
+            let u_in: Vec<&[f64]> = node.inputs.iter().map(|&p| hi[p].as_slice()).collect();
+            node.op.rules().interval(&l_in, &u_in)
+        };
+        lo.push(l);
+        hi.push(u);
     }
-    (lambda, constant)
+    Some(bounds)
 }
 
-/// Back-substitution bounds of every ReLU layer's input, given splits and (optionally) the
+/// Back-substitution bounds of every activation's inputs, given splits and (optionally) the
 /// parent subdomain's bounds to intersect with. Returns `None` when the splits contradict the
 /// bounds (the subdomain is empty).
 pub fn crown(
@@ -251,79 +299,30 @@ pub fn crown(
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
 ) -> Option<Vec<LayerBounds>> {
-    let positions = relu_positions(net);
-    let mut bounds: Vec<LayerBounds> = Vec::with_capacity(positions.len());
-    for (k, &pos) in positions.iter().enumerate() {
-        let n = match net.layers[..pos].iter().rev().find_map(|l| match l {
-            Layer::Affine(a) => Some(a.linear.out_dim()),
-            Layer::Relu => None,
-        }) {
-            Some(n) => n,
-            None => net.input_dim(),
-        };
-        let mut lb = if k == 0 && pos == 1 {
-            // The first ReLU after one affine layer: intervals are exact for a box.
-            interval(net, b).swap_remove(0)
-        } else {
-            let mut lambda = Vec::with_capacity(2 * n);
-            for i in 0..n {
-                let mut e = vec![0.0; n];
-                e[i] = 1.0;
-                lambda.push(e);
-            }
-            for i in 0..n {
-                let mut e = vec![0.0; n];
-                e[i] = -1.0;
-                lambda.push(e);
-            }
-            let (rows, consts) = back_substitute(net, pos, lambda, vec![0.0; 2 * n], &bounds);
-            let mut lower = vec![0.0; n];
-            let mut upper = vec![0.0; n];
-            for i in 0..n {
-                lower[i] = concretize(&rows[i], consts[i], b);
-                upper[i] = -concretize(&rows[n + i], consts[n + i], b);
-            }
-            LayerBounds { lower, upper }
-        };
-        if let Some(p) = parent {
-            for i in 0..n {
-                lb.lower[i] = lb.lower[i].max(p[k].lower[i]);
-                lb.upper[i] = lb.upper[i].min(p[k].upper[i]);
-            }
-        }
-        for &(layer, neuron, phase) in splits {
-            if layer == k {
-                match phase {
-                    Phase::Active => lb.lower[neuron] = lb.lower[neuron].max(0.0),
-                    Phase::Inactive => lb.upper[neuron] = lb.upper[neuron].min(0.0),
-                }
-            }
-        }
-        if lb.lower.iter().zip(&lb.upper).any(|(l, u)| l > u) {
-            return None;
-        }
-        bounds.push(lb);
-    }
-    Some(bounds)
+    propagate(net, b, splits, parent, true)
 }
 
 /// Linear lower bounds over the box of `c_r . f(x) + d_r` for each objective row `(c_r, d_r)`.
 pub fn objective_bounds(
     net: &Network,
     b: &InputBox,
-    relu_bounds: &[LayerBounds],
+    act_bounds: &[LayerBounds],
     objectives: &[(Vec<f64>, f64)],
 ) -> Vec<LinearBound> {
-    let lambda: Vec<Vec<f64>> = objectives.iter().map(|(c, _)| c.clone()).collect();
+    let out = net.nodes().len() - 1;
+    let mut lambda = Rows::zeros(objectives.len(), net.output_dim());
+    for (r, (c, _)) in objectives.iter().enumerate() {
+        lambda.row_mut(r).copy_from_slice(c);
+    }
     let consts: Vec<f64> = objectives.iter().map(|(_, d)| *d).collect();
-    let (rows, consts) = back_substitute(net, net.layers.len(), lambda, consts, relu_bounds);
-    rows.into_iter()
-        .zip(consts)
-        .map(|(coeffs, constant)| {
-            let lower = concretize(&coeffs, constant, b);
+    let (rows, consts) = back_substitute(net, out, lambda, consts, act_bounds);
+    (0..objectives.len())
+        .map(|r| {
+            let coeffs = rows.row(r).to_vec();
+            let lower = concretize(&coeffs, consts[r], b);
             LinearBound {
                 coeffs,
-                constant,
+                constant: consts[r],
                 lower,
             }
         })
@@ -332,15 +331,21 @@ pub fn objective_bounds(
 
 #[cfg(test)]
 mod tests {
-    use super::super::network::{Affine, Linear};
+    use super::super::graph::{Affine, Builder, Linear, Op, Relu};
     use super::*;
     use rand::{Rng, SeedableRng};
 
     fn random_net(rng: &mut rand_chacha::ChaCha8Rng, dims: &[usize]) -> Network {
-        let mut layers = Vec::new();
-        for w in dims.windows(2) {
+        let mut b = Builder::new(vec![dims[0]]);
+        let mut prev = b.input();
+        for (k, w) in dims.windows(2).enumerate() {
             let (n_in, n_out) = (w[0], w[1]);
-            layers.push(Layer::Affine(Affine {
+            if k > 0 {
+                prev = b
+                    .add_flat(format!("relu{k}"), Op::Relu(Relu), &[prev])
+                    .unwrap();
+            }
+            let a = Affine {
                 linear: Linear::Dense {
                     rows: n_out,
                     cols: n_in,
@@ -349,11 +354,12 @@ mod tests {
                         .collect(),
                 },
                 bias: (0..n_out).map(|_| rng.random_range(-0.5..0.5)).collect(),
-            }));
-            layers.push(Layer::Relu);
+            };
+            prev = b
+                .add_flat(format!("fc{k}"), Op::Affine(a), &[prev])
+                .unwrap();
         }
-        layers.pop();
-        Network::new(vec![dims[0]], layers).unwrap()
+        b.finish(prev).unwrap()
     }
 
     #[test]

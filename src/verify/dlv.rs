@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::network::Network;
+use super::graph::Network;
 use super::spec::Spec;
 
 /// A region and its manipulations.

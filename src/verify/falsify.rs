@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::bounds::{joint_minimum, LinearBound};
-use super::network::Network;
+use super::graph::Network;
 use super::spec::{InputBox, Region};
 
 /// The largest constraint value at `y` (the conjunction holds when it is `<= 0`).

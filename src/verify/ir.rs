@@ -1,84 +1,91 @@
-//! archproof IR JSON with weights as a verifier input: a chain of convolutions, linear layers,
-//! batch normalizations (as per-channel affine maps), ReLUs, flattens and identities.
+//! archproof IR graphs with weights as verifier networks: every operator the zoo, the cell
+//! spaces and DeepMAD designs use (convolutions with groups and dilation, linear layers,
+//! batch norm folded to a per-channel affine map, ReLU, ReLU6, SiLU, sigmoid, hard-swish,
+//! residual adds, squeeze-excitation products, channel concatenation, max, average and global
+//! average pooling, flatten, identity, and the `zero` edge), lowered through
+//! [`Builder`](super::graph::Builder)'s layer methods.
 
 use crate::ir::{Activation, Graph, Op};
 
-use super::network::{Affine, Layer, Linear, Network};
+use super::graph::lower::Window;
+use super::graph::{Builder, Linear, Network, NodeId, Smooth};
 
 /// Builds the verifier's network from an IR graph whose parametric nodes all carry weights.
-/// Errors name the node and the problem (a branch, an operator without a ReLU-network
-/// encoding, missing weights).
+/// Errors name the node and the problem (an operator without an encoding, such as a
+/// data-dependent normalization; missing weights).
 pub fn from_graph(graph: &Graph) -> Result<Network, String> {
     let analysis = graph.analyze().map_err(|e| e.to_string())?;
-    if graph.outputs().len() != 1 {
+    let [output] = graph.outputs() else {
         return Err("the graph must have exactly one output".into());
-    }
-    let mut input_shape: Option<Vec<usize>> = None;
-    let mut layers: Vec<Layer> = Vec::new();
-    let mut prev: Option<crate::ir::NodeId> = None;
+    };
+    let inputs: Vec<_> = analysis
+        .order
+        .iter()
+        .filter(|&&id| matches!(graph.node(id).op, Op::Input { .. }))
+        .collect();
+    let [&input] = inputs.as_slice() else {
+        return Err(format!(
+            "the graph has {} inputs; the verifier reads networks with exactly one",
+            inputs.len()
+        ));
+    };
+    let mut b = Builder::new(analysis.shapes[input.index()].dims().to_vec());
+    let mut at: Vec<Option<NodeId>> = vec![None; graph.len()];
+    at[input.index()] = Some(b.input());
     for &id in &analysis.order {
         let node = graph.node(id);
-        let at = |msg: String| format!("node '{}': {msg}", node.name);
-        let args = graph.inputs_of(id);
-        match (prev, args.as_slice()) {
-            (None, []) => {}
-            (Some(p), [a]) if *a == p => {}
-            _ => {
-                return Err(at(
-                    "the verifier reads a chain of layers; this node branches or joins".into(),
-                ))
-            }
-        }
-        let out_shape = analysis.shapes[id.index()].dims().to_vec();
-        let in_shape: Vec<usize> = args
-            .first()
-            .map(|a| analysis.shapes[a.index()].dims().to_vec())
-            .unwrap_or_default();
-        let tensor = |name: &str| -> Result<Vec<f64>, String> {
+        let name = node.name.as_str();
+        let err = |msg: String| format!("node '{name}': {msg}");
+        let args: Vec<NodeId> = graph
+            .inputs_of(id)
+            .iter()
+            .map(|a| at[a.index()].expect("inputs come first in topological order"))
+            .collect();
+        let tensor = |w: &str| -> Result<Vec<f64>, String> {
             node.weights
-                .get(name)
+                .get(w)
                 .map(|t| t.data.iter().map(|&v| v as f64).collect())
-                .ok_or_else(|| at(format!("has no weights ('{name}' is missing)")))
+                .ok_or_else(|| err(format!("has no weights ('{w}' is missing)")))
         };
-        match &node.op {
-            Op::Input { shape } => input_shape = Some(shape.dims().to_vec()),
+        let ge = |e: super::graph::GraphError| e.to_string();
+        let x = args.first().copied();
+        let out = match &node.op {
+            Op::Input { .. } => continue,
             Op::Conv2d {
+                out_channels,
                 kernel,
                 stride,
                 padding,
                 dilation,
                 groups,
                 bias,
-                ..
             } => {
-                if *groups != 1 || *dilation != [1, 1] {
-                    return Err(at(
-                        "grouped or dilated convolutions are not supported by the verifier".into(),
-                    ));
-                }
-                let (ic, ih, iw) = (in_shape[0], in_shape[1], in_shape[2]);
-                let (oc, oh, ow) = (out_shape[0], out_shape[1], out_shape[2]);
-                let b = if *bias {
+                let bias = if *bias {
                     tensor("bias")?
                 } else {
-                    vec![0.0; oc]
+                    vec![0.0; *out_channels]
                 };
-                let per = oh * ow;
-                layers.push(Layer::Affine(Affine {
-                    linear: Linear::Conv {
-                        input: [ic, ih, iw],
-                        output: [oc, oh, ow],
-                        kernel: *kernel,
-                        stride: *stride,
-                        padding: *padding,
-                        w: tensor("weight")?,
-                    },
-                    bias: (0..oc * per).map(|i| b[i / per]).collect(),
-                }));
+                let window = Window {
+                    kernel: *kernel,
+                    stride: *stride,
+                    pads: [padding[0], padding[1], padding[0], padding[1]],
+                    dilation: *dilation,
+                };
+                b.conv(
+                    name,
+                    x.expect("arity checked"),
+                    *out_channels,
+                    window,
+                    *groups,
+                    tensor("weight")?,
+                    &bias,
+                )
+                .map_err(ge)?
             }
             Op::Linear { out_features, bias } => {
-                let cols: usize = in_shape.iter().product();
-                layers.push(Layer::Affine(Affine {
+                let x = x.expect("arity checked");
+                let cols = b.dim(x);
+                let a = super::graph::Affine {
                     linear: Linear::Dense {
                         rows: *out_features,
                         cols,
@@ -89,44 +96,100 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                     } else {
                         vec![0.0; *out_features]
                     },
-                }));
+                };
+                b.add(name, super::graph::Op::Affine(a), &[x], vec![*out_features])
+                    .map_err(ge)?
             }
             Op::BatchNorm => {
                 let eps = crate::ir::weights::BATCH_NORM_EPS;
-                let (g, b, m, v) = (
+                let (g, beta, m, v) = (
                     tensor("weight")?,
                     tensor("bias")?,
                     tensor("running_mean")?,
                     tensor("running_var")?,
                 );
-                let ch = in_shape[0];
-                let numel: usize = in_shape.iter().product();
-                let per = numel / ch.max(1);
-                let a: Vec<f64> = (0..ch).map(|i| g[i] / (v[i] + eps).sqrt()).collect();
-                layers.push(Layer::Affine(Affine {
-                    linear: Linear::Diag((0..numel).map(|i| a[i / per]).collect()),
-                    bias: (0..numel)
-                        .map(|i| b[i / per] - a[i / per] * m[i / per])
-                        .collect(),
-                }));
+                let scale: Vec<f64> = g
+                    .iter()
+                    .zip(&v)
+                    .map(|(g, v)| g / (v + eps).sqrt())
+                    .collect();
+                let shift: Vec<f64> = (0..scale.len())
+                    .map(|i| beta[i] - scale[i] * m[i])
+                    .collect();
+                b.channel_affine(name, x.expect("arity checked"), &scale, &shift)
+                    .map_err(ge)?
             }
-            Op::Act {
-                function: Activation::Relu,
-            } => layers.push(Layer::Relu),
-            Op::Flatten | Op::Identity => {}
-            other => {
-                return Err(at(format!(
-                    "operator '{}' has no encoding in the verifier (it handles conv2d, linear, \
-                     batchnorm, relu, flatten and identity)",
+            Op::Act { function } => {
+                let x = x.expect("arity checked");
+                match function {
+                    Activation::Relu => b.relu(name, x),
+                    Activation::Relu6 => b.relu6(name, x),
+                    Activation::Silu => b.silu(name, x),
+                    Activation::Sigmoid => b.smooth(name, x, Smooth::Sigmoid),
+                    Activation::Hardswish => b.hardswish(name, x),
+                    Activation::Gelu => {
+                        return Err(err(
+                            "GELU has no relaxation in the verifier (it handles ReLU, ReLU6, \
+                             LeakyReLU, sigmoid, tanh, SiLU and hard-swish)"
+                                .into(),
+                        ))
+                    }
+                }
+                .map_err(ge)?
+            }
+            Op::Add => b.sum(name, &args, vec![1.0; args.len()]).map_err(ge)?,
+            Op::Mul => b.product(name, args[0], args[1]).map_err(ge)?,
+            Op::Concat => b.concat_channels(name, &args).map_err(ge)?,
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => b
+                .max_pool(
+                    name,
+                    x.expect("arity checked"),
+                    Window {
+                        kernel: *kernel,
+                        stride: *stride,
+                        pads: [padding[0], padding[1], padding[0], padding[1]],
+                        dilation: [1, 1],
+                    },
+                )
+                .map_err(ge)?,
+            Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+                count_include_pad,
+            } => b
+                .avg_pool(
+                    name,
+                    x.expect("arity checked"),
+                    Window {
+                        kernel: *kernel,
+                        stride: *stride,
+                        pads: [padding[0], padding[1], padding[0], padding[1]],
+                        dilation: [1, 1],
+                    },
+                    *count_include_pad,
+                )
+                .map_err(ge)?,
+            Op::GlobalAvgPool => b
+                .global_avg_pool(name, x.expect("arity checked"))
+                .map_err(ge)?,
+            // Flat row-major data: flattening changes nothing but the shape's rank.
+            Op::Flatten | Op::Identity => x.expect("arity checked"),
+            Op::Zero => b.zero(name, x.expect("arity checked")).map_err(ge)?,
+            other @ (Op::GroupNorm { .. } | Op::LayerNorm | Op::NormAct(_)) => {
+                return Err(err(format!(
+                    "operator '{}' normalizes by statistics of its input, which has no \
+                     relaxation in the verifier (batch norm in inference mode has)",
                     other.kind()
                 )))
             }
-        }
-        prev = Some(id);
+        };
+        at[id.index()] = Some(out);
     }
-    if prev != Some(graph.outputs()[0]) {
-        return Err("the graph's output is not the end of its chain".into());
-    }
-    let input_shape = input_shape.ok_or("the graph has no input")?;
-    Network::new(input_shape, layers).map_err(|e| e.to_string())
+    let out = at[output.index()].expect("the output is in the order");
+    b.finish(out).map_err(|e| e.to_string())
 }

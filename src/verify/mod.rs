@@ -12,9 +12,9 @@ pub mod bab;
 pub mod bounds;
 pub mod dlv;
 pub mod falsify;
+pub mod graph;
 pub mod instances;
 pub mod ir;
-pub mod network;
 pub mod nnet;
 pub mod onnx;
 pub mod radius;
@@ -31,7 +31,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-pub use network::Network;
+pub use graph::Network;
 pub use spec::Spec;
 
 use bab::{BabConfig, BabStats, SpecResult};
@@ -418,10 +418,10 @@ pub fn parse_layer_list(text: &str) -> Result<Network, String> {
                 w[o * cols + i] = *v;
             }
         }
-        layers.push(network::Layer::Affine(network::Affine {
-            linear: network::Linear::Dense { rows, cols, w },
+        let affine = graph::Affine {
+            linear: graph::Linear::Dense { rows, cols, w },
             bias: l.b,
-        }));
+        };
         let relu = match l.activation.as_deref() {
             Some("relu") => true,
             Some("linear") | Some("none") => false,
@@ -432,9 +432,7 @@ pub fn parse_layer_list(text: &str) -> Result<Network, String> {
             }
             None => k + 1 < n,
         };
-        if relu {
-            layers.push(network::Layer::Relu);
-        }
+        layers.push((affine, relu));
     }
-    Network::new(vec![input], layers)
+    Network::chain(vec![input], layers).map_err(|e| e.to_string())
 }

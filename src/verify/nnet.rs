@@ -6,7 +6,7 @@
 //! The network is loaded as it computes, in the normalised space that VNN-LIB specs and the
 //! ONNX versions of the same networks use; the normalisation constants are returned beside it.
 
-use super::network::{Affine, Layer, Linear, Network};
+use super::graph::{Affine, Linear, Network};
 
 /// Normalisation constants of an NNet file.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,13 +116,13 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
             }
             bias.push(b[0]);
         }
-        layers.push(Layer::Affine(Affine {
-            linear: Linear::Dense { rows, cols, w },
-            bias,
-        }));
-        if k + 1 < n_layers {
-            layers.push(Layer::Relu);
-        }
+        layers.push((
+            Affine {
+                linear: Linear::Dense { rows, cols, w },
+                bias,
+            },
+            k + 1 < n_layers,
+        ));
     }
     if let Some((i, _)) = lines.next() {
         return Err(format!(
@@ -130,7 +130,7 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
             i + 1
         ));
     }
-    let net = Network::new(vec![n_in], layers)?;
+    let net = Network::chain(vec![n_in], layers).map_err(|e| e.to_string())?;
     Ok((
         net,
         Normalization {

@@ -1,18 +1,22 @@
 //! ONNX models as verification networks.
 //!
 //! The graph is interpreted symbolically in its listed (topological) order: every tensor is
-//! either a constant (initializers, `Constant` nodes, and what is computed from them alone) or
-//! the one variable tensor that flows from the input. Operators on the variable become layers
-//! of a [`Network`]: Gemm, MatMul, Add, Sub, Mul and Div by constants, Conv (with stride and
-//! padding), BatchNormalization (folded into the preceding convolution when there is one),
-//! Relu, and the shape-only Flatten, Reshape, Squeeze, Unsqueeze, Identity and Dropout.
-//! Anything else is an error naming the node and the operator.
+//! either a constant (initializers, `Constant` nodes, and what is computed from them alone,
+//! including `Shape` of a tensor of known shape and the Gather/Unsqueeze/Concat/Cast chains
+//! exporters build from it) or a tensor computed from the input, which becomes a node of the
+//! verifier's graph. Branches and joins are followed (residual adds, concatenations, gates).
+//! Operators: Gemm, MatMul by a constant, Add, Sub, Mul and Div (by constants, or of two
+//! tensors; a product of two tensors is a bilinear node), Conv (groups, dilation, strides,
+//! padding), BatchNormalization, Relu, LeakyRelu, Clip, HardSigmoid, Sigmoid, Tanh, MaxPool, AveragePool,
+//! GlobalAveragePool, Pad (constant), Concat, Flatten, Reshape, Squeeze, Unsqueeze, Identity,
+//! Dropout. Anything else is an error naming the node and the operator.
 
 use std::collections::HashMap;
 
 use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
 
-use super::network::{Affine, Layer, Linear, Network};
+use super::graph::lower::Window;
+use super::graph::{Affine, Builder, GraphError, Linear, Network, NodeId, Op, Smooth};
 
 /// A constant tensor.
 #[derive(Debug, Clone)]
@@ -27,9 +31,11 @@ impl Tensor {
     }
 }
 
-/// The variable tensor: the network so far and its current shape.
+/// A tensor computed from the input: the node computing it and its shape (which a reshape
+/// may change without a node: data stays flat and row-major).
+#[derive(Debug, Clone)]
 struct Var {
-    name: String,
+    id: NodeId,
     shape: Vec<usize>,
 }
 
@@ -186,34 +192,38 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
     if in_shape.is_empty() {
         return Err(format!("input '{}' has no shape", input.name));
     }
-    if in_shape.len() > 1 && in_shape[0] == 1 {
-        in_shape.remove(0); // the batch dimension
+    // Tensors are handled without their batch dimension; ONNX axes count it.
+    let batched = in_shape.len() > 1 && in_shape[0] == 1;
+    if batched {
+        in_shape.remove(0);
     }
-    let mut var = Var {
-        name: input.name.clone(),
-        shape: in_shape.clone(),
-    };
-    let mut layers: Vec<Layer> = Vec::new();
+    let mut b = Builder::new(in_shape.clone());
+    let mut vars: HashMap<String, Var> = HashMap::new();
+    vars.insert(
+        input.name.clone(),
+        Var {
+            id: b.input(),
+            shape: in_shape,
+        },
+    );
     for (k, node) in graph.node.iter().enumerate() {
         let label = if node.name.is_empty() {
             format!("node {k} ({})", node.op_type)
         } else {
             format!("node '{}' ({})", node.name, node.op_type)
         };
+        let name = if node.name.is_empty() {
+            format!("{}_{k}", node.op_type)
+        } else {
+            node.name.clone()
+        };
         let at = |msg: String| format!("{label}: {msg}");
+        let ge = |e: GraphError| at(e.to_string());
         let out_name = node
             .output
             .first()
             .cloned()
             .ok_or_else(|| at("has no output".into()))?;
-        // Constant folding: a node whose inputs are all constants.
-        let var_inputs: Vec<usize> = node
-            .input
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| !n.is_empty() && !consts.contains_key(*n))
-            .map(|(i, _)| i)
-            .collect();
         if node.op_type == "Constant" {
             let t = node
                 .attribute
@@ -224,34 +234,147 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
             consts.insert(out_name, tensor_from_proto(t).map_err(at)?);
             continue;
         }
+        for i in node.input.iter().filter(|n| !n.is_empty()) {
+            if !consts.contains_key(i) && !vars.contains_key(i) {
+                return Err(at(format!("reads '{i}', which no earlier node computes")));
+            }
+        }
+        let var_inputs: Vec<usize> = node
+            .input
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| vars.contains_key(*n))
+            .map(|(i, _)| i)
+            .collect();
+        if node.op_type == "Shape" && var_inputs == [0] {
+            // The shape of a computed tensor is known here: a constant.
+            let v = &vars[&node.input[0]];
+            let mut dims: Vec<f64> = v.shape.iter().map(|&d| d as f64).collect();
+            if batched {
+                dims.insert(0, 1.0);
+            }
+            consts.insert(
+                out_name,
+                Tensor {
+                    dims: vec![dims.len()],
+                    data: dims,
+                },
+            );
+            continue;
+        }
         if var_inputs.is_empty() {
             let value = fold_constant(node, &consts).map_err(at)?;
             consts.insert(out_name, value);
             continue;
         }
-        if var_inputs.len() > 1 || node.input[var_inputs[0]] != var.name {
-            return Err(at(format!(
-                "reads '{}', which is not the output of the previous layer: only sequential networks are supported",
-                node.input[var_inputs[0]]
-            )));
-        }
-        let vpos = var_inputs[0];
+        let var = |i: usize| -> Result<Var, String> {
+            node.input
+                .get(i)
+                .and_then(|n| vars.get(n))
+                .cloned()
+                .ok_or_else(|| {
+                    at(format!(
+                        "input {i} must be computed from the network's input"
+                    ))
+                })
+        };
         let c = |i: usize| -> Result<&Tensor, String> {
             node.input
                 .get(i)
                 .and_then(|n| consts.get(n))
                 .ok_or_else(|| at(format!("input {i} must be a constant")))
         };
-        let numel: usize = var.shape.iter().product();
-        match node.op_type.as_str() {
-            "Relu" => layers.push(Layer::Relu),
-            "Identity" | "Dropout" => {}
+        let axis_of = |a: i64, rank: usize| -> Result<usize, String> {
+            let full = rank + batched as usize;
+            let a = if a < 0 { a + full as i64 } else { a };
+            let a = a - batched as i64;
+            if a < 0 || a as usize >= rank.max(1) {
+                return Err(at(format!("axis {a} is the batch or out of range")));
+            }
+            Ok(a as usize)
+        };
+        let vpos = var_inputs[0];
+        let x = var(vpos)?;
+        let numel: usize = x.shape.iter().product();
+        // A node reading the variable with a shape its node was not built with gets a view.
+        let view = |b: &mut Builder, v: &Var| -> Result<NodeId, String> {
+            if b.shape(v.id) == v.shape.as_slice() {
+                Ok(v.id)
+            } else {
+                let n: usize = v.shape.iter().product();
+                b.add(
+                    format!("{name}.view"),
+                    Op::Affine(Affine {
+                        linear: Linear::Diag(vec![1.0; n]),
+                        bias: vec![0.0; n],
+                    }),
+                    &[v.id],
+                    v.shape.clone(),
+                )
+                .map_err(ge)
+            }
+        };
+        let same = |id: NodeId, shape: Vec<usize>| Var { id, shape };
+        let out: Var = match node.op_type.as_str() {
+            "Relu" => same(b.relu(&name, x.id).map_err(ge)?, x.shape),
+            "LeakyRelu" => {
+                let alpha = attr_f(node, "alpha").unwrap_or(0.01) as f64;
+                same(b.leaky_relu(&name, x.id, alpha).map_err(ge)?, x.shape)
+            }
+            "Sigmoid" => same(b.smooth(&name, x.id, Smooth::Sigmoid).map_err(ge)?, x.shape),
+            "Tanh" => same(b.smooth(&name, x.id, Smooth::Tanh).map_err(ge)?, x.shape),
+            "Identity" | "Dropout" => x,
+            "Clip" => {
+                let bound = |i: usize, attr: &str, default: f64| -> Result<f64, String> {
+                    match node.input.get(i).filter(|n| !n.is_empty()) {
+                        Some(_) => Ok(c(i)?.data.first().copied().unwrap_or(default)),
+                        None => Ok(attr_f(node, attr).map_or(default, |v| v as f64)),
+                    }
+                };
+                let (lo, hi) = (bound(1, "min", f64::NEG_INFINITY)?, bound(2, "max", f64::INFINITY)?);
+                if !lo.is_finite() || !hi.is_finite() {
+                    return Err(at("Clip needs both a minimum and a maximum".into()));
+                }
+                same(b.clip(&name, x.id, lo, hi).map_err(ge)?, x.shape)
+            }
+            "HardSigmoid" => {
+                let alpha = attr_f(node, "alpha").unwrap_or(0.2) as f64;
+                let beta = attr_f(node, "beta").unwrap_or(0.5) as f64;
+                let lin = b.scale_shift(&format!("{name}.linear"), x.id, vec![alpha; numel], vec![beta; numel]).map_err(ge)?;
+                same(b.clip(&name, lin, 0.0, 1.0).map_err(ge)?, x.shape)
+            }
+            "Sum" => {
+                let parts: Vec<Var> = (0..node.input.len()).map(var).collect::<Result<_, _>>()?;
+                if parts.iter().any(|p| p.shape.iter().product::<usize>() != numel) {
+                    return Err(at("sums tensors of different sizes (or a constant)".into()));
+                }
+                let ids: Vec<NodeId> = parts.iter().map(|p| view(&mut b, p)).collect::<Result<_, _>>()?;
+                same(b.sum(&name, &ids, vec![1.0; ids.len()]).map_err(ge)?, x.shape)
+            }
             "Flatten" => {
-                var.shape = vec![numel];
+                let axis = attr_i(node, "axis").unwrap_or(1);
+                if axis != 1 && batched || (!batched && axis != 0 && axis != 1) {
+                    return Err(at(format!("Flatten at axis {axis}: only the batch axis stays apart")));
+                }
+                Var {
+                    id: x.id,
+                    shape: vec![numel],
+                }
             }
             "Reshape" => {
                 let target = c(1)?;
                 let mut dims: Vec<i64> = target.data.iter().map(|v| *v as i64).collect();
+                // ONNX 0 copies the input's dimension (the batch counted).
+                let full: Vec<usize> = if batched {
+                    std::iter::once(1).chain(x.shape.iter().copied()).collect()
+                } else {
+                    x.shape.clone()
+                };
+                for (i, d) in dims.iter_mut().enumerate() {
+                    if *d == 0 {
+                        *d = *full.get(i).ok_or_else(|| at("a 0 in the shape has no input dimension".into()))? as i64;
+                    }
+                }
                 // Drop a leading batch of 1 (or -1 standing for it) when the rest fits.
                 if dims.len() > 1 && (dims[0] == 1 || dims[0] == -1) {
                     let rest: i64 = dims[1..].iter().product();
@@ -264,56 +387,101 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                     .iter()
                     .map(|d| if *d == -1 { numel / known.max(1) as usize } else { *d as usize })
                     .collect();
-                if shape.iter().product::<usize>() != numel {
+                if shape.iter().product::<usize>() != numel || dims.iter().filter(|d| **d == -1).count() > 1 {
                     return Err(at(format!("cannot reshape {numel} values to {dims:?}")));
                 }
-                var.shape = shape;
+                Var { id: x.id, shape }
             }
             "Squeeze" | "Unsqueeze" => {
-                // Only the element count matters for a flat chain; keep a shape without 1s.
-                let s: Vec<usize> = var.shape.iter().copied().filter(|d| *d != 1).collect();
-                var.shape = if s.is_empty() { vec![1] } else { s };
+                let axes: Option<Vec<i64>> = match node.input.get(1).filter(|n| !n.is_empty()) {
+                    Some(_) => Some(c(1)?.data.iter().map(|v| *v as i64).collect()),
+                    None => attr_ints(node, "axes"),
+                };
+                let mut full: Vec<usize> = x.shape.clone();
+                if batched {
+                    full.insert(0, 1);
+                }
+                let shape = if node.op_type == "Unsqueeze" {
+                    let axes = axes.ok_or_else(|| at("Unsqueeze without axes".into()))?;
+                    let rank = full.len() + axes.len();
+                    let mut pos: Vec<usize> = axes
+                        .iter()
+                        .map(|&a| if a < 0 { (a + rank as i64) as usize } else { a as usize })
+                        .collect();
+                    pos.sort_unstable();
+                    for p in pos {
+                        if p > full.len() {
+                            return Err(at(format!("axis {p} is out of range")));
+                        }
+                        full.insert(p, 1);
+                    }
+                    full
+                } else {
+                    let rank = full.len() as i64;
+                    match axes {
+                        Some(axes) => {
+                            let drop: Vec<usize> = axes
+                                .iter()
+                                .map(|&a| if a < 0 { (a + rank) as usize } else { a as usize })
+                                .collect();
+                            full.iter()
+                                .enumerate()
+                                .filter(|(i, d)| !(drop.contains(i) && **d == 1))
+                                .map(|(_, d)| *d)
+                                .collect()
+                        }
+                        None => full.iter().copied().filter(|d| *d != 1).collect(),
+                    }
+                };
+                let mut shape = shape;
+                if batched && shape.len() > 1 && shape[0] == 1 {
+                    shape.remove(0);
+                }
+                if shape.is_empty() {
+                    shape.push(1);
+                }
+                Var { id: x.id, shape }
             }
             "Gemm" => {
                 if vpos != 0 || attr_i(node, "transA").unwrap_or(0) != 0 {
                     return Err(at("only Gemm(x, W, b) without transA is supported".into()));
                 }
-                let b = c(1)?;
-                if b.dims.len() != 2 {
+                let w = c(1)?;
+                if w.dims.len() != 2 {
                     return Err(at("Gemm needs a 2-D weight".into()));
                 }
                 let alpha = attr_f(node, "alpha").unwrap_or(1.0) as f64;
                 let beta = attr_f(node, "beta").unwrap_or(1.0) as f64;
                 let trans_b = attr_i(node, "transB").unwrap_or(0) != 0;
-                let (rows, cols) = if trans_b { (b.dims[0], b.dims[1]) } else { (b.dims[1], b.dims[0]) };
+                let (rows, cols) = if trans_b { (w.dims[0], w.dims[1]) } else { (w.dims[1], w.dims[0]) };
                 if cols != numel {
                     return Err(at(format!("Gemm weight takes {cols} inputs, the layer gives {numel}")));
                 }
-                let mut w = vec![0.0; rows * cols];
+                let mut m = vec![0.0; rows * cols];
                 for r in 0..rows {
                     for q in 0..cols {
-                        let v = if trans_b { b.data[r * cols + q] } else { b.data[q * rows + r] };
-                        w[r * cols + q] = alpha * v;
+                        let v = if trans_b { w.data[r * cols + q] } else { w.data[q * rows + r] };
+                        m[r * cols + q] = alpha * v;
                     }
                 }
                 let bias = match node.input.get(2).filter(|n| !n.is_empty()) {
                     Some(_) => broadcast(c(2)?, &[rows]).map_err(at)?.iter().map(|v| beta * v).collect(),
                     None => vec![0.0; rows],
                 };
-                layers.push(Layer::Affine(Affine {
-                    linear: Linear::Dense { rows, cols, w },
-                    bias,
-                }));
-                var.shape = vec![rows];
+                let a = Affine { linear: Linear::Dense { rows, cols, w: m }, bias };
+                same(b.add(&name, Op::Affine(a), &[x.id], vec![rows]).map_err(ge)?, vec![rows])
             }
             "MatMul" => {
-                let (w, rows, cols) = if vpos == 0 {
+                if var_inputs.len() > 1 {
+                    return Err(at("a product of two computed matrices is not supported".into()));
+                }
+                let (w, rows, cols, shape) = if vpos == 0 {
                     // x [.., n] @ W [n, m]
                     let wt = c(1)?;
-                    if wt.dims.len() != 2 || var.shape.last() != Some(&wt.dims[0]) || numel != wt.dims[0] {
+                    if wt.dims.len() != 2 || x.shape.last() != Some(&wt.dims[0]) || numel != wt.dims[0] {
                         return Err(at(format!(
                             "MatMul of {:?} by {:?}: only a single row times a matrix is supported",
-                            var.shape, wt.dims
+                            x.shape, wt.dims
                         )));
                     }
                     let (n, m) = (wt.dims[0], wt.dims[1]);
@@ -323,45 +491,53 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                             w[r * n + q] = wt.data[q * m + r];
                         }
                     }
-                    (w, m, n)
+                    let mut s = x.shape.clone();
+                    *s.last_mut().expect("checked") = m;
+                    (w, m, n, s)
                 } else {
                     // W [m, n] @ x [n] or [n, 1]
                     let wt = c(0)?;
                     if wt.dims.len() != 2 || wt.dims[1] != numel {
-                        return Err(at(format!("MatMul of {:?} by {:?} is not supported", wt.dims, var.shape)));
+                        return Err(at(format!("MatMul of {:?} by {:?} is not supported", wt.dims, x.shape)));
                     }
-                    (wt.data.clone(), wt.dims[0], wt.dims[1])
+                    (wt.data.clone(), wt.dims[0], wt.dims[1], vec![wt.dims[0]])
                 };
-                layers.push(Layer::Affine(Affine {
-                    linear: Linear::Dense { rows, cols, w },
-                    bias: vec![0.0; rows],
-                }));
-                var.shape = if vpos == 0 {
-                    let mut s = var.shape.clone();
-                    *s.last_mut().expect("checked") = rows;
-                    s
-                } else {
-                    vec![rows]
-                };
+                let a = Affine { linear: Linear::Dense { rows, cols, w }, bias: vec![0.0; rows] };
+                let id = b.add(&name, Op::Affine(a), &[x.id], vec![rows]).map_err(ge)?;
+                Var { id, shape }
+            }
+            "Add" | "Sub" if var_inputs.len() == 2 => {
+                let (p, q) = (var(0)?, var(1)?);
+                if p.shape.iter().product::<usize>() != q.shape.iter().product::<usize>() {
+                    return Err(at(format!("adds tensors of shapes {:?} and {:?} (broadcasting two computed tensors is not supported)", p.shape, q.shape)));
+                }
+                let sign = if node.op_type == "Sub" { -1.0 } else { 1.0 };
+                let (pi, qi) = (view(&mut b, &p)?, view(&mut b, &q)?);
+                same(b.sum(&name, &[pi, qi], vec![1.0, sign]).map_err(ge)?, p.shape)
             }
             "Add" | "Sub" => {
                 let k = c(1 - vpos)?;
-                let v = broadcast(k, &var.shape).map_err(at)?;
-                let (scale, bias): (f64, Vec<f64>) = match (node.op_type.as_str(), vpos) {
+                let v = broadcast(k, &x.shape).map_err(at)?;
+                let (scale, shift): (f64, Vec<f64>) = match (node.op_type.as_str(), vpos) {
                     ("Add", _) => (1.0, v),
                     ("Sub", 0) => (1.0, v.iter().map(|x| -x).collect()),
                     _ => (-1.0, v), // const - x
                 };
-                layers.push(Layer::Affine(Affine {
-                    linear: Linear::Diag(vec![scale; numel]),
-                    bias,
-                }));
+                let id = view(&mut b, &x)?;
+                same(b.scale_shift(&name, id, vec![scale; numel], shift).map_err(ge)?, x.shape)
+            }
+            "Mul" if var_inputs.len() == 2 => {
+                let (p, q) = (var(0)?, var(1)?);
+                // The larger factor first: a [C, 1, 1] gate is broadcast over the map.
+                let (p, q) = if q.shape.iter().product::<usize>() > p.shape.iter().product::<usize>() { (q, p) } else { (p, q) };
+                let (pi, qi) = (view(&mut b, &p)?, view(&mut b, &q)?);
+                same(b.product(&name, pi, qi).map_err(ge)?, p.shape)
             }
             "Mul" | "Div" => {
                 if node.op_type == "Div" && vpos != 0 {
                     return Err(at("division by the network's value is not linear".into()));
                 }
-                let k = broadcast(c(1 - vpos)?, &var.shape).map_err(at)?;
+                let k = broadcast(c(1 - vpos)?, &x.shape).map_err(at)?;
                 let d: Vec<f64> = if node.op_type == "Div" {
                     if k.contains(&0.0) {
                         return Err(at("division by zero".into()));
@@ -370,109 +546,183 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                 } else {
                     k
                 };
-                layers.push(Layer::Affine(Affine {
-                    linear: Linear::Diag(d),
-                    bias: vec![0.0; numel],
-                }));
+                let id = view(&mut b, &x)?;
+                same(b.scale_shift(&name, id, d, Vec::new()).map_err(ge)?, x.shape)
             }
             "Conv" => {
                 let w = c(1)?;
-                if var.shape.len() != 3 || w.dims.len() != 4 {
+                if x.shape.len() != 3 || w.dims.len() != 4 {
                     return Err(at(format!(
                         "Conv needs a [C, H, W] input and a 4-D weight, got {:?} and {:?}",
-                        var.shape, w.dims
+                        x.shape, w.dims
                     )));
                 }
-                if attr_i(node, "group").unwrap_or(1) != 1 {
-                    return Err(at("grouped convolutions are not supported".into()));
-                }
-                if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|v| *v != 1)) {
-                    return Err(at("dilated convolutions are not supported".into()));
-                }
-                let [ic, ih, iw] = [var.shape[0], var.shape[1], var.shape[2]];
-                let (oc, kh, kw) = (w.dims[0], w.dims[2], w.dims[3]);
-                if w.dims[1] != ic {
-                    return Err(at(format!("weight expects {} channels, input has {ic}", w.dims[1])));
-                }
-                let strides = attr_ints(node, "strides").unwrap_or(vec![1, 1]);
-                let pads = attr_ints(node, "pads").unwrap_or(vec![0, 0, 0, 0]);
-                if strides.len() != 2 || pads.len() != 4 || pads[0] != pads[2] || pads[1] != pads[3] {
-                    return Err(at("only 2-D convolutions with symmetric padding are supported".into()));
-                }
-                if let Some(a) = node.attribute.iter().find(|a| a.name == "auto_pad") {
-                    let s = String::from_utf8_lossy(&a.s);
-                    if s != "NOTSET" && s != "VALID" {
-                        return Err(at(format!("auto_pad {s} is not supported")));
-                    }
-                }
-                let (sh, sw, ph, pw) = (strides[0] as usize, strides[1] as usize, pads[0] as usize, pads[1] as usize);
-                if sh == 0 || sw == 0 || ih + 2 * ph < kh || iw + 2 * pw < kw {
-                    return Err(at("the kernel does not fit the input".into()));
-                }
-                let (oh, ow) = ((ih + 2 * ph - kh) / sh + 1, (iw + 2 * pw - kw) / sw + 1);
+                let groups = attr_i(node, "group").unwrap_or(1).max(1) as usize;
+                let window = window_of(node, [w.dims[2], w.dims[3]], &x.shape).map_err(at)?;
+                let oc = w.dims[0];
                 let bias = match node.input.get(2).filter(|n| !n.is_empty()) {
                     Some(_) => c(2)?.data.clone(),
                     None => vec![0.0; oc],
                 };
-                if bias.len() != oc {
-                    return Err(at("bias length differs from the output channels".into()));
-                }
-                let per = oh * ow;
-                layers.push(Layer::Affine(Affine {
-                    linear: Linear::Conv {
-                        input: [ic, ih, iw],
-                        output: [oc, oh, ow],
-                        kernel: [kh, kw],
-                        stride: [sh, sw],
-                        padding: [ph, pw],
-                        w: w.data.clone(),
-                    },
-                    bias: (0..oc * per).map(|i| bias[i / per]).collect(),
-                }));
-                var.shape = vec![oc, oh, ow];
+                let id = view(&mut b, &x)?;
+                let id = b.conv(&name, id, oc, window, groups, w.data.clone(), &bias).map_err(ge)?;
+                same(id, b.shape(id).to_vec())
             }
             "BatchNormalization" => {
                 let eps = attr_f(node, "epsilon").unwrap_or(1e-5) as f64;
                 let (scale, shift, mean, variance) = (c(1)?, c(2)?, c(3)?, c(4)?);
-                let ch = var.shape[0];
-                if [scale, shift, mean, variance].iter().any(|t| t.numel() != ch) {
-                    return Err(at(format!("parameters must have {ch} values, one per channel")));
+                let a: Vec<f64> = (0..scale.numel()).map(|i| scale.data[i] / (variance.data.get(i).copied().unwrap_or(1.0) + eps).sqrt()).collect();
+                if [shift, mean, variance].iter().any(|t| t.numel() != a.len()) {
+                    return Err(at("its parameters differ in length".into()));
                 }
-                let per = numel / ch;
-                let a: Vec<f64> = (0..ch).map(|i| scale.data[i] / (variance.data[i] + eps).sqrt()).collect();
-                let b: Vec<f64> = (0..ch).map(|i| shift.data[i] - a[i] * mean.data[i]).collect();
-                // Fold into a preceding convolution: scale its output channels.
-                if let Some(Layer::Affine(Affine { linear: Linear::Conv { w, output, .. }, bias })) = layers.last_mut() {
-                    let per_out = w.len() / output[0];
-                    for (o, chunk) in w.chunks_mut(per_out).enumerate() {
-                        chunk.iter_mut().for_each(|v| *v *= a[o]);
-                    }
-                    for (i, v) in bias.iter_mut().enumerate() {
-                        *v = a[i / per] * *v + b[i / per];
-                    }
+                let s: Vec<f64> = (0..a.len()).map(|i| shift.data[i] - a[i] * mean.data[i]).collect();
+                let id = view(&mut b, &x)?;
+                same(b.channel_affine(&name, id, &a, &s).map_err(ge)?, x.shape)
+            }
+            "MaxPool" | "AveragePool" => {
+                if node.output.len() > 1 && !node.output[1].is_empty() {
+                    return Err(at("MaxPool indices are not supported".into()));
+                }
+                if attr_i(node, "ceil_mode").unwrap_or(0) != 0 {
+                    return Err(at("ceil_mode is not supported".into()));
+                }
+                let kernel = attr_ints(node, "kernel_shape").ok_or_else(|| at("has no kernel_shape".into()))?;
+                if kernel.len() != 2 || x.shape.len() != 3 {
+                    return Err(at(format!("only 2-D pooling of [C, H, W] maps is supported (input {:?})", x.shape)));
+                }
+                let window = window_of(node, [kernel[0] as usize, kernel[1] as usize], &x.shape).map_err(at)?;
+                let id = view(&mut b, &x)?;
+                let id = if node.op_type == "MaxPool" {
+                    b.max_pool(&name, id, window)
                 } else {
-                    layers.push(Layer::Affine(Affine {
-                        linear: Linear::Diag((0..numel).map(|i| a[i / per]).collect()),
-                        bias: (0..numel).map(|i| b[i / per]).collect(),
-                    }));
+                    let include = attr_i(node, "count_include_pad").unwrap_or(0) != 0;
+                    b.avg_pool(&name, id, window, include)
                 }
+                .map_err(ge)?;
+                same(id, b.shape(id).to_vec())
+            }
+            "GlobalAveragePool" => {
+                let id = view(&mut b, &x)?;
+                let id = b.global_avg_pool(&name, id).map_err(ge)?;
+                same(id, b.shape(id).to_vec())
+            }
+            "Pad" => {
+                let mode = node.attribute.iter().find(|a| a.name == "mode").map(|a| String::from_utf8_lossy(&a.s).to_string());
+                if mode.as_deref().is_some_and(|m| m != "constant") {
+                    return Err(at(format!("Pad mode {} is not supported (constant is)", mode.unwrap_or_default())));
+                }
+                let pads: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
+                    Some(_) => c(1)?.data.iter().map(|v| *v as i64).collect(),
+                    None => attr_ints(node, "pads").ok_or_else(|| at("has no pads".into()))?,
+                };
+                let value = match node.input.get(2).filter(|n| !n.is_empty()) {
+                    Some(_) => c(2)?.data.first().copied().unwrap_or(0.0),
+                    None => attr_f(node, "value").unwrap_or(0.0) as f64,
+                };
+                let rank = x.shape.len() + batched as usize;
+                if x.shape.len() != 3 || pads.len() != 2 * rank || pads.iter().any(|p| *p < 0) {
+                    return Err(at(format!("only non-negative padding of [C, H, W] maps is supported (pads {pads:?})")));
+                }
+                let off = batched as usize;
+                if pads[..off + 1].iter().chain(&pads[rank..rank + off + 1]).any(|p| *p != 0) {
+                    return Err(at("padding of the batch or channel axis is not supported".into()));
+                }
+                let p = [pads[off + 1], pads[off + 2], pads[rank + off + 1], pads[rank + off + 2]].map(|v| v as usize);
+                let id = view(&mut b, &x)?;
+                let id = b.pad(&name, id, p, value).map_err(ge)?;
+                same(id, b.shape(id).to_vec())
+            }
+            "Concat" => {
+                if var_inputs.len() != node.input.len() {
+                    return Err(at("concatenation with a constant tensor is not supported".into()));
+                }
+                let parts: Vec<Var> = (0..node.input.len()).map(var).collect::<Result<_, _>>()?;
+                let rank = parts[0].shape.len();
+                let axis = axis_of(attr_i(node, "axis").unwrap_or(0), rank)?;
+                let mut shape = parts[0].shape.clone();
+                shape[axis] = 0;
+                for p in &parts {
+                    if p.shape.len() != rank || (0..rank).any(|d| d != axis && p.shape[d] != parts[0].shape[d]) {
+                        return Err(at(format!("concatenates shapes {:?} and {:?} along axis {axis}", parts[0].shape, p.shape)));
+                    }
+                    shape[axis] += p.shape[axis];
+                }
+                let outer: usize = shape[..axis].iter().product();
+                let inner: Vec<usize> = parts.iter().map(|p| p.shape[axis..].iter().product()).collect();
+                let ids: Vec<NodeId> = parts.iter().map(|p| view(&mut b, p)).collect::<Result<_, _>>()?;
+                let id = b
+                    .add(&name, Op::Concat(super::graph::Concat { outer, inner }), &ids, shape.clone())
+                    .map_err(ge)?;
+                Var { id, shape }
             }
             other => {
                 return Err(at(format!(
-                    "unsupported operator {other} (supported: Gemm, MatMul, Add, Sub, Mul, Div, Conv, BatchNormalization, Relu, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Constant)"
+                    "unsupported operator {other} (supported: Gemm, MatMul, Add, Sub, Sum, Mul, Div, Conv, BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool, AveragePool, GlobalAveragePool, Pad, Concat, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Constant, Shape)"
                 )))
             }
-        }
-        var.name = out_name;
+        };
+        vars.insert(out_name, out);
     }
     let out = graph.output.first().ok_or("the graph has no output")?;
-    if out.name != var.name {
-        return Err(format!(
-            "the graph's output '{}' is not the end of the layer chain ('{}')",
-            out.name, var.name
-        ));
-    }
-    Network::new(in_shape, layers)
+    let v = vars.get(&out.name).ok_or_else(|| {
+        format!(
+            "the graph's output '{}' is not computed from its input",
+            out.name
+        )
+    })?;
+    b.finish(v.id).map_err(|e| e.to_string())
+}
+
+/// The window of a Conv or pooling node: kernel, strides, pads, dilations (`auto_pad` NOTSET,
+/// VALID, SAME_UPPER or SAME_LOWER).
+fn window_of(node: &NodeProto, kernel: [usize; 2], shape: &[usize]) -> Result<Window, String> {
+    let two = |name: &str| -> Result<[usize; 2], String> {
+        match attr_ints(node, name).as_deref() {
+            None => Ok([1, 1]),
+            Some([a, b]) if *a > 0 && *b > 0 => Ok([*a as usize, *b as usize]),
+            Some(v) => Err(format!("{name} {v:?}: two positive values expected")),
+        }
+    };
+    let (stride, dilation) = (two("strides")?, two("dilations")?);
+    let auto = node
+        .attribute
+        .iter()
+        .find(|a| a.name == "auto_pad")
+        .map(|a| String::from_utf8_lossy(&a.s).to_string())
+        .unwrap_or_else(|| "NOTSET".into());
+    let pads = match auto.as_str() {
+        "NOTSET" => match attr_ints(node, "pads").as_deref() {
+            None => [0; 4],
+            Some([t, l, b, r]) if [t, l, b, r].iter().all(|v| **v >= 0) => {
+                [*t as usize, *l as usize, *b as usize, *r as usize]
+            }
+            Some(v) => Err(format!("pads {v:?}: four non-negative values expected"))?,
+        },
+        "VALID" => [0; 4],
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut p = [0; 4];
+            for d in 0..2 {
+                let n = shape[1 + d];
+                let out = n.div_ceil(stride[d]);
+                let reach = dilation[d] * (kernel[d] - 1) + 1;
+                let total = ((out - 1) * stride[d] + reach).saturating_sub(n);
+                let (small, big) = (total / 2, total - total / 2);
+                (p[d], p[d + 2]) = if auto == "SAME_UPPER" {
+                    (small, big)
+                } else {
+                    (big, small)
+                };
+            }
+            p
+        }
+        other => return Err(format!("auto_pad {other} is not supported")),
+    };
+    Ok(Window {
+        kernel,
+        stride,
+        pads,
+        dilation,
+    })
 }
 
 /// Evaluates a node whose inputs are all constants (shape arithmetic and the like).
@@ -527,6 +777,39 @@ fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) -> Result<T
             }
             Ok(Tensor {
                 dims: vec![c, r],
+                data,
+            })
+        }
+        "Cast" => Ok(get(0)?.clone()),
+        "Gather" => {
+            let (t, idx) = (get(0)?, get(1)?);
+            if t.dims.len() > 1 || attr_i(node, "axis").unwrap_or(0) != 0 {
+                return Err("only gathers from 1-D constants are supported".into());
+            }
+            let n = t.numel() as i64;
+            let data = idx
+                .data
+                .iter()
+                .map(|&i| {
+                    let i = if i < 0.0 { i as i64 + n } else { i as i64 };
+                    t.data
+                        .get(i as usize)
+                        .copied()
+                        .ok_or_else(|| format!("index {i} is out of range"))
+                })
+                .collect::<Result<Vec<f64>, String>>()?;
+            Ok(Tensor {
+                dims: idx.dims.clone(),
+                data,
+            })
+        }
+        "Concat" => {
+            let mut data = Vec::new();
+            for i in 0..node.input.len() {
+                data.extend_from_slice(&get(i)?.data);
+            }
+            Ok(Tensor {
+                dims: vec![data.len()],
                 data,
             })
         }

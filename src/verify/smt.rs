@@ -11,12 +11,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use num::BigRational;
-use z3::ast::{Bool, Real};
+use z3::ast::Real;
 use z3::{Params, SatResult, Solver};
 
 use super::bounds::LayerBounds;
 use super::falsify::confirm;
-use super::network::{Layer, Linear, Network};
+use super::graph::rules::Z3Encoding;
+use super::graph::Network;
 use super::spec::Region;
 
 /// What Z3 said about a region.
@@ -39,7 +40,7 @@ pub struct SmtRecord {
     pub answer: String,
 }
 
-fn exact(x: f64) -> Real {
+pub(crate) fn exact(x: f64) -> Real {
     match BigRational::from_float(x) {
         Some(r) => Real::from_big_rational(&r),
         None => Real::from_rational(0, 1), // unreachable: networks hold finite weights
@@ -163,94 +164,15 @@ fn solve_here(
         solver.assert(x.le(exact(region.input.upper[j])));
     }
     let zero = Real::from_rational(0, 1);
-    let mut v: Vec<Real> = xs.clone();
-    let mut relu_index = 0;
-    let mut affine_index = 0;
-    for layer in &net.layers {
-        match layer {
-            Layer::Affine(a) => {
-                let n_out = a.linear.out_dim();
-                // Sparse rows of W: (output, input, weight).
-                let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n_out];
-                match &a.linear {
-                    Linear::Dense { rows: r, cols, w } => {
-                        for (i, row) in rows.iter_mut().enumerate().take(*r) {
-                            for c in 0..*cols {
-                                let wv = w[i * cols + c];
-                                if wv != 0.0 {
-                                    row.push((c, wv));
-                                }
-                            }
-                        }
-                    }
-                    other => {
-                        let dense = other.to_dense();
-                        let cols = other.in_dim();
-                        for (i, row) in rows.iter_mut().enumerate() {
-                            for c in 0..cols {
-                                let wv = dense[i * cols + c];
-                                if wv != 0.0 {
-                                    row.push((c, wv));
-                                }
-                            }
-                        }
-                    }
-                }
-                // One variable per affine output keeps the encoding flat: nested sums would be
-                // expanded by Z3's preprocessing, exponentially in the depth.
-                let layer_no = affine_index;
-                affine_index += 1;
-                v = rows
-                    .iter()
-                    .zip(&a.bias)
-                    .enumerate()
-                    .map(|(i, (row, b))| {
-                        let mut terms: Vec<Real> = row
-                            .iter()
-                            .map(|(c, w)| Real::mul(&[&exact(*w), &v[*c]]))
-                            .collect();
-                        terms.push(exact(*b));
-                        let refs: Vec<&Real> = terms.iter().collect();
-                        let z = Real::new_const(format!("z{layer_no}_{i}"));
-                        solver.assert(z.eq(Real::add(&refs)));
-                        z
-                    })
-                    .collect();
-            }
-            Layer::Relu => {
-                let lb = bounds.map(|b| &b[relu_index]);
-                let mut out = Vec::with_capacity(v.len());
-                for (i, z) in v.iter().enumerate() {
-                    let (l, u) = lb.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| {
-                        (b.lower[i], b.upper[i])
-                    });
-                    if l >= 0.0 {
-                        solver.assert(z.ge(&zero));
-                        out.push(z.clone());
-                    } else if u <= 0.0 {
-                        solver.assert(z.le(&zero));
-                        out.push(zero.clone());
-                    } else {
-                        let r = Real::new_const(format!("r{relu_index}_{i}"));
-                        solver.assert(r.ge(&zero));
-                        solver.assert(r.ge(z));
-                        solver.assert(Bool::or(&[&r.eq(&zero), &r.eq(z)]));
-                        if l.is_finite() && u.is_finite() {
-                            // r <= u (z - l) / (u - l)
-                            let s = u / (u - l);
-                            let rhs = Real::sub(&[&Real::mul(&[&exact(s), z]), &exact(s * l)]);
-                            solver.assert(r.le(&rhs));
-                            solver.assert(z.ge(exact(l)));
-                            solver.assert(z.le(exact(u)));
-                        }
-                        out.push(r);
-                    }
-                }
-                v = out;
-                relu_index += 1;
-            }
-        }
-    }
+    let Some(v) = encode(net, &solver, &xs, bounds) else {
+        return (
+            SmtOutcome::Unknown(
+                "the network has a smooth or bilinear node, which has no exact linear encoding"
+                    .into(),
+            ),
+            None,
+        );
+    };
     for c in &region.constraints {
         let mut terms: Vec<Real> = c
             .coeffs
@@ -326,4 +248,25 @@ fn solve_here(
         .into(),
     });
     (outcome, record)
+}
+
+/// The network's output as Z3 terms of the inputs `xs`, node by node through each operator's
+/// exact encoding (stable ReLUs fixed by `bounds`); `None` when a node has no exact encoding.
+fn encode(
+    net: &Network,
+    solver: &Solver,
+    xs: &[Real],
+    bounds: Option<&[LayerBounds]>,
+) -> Option<Vec<Real>> {
+    let nodes = net.nodes();
+    let mut values: Vec<Vec<Real>> = Vec::with_capacity(nodes.len());
+    values.push(xs.to_vec());
+    for (id, node) in nodes.iter().enumerate().skip(1) {
+        let args: Vec<&[Real]> = node.inputs.iter().map(|&i| values[i].as_slice()).collect();
+        let b = net.activation_of(id).and_then(|k| bounds.map(|bs| &bs[k]));
+        let enc = Z3Encoding { solver, node: id };
+        let out = node.op.rules().z3(&args, b, &enc)?;
+        values.push(out);
+    }
+    values.pop()
 }

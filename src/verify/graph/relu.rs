@@ -1,0 +1,141 @@
+//! `max(x, 0)` element-wise: the piecewise-linear nonlinearity branch and bound splits.
+//! MaxPool, LeakyReLU and ReLU6 are lowered to it by the loaders, so they share its exact
+//! encodings and its splits.
+
+use z3::ast::{Bool, Real};
+
+use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use crate::verify::bounds::LayerBounds;
+use crate::verify::smt::exact;
+
+/// `y = max(x, 0)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relu;
+
+impl Rules for Relu {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+        match inputs {
+            [n] => Ok(*n),
+            _ => Err("a ReLU takes one input".into()),
+        }
+    }
+
+    fn forward(&self, x: &[&[f64]]) -> Vec<f64> {
+        x[0].iter().map(|v| v.max(0.0)).collect()
+    }
+
+    fn gradient(&self, x: &[&[f64]], g: &[f64], grads: &mut [Vec<f64>]) {
+        for ((a, gi), xi) in grads[0].iter_mut().zip(g).zip(x[0]) {
+            if *xi > 0.0 {
+                *a += gi;
+            }
+        }
+    }
+
+    fn interval(&self, lo: &[&[f64]], hi: &[&[f64]]) -> (Vec<f64>, Vec<f64>) {
+        (
+            lo[0].iter().map(|v| v.max(0.0)).collect(),
+            hi[0].iter().map(|v| v.max(0.0)).collect(),
+        )
+    }
+
+    /// Stable elements are the identity or zero; an unstable one is bounded above by the
+    /// chord `u (z - l) / (u - l)` and below by `alpha z`, with the adaptive `alpha` (1 when
+    /// `u >= -l`, else 0).
+    fn back(&self, mut lam: Rows, consts: &mut [f64], bounds: Option<&LayerBounds>) -> Vec<Rows> {
+        let b = bounds.expect("a ReLU is bounded");
+        let dim = lam.dim;
+        for (r, c) in consts.iter_mut().enumerate() {
+            let row = &mut lam.data[r * dim..(r + 1) * dim];
+            for (i, li) in row.iter_mut().enumerate() {
+                let (l, u) = (b.lower[i], b.upper[i]);
+                if l >= 0.0 || *li == 0.0 {
+                    continue;
+                }
+                if u <= 0.0 {
+                    *li = 0.0;
+                } else if *li > 0.0 {
+                    if u < -l {
+                        *li = 0.0;
+                    }
+                } else {
+                    let s = u / (u - l);
+                    *c -= *li * s * l;
+                    *li *= s;
+                }
+            }
+        }
+        vec![lam]
+    }
+
+    fn need_bounds(&self) -> bool {
+        true
+    }
+
+    fn splittable(&self) -> bool {
+        true
+    }
+
+    fn forms(
+        &self,
+        x: &[&Rows],
+        bounds: Option<&LayerBounds>,
+        phase: PhaseOf<'_>,
+        phase_rows: &mut Vec<(Vec<f64>, bool)>,
+    ) -> Option<Rows> {
+        let b = bounds.expect("a ReLU is bounded");
+        let mut out = x[0].clone();
+        for i in 0..out.n {
+            let on = if b.lower[i] >= 0.0 {
+                true
+            } else if b.upper[i] <= 0.0 {
+                false
+            } else {
+                let on = phase(i).unwrap_or(true);
+                phase_rows.push((out.row(i).to_vec(), on));
+                on
+            };
+            if !on {
+                out.row_mut(i).iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+        Some(out)
+    }
+
+    fn z3(
+        &self,
+        x: &[&[Real]],
+        bounds: Option<&LayerBounds>,
+        enc: &Z3Encoding,
+    ) -> Option<Vec<Real>> {
+        let zero = Real::from_rational(0, 1);
+        let mut out = Vec::with_capacity(x[0].len());
+        for (i, z) in x[0].iter().enumerate() {
+            let (l, u) = bounds.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| {
+                (b.lower[i], b.upper[i])
+            });
+            if l >= 0.0 {
+                enc.solver.assert(z.ge(&zero));
+                out.push(z.clone());
+            } else if u <= 0.0 {
+                enc.solver.assert(z.le(&zero));
+                out.push(zero.clone());
+            } else {
+                let r = enc.var("r", i);
+                enc.solver.assert(r.ge(&zero));
+                enc.solver.assert(r.ge(z));
+                enc.solver.assert(Bool::or(&[&r.eq(&zero), &r.eq(z)]));
+                if l.is_finite() && u.is_finite() {
+                    // The triangle relaxation as a redundant cut, and the bounds themselves.
+                    let s = u / (u - l);
+                    let rhs = Real::sub(&[&Real::mul(&[&exact(s), z]), &exact(s * l)]);
+                    enc.solver.assert(r.le(&rhs));
+                    enc.solver.assert(z.ge(exact(l)));
+                    enc.solver.assert(z.le(exact(u)));
+                }
+                out.push(r);
+            }
+        }
+        Some(out)
+    }
+}
