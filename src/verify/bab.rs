@@ -127,16 +127,33 @@ pub fn solve_regions(
         unknown: Option<String>,
         spent: Duration,
     }
+    // The regions of a robustness property share one input box, and the bounds of the
+    // activations depend only on the box: computed once, they are every root's parent (its
+    // own pass then refines only what is still unstable).
+    let mut roots: Vec<(InputBox, Option<Arc<Vec<LayerBounds>>>)> = Vec::new();
+    for region in regions {
+        if !roots.iter().any(|(b, _)| *b == region.input) {
+            let bounds = crown(net, &region.input, &[], None).map(Arc::new);
+            roots.push((region.input.clone(), bounds));
+        }
+    }
+    let root_of = |b: &InputBox| {
+        roots
+            .iter()
+            .find(|(r, _)| r == b)
+            .and_then(|(_, p)| p.clone())
+    };
     let mut searches: Vec<Search> = regions
         .iter()
         .enumerate()
         .flat_map(|(r, region)| {
+            let parent = root_of(&region.input);
             rules.iter().map(move |&rule| Search {
                 region: r,
                 stack: vec![Domain {
                     input: region.input.clone(),
                     splits: Vec::new(),
-                    parent: None,
+                    parent: parent.clone(),
                     inherited: None,
                     rule,
                     look: true,
@@ -166,11 +183,14 @@ pub fn solve_regions(
         if cfg.attack_seed.is_some() && Instant::now() >= next_attack {
             round += 1;
             let f = Falsifier::default().scaled(4usize.pow(round.min(4)));
+            // A round gets at most a third of the time spent so far: on a large network the
+            // samples cost more than the bounds.
+            let until = (Instant::now() + started.elapsed() / 2).min(cfg.deadline);
             for (r, region) in regions.iter().enumerate() {
                 if proven[r] {
                     continue;
                 }
-                if let Some(x) = f.run(net, region, &mut rng, cfg.deadline) {
+                if let Some(x) = f.run(net, region, &mut rng, until) {
                     return SpecResult::Violated(r, x);
                 }
             }
@@ -470,12 +490,17 @@ fn step(
 ) -> Step {
     stats.domains.fetch_add(1, Ordering::Relaxed);
     stats.max_depth.fetch_max(d.depth as u64, Ordering::Relaxed);
-    let Some(bounds) = crown(
-        net,
-        &d.input,
-        &d.splits,
-        d.parent.as_deref().map(|v| v.as_slice()),
-    ) else {
+    // A root's parent is the bounds of its own box, computed once for all regions.
+    let bounds = match (&d.parent, d.depth) {
+        (Some(root), 0) => Some(root.as_ref().clone()),
+        _ => crown(
+            net,
+            &d.input,
+            &d.splits,
+            d.parent.as_deref().map(|v| v.as_slice()),
+        ),
+    };
+    let Some(bounds) = bounds else {
         return Step::Closed; // the splits contradict each other here
     };
     let lins = tightest(

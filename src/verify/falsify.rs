@@ -106,6 +106,11 @@ impl Falsifier {
                 );
                 let count = CHUNK.min(self.samples - c * CHUNK);
                 for _ in 0..count {
+                    // Every sample checks the clock: on a large network one forward pass
+                    // takes milliseconds.
+                    if Instant::now() >= deadline {
+                        break;
+                    }
                     let x: Vec<f64> = (0..n)
                         .map(|j| {
                             if b.upper[j] > b.lower[j] {
