@@ -1,9 +1,7 @@
 //! The element-wise product of two tensors of one size (the gate of squeeze-excitation, SiLU
 //! as `x * sigmoid(x)`), relaxed by McCormick planes. Bilinear: no exact linear encoding.
 
-use z3::ast::Real;
-
-use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::rules::{Rows, Rules};
 use crate::verify::bounds::LayerBounds;
 
 /// `z = x * y` element-wise.
@@ -94,20 +92,6 @@ impl Rules for Mul {
 
     fn need_bounds(&self) -> bool {
         true
-    }
-
-    fn forms(
-        &self,
-        _x: &[&Rows],
-        _bounds: Option<&LayerBounds>,
-        _phase: PhaseOf<'_>,
-        _phase_rows: &mut Vec<(Vec<f64>, bool)>,
-    ) -> Option<Rows> {
-        None
-    }
-
-    fn z3(&self, _x: &[&[Real]], _b: Option<&LayerBounds>, _enc: &Z3Encoding) -> Option<Vec<Real>> {
-        None
     }
 }
 

@@ -115,7 +115,10 @@ pub trait Rules {
         bounds: Option<&LayerBounds>,
         phase: PhaseOf<'_>,
         phase_rows: &mut Vec<(Vec<f64>, bool)>,
-    ) -> Option<Rows>;
+    ) -> Option<Rows> {
+        let _ = (x, bounds, phase, phase_rows);
+        None
+    }
 
     /// The exact encoding in Z3 (linear real arithmetic), using the bounds to fix stable
     /// elements; `None` when the operator has none.
@@ -124,5 +127,8 @@ pub trait Rules {
         x: &[&[Real]],
         bounds: Option<&LayerBounds>,
         enc: &Z3Encoding,
-    ) -> Option<Vec<Real>>;
+    ) -> Option<Vec<Real>> {
+        let _ = (x, bounds, enc);
+        None
+    }
 }

@@ -6,9 +6,7 @@
 //! otherwise), and the intercept is the extreme of `f(x) - s x` over `[l, u]`, which lies at an
 //! end or where `f'(x) = s`, and `f'(x) = s` is solved in closed form.
 
-use z3::ast::Real;
-
-use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::rules::{Rows, Rules};
 use crate::verify::bounds::LayerBounds;
 
 /// Which S-shaped function.
@@ -158,20 +156,6 @@ impl Rules for Smooth {
 
     fn need_bounds(&self) -> bool {
         true
-    }
-
-    fn forms(
-        &self,
-        _x: &[&Rows],
-        _bounds: Option<&LayerBounds>,
-        _phase: PhaseOf<'_>,
-        _phase_rows: &mut Vec<(Vec<f64>, bool)>,
-    ) -> Option<Rows> {
-        None
-    }
-
-    fn z3(&self, _x: &[&[Real]], _b: Option<&LayerBounds>, _enc: &Z3Encoding) -> Option<Vec<Real>> {
-        None
     }
 }
 
