@@ -13,7 +13,7 @@ demo: deps
 	cargo run --release -- demo
 
 test: deps
-	cargo test
+	cargo test --release
 
 bench: deps
 	cargo bench

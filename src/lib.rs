@@ -12,6 +12,7 @@ pub mod cells;
 pub mod deepmad;
 pub mod evonorm;
 pub mod ir;
+pub mod onnx;
 pub mod report;
 pub mod search;
 pub mod solvers;

@@ -278,8 +278,8 @@ fn the_demo_writes_a_report_whose_figures_match_its_runs() {
 
     // Verification: training curves, radii, counterexamples and the cactus.
     let trained = json(&out.join("verify/train.out.json"));
-    let Plot::Lines { series } = read(&out.join("verify/mlp.curves.svg")).plot else {
-        panic!("verify/mlp.curves.svg is not a line figure")
+    let Plot::Lines { series } = read(&out.join("verify/resnet.curves.svg")).plot else {
+        panic!("verify/resnet.curves.svg is not a line figure")
     };
     let epochs = trained["epochs"].as_array().unwrap();
     assert_eq!(series[1].points.len(), epochs.len());
@@ -304,7 +304,7 @@ fn the_demo_writes_a_report_whose_figures_match_its_runs() {
             "point {k}: refuted"
         );
     }
-    let net = archproof::verify::load_network(&out.join("verify/mlp.json")).unwrap();
+    let net = archproof::verify::load_network(&out.join("verify/resnet.json")).unwrap();
     let data = archproof::train::data::load("shapes").unwrap();
     let refuted: Vec<&Value> = points
         .iter()

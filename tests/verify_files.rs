@@ -455,3 +455,168 @@ fn an_unsupported_onnx_operator_is_named() {
     let out = archproof(&["verify", "--net", &net, "--spec", &spec, "--no-proof"]);
     assert_bad_input(&out, &["softmax.onnx", "unsupported operator Softmax"]);
 }
+
+/// Runs an IR graph with weights through the training engine (candle, f32) on one input.
+fn candle_forward(graph: &archproof::ir::Graph, shape: &[usize], x: &[f32]) -> Vec<f32> {
+    let model = archproof::train::Model::new(graph, 0).unwrap();
+    let t = model.batch(x, 1).unwrap();
+    let _ = shape;
+    model
+        .forward(&t)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+fn close(want: &[f32], got: &[f64], tol: f64, what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: output sizes");
+    for (w, g) in want.iter().zip(got) {
+        assert!((*w as f64 - g).abs() < tol, "{what}: {want:?} vs {got:?}");
+    }
+}
+
+#[test]
+fn onnx_imports_into_the_ir_and_agrees_with_tract() {
+    use archproof::ir::io;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let cases: Vec<(&str, Vec<u8>, Vec<usize>)> = vec![
+        ("dag 0", onnx_models::dag_net(0), vec![1, 2, 6, 6]),
+        ("dag 1", onnx_models::dag_net(1), vec![1, 2, 6, 6]),
+        ("conv", onnx_models::conv_net(2), vec![1, 2, 5, 5]),
+    ];
+    for (what, bytes, shape) in cases {
+        let graph = archproof::onnx::import(&bytes, "m").unwrap();
+        // The IR graph written as JSON and read back, then exported to ONNX again.
+        let json = io::to_json(&graph).unwrap();
+        let back = io::from_json(&json).unwrap();
+        let again = archproof::train::export::to_onnx(&back).unwrap();
+        let net = archproof::verify::ir::from_graph(&graph).unwrap();
+        let n: usize = shape.iter().product();
+        for _ in 0..8 {
+            let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let want = tract_forward(&bytes, &shape, &x);
+            let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
+            close(&want, &net.forward(&x64), 1e-5, &format!("{what}: verifier"));
+            let trained: Vec<f64> = candle_forward(&back, &shape, &x)
+                .iter()
+                .map(|v| *v as f64)
+                .collect();
+            close(&want, &trained, 1e-4, &format!("{what}: candle"));
+            let round: Vec<f64> = tract_forward(&again, &shape, &x)
+                .iter()
+                .map(|v| *v as f64)
+                .collect();
+            close(&want, &round, 1e-5, &format!("{what}: re-exported"));
+        }
+    }
+}
+
+#[test]
+fn an_exported_resnet_imports_with_the_zoo_counts() {
+    use archproof::ir::{zoo, Shape};
+    let zoo_graph = zoo::build("resnet-tiny", Some(Shape::new(vec![1, 16, 16])), Some(6)).unwrap();
+    let model = archproof::train::Model::new(&zoo_graph, 3).unwrap();
+    let bytes = archproof::train::export::to_onnx(&model.to_graph().unwrap()).unwrap();
+    let imported = archproof::onnx::import(&bytes, "rt").unwrap();
+    let (a, b) = (zoo_graph.analyze().unwrap(), imported.analyze().unwrap());
+    assert_eq!(a.totals.params, b.totals.params);
+    assert_eq!(a.totals.macs, b.totals.macs);
+    assert_eq!(a.totals.layers, b.totals.layers);
+    // The same counts through the command line, which reads the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "rt.onnx", &bytes);
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = archproof(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let from_file = run(&["inspect", &path, "--json"]);
+    let from_zoo = run(&["inspect", "resnet-tiny", "--input", "1x16x16", "--classes", "6", "--json"]);
+    for key in ["params", "macs", "layers"] {
+        assert_eq!(from_file[key], from_zoo[key], "{key}");
+    }
+    // And the weights: the imported network computes what tract computes from the file.
+    let net = archproof::verify::ir::from_graph(&imported).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    for _ in 0..4 {
+        let x: Vec<f32> = (0..256).map(|_| rng.random_range(0.0f32..1.0)).collect();
+        let want = tract_forward(&bytes, &[1, 1, 16, 16], &x);
+        close(&want, &net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>()), 1e-4, "resnet-tiny");
+    }
+    // export: ONNX into IR JSON, which `inspect` reads with the same counts.
+    let json = dir.path().join("rt.json");
+    let out = archproof(&["export", &path, "--format", "json", "-o", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let from_json = run(&["inspect", json.to_str().unwrap(), "--json"]);
+    for key in ["params", "macs", "layers"] {
+        assert_eq!(from_json[key], from_zoo[key], "{key}");
+    }
+}
+
+#[test]
+fn malformed_onnx_graphs_exit_2_naming_the_node() {
+    use onnx_models::*;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(&dir, "s.vnnlib", b"(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)(assert (<= X_0 1))(assert (>= X_0 0))(assert (<= X_1 1))(assert (>= X_1 0))(assert (>= Y_0 3))");
+    let io = || (value_info("x", &[1, 2]), value_info("y", &[1, 2]));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dangling",
+            {
+                let (i, o) = io();
+                model(vec![node("Add", &["x", "ghost"], "y", vec![])], vec![], i, o)
+            },
+            "reads 'ghost', which no earlier node computes",
+        ),
+        (
+            "mismatch",
+            {
+                let (i, o) = io();
+                model(
+                    vec![
+                        node("Gemm", &["x", "w"], "h", vec![int("transB", 1)]),
+                        node("Add", &["x", "h"], "y", vec![]),
+                    ],
+                    vec![tensor("w", &[3, 2], vec![1.0; 6])],
+                    i,
+                    o,
+                )
+            },
+            "Add_y",
+        ),
+        (
+            "reshape",
+            {
+                let (i, o) = io();
+                model(
+                    vec![
+                        node("Relu", &["x"], "r", vec![]),
+                        node("Reshape", &["x", "r"], "y", vec![]),
+                    ],
+                    vec![],
+                    i,
+                    o,
+                )
+            },
+            "must be a constant",
+        ),
+        (
+            "unknown",
+            {
+                let (i, o) = io();
+                model(vec![node("Softmax", &["x"], "y", vec![])], vec![], i, o)
+            },
+            "unsupported operator Softmax",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let file = format!("{name}.onnx");
+        let path = write(&dir, &file, &bytes);
+        let verify = archproof(&["verify", "--net", &path, "--spec", &spec, "--no-proof"]);
+        assert_bad_input(&verify, &[&file, needle]);
+        let inspect = archproof(&["inspect", &path]);
+        assert_bad_input(&inspect, &[&file, needle]);
+    }
+}

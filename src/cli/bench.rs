@@ -163,7 +163,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "engine", "onnx", "vnnlib", "result", "seconds", "expected", "correct",
+        "engine", "onnx", "vnnlib", "result", "seconds", "expected", "correct", "peak_mib",
     ])?;
     for r in &rows {
         let x = &r.result;
@@ -175,6 +175,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             format!("{:.3}", x.seconds),
             x.expected.clone().unwrap_or_default(),
             x.correct.map(|c| c.to_string()).unwrap_or_default(),
+            x.peak_memory_mib.map(|m| format!("{m:.0}")).unwrap_or_default(),
         ])?;
     }
     write_file(&results, &w.into_inner()?, a.force)?;
@@ -225,6 +226,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             "wrong",
             "total (s)",
             "slowest solved (s)",
+            "peak memory (MiB)",
         ],
     );
     for s in &summaries {
@@ -238,6 +240,8 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             x.wrong.to_string(),
             format!("{:.1}", x.total_seconds),
             format!("{:.2}", x.max_solved_seconds),
+            x.max_peak_memory_mib
+                .map_or("-".into(), |m| format!("{m:.0}")),
         ]);
     }
     page.tables.push(t);
@@ -255,13 +259,13 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         print_json(&summaries)?;
     } else {
         println!(
-            "{:<6} {:>6} {:>7} {:>5} {:>6} {:>6} {:>10} {:>12}",
-            "engine", "cap s", "solved", "sat", "unsat", "wrong", "total s", "slowest s"
+            "{:<6} {:>6} {:>7} {:>5} {:>6} {:>6} {:>10} {:>12} {:>9}",
+            "engine", "cap s", "solved", "sat", "unsat", "wrong", "total s", "slowest s", "peak MiB"
         );
         for s in &summaries {
             let t = &s.totals;
             println!(
-                "{:<6} {:>6} {:>4}/{:<3} {:>4} {:>6} {:>6} {:>10.1} {:>12.2}",
+                "{:<6} {:>6} {:>4}/{:<3} {:>4} {:>6} {:>6} {:>10.1} {:>12.2} {:>9}",
                 s.engine,
                 s.cap_seconds,
                 t.solved,
@@ -270,7 +274,8 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
                 t.unsat,
                 t.wrong,
                 t.total_seconds,
-                t.max_solved_seconds
+                t.max_solved_seconds,
+                t.max_peak_memory_mib.map_or("-".into(), |m| format!("{m:.0}"))
             );
         }
         println!(

@@ -7,16 +7,25 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use archproof::ir::{io, zoo, Graph, Shape};
 
-/// Resolves a model argument: a zoo name, `nb201:<cell>`, or an IR `.json` file.
+/// Resolves a model argument: a zoo name, `nb201:<cell>`, an IR `.json` file, or an `.onnx`
+/// model (imported into the IR with its weights).
 pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Result<Graph> {
     let input = input
         .map(Shape::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let path = Path::new(spec);
-    if spec.ends_with(".json") || (path.exists() && !spec.starts_with("nb201:")) {
+    let onnx = spec.ends_with(".onnx");
+    if spec.ends_with(".json") || onnx || (path.exists() && !spec.starts_with("nb201:")) {
         if input.is_some() || classes.is_some() {
             bail!("--input and --classes apply to zoo models, not to a saved graph ({spec})");
+        }
+        if onnx {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy());
+            return archproof::onnx::import(&bytes, &name)
+                .with_context(|| format!("{}: cannot import the ONNX model", path.display()));
         }
         return Ok(io::read_graph(path)?);
     }

@@ -26,8 +26,8 @@ const DEEPMAD_SPACE: &str = include_str!("../../search-spaces/deepmad-cifar.toml
 /// With no files: a DeepMAD design under a CIFAR-size budget (the mathematical program against
 /// the evolutionary search), a NAS-Bench-201 cell search (strategies compared on the table with
 /// --benchmark; otherwise by the NASWOT proxy on the embedded dataset, for a Pareto front of
-/// score against parameters), a short EvoNorm search, and an MLP trained on the embedded
-/// dataset whose test points are then verified (robustness radii, counterexamples drawn beside
+/// score against parameters), a short EvoNorm search, and a residual network (resnet-mini)
+/// trained on the embedded dataset whose test points are then verified (robustness radii, counterexamples drawn beside
 /// their originals, a cactus plot of the engines). Takes a few minutes; prints where the report
 /// is.
 #[derive(Debug, clap::Args)]
@@ -241,11 +241,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ],
         )],
     ));
-    let net = out.join("verify").join("mlp.json").display().to_string();
+    let net = out.join("verify").join("resnet.json").display().to_string();
     let mut train = s(&[
         "train",
         "--model",
-        "mlp:64-32",
+        "resnet-mini",
         "--dataset",
         "shapes",
         "--epochs",
@@ -257,7 +257,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     ]);
     train.push(net.clone());
     plan.push((
-        "Verification: an MLP trained, then its test points verified",
+        "Verification: a residual network trained, then its test points verified",
         "verify",
         vec![
             train,
@@ -396,11 +396,11 @@ fn add_training(dir: &Path) -> Result<()> {
     page.figures.insert(
         0,
         archproof::report::FigureRef {
-            file: "mlp.curves.svg".into(),
-            caption: "Training curves of the verified MLP".into(),
+            file: "resnet.curves.svg".into(),
+            caption: "Training curves of the verified residual network (resnet-mini)".into(),
         },
     );
-    page.file("mlp.json", "IR JSON (with weights) of the verified MLP");
+    page.file("resnet.json", "IR JSON (with weights) of the verified residual network");
     page.file("log.txt", "the commands and their messages");
     write_page(dir, &page)
 }

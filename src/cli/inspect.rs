@@ -15,10 +15,11 @@ use super::common::{load_model, print_json, si, thousands};
   archproof inspect resnet50 --json
   archproof inspect 'nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'
   archproof inspect 'nb201:<cell>' --input 3x16x16 --classes 120
-  archproof inspect r18.json")]
+  archproof inspect r18.json
+  archproof inspect model.onnx          # a PyTorch or archproof ONNX model, weights read")]
 pub struct Args {
-    /// A zoo model (resnet18, resnet34, resnet50, mobilenet_v2), `nb201:<cell string>`, or an
-    /// IR .json file written by `archproof export`.
+    /// A zoo model (resnet18, resnet34, resnet50, mobilenet_v2), `nb201:<cell string>`, an
+    /// IR .json file written by `archproof export`, or an .onnx model.
     model: String,
     /// Input shape CxHxW (zoo models only), e.g. 3x32x32.
     #[arg(long)]

@@ -15,7 +15,8 @@ use super::common::{load_model, print_json, refuse_existing, write_file};
 /// Train a network on a dataset (candle, CPU) and export it as ONNX or IR JSON with weights.
 ///
 /// The model is a zoo name (mlp:64-32, cnn-tiny, resnet-tiny, nb201:<cell>, ...) built for the
-/// dataset's input shape and classes, or an IR JSON file. Training is seeded: the same seed
+/// dataset's input shape and classes, an IR JSON file, or an ONNX model (training starts from
+/// the weights such a file carries). Training is seeded: the same seed
 /// gives the same weights.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -23,9 +24,11 @@ use super::common::{load_model, print_json, refuse_existing, write_file};
   archproof train --model cnn-tiny --dataset shapes --epochs 8 --out nets/cnn.json
   archproof train --model 'nb201:|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|' --dataset cifar10-bin:DIR --epochs 12
   archproof train --model resnet-tiny --dataset mnist-idx:DIR --optimizer sgd --lr 0.05 --json
+  archproof train --model nets/cnn.onnx --dataset shapes --epochs 2 --out nets/cnn-tuned.onnx
   archproof verify --net nets/shapes-mlp.onnx --dataset shapes --index 7 --eps 0.01")]
 pub struct Args {
-    /// The network: a zoo name or an IR .json file.
+    /// The network: a zoo name, an IR .json file, or an .onnx model (fine-tuned from its
+    /// weights).
     #[arg(long)]
     model: String,
     /// The dataset: shapes[:SIZE] (embedded), mnist-idx:DIR, cifar10-bin:DIR, csv:FILE,

@@ -23,6 +23,7 @@ use super::common::{argmax, print_json, refuse_existing, write_file};
   archproof verify --instances instances.csv --root DIR --out results.csv --expected expected.csv
   archproof verify --net net.onnx --input x.csv --eps 0.02 --label 3
   archproof verify --net net.onnx --input x.csv --max-radius
+  archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 --write-spec p3.vnnlib
   archproof verify --net net.onnx --spec prop.vnnlib --engine smt")]
 pub struct Args {
     /// The network: .onnx, .nnet, or IR .json with weights.
@@ -93,6 +94,10 @@ pub struct Args {
     /// Seed of the falsifier.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Write the robustness property of --input/--dataset and --eps as VNN-LIB to this file
+    /// and stop, without verifying: to run it in other verifiers, or in `bench verify`.
+    #[arg(long, requires = "eps")]
+    write_spec: Option<PathBuf>,
     /// Write the VNN-COMP result file (sat/unsat/timeout and the counterexample) here.
     #[arg(long, conflicts_with = "instances")]
     vnncomp_out: Option<PathBuf>,
@@ -213,6 +218,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("--eps must be a nonnegative number");
     }
     let spec = Spec::robustness(&x, eps, label, net.output_dim(), args.clip);
+    if let Some(path) = &args.write_spec {
+        write_file(path, verify::vnnlib::write(&spec).as_bytes(), args.force)?;
+        if args.json {
+            print_json(&serde_json::json!({
+                "written": path,
+                "label": label,
+                "eps": eps,
+                "regions": spec.regions.len(),
+            }))?;
+        } else {
+            eprintln!("wrote {} (label {label}, eps {eps})", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let out = run_one(args, &net, &spec, &net_path, input_path, args.timeout)?;
     report_one(args, &spec, &out)?;
     Ok(ExitCode::SUCCESS)

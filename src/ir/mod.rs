@@ -13,7 +13,7 @@ pub mod zoo;
 
 pub use builder::Builder;
 pub use graph::{Analysis, Graph, Node, NodeId, Totals};
-pub use ops::{Activation, NodeCost, Op};
+pub use ops::{broadcast_index, broadcasts, Activation, NodeCost, Op};
 pub use shape::Shape;
 pub use weights::{Tensor, Weights};
 

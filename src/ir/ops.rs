@@ -25,6 +25,8 @@ pub enum Activation {
     Sigmoid,
     /// x * relu6(x + 3) / 6
     Hardswish,
+    /// (e^x - e^-x) / (e^x + e^-x)
+    Tanh,
 }
 
 impl Activation {
@@ -37,6 +39,7 @@ impl Activation {
             Activation::Gelu => "gelu",
             Activation::Sigmoid => "sigmoid",
             Activation::Hardswish => "hardswish",
+            Activation::Tanh => "tanh",
         }
     }
 }
@@ -89,6 +92,32 @@ pub enum Op {
     Act {
         /// The activation function.
         function: Activation,
+    },
+    /// max(x, 0) + slope * min(x, 0).
+    LeakyRelu {
+        /// The slope for negative inputs (PyTorch's default is 0.01).
+        slope: f64,
+    },
+    /// `x * scale + shift` element-wise, with constant `scale` and `shift` tensors of `shape`
+    /// broadcast to the input as numpy does (right-aligned): `[C, 1, 1]` per channel, `[1]`
+    /// for all elements, or the input's own shape. Input normalisation, and the constant
+    /// arithmetic (Add, Sub, Mul, Div by constants) of imported models. The two tensors are
+    /// constants: training leaves them as they are.
+    ScaleShift {
+        /// The shape of `scale` and `shift`.
+        shape: Vec<usize>,
+    },
+    /// Constant padding of a `[C, H, W]` map.
+    Pad {
+        /// Rows and columns added: top, left, bottom, right.
+        pads: [usize; 4],
+        /// The value of the added elements.
+        value: f64,
+    },
+    /// The same elements, row-major, in another shape.
+    Reshape {
+        /// The new shape (same number of elements).
+        shape: Shape,
     },
     /// Element-wise sum of two or more inputs of the same shape.
     Add,
@@ -152,6 +181,10 @@ impl Op {
             Op::GroupNorm { .. } => "group_norm",
             Op::LayerNorm => "layer_norm",
             Op::Act { .. } => "act",
+            Op::LeakyRelu { .. } => "leaky_relu",
+            Op::ScaleShift { .. } => "scale_shift",
+            Op::Pad { .. } => "pad",
+            Op::Reshape { .. } => "reshape",
             Op::Add => "add",
             Op::Mul => "mul",
             Op::Concat => "concat",
@@ -198,6 +231,16 @@ impl Op {
             }
             Op::GroupNorm { groups } => format!("group_norm g{groups}"),
             Op::Act { function } => function.name().to_string(),
+            Op::LeakyRelu { slope } => format!("leaky_relu {slope}"),
+            Op::ScaleShift { shape } => format!("scale_shift {}", Shape::new(shape.clone())),
+            Op::Pad { pads, value } => {
+                let mut s = format!("pad {}/{}/{}/{}", pads[0], pads[1], pads[2], pads[3]);
+                if *value != 0.0 {
+                    s.push_str(&format!(" ={value}"));
+                }
+                s
+            }
+            Op::Reshape { shape } => format!("reshape {shape}"),
             Op::MaxPool { kernel, stride, .. } => {
                 format!("max_pool {}x{}/{}", kernel[0], kernel[1], stride[0])
             }
@@ -282,6 +325,37 @@ impl Op {
                 Ok(inputs[0].clone())
             }
             Op::Act { .. } | Op::Identity | Op::Zero => Ok(inputs[0].clone()),
+            Op::LeakyRelu { slope } => {
+                if !slope.is_finite() {
+                    return Err(format!("slope {slope} is not finite"));
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::ScaleShift { shape } => {
+                broadcasts(shape, inputs[0].dims())?;
+                Ok(inputs[0].clone())
+            }
+            Op::Pad { pads, value } => {
+                let [c, h, w] = inputs[0].as_chw()?;
+                if !value.is_finite() {
+                    return Err(format!("pad value {value} is not finite"));
+                }
+                Ok(Shape::chw(c, h + pads[0] + pads[2], w + pads[1] + pads[3]))
+            }
+            Op::Reshape { shape } => {
+                if shape.dims().is_empty() || shape.dims().contains(&0) {
+                    return Err(format!("reshape to {shape}, which has an empty dimension"));
+                }
+                if shape.numel() != inputs[0].numel() {
+                    return Err(format!(
+                        "cannot reshape {} ({} elements) to {shape} ({} elements)",
+                        inputs[0],
+                        inputs[0].numel(),
+                        shape.numel()
+                    ));
+                }
+                Ok(shape.clone())
+            }
             Op::NormAct(g) => {
                 g.validate()?;
                 let c = inputs[0].channels();
@@ -409,6 +483,47 @@ impl Op {
     pub fn is_weighted_layer(&self) -> bool {
         matches!(self, Op::Conv2d { .. } | Op::Linear { .. })
     }
+}
+
+/// Checks that a constant of shape `small` broadcasts to `full` (numpy rules, right-aligned:
+/// each of its dimensions is 1 or equal to the one it meets) without growing it.
+pub fn broadcasts(small: &[usize], full: &[usize]) -> Result<(), String> {
+    let fits = small.len() <= full.len()
+        && small
+            .iter()
+            .rev()
+            .zip(full.iter().rev())
+            .all(|(&a, &b)| a == 1 || a == b);
+    if small.is_empty() || small.contains(&0) || !fits {
+        return Err(format!(
+            "a constant of shape {small:?} does not broadcast to {full:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The index into a broadcast constant of shape `small` of each element of a tensor of shape
+/// `full`, row-major (`small` must broadcast to `full`).
+pub fn broadcast_index(small: &[usize], full: &[usize]) -> Vec<usize> {
+    let n: usize = full.iter().product();
+    let lead = full.len() - small.len();
+    let mut idx = vec![0usize; full.len()];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut off = 0;
+        for (k, &d) in small.iter().enumerate() {
+            off = off * d + if d == 1 { 0 } else { idx[lead + k] };
+        }
+        out.push(off);
+        for k in (0..full.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < full[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    out
 }
 
 /// Output length of a sliding window, or a message when the window does not fit.

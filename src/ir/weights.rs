@@ -68,6 +68,7 @@ pub fn expected(op: &Op, inputs: &[&Shape]) -> Vec<(&'static str, Vec<usize>)> {
             ("running_var", vec![c]),
         ],
         Op::GroupNorm { .. } | Op::LayerNorm => vec![("weight", vec![c]), ("bias", vec![c])],
+        Op::ScaleShift { shape } => vec![("scale", shape.clone()), ("shift", shape.clone())],
         Op::NormAct(g) => {
             let live = g.live();
             let mut v = vec![("weight", vec![c]), ("bias", vec![c])];
@@ -81,6 +82,12 @@ pub fn expected(op: &Op, inputs: &[&Shape]) -> Vec<(&'static str, Vec<usize>)> {
         }
         _ => Vec::new(),
     }
+}
+
+/// Whether a weight is learned (trained, and counted in a network's parameters) or a constant
+/// of the network (batch normalization's moving statistics, a scale-shift's tensors).
+pub fn is_learned(op: &Op, name: &str) -> bool {
+    !(name.starts_with("running_") || matches!(op, Op::ScaleShift { .. }))
 }
 
 /// Checks a node's weights against what its operator expects: none at all, or exactly the

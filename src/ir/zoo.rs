@@ -34,6 +34,10 @@ pub const MODELS: &[(&str, &str)] = &[
         "resnet-tiny",
         "ResNet for small images: 16-channel stem, basic blocks at 16, 32, 64 channels",
     ),
+    (
+        "resnet-mini[:W]",
+        "ResNet small enough to verify in seconds: W-channel stride-2 stem (W = 8), basic blocks at W, 2W",
+    ),
 ];
 
 /// Default input of the small trainable models: the embedded `shapes` dataset.
@@ -58,6 +62,14 @@ pub fn build(name: &str, input: Option<Shape>, classes: Option<usize>) -> Result
             .clone()
             .unwrap_or(Shape::chw(SMALL_INPUT[0], SMALL_INPUT[1], SMALL_INPUT[2]));
     let small_classes = classes.unwrap_or(SMALL_CLASSES);
+    if let Some(w) = name.strip_prefix("resnet-mini:") {
+        let w = w.trim().parse::<usize>().ok().filter(|&w| w > 0).ok_or_else(|| {
+            IrError::Model(format!(
+                "'{name}': the stem width is a positive integer, e.g. resnet-mini:16"
+            ))
+        })?;
+        return resnet_mini(w, small_input, small_classes);
+    }
     if let Some(widths) = name.strip_prefix("mlp:") {
         let widths: Vec<usize> = widths
             .split('-')
@@ -73,6 +85,7 @@ pub fn build(name: &str, input: Option<Shape>, classes: Option<usize>) -> Result
     match name {
         "cnn-tiny" => return cnn_tiny(small_input, small_classes),
         "resnet-tiny" => return resnet_tiny(small_input, small_classes),
+        "resnet-mini" => return resnet_mini(8, small_input, small_classes),
         _ => {}
     }
     let input = input.unwrap_or(Shape::chw(3, 224, 224));
@@ -141,6 +154,31 @@ pub fn resnet_tiny(input: Shape, classes: usize) -> Result<Graph, IrError> {
     let c = b.bn("bn1", c)?;
     let mut x = b.relu("relu", c)?;
     for (i, (planes, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
+        b.enter(format!("layer{}", i + 1));
+        x = residual_block(&mut b, x, Block::Basic, planes, stride)?;
+        b.leave();
+    }
+    let f = b.pool_flatten(x)?;
+    let fc = b.linear("fc", f, classes)?;
+    b.finish(&[fc])
+}
+
+/// A ResNet small enough for complete verification in seconds: a 3x3 stride-2 stem of `width`
+/// channels with BN-ReLU, one basic block at `width` channels and one at `2 * width` (stride 2,
+/// with a 1x1 projection), global pooling and the classifier. On the 1x16x16 `shapes` images
+/// with width 8 it has 2,048 ReLUs; on 3x32x32 with width 16, 16,384.
+pub fn resnet_mini(width: usize, input: Shape, classes: usize) -> Result<Graph, IrError> {
+    let name = if width == 8 {
+        "resnet-mini".to_string()
+    } else {
+        format!("resnet-mini-{width}")
+    };
+    let mut b = Builder::new(name);
+    let x = b.input("input", input)?;
+    let c = b.conv("conv1", x, width, 3, 2, 1, 1)?;
+    let c = b.bn("bn1", c)?;
+    let mut x = b.relu("relu", c)?;
+    for (i, (planes, stride)) in [(width, 1), (2 * width, 2)].into_iter().enumerate() {
         b.enter(format!("layer{}", i + 1));
         x = residual_block(&mut b, x, Block::Basic, planes, stride)?;
         b.leave();

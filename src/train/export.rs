@@ -83,6 +83,16 @@ fn tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
     }
 }
 
+fn int64_tensor(name: &str, data: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![data.len() as i64],
+        data_type: DataType::INT64 as i32,
+        int64_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
 fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     let mut dim = vec![Dimension {
         value: Some(dimension::Value::DimParam("N".into())),
@@ -204,6 +214,7 @@ pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
             Op::Act { function } => match function {
                 Activation::Relu => g.node.push(node("Relu", name, &[x[0]], name, vec![])),
                 Activation::Sigmoid => g.node.push(node("Sigmoid", name, &[x[0]], name, vec![])),
+                Activation::Tanh => g.node.push(node("Tanh", name, &[x[0]], name, vec![])),
                 Activation::Relu6 => {
                     let (lo, hi) = (format!("{name}.min"), format!("{name}.max"));
                     g.initializer.push(tensor(&lo, &[], &[0.0]));
@@ -243,6 +254,34 @@ pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
                     g.node.push(node("Mul", name, &[&h, &p], name, vec![]));
                 }
             },
+            Op::LeakyRelu { slope } => g.node.push(node(
+                "LeakyRelu",
+                name,
+                &[x[0]],
+                name,
+                vec![attr_float("alpha", *slope as f32)],
+            )),
+            Op::ScaleShift { .. } => {
+                // w: `{name}.scale`, `{name}.shift`, broadcast as numpy does (ONNX's rule too).
+                let scaled = format!("{name}.scaled");
+                g.node.push(node("Mul", &scaled, &[x[0], w[0]], &scaled, vec![]));
+                g.node.push(node("Add", name, &[&scaled, w[1]], name, vec![]));
+            }
+            Op::Pad { pads, value } => {
+                let (p, v) = (format!("{name}.pads"), format!("{name}.value"));
+                let [t, l, b, r] = pads.map(|p| p as i64);
+                g.initializer.push(int64_tensor(&p, &[0, 0, t, l, 0, 0, b, r]));
+                g.initializer.push(tensor(&v, &[], &[*value as f32]));
+                g.node.push(node("Pad", name, &[x[0], &p, &v], name, vec![]));
+            }
+            Op::Reshape { shape } => {
+                let s = format!("{name}.shape");
+                let dims: Vec<i64> = std::iter::once(-1)
+                    .chain(shape.dims().iter().map(|&d| d as i64))
+                    .collect();
+                g.initializer.push(int64_tensor(&s, &dims));
+                g.node.push(node("Reshape", name, &[x[0], &s], name, vec![]));
+            }
             Op::Add => g.node.push(node("Sum", name, &x, name, vec![])),
             Op::Mul => g.node.push(node("Mul", name, &x, name, vec![])),
             Op::Concat => g

@@ -94,12 +94,12 @@ impl Model {
                                 .map(|_| rng.random_range(-bound..bound) as f32)
                                 .collect()
                         }
-                        ("weight" | "running_var" | "v1", _) => vec![1.0; n],
+                        ("weight" | "running_var" | "v1" | "scale", _) => vec![1.0; n],
                         _ => vec![0.0; n],
                     }
                 };
                 let t = Tensor::from_vec(data, shape.as_slice(), &device)?;
-                if name.starts_with("running_") {
+                if !weights::is_learned(&node.op, name) {
                     buffers.insert((id.index(), name.to_string()), t);
                 } else {
                     params.insert((id.index(), name.to_string()), Var::from_tensor(&t)?);
@@ -200,7 +200,7 @@ impl Model {
             .chain(
                 self.buffers
                     .iter()
-                    .filter(|(k, _)| k.1.starts_with("running_"))
+                    .filter(|(k, _)| !k.1.starts_with("moving."))
                     .map(|(k, t)| (k, t.clone())),
             );
         for ((i, name), t) in all {
@@ -382,6 +382,19 @@ impl Model {
                     affine(&xhat, self.param(id, "weight"), self.param(id, "bias"))?
                 }
                 Op::Act { function } => activation(ins[0], *function)?,
+                Op::LeakyRelu { slope } => {
+                    let x = ins[0];
+                    (x.relu()? - (x.neg()?.relu()? * *slope)?)?
+                }
+                Op::ScaleShift { .. } => ins[0]
+                    .broadcast_mul(self.buffer(id, "scale")?)?
+                    .broadcast_add(self.buffer(id, "shift")?)?,
+                Op::Pad { pads, value } => pad4(ins[0], *pads, *value)?,
+                Op::Reshape { shape } => {
+                    let mut dims = vec![ins[0].dim(0)?];
+                    dims.extend_from_slice(shape.dims());
+                    ins[0].reshape(dims.as_slice())?
+                }
                 Op::Add => {
                     let mut y = ins[0].clone();
                     for t in &ins[1..] {
@@ -703,26 +716,45 @@ fn conv2d(
 
 /// Pads height and width of `[N, C, H, W]` with `value`.
 fn pad(x: &Tensor, padding: [usize; 2], value: f64) -> candle_core::Result<Tensor> {
-    if padding == [0, 0] {
+    pad4(x, [padding[0], padding[1], padding[0], padding[1]], value)
+}
+
+/// Pads `[N, C, H, W]` with `value`: `[top, left, bottom, right]` rows and columns.
+fn pad4(x: &Tensor, [t, l, b, r]: [usize; 4], value: f64) -> candle_core::Result<Tensor> {
+    if [t, l, b, r] == [0; 4] {
         return Ok(x.clone());
     }
     if value == 0.0 {
-        return x
-            .pad_with_zeros(2, padding[0], padding[0])?
-            .pad_with_zeros(3, padding[1], padding[1]);
+        return x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r);
     }
-    let (n, c, h, w) = x.dims4()?;
-    let (ph, pw) = (padding[0], padding[1]);
+    let (n, c, h, _) = x.dims4()?;
     let fill = |hh: usize, ww: usize| {
         Tensor::full(value as f32, (n, c, hh, ww), x.device())?.to_dtype(x.dtype())
     };
+    let w = x.dim(3)?;
     let mut y = x.clone();
-    if ph > 0 {
-        y = Tensor::cat(&[&fill(ph, w)?, &y, &fill(ph, w)?], 2)?;
+    if t + b > 0 {
+        let mut parts = Vec::new();
+        if t > 0 {
+            parts.push(fill(t, w)?);
+        }
+        parts.push(y);
+        if b > 0 {
+            parts.push(fill(b, w)?);
+        }
+        y = Tensor::cat(&parts, 2)?;
     }
-    if pw > 0 {
-        let hh = h + 2 * ph;
-        y = Tensor::cat(&[&fill(hh, pw)?, &y, &fill(hh, pw)?], 3)?;
+    if l + r > 0 {
+        let hh = h + t + b;
+        let mut parts = Vec::new();
+        if l > 0 {
+            parts.push(fill(hh, l)?);
+        }
+        parts.push(y);
+        if r > 0 {
+            parts.push(fill(hh, r)?);
+        }
+        y = Tensor::cat(&parts, 3)?;
     }
     Ok(y)
 }
@@ -734,6 +766,7 @@ fn activation(x: &Tensor, f: Activation) -> candle_core::Result<Tensor> {
         Activation::Silu => x.silu(),
         Activation::Gelu => x.gelu_erf(),
         Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+        Activation::Tanh => x.tanh(),
         Activation::Hardswish => {
             let r6 = (x + 3.0)?.relu()?.minimum(6f32)?;
             (x * r6)? / 6.0

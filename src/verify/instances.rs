@@ -142,6 +142,24 @@ pub struct InstanceResult {
     pub correct: Option<bool>,
     /// For `sat`: the counterexample was re-checked by a forward pass.
     pub counterexample_checked: Option<bool>,
+    /// The process's peak resident memory while the instance ran, in MiB (Linux; `None`
+    /// elsewhere). It includes what the process held before (loaded networks and specs).
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Resets the process's peak resident set size (Linux `clear_refs`), so that the next
+/// [`peak_memory_mib`] reads the peak from here on. Without the file the peak stays the
+/// process's lifetime peak: an upper bound.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set size in MiB (`VmHWM`), where the system reports it.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Loaded networks and specs, read once each.
@@ -178,7 +196,9 @@ pub fn run_instance(
         seed,
         record_smt: false,
     };
+    reset_peak_memory();
     let out = verify(net, spec, &opts)?;
+    let peak_memory_mib = peak_memory_mib();
     let result = out.result.vnncomp(out.timed_out).to_string();
     let exp = expected.and_then(|e| e.get(&instance_key(&inst.onnx, &inst.vnnlib)).cloned());
     let correct = match out.result {
@@ -198,6 +218,7 @@ pub fn run_instance(
             expected: exp,
             correct,
             counterexample_checked,
+            peak_memory_mib,
         },
         out,
         spec.clone(),
@@ -225,6 +246,8 @@ pub struct Summary {
     pub total_seconds: f64,
     /// Slowest solved instance.
     pub max_solved_seconds: f64,
+    /// The largest peak resident memory of an instance, in MiB.
+    pub max_peak_memory_mib: Option<f64>,
 }
 
 impl Summary {
@@ -247,6 +270,10 @@ impl Summary {
             checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
             total_seconds: rows.iter().map(|r| r.seconds).sum(),
             max_solved_seconds: solved.map(|r| r.seconds).fold(0.0, f64::max),
+            max_peak_memory_mib: rows
+                .iter()
+                .filter_map(|r| r.peak_memory_mib)
+                .reduce(f64::max),
         }
     }
 }

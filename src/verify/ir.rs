@@ -1,6 +1,7 @@
 //! archproof IR graphs with weights as verifier networks: every operator the zoo, the cell
 //! spaces and DeepMAD designs use (convolutions with groups and dilation, linear layers,
-//! batch norm folded to a per-channel affine map, ReLU, ReLU6, SiLU, sigmoid, hard-swish,
+//! batch norm folded to a per-channel affine map, ReLU, ReLU6, LeakyReLU, SiLU, sigmoid, tanh, hard-swish,
+//! constant scale-shift, padding, reshape,
 //! residual adds, squeeze-excitation products, channel concatenation, max, average and global
 //! average pooling, flatten, identity, and the `zero` edge), lowered through
 //! [`Builder`](super::graph::Builder)'s layer methods.
@@ -65,12 +66,7 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                 } else {
                     vec![0.0; *out_channels]
                 };
-                let window = Window {
-                    kernel: *kernel,
-                    stride: *stride,
-                    pads: [padding[0], padding[1], padding[0], padding[1]],
-                    dilation: *dilation,
-                };
+                let window = symmetric(*kernel, *stride, *padding, *dilation);
                 b.conv(
                     name,
                     x.expect("arity checked"),
@@ -127,6 +123,7 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                     Activation::Silu => b.silu(name, x),
                     Activation::Sigmoid => b.smooth(name, x, Smooth::Sigmoid),
                     Activation::Hardswish => b.hardswish(name, x),
+                    Activation::Tanh => b.smooth(name, x, Smooth::Tanh),
                     Activation::Gelu => {
                         return Err(err(
                             "GELU has no relaxation in the verifier (it handles ReLU, ReLU6, \
@@ -136,6 +133,36 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                     }
                 }
                 .map_err(ge)?
+            }
+            Op::LeakyRelu { slope } => b
+                .leaky_relu(name, x.expect("arity checked"), *slope)
+                .map_err(ge)?,
+            Op::ScaleShift { shape } => {
+                let x = x.expect("arity checked");
+                let full = b.shape(x).to_vec();
+                let index = crate::ir::broadcast_index(shape, &full);
+                let (scale, shift) = (tensor("scale")?, tensor("shift")?);
+                b.scale_shift(
+                    name,
+                    x,
+                    index.iter().map(|&i| scale[i]).collect(),
+                    index.iter().map(|&i| shift[i]).collect(),
+                )
+                .map_err(ge)?
+            }
+            Op::Pad { pads, value } => b
+                .pad(name, x.expect("arity checked"), *pads, *value)
+                .map_err(ge)?,
+            // A view: the same flat data under the new shape (folded away by `finish`).
+            Op::Reshape { shape } => {
+                let n = shape.numel();
+                let view = super::graph::Affine {
+                    linear: Linear::Diag(vec![1.0; n]),
+                    bias: vec![0.0; n],
+                };
+                let x = x.expect("arity checked");
+                b.add(name, super::graph::Op::Affine(view), &[x], shape.dims().to_vec())
+                    .map_err(ge)?
             }
             Op::Add => b.sum(name, &args, vec![1.0; args.len()]).map_err(ge)?,
             Op::Mul => b.product(name, args[0], args[1]).map_err(ge)?,
@@ -148,12 +175,7 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                 .max_pool(
                     name,
                     x.expect("arity checked"),
-                    Window {
-                        kernel: *kernel,
-                        stride: *stride,
-                        pads: [padding[0], padding[1], padding[0], padding[1]],
-                        dilation: [1, 1],
-                    },
+                    symmetric(*kernel, *stride, *padding, [1, 1]),
                 )
                 .map_err(ge)?,
             Op::AvgPool {
@@ -165,12 +187,7 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                 .avg_pool(
                     name,
                     x.expect("arity checked"),
-                    Window {
-                        kernel: *kernel,
-                        stride: *stride,
-                        pads: [padding[0], padding[1], padding[0], padding[1]],
-                        dilation: [1, 1],
-                    },
+                    symmetric(*kernel, *stride, *padding, [1, 1]),
                     *count_include_pad,
                 )
                 .map_err(ge)?,
@@ -192,4 +209,19 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
     }
     let out = at[output.index()].expect("the output is in the order");
     b.finish(out).map_err(|e| e.to_string())
+}
+
+/// The window of the IR's convolutions and pools: the same padding on both sides.
+fn symmetric(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+) -> Window {
+    Window {
+        kernel,
+        stride,
+        pads: [padding[0], padding[1], padding[0], padding[1]],
+        dilation,
+    }
 }

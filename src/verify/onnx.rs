@@ -13,23 +13,10 @@
 
 use std::collections::HashMap;
 
-use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
+use crate::onnx::{self, attr_f, attr_i, attr_ints, broadcast, Tensor, Window2d};
 
 use super::graph::lower::Window;
 use super::graph::{Affine, Builder, GraphError, Linear, Network, NodeId, Op, Smooth};
-
-/// A constant tensor.
-#[derive(Debug, Clone)]
-struct Tensor {
-    dims: Vec<usize>,
-    data: Vec<f64>,
-}
-
-impl Tensor {
-    fn numel(&self) -> usize {
-        self.data.len()
-    }
-}
 
 /// A tensor computed from the input: the node computing it and its shape (which a reshape
 /// may change without a node: data stays flat and row-major).
@@ -39,184 +26,23 @@ struct Var {
     shape: Vec<usize>,
 }
 
-fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
-    let dims: Vec<usize> = t
-        .dims
-        .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| format!("tensor '{}' has a negative dimension", t.name))
-        })
-        .collect::<Result<_, _>>()?;
-    let n: usize = dims.iter().product();
-    let raw = &t.raw_data;
-    // Data types of TensorProto: 1 float, 6 int32, 7 int64, 11 double.
-    let data: Vec<f64> = match t.data_type {
-        1 if !raw.is_empty() => raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-            .collect(),
-        1 => t.float_data.iter().map(|&v| v as f64).collect(),
-        11 if !raw.is_empty() => raw
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect(),
-        11 => t.double_data.clone(),
-        7 if !raw.is_empty() => raw
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64)
-            .collect(),
-        7 => t.int64_data.iter().map(|&v| v as f64).collect(),
-        6 if !raw.is_empty() => raw
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-            .collect(),
-        6 => t.int32_data.iter().map(|&v| v as f64).collect(),
-        other => {
-            return Err(format!(
-                "tensor '{}' has data type {other}; float, double, int32 and int64 are supported",
-                t.name
-            ))
-        }
-    };
-    if data.len() != n {
-        return Err(format!(
-            "tensor '{}' holds {} values for shape {:?} (truncated?)",
-            t.name,
-            data.len(),
-            dims
-        ));
-    }
-    if data.iter().any(|v| !v.is_finite()) {
-        return Err(format!(
-            "tensor '{}' holds a value that is not finite",
-            t.name
-        ));
-    }
-    Ok(Tensor { dims, data })
-}
-
-fn attr_i(node: &NodeProto, name: &str) -> Option<i64> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
-}
-
-fn attr_f(node: &NodeProto, name: &str) -> Option<f32> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.f)
-}
-
-fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map(|a| a.ints.clone())
-}
-
-/// Broadcasts a constant to `shape` (numpy rules, right-aligned) and flattens it.
-fn broadcast(t: &Tensor, shape: &[usize]) -> Result<Vec<f64>, String> {
-    let n: usize = shape.iter().product();
-    if t.numel() == n {
-        return Ok(t.data.clone());
-    }
-    if t.numel() == 1 {
-        return Ok(vec![t.data[0]; n]);
-    }
-    let rank = shape.len().max(t.dims.len());
-    let pad = |d: &[usize]| -> Vec<usize> {
-        let mut v = vec![1; rank - d.len()];
-        v.extend_from_slice(d);
-        v
-    };
-    let (s, c) = (pad(shape), pad(&t.dims));
-    for (a, b) in s.iter().zip(&c) {
-        if *b != 1 && a != b {
-            return Err(format!(
-                "a constant of shape {:?} does not broadcast to {:?}",
-                t.dims, shape
-            ));
-        }
-    }
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; rank];
-    for _ in 0..n {
-        let mut off = 0;
-        for k in 0..rank {
-            off = off * c[k] + if c[k] == 1 { 0 } else { idx[k] };
-        }
-        out.push(t.data[off]);
-        for k in (0..rank).rev() {
-            idx[k] += 1;
-            if idx[k] < s[k] {
-                break;
-            }
-            idx[k] = 0;
-        }
-    }
-    Ok(out)
-}
-
 /// Loads an ONNX model from its bytes. Errors say what is wrong (the caller adds the file).
 pub fn load(bytes: &[u8]) -> Result<Network, String> {
-    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
-        format!("not a valid ONNX model ({e}); the file may be truncated or of another format")
-    })?;
-    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
-    let mut consts: HashMap<String, Tensor> = HashMap::new();
-    for t in &graph.initializer {
-        consts.insert(t.name.clone(), tensor_from_proto(t)?);
-    }
-    let inputs: Vec<_> = graph
-        .input
-        .iter()
-        .filter(|i| !consts.contains_key(&i.name))
-        .collect();
-    if inputs.len() != 1 {
-        return Err(format!(
-            "the graph has {} non-constant inputs; exactly one is supported",
-            inputs.len()
-        ));
-    }
-    let input = inputs[0];
-    let mut in_shape: Vec<usize> = input
-        .type_
-        .tensor_type()
-        .shape
-        .dim
-        .iter()
-        .map(|d| {
-            if d.has_dim_value() && d.dim_value() > 0 {
-                d.dim_value() as usize
-            } else {
-                1
-            }
-        })
-        .collect();
-    if in_shape.is_empty() {
-        return Err(format!("input '{}' has no shape", input.name));
-    }
-    // Tensors are handled without their batch dimension; ONNX axes count it.
-    let batched = in_shape.len() > 1 && in_shape[0] == 1;
-    if batched {
-        in_shape.remove(0);
-    }
+    let opened = onnx::open(bytes)?;
+    let (batched, in_shape) = (opened.batched, opened.shape.clone());
+    let mut consts = opened.consts.clone();
+    let graph = opened.graph();
     let mut b = Builder::new(in_shape.clone());
     let mut vars: HashMap<String, Var> = HashMap::new();
     vars.insert(
-        input.name.clone(),
+        opened.input.clone(),
         Var {
             id: b.input(),
             shape: in_shape,
         },
     );
     for (k, node) in graph.node.iter().enumerate() {
-        let label = if node.name.is_empty() {
-            format!("node {k} ({})", node.op_type)
-        } else {
-            format!("node '{}' ({})", node.name, node.op_type)
-        };
-        let name = if node.name.is_empty() {
-            format!("{}_{k}", node.op_type)
-        } else {
-            node.name.clone()
-        };
+        let (label, name) = onnx::node_names(node, k);
         let at = |msg: String| format!("{label}: {msg}");
         let ge = |e: GraphError| at(e.to_string());
         let out_name = node
@@ -224,20 +50,9 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
             .first()
             .cloned()
             .ok_or_else(|| at("has no output".into()))?;
-        if node.op_type == "Constant" {
-            let t = node
-                .attribute
-                .iter()
-                .find(|a| a.name == "value")
-                .and_then(|a| a.t.as_ref())
-                .ok_or_else(|| at("Constant without a tensor value".into()))?;
-            consts.insert(out_name, tensor_from_proto(t).map_err(at)?);
+        let shape_of = |n: &str| vars.get(n).map(|v: &Var| v.shape.clone());
+        if onnx::constant_node(node, &mut consts, &shape_of, batched).map_err(at)? {
             continue;
-        }
-        for i in node.input.iter().filter(|n| !n.is_empty()) {
-            if !consts.contains_key(i) && !vars.contains_key(i) {
-                return Err(at(format!("reads '{i}', which no earlier node computes")));
-            }
         }
         let var_inputs: Vec<usize> = node
             .input
@@ -246,27 +61,6 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
             .filter(|(_, n)| vars.contains_key(*n))
             .map(|(i, _)| i)
             .collect();
-        if node.op_type == "Shape" && var_inputs == [0] {
-            // The shape of a computed tensor is known here: a constant.
-            let v = &vars[&node.input[0]];
-            let mut dims: Vec<f64> = v.shape.iter().map(|&d| d as f64).collect();
-            if batched {
-                dims.insert(0, 1.0);
-            }
-            consts.insert(
-                out_name,
-                Tensor {
-                    dims: vec![dims.len()],
-                    data: dims,
-                },
-            );
-            continue;
-        }
-        if var_inputs.is_empty() {
-            let value = fold_constant(node, &consts).map_err(at)?;
-            consts.insert(out_name, value);
-            continue;
-        }
         let var = |i: usize| -> Result<Var, String> {
             node.input
                 .get(i)
@@ -362,34 +156,8 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                 }
             }
             "Reshape" => {
-                let target = c(1)?;
-                let mut dims: Vec<i64> = target.data.iter().map(|v| *v as i64).collect();
-                // ONNX 0 copies the input's dimension (the batch counted).
-                let full: Vec<usize> = if batched {
-                    std::iter::once(1).chain(x.shape.iter().copied()).collect()
-                } else {
-                    x.shape.clone()
-                };
-                for (i, d) in dims.iter_mut().enumerate() {
-                    if *d == 0 {
-                        *d = *full.get(i).ok_or_else(|| at("a 0 in the shape has no input dimension".into()))? as i64;
-                    }
-                }
-                // Drop a leading batch of 1 (or -1 standing for it) when the rest fits.
-                if dims.len() > 1 && (dims[0] == 1 || dims[0] == -1) {
-                    let rest: i64 = dims[1..].iter().product();
-                    if rest.unsigned_abs() as usize == numel || dims[1..].contains(&-1) {
-                        dims.remove(0);
-                    }
-                }
-                let known: i64 = dims.iter().filter(|d| **d > 0).product();
-                let shape: Vec<usize> = dims
-                    .iter()
-                    .map(|d| if *d == -1 { numel / known.max(1) as usize } else { *d as usize })
-                    .collect();
-                if shape.iter().product::<usize>() != numel || dims.iter().filter(|d| **d == -1).count() > 1 {
-                    return Err(at(format!("cannot reshape {numel} values to {dims:?}")));
-                }
+                let dims: Vec<i64> = c(1)?.data.iter().map(|v| *v as i64).collect();
+                let shape = onnx::reshaped(&dims, &x.shape, batched).map_err(at)?;
                 Var { id: x.id, shape }
             }
             "Squeeze" | "Unsqueeze" => {
@@ -397,49 +165,8 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                     Some(_) => Some(c(1)?.data.iter().map(|v| *v as i64).collect()),
                     None => attr_ints(node, "axes"),
                 };
-                let mut full: Vec<usize> = x.shape.clone();
-                if batched {
-                    full.insert(0, 1);
-                }
-                let shape = if node.op_type == "Unsqueeze" {
-                    let axes = axes.ok_or_else(|| at("Unsqueeze without axes".into()))?;
-                    let rank = full.len() + axes.len();
-                    let mut pos: Vec<usize> = axes
-                        .iter()
-                        .map(|&a| if a < 0 { (a + rank as i64) as usize } else { a as usize })
-                        .collect();
-                    pos.sort_unstable();
-                    for p in pos {
-                        if p > full.len() {
-                            return Err(at(format!("axis {p} is out of range")));
-                        }
-                        full.insert(p, 1);
-                    }
-                    full
-                } else {
-                    let rank = full.len() as i64;
-                    match axes {
-                        Some(axes) => {
-                            let drop: Vec<usize> = axes
-                                .iter()
-                                .map(|&a| if a < 0 { (a + rank) as usize } else { a as usize })
-                                .collect();
-                            full.iter()
-                                .enumerate()
-                                .filter(|(i, d)| !(drop.contains(i) && **d == 1))
-                                .map(|(_, d)| *d)
-                                .collect()
-                        }
-                        None => full.iter().copied().filter(|d| *d != 1).collect(),
-                    }
-                };
-                let mut shape = shape;
-                if batched && shape.len() > 1 && shape[0] == 1 {
-                    shape.remove(0);
-                }
-                if shape.is_empty() {
-                    shape.push(1);
-                }
+                let unsqueeze = node.op_type == "Unsqueeze";
+                let shape = onnx::squeezed(unsqueeze, axes, &x.shape, batched).map_err(at)?;
                 Var { id: x.id, shape }
             }
             "Gemm" => {
@@ -558,7 +285,7 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                     )));
                 }
                 let groups = attr_i(node, "group").unwrap_or(1).max(1) as usize;
-                let window = window_of(node, [w.dims[2], w.dims[3]], &x.shape).map_err(at)?;
+                let window = lowered(onnx::window_of(node, [w.dims[2], w.dims[3]], &x.shape).map_err(at)?);
                 let oc = w.dims[0];
                 let bias = match node.input.get(2).filter(|n| !n.is_empty()) {
                     Some(_) => c(2)?.data.clone(),
@@ -590,7 +317,7 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                 if kernel.len() != 2 || x.shape.len() != 3 {
                     return Err(at(format!("only 2-D pooling of [C, H, W] maps is supported (input {:?})", x.shape)));
                 }
-                let window = window_of(node, [kernel[0] as usize, kernel[1] as usize], &x.shape).map_err(at)?;
+                let window = lowered(onnx::window_of(node, [kernel[0] as usize, kernel[1] as usize], &x.shape).map_err(at)?);
                 let id = view(&mut b, &x)?;
                 let id = if node.op_type == "MaxPool" {
                     b.max_pool(&name, id, window)
@@ -673,153 +400,12 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
     b.finish(v.id).map_err(|e| e.to_string())
 }
 
-/// The window of a Conv or pooling node: kernel, strides, pads, dilations (`auto_pad` NOTSET,
-/// VALID, SAME_UPPER or SAME_LOWER).
-fn window_of(node: &NodeProto, kernel: [usize; 2], shape: &[usize]) -> Result<Window, String> {
-    let two = |name: &str| -> Result<[usize; 2], String> {
-        match attr_ints(node, name).as_deref() {
-            None => Ok([1, 1]),
-            Some([a, b]) if *a > 0 && *b > 0 => Ok([*a as usize, *b as usize]),
-            Some(v) => Err(format!("{name} {v:?}: two positive values expected")),
-        }
-    };
-    let (stride, dilation) = (two("strides")?, two("dilations")?);
-    let auto = node
-        .attribute
-        .iter()
-        .find(|a| a.name == "auto_pad")
-        .map(|a| String::from_utf8_lossy(&a.s).to_string())
-        .unwrap_or_else(|| "NOTSET".into());
-    let pads = match auto.as_str() {
-        "NOTSET" => match attr_ints(node, "pads").as_deref() {
-            None => [0; 4],
-            Some([t, l, b, r]) if [t, l, b, r].iter().all(|v| **v >= 0) => {
-                [*t as usize, *l as usize, *b as usize, *r as usize]
-            }
-            Some(v) => Err(format!("pads {v:?}: four non-negative values expected"))?,
-        },
-        "VALID" => [0; 4],
-        "SAME_UPPER" | "SAME_LOWER" => {
-            let mut p = [0; 4];
-            for d in 0..2 {
-                let n = shape[1 + d];
-                let out = n.div_ceil(stride[d]);
-                let reach = dilation[d] * (kernel[d] - 1) + 1;
-                let total = ((out - 1) * stride[d] + reach).saturating_sub(n);
-                let (small, big) = (total / 2, total - total / 2);
-                (p[d], p[d + 2]) = if auto == "SAME_UPPER" {
-                    (small, big)
-                } else {
-                    (big, small)
-                };
-            }
-            p
-        }
-        other => return Err(format!("auto_pad {other} is not supported")),
-    };
-    Ok(Window {
-        kernel,
-        stride,
-        pads,
-        dilation,
-    })
-}
 
-/// Evaluates a node whose inputs are all constants (shape arithmetic and the like).
-fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) -> Result<Tensor, String> {
-    let get = |i: usize| {
-        node.input
-            .get(i)
-            .and_then(|n| consts.get(n))
-            .ok_or_else(|| format!("missing constant input {i}"))
-    };
-    match node.op_type.as_str() {
-        "Identity" => Ok(get(0)?.clone()),
-        "Neg" => {
-            let t = get(0)?;
-            Ok(Tensor {
-                dims: t.dims.clone(),
-                data: t.data.iter().map(|v| -v).collect(),
-            })
-        }
-        "Add" | "Sub" | "Mul" | "Div" => {
-            let (a, b) = (get(0)?, get(1)?);
-            let (big, shape) = if a.numel() >= b.numel() {
-                (a, a.dims.clone())
-            } else {
-                (b, b.dims.clone())
-            };
-            let (x, y) = (broadcast(a, &shape)?, broadcast(b, &shape)?);
-            let _ = big;
-            let data = x
-                .iter()
-                .zip(&y)
-                .map(|(p, q)| match node.op_type.as_str() {
-                    "Add" => p + q,
-                    "Sub" => p - q,
-                    "Mul" => p * q,
-                    _ => p / q,
-                })
-                .collect();
-            Ok(Tensor { dims: shape, data })
-        }
-        "Transpose" => {
-            let t = get(0)?;
-            if t.dims.len() != 2 {
-                return Err("only 2-D constant transposes are supported".into());
-            }
-            let (r, c) = (t.dims[0], t.dims[1]);
-            let mut data = vec![0.0; r * c];
-            for i in 0..r {
-                for j in 0..c {
-                    data[j * r + i] = t.data[i * c + j];
-                }
-            }
-            Ok(Tensor {
-                dims: vec![c, r],
-                data,
-            })
-        }
-        "Cast" => Ok(get(0)?.clone()),
-        "Gather" => {
-            let (t, idx) = (get(0)?, get(1)?);
-            if t.dims.len() > 1 || attr_i(node, "axis").unwrap_or(0) != 0 {
-                return Err("only gathers from 1-D constants are supported".into());
-            }
-            let n = t.numel() as i64;
-            let data = idx
-                .data
-                .iter()
-                .map(|&i| {
-                    let i = if i < 0.0 { i as i64 + n } else { i as i64 };
-                    t.data
-                        .get(i as usize)
-                        .copied()
-                        .ok_or_else(|| format!("index {i} is out of range"))
-                })
-                .collect::<Result<Vec<f64>, String>>()?;
-            Ok(Tensor {
-                dims: idx.dims.clone(),
-                data,
-            })
-        }
-        "Concat" => {
-            let mut data = Vec::new();
-            for i in 0..node.input.len() {
-                data.extend_from_slice(&get(i)?.data);
-            }
-            Ok(Tensor {
-                dims: vec![data.len()],
-                data,
-            })
-        }
-        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
-            let t = get(0)?;
-            Ok(Tensor {
-                dims: vec![t.numel()],
-                data: t.data.clone(),
-            })
-        }
-        other => Err(format!("unsupported operator {other} on constants")),
+fn lowered(w: Window2d) -> Window {
+    Window {
+        kernel: w.kernel,
+        stride: w.stride,
+        pads: w.pads,
+        dilation: w.dilation,
     }
 }

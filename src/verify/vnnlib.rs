@@ -496,3 +496,149 @@ mod tests {
         assert!(e.contains("not linear"), "{e}");
     }
 }
+
+/// A spec as VNN-LIB text that [`parse`] reads back to the same regions and that other
+/// verifiers read: the input box asserted once when every region shares it (else inside each
+/// disjunct), and each output constraint in the simplest form that states it (`(<= Y_1 Y_0)`
+/// for a comparison of two outputs, a bound on one output, a weighted sum otherwise). Values
+/// are written with Rust's shortest round-trip formatting, so nothing is rounded.
+pub fn write(spec: &Spec) -> String {
+    let mut out = format!("; {}\n", spec.name.replace('\n', " "));
+    for i in 0..spec.n_inputs {
+        out.push_str(&format!("(declare-const X_{i} Real)\n"));
+    }
+    for j in 0..spec.n_outputs {
+        out.push_str(&format!("(declare-const Y_{j} Real)\n"));
+    }
+    let shared = spec
+        .regions
+        .first()
+        .map(|r| &r.input)
+        .filter(|b| spec.regions.iter().all(|r| &r.input == *b));
+    let bounds = |b: &InputBox| -> Vec<String> {
+        (0..b.dim())
+            .flat_map(|i| {
+                [
+                    format!("(>= X_{i} {})", num(b.lower[i])),
+                    format!("(<= X_{i} {})", num(b.upper[i])),
+                ]
+            })
+            .collect()
+    };
+    if let Some(b) = shared {
+        for a in bounds(b) {
+            out.push_str(&format!("(assert {a})\n"));
+        }
+    }
+    let disjuncts: Vec<String> = spec
+        .regions
+        .iter()
+        .map(|r| {
+            let mut parts: Vec<String> = if shared.is_some() {
+                Vec::new()
+            } else {
+                bounds(&r.input)
+            };
+            parts.extend(r.constraints.iter().map(constraint));
+            match parts.len() {
+                0 => "true".to_string(),
+                1 => parts.pop().expect("one"),
+                _ => format!("(and {})", parts.join(" ")),
+            }
+        })
+        .collect();
+    match disjuncts.len() {
+        0 => {}
+        1 => out.push_str(&format!("(assert {})\n", disjuncts[0])),
+        _ => out.push_str(&format!("(assert (or\n  {}\n))\n", disjuncts.join("\n  "))),
+    }
+    out
+}
+
+/// `coeffs . y + constant <= 0` (`<` when strict) in VNN-LIB.
+fn constraint(c: &OutputConstraint) -> String {
+    let rel = if c.strict { "<" } else { "<=" };
+    let nz: Vec<(usize, f64)> = c
+        .coeffs
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, v)| *v != 0.0)
+        .collect();
+    match nz.as_slice() {
+        // y_a - y_b <= 0
+        [(a, 1.0), (b, -1.0)] | [(b, -1.0), (a, 1.0)] if c.constant == 0.0 => {
+            format!("({rel} Y_{a} Y_{b})")
+        }
+        // k y_a + constant <= 0
+        [(a, k)] if *k == 1.0 || *k == -1.0 => {
+            let bound = num(-c.constant / k);
+            if *k > 0.0 {
+                format!("({rel} Y_{a} {bound})")
+            } else {
+                let rel = if c.strict { ">" } else { ">=" };
+                format!("({rel} Y_{a} {bound})")
+            }
+        }
+        _ => {
+            let terms: Vec<String> = nz
+                .iter()
+                .map(|(j, k)| format!("(* {} Y_{j})", num(*k)))
+                .collect();
+            let sum = if terms.len() == 1 {
+                terms[0].clone()
+            } else {
+                format!("(+ {})", terms.join(" "))
+            };
+            format!("({rel} {sum} {})", num(-c.constant))
+        }
+    }
+}
+
+/// A real number as VNN-LIB reads it: decimal notation, never an exponent.
+fn num(v: f64) -> String {
+    let s = format!("{v:?}");
+    if s.contains('e') || s.contains('E') {
+        // Shortest round-trip digits, then placed without an exponent.
+        let (mantissa, exp) = s.split_once(['e', 'E']).expect("has an exponent");
+        let exp: i32 = exp.parse().expect("an integer exponent");
+        let neg = mantissa.starts_with('-');
+        let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+        let point = mantissa
+            .trim_start_matches('-')
+            .find('.')
+            .unwrap_or(mantissa.trim_start_matches('-').len()) as i32;
+        let pos = point + exp;
+        let body = if pos <= 0 {
+            format!("0.{}{}", "0".repeat((-pos) as usize), digits)
+        } else if pos as usize >= digits.len() {
+            format!("{}{}.0", digits, "0".repeat(pos as usize - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..pos as usize], &digits[pos as usize..])
+        };
+        format!("{}{}", if neg { "-" } else { "" }, body)
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+
+    #[test]
+    fn written_specs_parse_back_to_the_same_regions() {
+        let robust = Spec::robustness(&[0.1, 0.93, 1e-7], 0.015, 1, 3, Some((0.0, 1.0)));
+        let mut odd = robust.clone();
+        odd.regions[0].constraints[0].coeffs = vec![0.5, -2.0, 0.0];
+        odd.regions[0].constraints[0].constant = 3e-9;
+        odd.regions[1].input.upper[0] = 0.5;
+        for spec in [robust, odd] {
+            let text = write(&spec);
+            let back = parse(&text, "back").unwrap();
+            assert_eq!(back.n_inputs, spec.n_inputs);
+            assert_eq!(back.n_outputs, spec.n_outputs);
+            assert_eq!(back.regions, spec.regions, "{text}");
+        }
+    }
+}
