@@ -335,6 +335,29 @@ fn gradients_match_finite_differences_for_every_operator() {
         ),
         ("flatten", one_op(Op::Flatten, map.clone(), None)),
         ("identity", one_op(Op::Identity, map.clone(), None)),
+        (
+            "leaky relu",
+            one_op(Op::LeakyRelu { slope: 0.1 }, map.clone(), None),
+        ),
+        ("scale-shift", {
+            // Constants other than 1 and 0, per channel.
+            let mut g = one_op(Op::ScaleShift { shape: vec![3, 1, 1] }, map.clone(), None);
+            let id = g.find("op").unwrap();
+            let t = |v: Vec<f32>| archproof::ir::Tensor::new(vec![3, 1, 1], v).unwrap();
+            let mut w = archproof::ir::Weights::new();
+            w.insert("scale".into(), t(vec![0.5, -2.0, 3.0]));
+            w.insert("shift".into(), t(vec![0.1, 0.2, -0.3]));
+            g.set_weights(id, w);
+            g
+        }),
+        (
+            "pad (uneven, 0.5)",
+            one_op(Op::Pad { pads: [1, 0, 2, 1], value: 0.5 }, map.clone(), None),
+        ),
+        (
+            "reshape",
+            one_op(Op::Reshape { shape: Shape::new(vec![15, 5]) }, map.clone(), None),
+        ),
     ];
     for f in [
         Activation::Relu,
@@ -343,6 +366,7 @@ fn gradients_match_finite_differences_for_every_operator() {
         Activation::Gelu,
         Activation::Sigmoid,
         Activation::Hardswish,
+        Activation::Tanh,
     ] {
         cases.push((f.name(), one_op(Op::Act { function: f }, map.clone(), None)));
     }

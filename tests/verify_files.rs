@@ -620,3 +620,36 @@ fn malformed_onnx_graphs_exit_2_naming_the_node() {
         assert_bad_input(&inspect, &[&file, needle]);
     }
 }
+
+#[test]
+fn known_answers_of_both_benchmarks_key_their_instance_lists() {
+    use archproof::verify::instances::{instance_key, read_expected, read_list};
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    for (dir, list, decided) in [
+        ("acasxu", "instances.csv", 96),
+        ("mnistfc", "mnistfc_instances.csv", 0),
+    ] {
+        let expected = read_expected(&data.join(dir).join("expected.csv")).unwrap();
+        let instances = read_list(&data.join(dir).join(list)).unwrap();
+        let keyed = instances
+            .iter()
+            .filter(|i| expected.contains_key(&instance_key(&i.onnx, &i.vnnlib)))
+            .count();
+        // Every known answer belongs to an instance of the list.
+        assert_eq!(keyed, expected.len(), "{dir}");
+        if decided > 0 {
+            assert_eq!(expected.len(), decided, "{dir}");
+        }
+    }
+    // MNIST-FC: the rows whose answer is sat or unsat (the others no tool decided in 2021).
+    let text = std::fs::read_to_string(data.join("mnistfc/expected.csv")).unwrap();
+    let decided = text
+        .lines()
+        .skip(1)
+        .filter(|l| matches!(l.split(',').nth(2), Some("sat" | "unsat")))
+        .count();
+    let expected = read_expected(&data.join("mnistfc/expected.csv")).unwrap();
+    assert_eq!(expected.len(), decided);
+}

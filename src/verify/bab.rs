@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::bounds::{crown, joint_minimum, objective_bounds, LayerBounds, LinearBound, Phase};
+use super::bounds::{crown_until, joint_minimum, objective_bounds, LayerBounds, LinearBound, Phase};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -133,7 +133,7 @@ pub fn solve_regions(
     let mut roots: Vec<(InputBox, Option<Arc<Vec<LayerBounds>>>)> = Vec::new();
     for region in regions {
         if !roots.iter().any(|(b, _)| *b == region.input) {
-            let bounds = crown(net, &region.input, &[], None).map(Arc::new);
+            let bounds = crown_until(net, &region.input, &[], None, cfg.deadline).map(Arc::new);
             roots.push((region.input.clone(), bounds));
         }
     }
@@ -388,6 +388,7 @@ fn lookahead_dim(
     bounds: &[LayerBounds],
     objectives: &[(Vec<f64>, f64)],
     lins: &[LinearBound],
+    deadline: Instant,
 ) -> Option<(usize, bool)> {
     let b = &d.input;
     // How close a box is to closing, from linear bounds of the constraints over it.
@@ -405,7 +406,7 @@ fn lookahead_dim(
         }
     };
     let child_score = |c: &InputBox| -> f64 {
-        match crown(net, c, &d.splits, Some(bounds)) {
+        match crown_until(net, c, &d.splits, Some(bounds), deadline) {
             None => f64::INFINITY,
             Some(cb) => score(
                 &tightest(objective_bounds(net, c, &cb, objectives), Some(lins), c),
@@ -493,11 +494,12 @@ fn step(
     // A root's parent is the bounds of its own box, computed once for all regions.
     let bounds = match (&d.parent, d.depth) {
         (Some(root), 0) => Some(root.as_ref().clone()),
-        _ => crown(
+        _ => crown_until(
             net,
             &d.input,
             &d.splits,
             d.parent.as_deref().map(|v| v.as_slice()),
+            cfg.deadline,
         ),
     };
     let Some(bounds) = bounds else {
@@ -610,7 +612,7 @@ fn step(
         // 6 to 300 times fewer subdomains on the instances it suits. It is skipped below a
         // subdomain where it gained nothing, and tried again every fourth level.
         let chosen = if d.rule == SplitRule::Lookahead && (d.look || d.depth % 4 == 0) {
-            lookahead_dim(net, region, &d, &bounds, objectives, &lins)
+            lookahead_dim(net, region, &d, &bounds, objectives, &lins, cfg.deadline)
         } else {
             widest_dim(region, &d.input).map(|j| (j, false))
         };
@@ -652,11 +654,29 @@ fn step(
             }
         }
         let Some((k, i, _)) = pick else {
-            return Step::Unknown(if exact {
-                "no unstable neuron left to split".into()
-            } else {
-                "no unstable ReLU left to split; the relaxations of the smooth nodes leave the bound open".into()
-            });
+            if exact {
+                return Step::Unknown("no unstable neuron left to split".into());
+            }
+            // Smooth nodes have no phases to split: bisecting the input narrows their
+            // relaxations instead (the ReLU phases fixed so far stay with both halves).
+            let Some(j) = widest_dim(region, &d.input) else {
+                return Step::Unknown(
+                    "no unstable ReLU left to split and no input width left; the relaxations \
+                     of the smooth nodes leave the bound open"
+                        .into(),
+                );
+            };
+            let mid = 0.5 * (d.input.lower[j] + d.input.upper[j]);
+            let mut lo = d.clone();
+            lo.input.upper[j] = mid;
+            let mut hi = d;
+            hi.input.lower[j] = mid;
+            for c in [&mut lo, &mut hi] {
+                c.depth += 1;
+                c.parent = Some(bounds.clone());
+                c.inherited = Some(inherited.clone());
+            }
+            return Step::Split(vec![lo, hi]);
         };
         let children = [Phase::Inactive, Phase::Active]
             .into_iter()

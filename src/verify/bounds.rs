@@ -14,6 +14,8 @@
 //! inactive one `u <= 0`. Bounds of a subdomain are intersected with its parent's, so they only
 //! tighten down the tree.
 
+use std::time::Instant;
+
 use rayon::prelude::*;
 
 use super::graph::{Network, NodeId, Rows};
@@ -125,7 +127,7 @@ fn concretize(row: &[f64], constant: f64, b: &InputBox) -> f64 {
 
 /// Bounds of every activation's inputs, from interval arithmetic alone.
 pub fn interval(net: &Network, b: &InputBox) -> Vec<LayerBounds> {
-    propagate(net, b, &[], None, false).expect("no splits, no contradiction")
+    propagate(net, b, &[], None, false, None).expect("no splits, no contradiction")
 }
 
 /// Carries the rows of `lambda` (linear functions of node `start`'s output, plus `constant`)
@@ -171,11 +173,16 @@ fn node_bounds(
     which: &[usize],
     b: &InputBox,
     act_bounds: &[LayerBounds],
+    deadline: Option<Instant>,
 ) -> Vec<(f64, f64)> {
     let dim = net.nodes()[p].dim();
     which
         .par_chunks(CHUNK)
         .flat_map_iter(|chunk| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                // Past the deadline: no refinement (the intervals stand, still sound).
+                return vec![(f64::NEG_INFINITY, f64::INFINITY); chunk.len()];
+            }
             let mut lambda = Rows::zeros(2 * chunk.len(), dim);
             for (r, &i) in chunk.iter().enumerate() {
                 lambda.row_mut(2 * r)[i] = 1.0;
@@ -198,13 +205,16 @@ fn node_bounds(
 /// Bounds of every activation's inputs over the box: intervals, refined by back-substitution
 /// (`refine`) where they matter (every element of a smooth or bilinear node, the unstable
 /// elements of a ReLU), intersected with the parent subdomain's, then narrowed by the splits.
-/// `None` when the splits contradict the bounds (the subdomain is empty).
+/// `None` when the splits contradict the bounds (the subdomain is empty). Past `deadline`,
+/// nothing more is refined: the bounds stay sound, only looser, and the caller sees the time
+/// is up.
 fn propagate(
     net: &Network,
     b: &InputBox,
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
     refine: bool,
+    deadline: Option<Instant>,
 ) -> Option<Vec<LayerBounds>> {
     let nodes = net.nodes();
     let mut lo: Vec<Vec<f64>> = Vec::with_capacity(nodes.len());
@@ -239,7 +249,8 @@ fn propagate(
                 // Intervals are exact for one affine map of the input box.
                 let exact =
                     p == 0 || (nodes[p].inputs == [0] && nodes[p].op.rules().exact_on_box());
-                if refine && !exact {
+                let late = deadline.is_some_and(|d| Instant::now() >= d);
+                if refine && !exact && !late {
                     let which: Vec<usize> = (0..dim)
                         .filter(|&i| {
                             let (l, u) = (lb.lower[offset + i], lb.upper[offset + i]);
@@ -250,7 +261,7 @@ fn propagate(
                             }
                         })
                         .collect();
-                    for (&i, (l, u)) in which.iter().zip(node_bounds(net, p, &which, b, &bounds)) {
+                    for (&i, (l, u)) in which.iter().zip(node_bounds(net, p, &which, b, &bounds, deadline)) {
                         let j = offset + i;
                         lb.lower[j] = lb.lower[j].max(l);
                         lb.upper[j] = lb.upper[j].min(u);
@@ -299,7 +310,19 @@ pub fn crown(
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
 ) -> Option<Vec<LayerBounds>> {
-    propagate(net, b, splits, parent, true)
+    propagate(net, b, splits, parent, true, None)
+}
+
+/// [`crown`] that stops refining at `deadline` (the bounds stay sound, only looser), so that a
+/// bounding pass on a large network cannot overrun a time limit.
+pub fn crown_until(
+    net: &Network,
+    b: &InputBox,
+    splits: &Splits,
+    parent: Option<&[LayerBounds]>,
+    deadline: Instant,
+) -> Option<Vec<LayerBounds>> {
+    propagate(net, b, splits, parent, true, Some(deadline))
 }
 
 /// Linear lower bounds over the box of `c_r . f(x) + d_r` for each objective row `(c_r, d_r)`.

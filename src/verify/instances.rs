@@ -69,7 +69,9 @@ pub fn read_list(path: &Path) -> Result<Vec<Instance>, VerifyError> {
 /// Known answers keyed by `(network, property)`, e.g. `("1_9", "prop_7")`.
 pub type Expected = HashMap<(String, String), String>;
 
-/// Reads a table of known answers `network,property,expected` (with a header line).
+/// Reads a table of known answers `network,property,expected` (with a header line; further
+/// columns are ignored). Names may carry their extension (`mnist-net_256x2.onnx`) or not
+/// (`1_9`). A row whose answer is `unknown` (no tool decided it) gives no known answer.
 pub fn read_expected(path: &Path) -> Result<Expected, VerifyError> {
     let mut rdr = csv::Reader::from_path(path).map_err(|e| err(path, e.to_string()))?;
     let mut out = HashMap::new();
@@ -82,13 +84,22 @@ pub fn read_expected(path: &Path) -> Result<Expected, VerifyError> {
             ));
         }
         let ans = rec[2].trim().to_string();
+        if ans == "unknown" {
+            continue;
+        }
         if ans != "sat" && ans != "unsat" {
             return Err(err(
                 path,
-                format!("line {}: '{ans}' is neither sat nor unsat", i + 2),
+                format!("line {}: '{ans}' is neither sat, unsat nor unknown", i + 2),
             ));
         }
-        out.insert((rec[0].trim().to_string(), rec[1].trim().to_string()), ans);
+        let (net, prop) = (rec[0].trim(), rec[1].trim());
+        let net = [".onnx", ".nnet"]
+            .iter()
+            .find_map(|x| net.strip_suffix(x))
+            .unwrap_or(net);
+        let prop = prop.strip_suffix(".vnnlib").unwrap_or(prop);
+        out.insert((network_key(net), prop.to_string()), ans);
     }
     Ok(out)
 }
@@ -101,13 +112,16 @@ pub fn instance_key(onnx: &str, vnnlib: &str) -> (String, String) {
             .map(|x| x.to_string_lossy().to_string())
             .unwrap_or_default()
     };
-    let net = stem(onnx);
-    let short = net
-        .strip_prefix("ACASXU_run2a_")
+    (network_key(&stem(onnx)), stem(vnnlib))
+}
+
+/// A network's file stem as tables of known answers name it: ACAS Xu's
+/// `ACASXU_run2a_1_9_batch_2000` is `1_9`; other names stay as they are.
+fn network_key(stem: &str) -> String {
+    stem.strip_prefix("ACASXU_run2a_")
         .and_then(|r| r.strip_suffix("_batch_2000"))
-        .map(str::to_string)
-        .unwrap_or(net);
-    (short, stem(vnnlib))
+        .unwrap_or(stem)
+        .to_string()
 }
 
 /// A file of an instance list: `root/name`, else `root/sub/name` (lists that give bare names

@@ -1,9 +1,11 @@
 //! The largest L-infinity radius proven robust around a point, and the smallest refuted.
 //!
-//! The radius is searched by doubling down from 1 and then bisecting: a radius that holds
-//! raises the lower end, a refuted one (with its checked counterexample) lowers the upper end,
-//! and an unknown one lowers it too (the proven radius must lie below). The answer is sound by
-//! construction: `proven_robust` is a radius the verifier proved, never an estimate.
+//! The radius is searched by halving from 1 and then bisecting: a radius that holds raises the
+//! lower end, a refuted one (with its checked counterexample) lowers the upper end, and an
+//! unknown one lowers it too (the proven radius must lie below). While nothing is proven, an
+//! unknown radius is followed by one eight times smaller, so that a network whose every query
+//! is slow still gets a proven radius within the budget. The answer is sound by construction:
+//! `proven_robust` is a radius the verifier proved, never an estimate.
 
 use std::time::{Duration, Instant};
 
@@ -42,8 +44,8 @@ pub struct RadiusResult {
 }
 
 /// Searches the robustness radius of `net` at `x` for `label`, within `clip` (an input range),
-/// spending at most about `total` (each query gets `total / 16`, at least half a second, and
-/// the search stops once `total` has passed). `opts` gives the engine and seed; its timeout is
+/// spending at most about `total` (each query gets the larger of `total / 16` and a third of
+/// what is left, at least half a second, and the search stops once `total` has passed). `opts` gives the engine and seed; its timeout is
 /// replaced per query.
 pub fn max_radius(
     net: &Network,
@@ -58,6 +60,7 @@ pub fn max_radius(
     let mut refuted: Option<(f64, Counterexample)> = None;
     let mut steps: Vec<RadiusStep> = Vec::new();
     let per_step = (total.as_secs_f64() / 16.0).max(0.5);
+    let mut unknown_seen = false;
     for _ in 0..24 {
         if hi - lo <= 1e-4 * hi.max(1e-6) || start.elapsed() > total {
             break;
@@ -65,12 +68,15 @@ pub fn max_radius(
         // Halve from the top until something is not refuted, then bisect.
         let eps = if steps.is_empty() {
             hi
+        } else if unknown_seen && lo == 0.0 {
+            hi / 8.0
         } else {
             0.5 * (lo + hi)
         };
+        let left = total.as_secs_f64() - start.elapsed().as_secs_f64();
         let spec = Spec::robustness(x, eps, label, net.output_dim(), clip);
         let mut o = opts.clone();
-        o.timeout = Duration::from_secs_f64(per_step);
+        o.timeout = Duration::from_secs_f64(per_step.max(left / 3.0));
         o.record_smt = false;
         let out = verify(net, &spec, &o)?;
         steps.push(RadiusStep {
@@ -85,7 +91,10 @@ pub fn max_radius(
                 hi = eps;
                 refuted = out.counterexample.map(|c| (eps, c));
             }
-            Verdict::Unknown => hi = eps,
+            Verdict::Unknown => {
+                hi = eps;
+                unknown_seen = true;
+            }
         }
         if steps.len() == 1 && out.result == Verdict::Holds {
             break; // robust on the whole unit ball
