@@ -6,11 +6,17 @@
 deps:
 	@scripts/install-deps.sh
 
-build: deps
-	cargo build --release
+# One optimised build serves the demo, the tests and the benchmarks. `--all-targets` resolves
+# the features that the test-only dependencies switch on in shared crates, so `make test`
+# afterwards compiles nothing again; `cargo run` would build those crates (HiGHS among them)
+# a second time with the other feature set.
+BIN = "$${CARGO_TARGET_DIR:-target}/release/archproof"
 
-demo: deps
-	cargo run --release -- demo
+build: deps
+	cargo build --release --all-targets
+
+demo: build
+	$(BIN) demo
 
 test: deps
 	cargo test --release
