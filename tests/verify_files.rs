@@ -653,3 +653,29 @@ fn known_answers_of_both_benchmarks_key_their_instance_lists() {
     let expected = read_expected(&data.join("mnistfc/expected.csv")).unwrap();
     assert_eq!(expected.len(), decided);
 }
+
+/// A per-channel constant given its shape by Unsqueeze (exporters do this for input
+/// normalisation) broadcasts along the channels, even where the map is as wide as it is deep.
+#[test]
+fn reshaped_constants_broadcast_along_their_own_axes() {
+    use onnx_models::*;
+    let bytes = model(
+        vec![
+            node("Unsqueeze", &["c", "axes"], "cu", vec![]),
+            node("Sub", &["x", "cu"], "y", vec![]),
+        ],
+        vec![
+            tensor("c", &[3], vec![0.5, -1.0, 2.0]),
+            int64s("axes", &[2], vec![1, 2]),
+        ],
+        value_info("x", &[1, 3, 3, 3]),
+        value_info("y", &[1, 3, 3, 3]),
+    );
+    let imported = archproof::verify::ir::from_graph(&archproof::onnx::import(&bytes, "m").unwrap()).unwrap();
+    let direct = archproof::verify::onnx::load(&bytes).unwrap();
+    let x: Vec<f32> = (0..27).map(|i| i as f32 / 10.0).collect();
+    let want = tract_forward(&bytes, &[1, 3, 3, 3], &x);
+    let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
+    close(&want, &imported.forward(&x64), 1e-6, "imported");
+    close(&want, &direct.forward(&x64), 1e-6, "verifier's loader");
+}

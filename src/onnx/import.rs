@@ -251,7 +251,11 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 let mut wt = Weights::new();
                 wt.insert("weight".into(), f32_tensor(&w.dims, &w.data));
                 if has(2) {
-                    wt.insert("bias".into(), f32_tensor(&[oc], &c(2)?.data));
+                    let bias = c(2)?;
+                    if bias.numel() != oc {
+                        return Err(at(format!("the bias has {} values for {oc} output channels", bias.numel())));
+                    }
+                    wt.insert("bias".into(), f32_tensor(&[oc], &bias.data));
                 }
                 let op = Op::Conv2d {
                     out_channels: oc,
@@ -319,6 +323,9 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 let mode = node.attribute.iter().find(|a| a.name == "mode").map(|a| String::from_utf8_lossy(&a.s).to_string());
                 if mode.as_deref().is_some_and(|m| m != "constant") {
                     return Err(at(format!("Pad mode {} is not supported (constant is)", mode.unwrap_or_default())));
+                }
+                if has(3) {
+                    return Err(at("Pad with an axes input is not supported (pads of every axis are)".into()));
                 }
                 let pads: Vec<i64> = if has(1) {
                     c(1)?.data.iter().map(|v| *v as i64).collect()

@@ -358,7 +358,8 @@ pub(crate) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
 /// Broadcasts a constant to `shape` (numpy rules, right-aligned) and flattens it.
 pub(crate) fn broadcast(t: &Tensor, shape: &[usize]) -> Result<Vec<f64>, String> {
     let n: usize = shape.iter().product();
-    if t.numel() == n {
+    let strip = |d: &[usize]| -> Vec<usize> { d.iter().copied().skip_while(|&x| x == 1).collect() };
+    if t.numel() == n && strip(&t.dims) == strip(shape) {
         return Ok(t.data.clone());
     }
     if t.numel() == 1 {
@@ -543,21 +544,99 @@ pub(crate) fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) 
             })
         }
         "Concat" => {
-            let mut data = Vec::new();
-            for i in 0..node.input.len() {
-                data.extend_from_slice(&get(i)?.data);
+            // Row-major data joins flat along the first axis only.
+            let axis = attr_i(node, "axis").unwrap_or(0);
+            let first = get(0)?;
+            let rank = first.dims.len().max(1) as i64;
+            if (if axis < 0 { axis + rank } else { axis }) != 0 {
+                return Err("only concatenation of constants along their first axis is supported".into());
             }
-            Ok(Tensor {
-                dims: vec![data.len()],
-                data,
-            })
+            let mut data = Vec::new();
+            let mut lead = 0;
+            for i in 0..node.input.len() {
+                let t = get(i)?;
+                if t.dims.get(1..) != first.dims.get(1..) {
+                    return Err("concatenates constants of different shapes".into());
+                }
+                lead += t.dims.first().copied().unwrap_or(1);
+                data.extend_from_slice(&t.data);
+            }
+            let mut dims = first.dims.clone();
+            if dims.is_empty() {
+                dims.push(lead);
+            } else {
+                dims[0] = lead;
+            }
+            Ok(Tensor { dims, data })
         }
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
+            // The constant keeps its real shape: a per-channel constant reshaped to
+            // [1, C, 1, 1] must broadcast along the channels, not the last axis.
             let t = get(0)?;
-            Ok(Tensor {
-                dims: vec![t.numel()],
-                data: t.data.clone(),
-            })
+            let dims = match node.op_type.as_str() {
+                "Reshape" => {
+                    let target: Vec<i64> = get(1)?.data.iter().map(|v| *v as i64).collect();
+                    let known: i64 = target
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &d)| if d == 0 { *t.dims.get(i).unwrap_or(&1) as i64 } else { d })
+                        .filter(|d| *d > 0)
+                        .product();
+                    target
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &d)| match d {
+                            0 => Ok(*t.dims.get(i).unwrap_or(&1)),
+                            -1 => Ok(t.numel() / known.max(1) as usize),
+                            d if d > 0 => Ok(d as usize),
+                            _ => Err(format!("cannot reshape a constant to {target:?}")),
+                        })
+                        .collect::<Result<Vec<usize>, String>>()?
+                }
+                "Flatten" => {
+                    let r = t.dims.len() as i64;
+                    let a = attr_i(node, "axis").unwrap_or(1);
+                    let a = (if a < 0 { a + r } else { a }).clamp(0, r) as usize;
+                    vec![t.dims[..a].iter().product(), t.dims[a..].iter().product()]
+                }
+                op => {
+                    let axes: Option<Vec<i64>> = match node.input.get(1).filter(|n| !n.is_empty()) {
+                        Some(_) => Some(get(1)?.data.iter().map(|v| *v as i64).collect()),
+                        None => attr_ints(node, "axes"),
+                    };
+                    let mut d = t.dims.clone();
+                    if op == "Unsqueeze" {
+                        let axes = axes.ok_or("Unsqueeze without axes")?;
+                        let rank = (d.len() + axes.len()) as i64;
+                        let mut pos: Vec<usize> = axes
+                            .iter()
+                            .map(|&a| (if a < 0 { a + rank } else { a }) as usize)
+                            .collect();
+                        pos.sort_unstable();
+                        for p in pos {
+                            if p > d.len() {
+                                return Err(format!("axis {p} is out of range"));
+                            }
+                            d.insert(p, 1);
+                        }
+                        d
+                    } else {
+                        let rank = d.len() as i64;
+                        let drop: Option<Vec<usize>> = axes.map(|a| {
+                            a.iter().map(|&x| (if x < 0 { x + rank } else { x }) as usize).collect()
+                        });
+                        d.iter()
+                            .enumerate()
+                            .filter(|(i, &v)| v != 1 || drop.as_ref().is_some_and(|dr| !dr.contains(i)))
+                            .map(|(_, &v)| v)
+                            .collect()
+                    }
+                }
+            };
+            if dims.iter().product::<usize>() != t.numel() {
+                return Err(format!("cannot give a constant of {} values the shape {dims:?}", t.numel()));
+            }
+            Ok(Tensor { dims, data: t.data.clone() })
         }
         other => Err(format!("unsupported operator {other} on constants")),
     }
