@@ -341,7 +341,13 @@ fn gradients_match_finite_differences_for_every_operator() {
         ),
         ("scale-shift", {
             // Constants other than 1 and 0, per channel.
-            let mut g = one_op(Op::ScaleShift { shape: vec![3, 1, 1] }, map.clone(), None);
+            let mut g = one_op(
+                Op::ScaleShift {
+                    shape: vec![3, 1, 1],
+                },
+                map.clone(),
+                None,
+            );
             let id = g.find("op").unwrap();
             let t = |v: Vec<f32>| archproof::ir::Tensor::new(vec![3, 1, 1], v).unwrap();
             let mut w = archproof::ir::Weights::new();
@@ -352,11 +358,24 @@ fn gradients_match_finite_differences_for_every_operator() {
         }),
         (
             "pad (uneven, 0.5)",
-            one_op(Op::Pad { pads: [1, 0, 2, 1], value: 0.5 }, map.clone(), None),
+            one_op(
+                Op::Pad {
+                    pads: [1, 0, 2, 1],
+                    value: 0.5,
+                },
+                map.clone(),
+                None,
+            ),
         ),
         (
             "reshape",
-            one_op(Op::Reshape { shape: Shape::new(vec![15, 5]) }, map.clone(), None),
+            one_op(
+                Op::Reshape {
+                    shape: Shape::new(vec![15, 5]),
+                },
+                map.clone(),
+                None,
+            ),
         ),
     ];
     for f in [

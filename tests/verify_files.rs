@@ -498,7 +498,12 @@ fn onnx_imports_into_the_ir_and_agrees_with_tract() {
             let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let want = tract_forward(&bytes, &shape, &x);
             let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
-            close(&want, &net.forward(&x64), 1e-5, &format!("{what}: verifier"));
+            close(
+                &want,
+                &net.forward(&x64),
+                1e-5,
+                &format!("{what}: verifier"),
+            );
             let trained: Vec<f64> = candle_forward(&back, &shape, &x)
                 .iter()
                 .map(|v| *v as f64)
@@ -529,11 +534,23 @@ fn an_exported_resnet_imports_with_the_zoo_counts() {
     let path = write(&dir, "rt.onnx", &bytes);
     let run = |args: &[&str]| -> serde_json::Value {
         let out = archproof(args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let from_file = run(&["inspect", &path, "--json"]);
-    let from_zoo = run(&["inspect", "resnet-tiny", "--input", "1x16x16", "--classes", "6", "--json"]);
+    let from_zoo = run(&[
+        "inspect",
+        "resnet-tiny",
+        "--input",
+        "1x16x16",
+        "--classes",
+        "6",
+        "--json",
+    ]);
     for key in ["params", "macs", "layers"] {
         assert_eq!(from_file[key], from_zoo[key], "{key}");
     }
@@ -543,12 +560,28 @@ fn an_exported_resnet_imports_with_the_zoo_counts() {
     for _ in 0..4 {
         let x: Vec<f32> = (0..256).map(|_| rng.random_range(0.0f32..1.0)).collect();
         let want = tract_forward(&bytes, &[1, 1, 16, 16], &x);
-        close(&want, &net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>()), 1e-4, "resnet-tiny");
+        close(
+            &want,
+            &net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>()),
+            1e-4,
+            "resnet-tiny",
+        );
     }
     // export: ONNX into IR JSON, which `inspect` reads with the same counts.
     let json = dir.path().join("rt.json");
-    let out = archproof(&["export", &path, "--format", "json", "-o", json.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = archproof(&[
+        "export",
+        &path,
+        "--format",
+        "json",
+        "-o",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let from_json = run(&["inspect", json.to_str().unwrap(), "--json"]);
     for key in ["params", "macs", "layers"] {
         assert_eq!(from_json[key], from_zoo[key], "{key}");
@@ -566,7 +599,12 @@ fn malformed_onnx_graphs_exit_2_naming_the_node() {
             "dangling",
             {
                 let (i, o) = io();
-                model(vec![node("Add", &["x", "ghost"], "y", vec![])], vec![], i, o)
+                model(
+                    vec![node("Add", &["x", "ghost"], "y", vec![])],
+                    vec![],
+                    i,
+                    o,
+                )
             },
             "reads 'ghost', which no earlier node computes",
         ),
@@ -671,7 +709,8 @@ fn reshaped_constants_broadcast_along_their_own_axes() {
         value_info("x", &[1, 3, 3, 3]),
         value_info("y", &[1, 3, 3, 3]),
     );
-    let imported = archproof::verify::ir::from_graph(&archproof::onnx::import(&bytes, "m").unwrap()).unwrap();
+    let imported =
+        archproof::verify::ir::from_graph(&archproof::onnx::import(&bytes, "m").unwrap()).unwrap();
     let direct = archproof::verify::onnx::load(&bytes).unwrap();
     let x: Vec<f32> = (0..27).map(|i| i as f32 / 10.0).collect();
     let want = tract_forward(&bytes, &[1, 3, 3, 3], &x);

@@ -175,7 +175,9 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             format!("{:.3}", x.seconds),
             x.expected.clone().unwrap_or_default(),
             x.correct.map(|c| c.to_string()).unwrap_or_default(),
-            x.peak_memory_mib.map(|m| format!("{m:.0}")).unwrap_or_default(),
+            x.peak_memory_mib
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_default(),
         ])?;
     }
     write_file(&results, &w.into_inner()?, a.force)?;
@@ -260,7 +262,15 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         println!(
             "{:<6} {:>6} {:>7} {:>5} {:>6} {:>6} {:>10} {:>12} {:>9}",
-            "engine", "cap s", "solved", "sat", "unsat", "wrong", "total s", "slowest s", "peak MiB"
+            "engine",
+            "cap s",
+            "solved",
+            "sat",
+            "unsat",
+            "wrong",
+            "total s",
+            "slowest s",
+            "peak MiB"
         );
         for s in &summaries {
             let t = &s.totals;
@@ -275,7 +285,8 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
                 t.wrong,
                 t.total_seconds,
                 t.max_solved_seconds,
-                t.max_peak_memory_mib.map_or("-".into(), |m| format!("{m:.0}"))
+                t.max_peak_memory_mib
+                    .map_or("-".into(), |m| format!("{m:.0}"))
             );
         }
         println!(

@@ -23,7 +23,9 @@ pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Re
         if onnx {
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy());
+            let name = path
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy());
             return archproof::onnx::import(&bytes, &name)
                 .with_context(|| format!("{}: cannot import the ONNX model", path.display()));
         }

@@ -400,7 +400,10 @@ fn add_training(dir: &Path) -> Result<()> {
             caption: "Training curves of the verified residual network (resnet-mini)".into(),
         },
     );
-    page.file("resnet.json", "IR JSON (with weights) of the verified residual network");
+    page.file(
+        "resnet.json",
+        "IR JSON (with weights) of the verified residual network",
+    );
     page.file("log.txt", "the commands and their messages");
     write_page(dir, &page)
 }

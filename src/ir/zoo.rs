@@ -63,11 +63,16 @@ pub fn build(name: &str, input: Option<Shape>, classes: Option<usize>) -> Result
             .unwrap_or(Shape::chw(SMALL_INPUT[0], SMALL_INPUT[1], SMALL_INPUT[2]));
     let small_classes = classes.unwrap_or(SMALL_CLASSES);
     if let Some(w) = name.strip_prefix("resnet-mini:") {
-        let w = w.trim().parse::<usize>().ok().filter(|&w| w > 0).ok_or_else(|| {
-            IrError::Model(format!(
-                "'{name}': the stem width is a positive integer, e.g. resnet-mini:16"
-            ))
-        })?;
+        let w = w
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&w| w > 0)
+            .ok_or_else(|| {
+                IrError::Model(format!(
+                    "'{name}': the stem width is a positive integer, e.g. resnet-mini:16"
+                ))
+            })?;
         return resnet_mini(w, small_input, small_classes);
     }
     if let Some(widths) = name.strip_prefix("mlp:") {
@@ -148,19 +153,13 @@ pub fn cnn_tiny(input: Shape, classes: usize) -> Result<Graph, IrError> {
 /// at 16, 32 and 64 channels (the last two with stride 2 and a 1x1 projection), global
 /// pooling and the classifier.
 pub fn resnet_tiny(input: Shape, classes: usize) -> Result<Graph, IrError> {
-    let mut b = Builder::new("resnet-tiny");
-    let x = b.input("input", input)?;
-    let c = b.conv("conv1", x, 16, 3, 1, 1, 1)?;
-    let c = b.bn("bn1", c)?;
-    let mut x = b.relu("relu", c)?;
-    for (i, (planes, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
-        b.enter(format!("layer{}", i + 1));
-        x = residual_block(&mut b, x, Block::Basic, planes, stride)?;
-        b.leave();
-    }
-    let f = b.pool_flatten(x)?;
-    let fc = b.linear("fc", f, classes)?;
-    b.finish(&[fc])
+    small_resnet(
+        "resnet-tiny",
+        1,
+        &[(16, 1), (32, 2), (64, 2)],
+        input,
+        classes,
+    )
 }
 
 /// A ResNet small enough for complete verification in seconds: a 3x3 stride-2 stem of `width`
@@ -173,14 +172,26 @@ pub fn resnet_mini(width: usize, input: Shape, classes: usize) -> Result<Graph, 
     } else {
         format!("resnet-mini-{width}")
     };
+    small_resnet(&name, 2, &[(width, 1), (2 * width, 2)], input, classes)
+}
+
+/// A 3x3 stem (`stride`) with BN-ReLU as wide as the first block, one basic block per
+/// `(planes, stride)` in scopes `layer1, layer2, ...`, global pooling and the classifier.
+fn small_resnet(
+    name: &str,
+    stride: usize,
+    blocks: &[(usize, usize)],
+    input: Shape,
+    classes: usize,
+) -> Result<Graph, IrError> {
     let mut b = Builder::new(name);
     let x = b.input("input", input)?;
-    let c = b.conv("conv1", x, width, 3, 2, 1, 1)?;
+    let c = b.conv("conv1", x, blocks[0].0, 3, stride, 1, 1)?;
     let c = b.bn("bn1", c)?;
     let mut x = b.relu("relu", c)?;
-    for (i, (planes, stride)) in [(width, 1), (2 * width, 2)].into_iter().enumerate() {
+    for (i, &(planes, s)) in blocks.iter().enumerate() {
         b.enter(format!("layer{}", i + 1));
-        x = residual_block(&mut b, x, Block::Basic, planes, stride)?;
+        x = residual_block(&mut b, x, Block::Basic, planes, s)?;
         b.leave();
     }
     let f = b.pool_flatten(x)?;

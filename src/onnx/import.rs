@@ -121,15 +121,14 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                     })
                 };
                 if (bound(1, "min")?, bound(2, "max")?) != (Some(0.0), Some(6.0)) {
-                    return Err(at(
-                        "only Clip to [0, 6] (ReLU6) has an IR operator".into(),
-                    ));
+                    return Err(at("only Clip to [0, 6] (ReLU6) has an IR operator".into()));
                 }
                 push(&mut st, act(Activation::Relu6), &[x], Weights::new())?
             }
             "Identity" | "Dropout" => x,
             "Sum" | "Add" | "Sub" if computed.len() == node.input.len() => {
-                let mut ins: Vec<NodeId> = computed.iter().map(|&i| var(i)).collect::<Result<_, _>>()?;
+                let mut ins: Vec<NodeId> =
+                    computed.iter().map(|&i| var(i)).collect::<Result<_, _>>()?;
                 if node.op_type == "Sub" {
                     if ins.len() != 2 {
                         return Err(at("Sub takes two inputs".into()));
@@ -147,7 +146,9 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
             "Add" | "Sub" | "Mul" | "Div" => {
                 if computed.len() > 1 {
                     if node.op_type != "Mul" {
-                        return Err(at("only Add, Sub and Mul of two computed tensors are supported".into()));
+                        return Err(at(
+                            "only Add, Sub and Mul of two computed tensors are supported".into(),
+                        ));
                     }
                     let (p, q) = (var(0)?, var(1)?);
                     // The larger factor first: a [C, 1, 1] gate is broadcast over the map.
@@ -174,31 +175,33 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                             }
                             (v.iter().map(|a| 1.0 / a).collect(), vec![0.0; n])
                         }
-                        _ => return Err(at("division by the network's value is not linear".into())),
+                        _ => {
+                            return Err(at("division by the network's value is not linear".into()))
+                        }
                     };
                     if node.op_type == "Mul" && n == 1 && v[0] == 0.0 {
                         push(&mut st, Op::Zero, &[x], Weights::new())?
                     } else {
-                        st.scale_shift(&name, x, &small, scale, shift).map_err(op_at)?
+                        st.scale_shift(&name, x, &small, scale, shift)
+                            .map_err(op_at)?
                     }
                 }
             }
             "Gemm" => {
-                if xpos != 0 || attr_i(node, "transA").unwrap_or(0) != 0 {
-                    return Err(at("only Gemm(x, W, b) without transA is supported".into()));
+                if xpos != 0 {
+                    return Err(at("only Gemm(x, W, b) with x computed is supported".into()));
                 }
-                let w = c(1)?;
-                if w.dims.len() != 2 {
-                    return Err(at("Gemm needs a 2-D weight".into()));
-                }
-                let alpha = attr_f(node, "alpha").unwrap_or(1.0) as f64;
-                let beta = attr_f(node, "beta").unwrap_or(1.0) as f64;
-                let trans = attr_i(node, "transB").unwrap_or(0) != 0;
-                let (rows, cols) = if trans { (w.dims[0], w.dims[1]) } else { (w.dims[1], w.dims[0]) };
+                let (weight, rows, cols, beta) = super::gemm_weight(node, c(1)?).map_err(&at)?;
                 let x = st.vector(&name, x, cols).map_err(&at)?;
-                let weight = transposed_unless(w, trans, alpha);
+
                 let bias = if has(2) {
-                    Some(broadcast(c(2)?, &[rows]).map_err(&at)?.iter().map(|v| beta * v).collect())
+                    Some(
+                        broadcast(c(2)?, &[rows])
+                            .map_err(&at)?
+                            .iter()
+                            .map(|v| beta * v)
+                            .collect(),
+                    )
                 } else {
                     None
                 };
@@ -206,19 +209,26 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
             }
             "MatMul" => {
                 if computed.len() > 1 || xpos != 0 {
-                    return Err(at("only a computed vector times a constant matrix is supported".into()));
+                    return Err(at(
+                        "only a computed vector times a constant matrix is supported".into(),
+                    ));
                 }
                 let w = c(1)?;
                 if w.dims.len() != 2 {
-                    return Err(at(format!("MatMul by a constant of shape {:?}; a matrix is needed", w.dims)));
+                    return Err(at(format!(
+                        "MatMul by a constant of shape {:?}; a matrix is needed",
+                        w.dims
+                    )));
                 }
                 let (cols, rows) = (w.dims[0], w.dims[1]);
                 let x = st.vector(&name, x, cols).map_err(&at)?;
-                let weight = transposed_unless(w, false, 1.0);
+                let weight = transposed(w);
                 // A bias added to the product alone folds into the layer.
                 let mut bias = None;
                 let mut bias_out = None;
-                let next = graph.node[k + 1..].iter().find(|n| n.input.contains(&out_name));
+                let next = graph.node[k + 1..]
+                    .iter()
+                    .find(|n| n.input.contains(&out_name));
                 let alone = readers.get(out_name.as_str()) == Some(&1);
                 if let Some(add) = next.filter(|n| n.op_type == "Add" && alone) {
                     let other = add.input.iter().find(|i| **i != out_name);
@@ -253,7 +263,10 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 if has(2) {
                     let bias = c(2)?;
                     if bias.numel() != oc {
-                        return Err(at(format!("the bias has {} values for {oc} output channels", bias.numel())));
+                        return Err(at(format!(
+                            "the bias has {} values for {oc} output channels",
+                            bias.numel()
+                        )));
                     }
                     wt.insert("bias".into(), f32_tensor(&[oc], &bias.data));
                 }
@@ -272,10 +285,18 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 let eps = attr_f(node, "epsilon").unwrap_or(1e-5) as f64;
                 let ch = xs.first().copied().unwrap_or(0);
                 let mut wt = Weights::new();
-                for (i, key) in [(1, "weight"), (2, "bias"), (3, "running_mean"), (4, "running_var")] {
+                for (i, key) in [
+                    (1, "weight"),
+                    (2, "bias"),
+                    (3, "running_mean"),
+                    (4, "running_var"),
+                ] {
                     let t = c(i)?;
                     if t.numel() != ch {
-                        return Err(at(format!("'{key}' has {} values for {ch} channels", t.numel())));
+                        return Err(at(format!(
+                            "'{key}' has {} values for {ch} channels",
+                            t.numel()
+                        )));
                     }
                     // The IR's epsilon is fixed: a model's own is moved into the variance.
                     let data: Vec<f64> = if key == "running_var" {
@@ -297,76 +318,82 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 if attr_i(node, "ceil_mode").unwrap_or(0) != 0 {
                     return Err(at("ceil_mode is not supported".into()));
                 }
-                let kernel = attr_ints(node, "kernel_shape").ok_or_else(|| at("has no kernel_shape".into()))?;
+                let kernel = attr_ints(node, "kernel_shape")
+                    .ok_or_else(|| at("has no kernel_shape".into()))?;
                 if kernel.len() != 2 || xs.len() != 3 || kernel.iter().any(|k| *k < 1) {
-                    return Err(at(format!("only 2-D pooling of [C, H, W] maps is supported (input {xs:?})")));
+                    return Err(at(format!(
+                        "only 2-D pooling of [C, H, W] maps is supported (input {xs:?})"
+                    )));
                 }
-                let win = super::window_of(node, [kernel[0] as usize, kernel[1] as usize], &xs).map_err(&at)?;
+                let win = super::window_of(node, [kernel[0] as usize, kernel[1] as usize], &xs)
+                    .map_err(&at)?;
                 if win.dilation != [1, 1] {
                     return Err(at("pooling with dilation is not supported".into()));
                 }
                 let [t, l, bo, r] = win.pads;
                 if (t, l) != (bo, r) {
-                    return Err(at(format!("asymmetric pooling pads {:?} are not supported", win.pads)));
+                    return Err(at(format!(
+                        "asymmetric pooling pads {:?} are not supported",
+                        win.pads
+                    )));
                 }
                 let (kernel, stride, padding) = (win.kernel, win.stride, [t, l]);
                 let op = if node.op_type == "MaxPool" {
-                    Op::MaxPool { kernel, stride, padding }
+                    Op::MaxPool {
+                        kernel,
+                        stride,
+                        padding,
+                    }
                 } else {
                     let count_include_pad = attr_i(node, "count_include_pad").unwrap_or(0) != 0;
-                    Op::AvgPool { kernel, stride, padding, count_include_pad }
+                    Op::AvgPool {
+                        kernel,
+                        stride,
+                        padding,
+                        count_include_pad,
+                    }
                 };
                 push(&mut st, op, &[x], Weights::new())?
             }
             "GlobalAveragePool" => push(&mut st, Op::GlobalAvgPool, &[x], Weights::new())?,
             "Pad" => {
-                let mode = node.attribute.iter().find(|a| a.name == "mode").map(|a| String::from_utf8_lossy(&a.s).to_string());
-                if mode.as_deref().is_some_and(|m| m != "constant") {
-                    return Err(at(format!("Pad mode {} is not supported (constant is)", mode.unwrap_or_default())));
-                }
-                if has(3) {
-                    return Err(at("Pad with an axes input is not supported (pads of every axis are)".into()));
-                }
-                let pads: Vec<i64> = if has(1) {
-                    c(1)?.data.iter().map(|v| *v as i64).collect()
-                } else {
-                    attr_ints(node, "pads").ok_or_else(|| at("has no pads".into()))?
+                let input = |i: usize| {
+                    node.input
+                        .get(i)
+                        .filter(|n| !n.is_empty())
+                        .and_then(|n| consts.get(n))
                 };
-                let value = if has(2) {
-                    c(2)?.data.first().copied().unwrap_or(0.0)
-                } else {
-                    attr_f(node, "value").unwrap_or(0.0) as f64
-                };
-                let rank = xs.len() + batched as usize;
-                if xs.len() != 3 || pads.len() != 2 * rank || pads.iter().any(|p| *p < 0) {
-                    return Err(at(format!("only non-negative padding of [C, H, W] maps is supported (pads {pads:?})")));
-                }
-                let off = batched as usize;
-                if pads[..off + 1].iter().chain(&pads[rank..rank + off + 1]).any(|p| *p != 0) {
-                    return Err(at("padding of the batch or channel axis is not supported".into()));
-                }
-                let pads = [pads[off + 1], pads[off + 2], pads[rank + off + 1], pads[rank + off + 2]].map(|v| v as usize);
+                let (pads, value) =
+                    super::pad_of(node, input(1), input(2), &xs, batched).map_err(&at)?;
                 push(&mut st, Op::Pad { pads, value }, &[x], Weights::new())?
             }
             "Concat" => {
                 if computed.len() != node.input.len() {
-                    return Err(at("concatenation with a constant tensor is not supported".into()));
+                    return Err(at(
+                        "concatenation with a constant tensor is not supported".into()
+                    ));
                 }
                 let axis = attr_i(node, "axis").unwrap_or(0);
                 let rank = xs.len() as i64 + batched as i64;
                 let axis = if axis < 0 { axis + rank } else { axis } - batched as i64;
                 if axis != 0 || xs.len() != 3 {
-                    return Err(at("only concatenation of [C, H, W] maps along channels is supported".into()));
+                    return Err(at(
+                        "only concatenation of [C, H, W] maps along channels is supported".into(),
+                    ));
                 }
-                let ins: Vec<NodeId> = computed.iter().map(|&i| var(i)).collect::<Result<_, _>>()?;
+                let ins: Vec<NodeId> =
+                    computed.iter().map(|&i| var(i)).collect::<Result<_, _>>()?;
                 push(&mut st, Op::Concat, &ins, Weights::new())?
             }
             "Flatten" => {
                 let axis = attr_i(node, "axis").unwrap_or(1);
                 if (batched && axis != 1) || (!batched && axis != 0 && axis != 1) {
-                    return Err(at(format!("Flatten at axis {axis}: only the batch axis stays apart")));
+                    return Err(at(format!(
+                        "Flatten at axis {axis}: only the batch axis stays apart"
+                    )));
                 }
-                st.reshape(&name, x, vec![xs.iter().product()]).map_err(op_at)?
+                st.reshape(&name, x, vec![xs.iter().product()])
+                    .map_err(op_at)?
             }
             "Reshape" => {
                 let dims: Vec<i64> = c(1)?.data.iter().map(|v| *v as i64).collect();
@@ -379,16 +406,27 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 } else {
                     attr_ints(node, "axes")
                 };
-                let shape = super::squeezed(node.op_type == "Unsqueeze", axes, &xs, batched).map_err(&at)?;
+                let shape = super::squeezed(node.op_type == "Unsqueeze", axes, &xs, batched)
+                    .map_err(&at)?;
                 st.reshape(&name, x, shape).map_err(op_at)?
             }
-            other => return Err(at(format!("unsupported operator {other} (supported: {SUPPORTED})"))),
+            other => {
+                return Err(at(format!(
+                    "unsupported operator {other} (supported: {SUPPORTED})"
+                )))
+            }
         };
         vars.insert(out_name, id);
     }
-    let out = graph.output.first().ok_or_else(|| OnnxError::Model("the graph has no output".into()))?;
+    let out = graph
+        .output
+        .first()
+        .ok_or_else(|| OnnxError::Model("the graph has no output".into()))?;
     let &out = vars.get(&out.name).ok_or_else(|| {
-        OnnxError::Model(format!("the graph's output '{}' is not computed from its input", out.name))
+        OnnxError::Model(format!(
+            "the graph's output '{}' is not computed from its input",
+            out.name
+        ))
     })?;
     let mut g = st.b.finish(&[out])?;
     for (id, w) in st.weights {
@@ -461,14 +499,19 @@ impl State {
     fn vector(&mut self, name: &str, x: NodeId, len: usize) -> Result<NodeId, String> {
         let s = self.b.shape(x).clone();
         if s.numel() != len {
-            return Err(format!("the weight takes {len} inputs, the layer gives {}", s.numel()));
+            return Err(format!(
+                "the weight takes {len} inputs, the layer gives {}",
+                s.numel()
+            ));
         }
         if s.dims().len() == 1 {
             return Ok(x);
         }
         // A matrix product over the last axis of a map is not a dense layer on the whole map.
         if s.dims()[..s.dims().len() - 1].iter().any(|&d| d != 1) {
-            return Err(format!("a matrix product of a tensor of shape {s} is not supported (flatten it first)"));
+            return Err(format!(
+                "a matrix product of a tensor of shape {s} is not supported (flatten it first)"
+            ));
         }
         self.push(&format!("{name}.flat"), Op::Flatten, &[x], Weights::new())
             .map_err(|e| e.to_string())
@@ -509,7 +552,10 @@ impl State {
             return Ok((x, [t, l]));
         }
         let op = Op::Pad { pads, value: 0.0 };
-        Ok((self.push(&format!("{name}.pad"), op, &[x], Weights::new())?, [0, 0]))
+        Ok((
+            self.push(&format!("{name}.pad"), op, &[x], Weights::new())?,
+            [0, 0],
+        ))
     }
 }
 
@@ -526,17 +572,13 @@ fn constant_shape(dims: &[usize], rank: usize) -> Vec<usize> {
     d
 }
 
-/// A Gemm or MatMul weight as the IR's `[out, in]` matrix times `alpha`: `w` itself when it is
-/// already `[out, in]` (`trans`), else its transpose.
-fn transposed_unless(w: &Tensor, trans: bool, alpha: f64) -> Vec<f64> {
-    if trans {
-        return w.data.iter().map(|v| alpha * v).collect();
-    }
+/// A MatMul weight `[in, out]` as the IR's `[out, in]` matrix.
+fn transposed(w: &Tensor) -> Vec<f64> {
     let (r, c) = (w.dims[0], w.dims[1]);
     let mut out = vec![0.0; r * c];
     for i in 0..r {
         for j in 0..c {
-            out[j * r + i] = alpha * w.data[i * c + j];
+            out[j * r + i] = w.data[i * c + j];
         }
     }
     out

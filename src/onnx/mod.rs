@@ -121,7 +121,10 @@ pub(crate) fn open(bytes: &[u8]) -> Result<Opened, String> {
 /// How a reader names node `k` in messages, and the name it gives what the node computes.
 pub(crate) fn node_names(node: &NodeProto, k: usize) -> (String, String) {
     if node.name.is_empty() {
-        (format!("node {k} ({})", node.op_type), format!("{}_{k}", node.op_type))
+        (
+            format!("node {k} ({})", node.op_type),
+            format!("{}_{k}", node.op_type),
+        )
     } else {
         (
             format!("node '{}' ({})", node.name, node.op_type),
@@ -248,7 +251,13 @@ pub(crate) fn squeezed(
         let rank = full.len() + axes.len();
         let mut pos: Vec<usize> = axes
             .iter()
-            .map(|&a| if a < 0 { (a + rank as i64) as usize } else { a as usize })
+            .map(|&a| {
+                if a < 0 {
+                    (a + rank as i64) as usize
+                } else {
+                    a as usize
+                }
+            })
             .collect();
         pos.sort_unstable();
         for p in pos {
@@ -264,7 +273,13 @@ pub(crate) fn squeezed(
             Some(axes) => {
                 let drop: Vec<usize> = axes
                     .iter()
-                    .map(|&a| if a < 0 { (a + rank) as usize } else { a as usize })
+                    .map(|&a| {
+                        if a < 0 {
+                            (a + rank) as usize
+                        } else {
+                            a as usize
+                        }
+                    })
                     .collect();
                 full.iter()
                     .enumerate()
@@ -282,6 +297,95 @@ pub(crate) fn squeezed(
         out.push(1);
     }
     Ok(out)
+}
+
+/// A Gemm node's weight as a row-major `[rows, cols]` matrix (alpha applied) and its beta:
+/// `y = W x + beta * C`. Only `Gemm(x, W, C)` without transA is read.
+pub(crate) fn gemm_weight(
+    node: &NodeProto,
+    w: &Tensor,
+) -> Result<(Vec<f64>, usize, usize, f64), String> {
+    if attr_i(node, "transA").unwrap_or(0) != 0 {
+        return Err("only Gemm(x, W, b) without transA is supported".into());
+    }
+    if w.dims.len() != 2 {
+        return Err("Gemm needs a 2-D weight".into());
+    }
+    let alpha = attr_f(node, "alpha").unwrap_or(1.0) as f64;
+    let beta = attr_f(node, "beta").unwrap_or(1.0) as f64;
+    let trans = attr_i(node, "transB").unwrap_or(0) != 0;
+    let (rows, cols) = if trans {
+        (w.dims[0], w.dims[1])
+    } else {
+        (w.dims[1], w.dims[0])
+    };
+    let mut m = vec![0.0; rows * cols];
+    for r in 0..rows {
+        for q in 0..cols {
+            let v = if trans {
+                w.data[r * cols + q]
+            } else {
+                w.data[q * rows + r]
+            };
+            m[r * cols + q] = alpha * v;
+        }
+    }
+    Ok((m, rows, cols, beta))
+}
+
+/// A constant-mode Pad node's `[top, left, bottom, right]` pads and value on a `[C, H, W]`
+/// map (`shape`, without the batch), from its inputs (`pads`, `value`: the constants given as
+/// inputs, if any) or its attributes.
+pub(crate) fn pad_of(
+    node: &NodeProto,
+    pads: Option<&Tensor>,
+    value: Option<&Tensor>,
+    shape: &[usize],
+    batched: bool,
+) -> Result<([usize; 4], f64), String> {
+    let mode = node
+        .attribute
+        .iter()
+        .find(|a| a.name == "mode")
+        .map(|a| String::from_utf8_lossy(&a.s).to_string());
+    if mode.as_deref().is_some_and(|m| m != "constant") {
+        return Err(format!(
+            "Pad mode {} is not supported (constant is)",
+            mode.unwrap_or_default()
+        ));
+    }
+    if node.input.get(3).is_some_and(|n| !n.is_empty()) {
+        return Err("Pad with an axes input is not supported (pads of every axis are)".into());
+    }
+    let pads: Vec<i64> = match pads {
+        Some(t) => t.data.iter().map(|v| *v as i64).collect(),
+        None => attr_ints(node, "pads").ok_or("has no pads")?,
+    };
+    let value = match value {
+        Some(t) => t.data.first().copied().unwrap_or(0.0),
+        None => attr_f(node, "value").unwrap_or(0.0) as f64,
+    };
+    let rank = shape.len() + batched as usize;
+    if shape.len() != 3 || pads.len() != 2 * rank || pads.iter().any(|p| *p < 0) {
+        return Err(format!(
+            "only non-negative padding of [C, H, W] maps is supported (pads {pads:?})"
+        ));
+    }
+    let off = batched as usize;
+    if pads[..off + 1]
+        .iter()
+        .chain(&pads[rank..rank + off + 1])
+        .any(|p| *p != 0)
+    {
+        return Err("padding of the batch or channel axis is not supported".into());
+    }
+    let p = [
+        pads[off + 1],
+        pads[off + 2],
+        pads[rank + off + 1],
+        pads[rank + off + 2],
+    ];
+    Ok((p.map(|v| v as usize), value))
 }
 
 pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
@@ -466,7 +570,10 @@ pub(crate) fn window_of(
 }
 
 /// Evaluates a node whose inputs are all constants (shape arithmetic and the like).
-pub(crate) fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) -> Result<Tensor, String> {
+pub(crate) fn fold_constant(
+    node: &NodeProto,
+    consts: &HashMap<String, Tensor>,
+) -> Result<Tensor, String> {
     let get = |i: usize| {
         node.input
             .get(i)
@@ -549,7 +656,9 @@ pub(crate) fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) 
             let first = get(0)?;
             let rank = first.dims.len().max(1) as i64;
             if (if axis < 0 { axis + rank } else { axis }) != 0 {
-                return Err("only concatenation of constants along their first axis is supported".into());
+                return Err(
+                    "only concatenation of constants along their first axis is supported".into(),
+                );
             }
             let mut data = Vec::new();
             let mut lead = 0;
@@ -573,25 +682,16 @@ pub(crate) fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) 
             // The constant keeps its real shape: a per-channel constant reshaped to
             // [1, C, 1, 1] must broadcast along the channels, not the last axis.
             let t = get(0)?;
+            let axes = || -> Result<Option<Vec<i64>>, String> {
+                Ok(match node.input.get(1).filter(|n| !n.is_empty()) {
+                    Some(_) => Some(get(1)?.data.iter().map(|v| *v as i64).collect()),
+                    None => attr_ints(node, "axes"),
+                })
+            };
             let dims = match node.op_type.as_str() {
                 "Reshape" => {
                     let target: Vec<i64> = get(1)?.data.iter().map(|v| *v as i64).collect();
-                    let known: i64 = target
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &d)| if d == 0 { *t.dims.get(i).unwrap_or(&1) as i64 } else { d })
-                        .filter(|d| *d > 0)
-                        .product();
-                    target
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &d)| match d {
-                            0 => Ok(*t.dims.get(i).unwrap_or(&1)),
-                            -1 => Ok(t.numel() / known.max(1) as usize),
-                            d if d > 0 => Ok(d as usize),
-                            _ => Err(format!("cannot reshape a constant to {target:?}")),
-                        })
-                        .collect::<Result<Vec<usize>, String>>()?
+                    reshaped(&target, &t.dims, false)?
                 }
                 "Flatten" => {
                     let r = t.dims.len() as i64;
@@ -599,44 +699,18 @@ pub(crate) fn fold_constant(node: &NodeProto, consts: &HashMap<String, Tensor>) 
                     let a = (if a < 0 { a + r } else { a }).clamp(0, r) as usize;
                     vec![t.dims[..a].iter().product(), t.dims[a..].iter().product()]
                 }
-                op => {
-                    let axes: Option<Vec<i64>> = match node.input.get(1).filter(|n| !n.is_empty()) {
-                        Some(_) => Some(get(1)?.data.iter().map(|v| *v as i64).collect()),
-                        None => attr_ints(node, "axes"),
-                    };
-                    let mut d = t.dims.clone();
-                    if op == "Unsqueeze" {
-                        let axes = axes.ok_or("Unsqueeze without axes")?;
-                        let rank = (d.len() + axes.len()) as i64;
-                        let mut pos: Vec<usize> = axes
-                            .iter()
-                            .map(|&a| (if a < 0 { a + rank } else { a }) as usize)
-                            .collect();
-                        pos.sort_unstable();
-                        for p in pos {
-                            if p > d.len() {
-                                return Err(format!("axis {p} is out of range"));
-                            }
-                            d.insert(p, 1);
-                        }
-                        d
-                    } else {
-                        let rank = d.len() as i64;
-                        let drop: Option<Vec<usize>> = axes.map(|a| {
-                            a.iter().map(|&x| (if x < 0 { x + rank } else { x }) as usize).collect()
-                        });
-                        d.iter()
-                            .enumerate()
-                            .filter(|(i, &v)| v != 1 || drop.as_ref().is_some_and(|dr| !dr.contains(i)))
-                            .map(|(_, &v)| v)
-                            .collect()
-                    }
-                }
+                op => squeezed(op == "Unsqueeze", axes()?, &t.dims, false)?,
             };
             if dims.iter().product::<usize>() != t.numel() {
-                return Err(format!("cannot give a constant of {} values the shape {dims:?}", t.numel()));
+                return Err(format!(
+                    "cannot give a constant of {} values the shape {dims:?}",
+                    t.numel()
+                ));
             }
-            Ok(Tensor { dims, data: t.data.clone() })
+            Ok(Tensor {
+                dims,
+                data: t.data.clone(),
+            })
         }
         other => Err(format!("unsupported operator {other} on constants")),
     }

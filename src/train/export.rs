@@ -264,15 +264,19 @@ pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
             Op::ScaleShift { .. } => {
                 // w: `{name}.scale`, `{name}.shift`, broadcast as numpy does (ONNX's rule too).
                 let scaled = format!("{name}.scaled");
-                g.node.push(node("Mul", &scaled, &[x[0], w[0]], &scaled, vec![]));
-                g.node.push(node("Add", name, &[&scaled, w[1]], name, vec![]));
+                g.node
+                    .push(node("Mul", &scaled, &[x[0], w[0]], &scaled, vec![]));
+                g.node
+                    .push(node("Add", name, &[&scaled, w[1]], name, vec![]));
             }
             Op::Pad { pads, value } => {
                 let (p, v) = (format!("{name}.pads"), format!("{name}.value"));
                 let [t, l, b, r] = pads.map(|p| p as i64);
-                g.initializer.push(int64_tensor(&p, &[0, 0, t, l, 0, 0, b, r]));
+                g.initializer
+                    .push(int64_tensor(&p, &[0, 0, t, l, 0, 0, b, r]));
                 g.initializer.push(tensor(&v, &[], &[*value as f32]));
-                g.node.push(node("Pad", name, &[x[0], &p, &v], name, vec![]));
+                g.node
+                    .push(node("Pad", name, &[x[0], &p, &v], name, vec![]));
             }
             Op::Reshape { shape } => {
                 let s = format!("{name}.shape");
@@ -280,7 +284,8 @@ pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
                     .chain(shape.dims().iter().map(|&d| d as i64))
                     .collect();
                 g.initializer.push(int64_tensor(&s, &dims));
-                g.node.push(node("Reshape", name, &[x[0], &s], name, vec![]));
+                g.node
+                    .push(node("Reshape", name, &[x[0], &s], name, vec![]));
             }
             Op::Add => g.node.push(node("Sum", name, &x, name, vec![])),
             Op::Mul => g.node.push(node("Mul", name, &x, name, vec![])),

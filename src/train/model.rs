@@ -727,36 +727,34 @@ fn pad4(x: &Tensor, [t, l, b, r]: [usize; 4], value: f64) -> candle_core::Result
     if value == 0.0 {
         return x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r);
     }
-    let (n, c, h, _) = x.dims4()?;
+    let (n, c, h, w) = x.dims4()?;
     let fill = |hh: usize, ww: usize| {
         Tensor::full(value as f32, (n, c, hh, ww), x.device())?.to_dtype(x.dtype())
     };
-    let w = x.dim(3)?;
-    let mut y = x.clone();
-    if t + b > 0 {
-        let mut parts = Vec::new();
-        if t > 0 {
-            parts.push(fill(t, w)?);
-        }
-        parts.push(y);
-        if b > 0 {
-            parts.push(fill(b, w)?);
-        }
-        y = Tensor::cat(&parts, 2)?;
+    let y = pad_axis(x, 2, t, b, &|rows| fill(rows, w))?;
+    pad_axis(&y, 3, l, r, &|cols| fill(h + t + b, cols))
+}
+
+/// `x` with `before` and `after` slices of `fill(n)` joined along `axis`.
+fn pad_axis(
+    x: &Tensor,
+    axis: usize,
+    before: usize,
+    after: usize,
+    fill: &dyn Fn(usize) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Tensor> {
+    if before + after == 0 {
+        return Ok(x.clone());
     }
-    if l + r > 0 {
-        let hh = h + t + b;
-        let mut parts = Vec::new();
-        if l > 0 {
-            parts.push(fill(hh, l)?);
-        }
-        parts.push(y);
-        if r > 0 {
-            parts.push(fill(hh, r)?);
-        }
-        y = Tensor::cat(&parts, 3)?;
+    let mut parts = Vec::new();
+    if before > 0 {
+        parts.push(fill(before)?);
     }
-    Ok(y)
+    parts.push(x.clone());
+    if after > 0 {
+        parts.push(fill(after)?);
+    }
+    Tensor::cat(&parts, axis)
 }
 
 fn activation(x: &Tensor, f: Activation) -> candle_core::Result<Tensor> {

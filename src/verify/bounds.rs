@@ -261,7 +261,10 @@ fn propagate(
                             }
                         })
                         .collect();
-                    for (&i, (l, u)) in which.iter().zip(node_bounds(net, p, &which, b, &bounds, deadline)) {
+                    for (&i, (l, u)) in which
+                        .iter()
+                        .zip(node_bounds(net, p, &which, b, &bounds, deadline))
+                    {
                         let j = offset + i;
                         lb.lower[j] = lb.lower[j].max(l);
                         lb.upper[j] = lb.upper[j].min(u);

@@ -161,8 +161,13 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                     bias: vec![0.0; n],
                 };
                 let x = x.expect("arity checked");
-                b.add(name, super::graph::Op::Affine(view), &[x], shape.dims().to_vec())
-                    .map_err(ge)?
+                b.add(
+                    name,
+                    super::graph::Op::Affine(view),
+                    &[x],
+                    shape.dims().to_vec(),
+                )
+                .map_err(ge)?
             }
             Op::Add => b.sum(name, &args, vec![1.0; args.len()]).map_err(ge)?,
             Op::Mul => b.product(name, args[0], args[1]).map_err(ge)?,

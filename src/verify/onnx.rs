@@ -170,26 +170,12 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                 Var { id: x.id, shape }
             }
             "Gemm" => {
-                if vpos != 0 || attr_i(node, "transA").unwrap_or(0) != 0 {
-                    return Err(at("only Gemm(x, W, b) without transA is supported".into()));
+                if vpos != 0 {
+                    return Err(at("only Gemm(x, W, b) with x computed is supported".into()));
                 }
-                let w = c(1)?;
-                if w.dims.len() != 2 {
-                    return Err(at("Gemm needs a 2-D weight".into()));
-                }
-                let alpha = attr_f(node, "alpha").unwrap_or(1.0) as f64;
-                let beta = attr_f(node, "beta").unwrap_or(1.0) as f64;
-                let trans_b = attr_i(node, "transB").unwrap_or(0) != 0;
-                let (rows, cols) = if trans_b { (w.dims[0], w.dims[1]) } else { (w.dims[1], w.dims[0]) };
+                let (m, rows, cols, beta) = onnx::gemm_weight(node, c(1)?).map_err(at)?;
                 if cols != numel {
                     return Err(at(format!("Gemm weight takes {cols} inputs, the layer gives {numel}")));
-                }
-                let mut m = vec![0.0; rows * cols];
-                for r in 0..rows {
-                    for q in 0..cols {
-                        let v = if trans_b { w.data[r * cols + q] } else { w.data[q * rows + r] };
-                        m[r * cols + q] = alpha * v;
-                    }
                 }
                 let bias = match node.input.get(2).filter(|n| !n.is_empty()) {
                     Some(_) => broadcast(c(2)?, &[rows]).map_err(at)?.iter().map(|v| beta * v).collect(),
@@ -334,27 +320,8 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
                 same(id, b.shape(id).to_vec())
             }
             "Pad" => {
-                let mode = node.attribute.iter().find(|a| a.name == "mode").map(|a| String::from_utf8_lossy(&a.s).to_string());
-                if mode.as_deref().is_some_and(|m| m != "constant") {
-                    return Err(at(format!("Pad mode {} is not supported (constant is)", mode.unwrap_or_default())));
-                }
-                let pads: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
-                    Some(_) => c(1)?.data.iter().map(|v| *v as i64).collect(),
-                    None => attr_ints(node, "pads").ok_or_else(|| at("has no pads".into()))?,
-                };
-                let value = match node.input.get(2).filter(|n| !n.is_empty()) {
-                    Some(_) => c(2)?.data.first().copied().unwrap_or(0.0),
-                    None => attr_f(node, "value").unwrap_or(0.0) as f64,
-                };
-                let rank = x.shape.len() + batched as usize;
-                if x.shape.len() != 3 || pads.len() != 2 * rank || pads.iter().any(|p| *p < 0) {
-                    return Err(at(format!("only non-negative padding of [C, H, W] maps is supported (pads {pads:?})")));
-                }
-                let off = batched as usize;
-                if pads[..off + 1].iter().chain(&pads[rank..rank + off + 1]).any(|p| *p != 0) {
-                    return Err(at("padding of the batch or channel axis is not supported".into()));
-                }
-                let p = [pads[off + 1], pads[off + 2], pads[rank + off + 1], pads[rank + off + 2]].map(|v| v as usize);
+                let input = |i: usize| node.input.get(i).filter(|n| !n.is_empty()).and_then(|n| consts.get(n));
+                let (p, value) = onnx::pad_of(node, input(1), input(2), &x.shape, batched).map_err(at)?;
                 let id = view(&mut b, &x)?;
                 let id = b.pad(&name, id, p, value).map_err(ge)?;
                 same(id, b.shape(id).to_vec())
@@ -399,7 +366,6 @@ pub fn load(bytes: &[u8]) -> Result<Network, String> {
     })?;
     b.finish(v.id).map_err(|e| e.to_string())
 }
-
 
 fn lowered(w: Window2d) -> Window {
     Window {
