@@ -334,3 +334,62 @@ fn ir_files_the_verifier_cannot_read_exit_2() {
         &["'fc'", "GELU"],
     );
 }
+
+/// A NAS-Bench-201 cell network (convolutions, a skip, average pooling, residual reductions;
+/// 17 cells deep) with seeded weights, read from its IR JSON: every bound the verifier's
+/// bounding pass gives contains the values of sampled inputs, and the pass (zonotopes and
+/// back-substitution) is far tighter than interval arithmetic on such a deep network.
+#[test]
+fn bounds_of_a_seeded_cell_network_contain_sampled_activations() {
+    use archproof::verify::bounds;
+    use archproof::verify::spec::InputBox;
+    let cell = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_3x3~2|";
+    let g = archproof::ir::zoo::build(&format!("nb201:{cell}"), Some(Shape::chw(1, 8, 8)), Some(3))
+        .unwrap();
+    let g = archproof::train::Model::new(&g, 7)
+        .unwrap()
+        .to_graph()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cell.json");
+    std::fs::write(&path, io::to_json(&g).unwrap()).unwrap();
+    let net = load_network(&path).unwrap();
+    assert!(net.relu_count() > 1000, "{} ReLUs", net.relu_count());
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let center: Vec<f64> = (0..64).map(|_| rng.random_range(0.1..0.9)).collect();
+    let b = InputBox {
+        lower: center.iter().map(|c| c - 0.002).collect(),
+        upper: center.iter().map(|c| c + 0.002).collect(),
+    };
+    let tight = bounds::crown(&net, &b, &[], None).unwrap();
+    let loose = bounds::interval(&net, &b);
+    for _ in 0..100 {
+        let x: Vec<f64> = (0..64)
+            .map(|j| rng.random_range(b.lower[j]..=b.upper[j]))
+            .collect();
+        let values = net.forward_all(&x);
+        for (k, &id) in net.activations().iter().enumerate() {
+            let v = &values[net.nodes()[id].inputs[0]];
+            for (n, v) in v.iter().enumerate() {
+                assert!(
+                    tight[k].lower[n] <= v + 1e-9 && *v <= tight[k].upper[n] + 1e-9,
+                    "activation {k} element {n}: {v} outside [{}, {}]",
+                    tight[k].lower[n],
+                    tight[k].upper[n]
+                );
+            }
+        }
+    }
+    let width = |bs: &[bounds::LayerBounds]| -> f64 {
+        bs.iter()
+            .flat_map(|b| b.lower.iter().zip(&b.upper).map(|(l, u)| u - l))
+            .sum()
+    };
+    let (t, l) = (width(&tight), width(&loose));
+    assert!(t < 0.01 * l, "bounding pass {t} vs intervals {l}");
+    let unstable: usize = tight.iter().map(|b| b.unstable()).sum();
+    eprintln!(
+        "{} ReLUs, {unstable} unstable; widths {t:.3e} against intervals' {l:.3e}",
+        net.relu_count()
+    );
+}

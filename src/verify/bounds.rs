@@ -1,14 +1,22 @@
 //! Bound propagation over the network's graph: sound lower and upper bounds of every
 //! activation's inputs, and linear lower bounds of output objectives, over an input box.
 //!
-//! Two methods, both walking the graph through each operator's [`Rules`](super::graph::Rules):
+//! Three methods, all walking the graph through each operator's [`Rules`](super::graph::Rules),
+//! each result intersected with the others':
 //! - interval arithmetic (forward, one rule per operator);
+//! - zonotopes (forward, DeepZ): every node's elements as affine functions of noise symbols,
+//!   exact through affine maps and joins, so a relaxation's error keeps its sign downstream.
+//!   One pass costs about as much as carrying `inputs + relaxed elements` functions through
+//!   the network once, so it is what makes deep networks with few unstable ReLUs affordable;
+//!   it is skipped when a node's zonotope would outgrow [`ZONOTOPE_ENTRIES`];
 //! - back-substitution in the style of CROWN / DeepPoly: linear functions of a node's output
 //!   are carried backwards node by node (a join adds the functions its inputs receive); affine
 //!   maps are substituted exactly, nonlinear nodes are replaced by the linear bound their
 //!   relaxation gives on the side each coefficient needs, and at the input the function is
 //!   minimised over the box in closed form. Only the elements whose bounds matter are refined
-//!   this way: every element of a smooth or bilinear node, the unstable elements of a ReLU.
+//!   this way: every element of a smooth or bilinear node, the unstable elements of a ReLU;
+//!   and, once zonotopes bound them, only where the work stays within [`BACK_BUDGET`] or the
+//!   network is small (its cost grows with the square of the network's size).
 //!
 //! ReLU splits of branch and bound enter as bounds: an active neuron gets `l >= 0`, an
 //! inactive one `u <= 0`. Bounds of a subdomain are intersected with its parent's, so they only
@@ -18,7 +26,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::graph::{Network, NodeId, Rows};
+use super::graph::{Network, NodeId, Rows, Zonotope};
 use super::spec::InputBox;
 
 /// Bounds of one ReLU layer's input.
@@ -125,9 +133,21 @@ fn concretize(row: &[f64], constant: f64, b: &InputBox) -> f64 {
     v
 }
 
+/// The most multiply-adds one activation layer's back-substitution may take when zonotopes
+/// bound it already (some tens of milliseconds)...
+const BACK_BUDGET: usize = 50_000_000;
+
+/// ... unless one function goes back to the input in fewer than this many (small networks,
+/// where back-substitution is cheap and tighter than zonotopes where many ReLUs are unstable).
+const SMALL_REACH: usize = 2_000_000;
+
+/// The most entries (elements times symbols) one node's zonotope may have: past it (a large
+/// tensor, or many relaxed elements) the zonotope pass stops, to bound time and memory.
+const ZONOTOPE_ENTRIES: usize = 1 << 23;
+
 /// Bounds of every activation's inputs, from interval arithmetic alone.
 pub fn interval(net: &Network, b: &InputBox) -> Vec<LayerBounds> {
-    propagate(net, b, &[], None, false, None).expect("no splits, no contradiction")
+    propagate(net, b, &[], None, INTERVALS, None).expect("no splits, no contradiction")
 }
 
 /// Carries the rows of `lambda` (linear functions of node `start`'s output, plus `constant`)
@@ -202,9 +222,28 @@ fn node_bounds(
         .collect()
 }
 
-/// Bounds of every activation's inputs over the box: intervals, refined by back-substitution
-/// (`refine`) where they matter (every element of a smooth or bilinear node, the unstable
-/// elements of a ReLU), intersected with the parent subdomain's, then narrowed by the splits.
+/// Which refinements of interval arithmetic a bounding pass makes.
+#[derive(Debug, Clone, Copy)]
+struct Refine {
+    /// A forward pass of zonotopes, while they fit in memory.
+    zonotope: bool,
+    /// Back-substitution of the elements whose bounds matter.
+    back: bool,
+}
+
+const INTERVALS: Refine = Refine {
+    zonotope: false,
+    back: false,
+};
+const FULL: Refine = Refine {
+    zonotope: true,
+    back: true,
+};
+
+/// Bounds of every activation's inputs over the box: intervals, tightened (`refine.zonotope`)
+/// by a forward pass of zonotopes while they fit in memory and refined by
+/// back-substitution (`refine.back`) where they matter (every element of a smooth or bilinear node, the unstable elements of a
+/// ReLU), intersected with the parent subdomain's, then narrowed by the splits.
 /// `None` when the splits contradict the bounds (the subdomain is empty). Past `deadline`,
 /// nothing more is refined: the bounds stay sound, only looser, and the caller sees the time
 /// is up.
@@ -213,7 +252,7 @@ fn propagate(
     b: &InputBox,
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
-    refine: bool,
+    refine: Refine,
     deadline: Option<Instant>,
 ) -> Option<Vec<LayerBounds>> {
     let nodes = net.nodes();
@@ -222,6 +261,26 @@ fn propagate(
     lo.push(b.lower.clone());
     hi.push(b.upper.clone());
     let mut bounds: Vec<LayerBounds> = Vec::with_capacity(net.activations().len());
+    // Zonotopes of the nodes still to be consumed.
+    let mut zono: Vec<Option<Zonotope>> = vec![None; nodes.len()];
+    let mut last_use = vec![0; nodes.len()];
+    for (id, node) in nodes.iter().enumerate() {
+        for &p in &node.inputs {
+            last_use[p] = id;
+        }
+    }
+    // The work of carrying one function back from each node to the input (its ancestors'
+    // costs, bounded by those of every earlier node).
+    let mut reach = vec![0; nodes.len()];
+    for (id, node) in nodes.iter().enumerate().skip(1) {
+        reach[id] = reach[id - 1] + node.op.rules().cost(node.dim());
+    }
+    let mut symbols = 0;
+    let n_in = net.input_dim();
+    let mut use_zono = refine.zonotope && n_in * (n_in + 1) <= ZONOTOPE_ENTRIES;
+    if use_zono {
+        zono[0] = Some(Zonotope::input(&b.lower, &b.upper, &mut symbols));
+    }
     for (id, node) in nodes.iter().enumerate().skip(1) {
         if let Some(k) = net.activation_of(id) {
             let mut lb = LayerBounds {
@@ -250,7 +309,7 @@ fn propagate(
                 let exact =
                     p == 0 || (nodes[p].inputs == [0] && nodes[p].op.rules().exact_on_box());
                 let late = deadline.is_some_and(|d| Instant::now() >= d);
-                if refine && !exact && !late {
+                if refine.back && !exact && !late {
                     let which: Vec<usize> = (0..dim)
                         .filter(|&i| {
                             let (l, u) = (lb.lower[offset + i], lb.upper[offset + i]);
@@ -261,10 +320,17 @@ fn propagate(
                             }
                         })
                         .collect();
-                    for (&i, (l, u)) in which
-                        .iter()
-                        .zip(node_bounds(net, p, &which, b, &bounds, deadline))
+                    // With zonotopes at hand, back-substitution is worth its price only
+                    // where that price is small: it is quadratic in the network's size.
+                    if use_zono
+                        && reach[p] > SMALL_REACH
+                        && 2 * which.len() * reach[p] > BACK_BUDGET
                     {
+                        offset += dim;
+                        continue;
+                    }
+                    let nb = node_bounds(net, p, &which, b, &bounds, deadline);
+                    for (&i, (l, u)) in which.iter().zip(nb) {
                         let j = offset + i;
                         lb.lower[j] = lb.lower[j].max(l);
                         lb.upper[j] = lb.upper[j].min(u);
@@ -293,11 +359,49 @@ fn propagate(
             }
             bounds.push(lb);
         }
-        let (l, u) = {
+        let (mut l, mut u) = {
             let l_in: Vec<&[f64]> = node.inputs.iter().map(|&p| lo[p].as_slice()).collect();
             let u_in: Vec<&[f64]> = node.inputs.iter().map(|&p| hi[p].as_slice()).collect();
             node.op.rules().interval(&l_in, &u_in)
         };
+        use_zono = use_zono
+            && node.dim() * (1 + symbols) <= ZONOTOPE_ENTRIES
+            && !deadline.is_some_and(|d| Instant::now() >= d);
+        if use_zono {
+            let ins: Vec<&Zonotope> = node
+                .inputs
+                .iter()
+                .map(|&p| zono[p].as_ref().expect("kept until its last use"))
+                .collect();
+            let relaxed = net.activation_of(id).map(|k| &bounds[k]);
+            let z = node
+                .op
+                .rules()
+                .zonotope(&ins, relaxed, &mut symbols)
+                .unwrap_or_else(|| Zonotope::from_interval(&l, &u, &mut symbols));
+            let (zl, zu) = z.bounds();
+            for i in 0..l.len() {
+                // Two sound bounds: they cross only by rounding, and then neither is taken.
+                if zl[i] <= u[i] && zu[i] >= l[i] {
+                    l[i] = l[i].max(zl[i]);
+                    u[i] = u[i].min(zu[i]);
+                }
+            }
+            for &p in &node.inputs {
+                if last_use[p] == id {
+                    zono[p] = None;
+                }
+            }
+            // A band can outgrow the bound: then the pass ends here.
+            if z.rows.data.len() > ZONOTOPE_ENTRIES {
+                use_zono = false;
+            } else {
+                zono[id] = Some(z);
+            }
+        }
+        if !use_zono {
+            zono.iter_mut().for_each(|z| *z = None);
+        }
         lo.push(l);
         hi.push(u);
     }
@@ -313,7 +417,7 @@ pub fn crown(
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
 ) -> Option<Vec<LayerBounds>> {
-    propagate(net, b, splits, parent, true, None)
+    propagate(net, b, splits, parent, FULL, None)
 }
 
 /// [`crown`] that stops refining at `deadline` (the bounds stay sound, only looser), so that a
@@ -325,7 +429,7 @@ pub fn crown_until(
     parent: Option<&[LayerBounds]>,
     deadline: Instant,
 ) -> Option<Vec<LayerBounds>> {
-    propagate(net, b, splits, parent, true, Some(deadline))
+    propagate(net, b, splits, parent, FULL, Some(deadline))
 }
 
 /// Linear lower bounds over the box of `c_r . f(x) + d_r` for each objective row `(c_r, d_r)`.
@@ -386,6 +490,101 @@ mod tests {
                 .unwrap();
         }
         b.finish(prev).unwrap()
+    }
+
+    /// A small DAG with every operator that has a symbolic rule: dense maps, ReLUs, a
+    /// sigmoid, a weighted sum, a product and a concatenation, each followed by a ReLU so that
+    /// its bounds are reported.
+    fn random_dag(rng: &mut rand_chacha::ChaCha8Rng) -> Network {
+        use super::super::graph::{Add, Concat, Mul, Smooth};
+        let mut b = Builder::new(vec![3]);
+        let mut dense = |b: &mut Builder, x: NodeId, n_in: usize, n: usize, name: &str| {
+            let a = Affine {
+                linear: Linear::Dense {
+                    rows: n,
+                    cols: n_in,
+                    w: (0..n * n_in).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                },
+                bias: (0..n).map(|_| rng.random_range(-0.5..0.5)).collect(),
+            };
+            b.add_flat(name, Op::Affine(a), &[x]).unwrap()
+        };
+        let x = b.input();
+        let a = dense(&mut b, x, 3, 6, "a");
+        let r = b.add_flat("r", Op::Relu(Relu), &[a]).unwrap();
+        let c = dense(&mut b, r, 6, 6, "c");
+        let s = b.add_flat("s", Op::Smooth(Smooth::Sigmoid), &[c]).unwrap();
+        let sum = b
+            .add_flat(
+                "sum",
+                Op::Add(Add {
+                    coeffs: vec![1.0, -2.0],
+                }),
+                &[r, s],
+            )
+            .unwrap();
+        let rs = b.add_flat("rs", Op::Relu(Relu), &[sum]).unwrap();
+        let p = b.add_flat("p", Op::Mul(Mul), &[c, sum]).unwrap();
+        let rp = b.add_flat("rp", Op::Relu(Relu), &[p]).unwrap();
+        let cat = Concat {
+            outer: 1,
+            inner: vec![6, 6],
+        };
+        let k = b.add_flat("cat", Op::Concat(cat), &[rs, rp]).unwrap();
+        let e = dense(&mut b, k, 12, 4, "e");
+        let re = b.add_flat("re", Op::Relu(Relu), &[e]).unwrap();
+        let out = dense(&mut b, re, 4, 2, "out");
+        b.finish(out).unwrap()
+    }
+
+    #[test]
+    fn zonotope_bounds_contain_every_sampled_value_and_beat_intervals() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let only = Refine {
+            zonotope: true,
+            back: false,
+        };
+        let (mut sym_width, mut interval_width) = (0.0, 0.0);
+        for _ in 0..20 {
+            let net = random_dag(&mut rng);
+            let b = InputBox {
+                lower: vec![-0.3, 0.1, -0.2],
+                upper: vec![0.2, 0.4, 0.3],
+            };
+            let s = propagate(&net, &b, &[], None, only, None).unwrap();
+            let i = interval(&net, &b);
+            for _ in 0..300 {
+                let x: Vec<f64> = (0..3)
+                    .map(|j| rng.random_range(b.lower[j]..=b.upper[j]))
+                    .collect();
+                let values = net.forward_all(&x);
+                for (k, &id) in net.activations().iter().enumerate() {
+                    let v: Vec<f64> = net.nodes()[id]
+                        .inputs
+                        .iter()
+                        .flat_map(|&p| values[p].iter().copied())
+                        .collect();
+                    for (n, v) in v.iter().enumerate() {
+                        assert!(
+                            s[k].lower[n] <= v + 1e-9 && *v <= s[k].upper[n] + 1e-9,
+                            "node {id} element {n}: {v} outside [{}, {}]",
+                            s[k].lower[n],
+                            s[k].upper[n]
+                        );
+                    }
+                }
+            }
+            for (sb, ib) in s.iter().zip(&i) {
+                for n in 0..sb.lower.len() {
+                    sym_width += sb.upper[n] - sb.lower[n];
+                    interval_width += ib.upper[n] - ib.lower[n];
+                }
+            }
+        }
+        assert!(
+            sym_width < 0.9 * interval_width,
+            "{sym_width} vs {interval_width}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The largest L-infinity radius proven robust around a point, and the smallest refuted.
 //!
-//! The radius is searched by halving from 1 and then bisecting: a radius that holds raises the
-//! lower end, a refuted one (with its checked counterexample) lowers the upper end, and an
-//! unknown one lowers it too (the proven radius must lie below). While nothing is proven, an
-//! unknown radius is followed by one eight times smaller, so that a network whose every query
-//! is slow still gets a proven radius within the budget. The answer is sound by construction:
+//! The search brackets the radius from a typical one, [`FIRST`] (1/256): a radius that holds
+//! is followed by one four times larger (up to 1), and while nothing is proven, a radius that
+//! is refuted or unknown by one eight times smaller; once both ends are known it bisects. A
+//! radius that holds raises the lower end, a refuted one (with its checked counterexample)
+//! lowers the upper end, and an unknown one lowers it too (the proven radius must lie below).
+//! Starting small matters on large networks: a query at a radius far beyond the robust one
+//! only spends its whole time limit to end unknown. The answer is sound by construction:
 //! `proven_robust` is a radius the verifier proved, never an estimate.
 
 use std::time::{Duration, Instant};
@@ -12,6 +14,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{verify, Counterexample, Network, Options, Spec, Verdict, VerifyError};
+
+/// The first radius asked about: a typical image perturbation.
+pub const FIRST: f64 = 1.0 / 256.0;
 
 /// One query of the search.
 #[derive(Debug, Clone, Serialize)]
@@ -56,23 +61,20 @@ pub fn max_radius(
     total: Duration,
 ) -> Result<RadiusResult, VerifyError> {
     let start = Instant::now();
-    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    let (mut lo, mut hi) = (0.0f64, None::<f64>);
     let mut refuted: Option<(f64, Counterexample)> = None;
     let mut steps: Vec<RadiusStep> = Vec::new();
     let per_step = (total.as_secs_f64() / 16.0).max(0.5);
-    let mut unknown_seen = false;
     for _ in 0..24 {
-        if hi - lo <= 1e-4 * hi.max(1e-6) || start.elapsed() > total {
+        let eps = match hi {
+            None if steps.is_empty() => FIRST,
+            None => (4.0 * lo).min(1.0),
+            Some(h) if lo == 0.0 => h / 8.0,
+            Some(h) => 0.5 * (lo + h),
+        };
+        if hi.is_some_and(|h| h - lo <= 1e-4 * h.max(1e-6)) || start.elapsed() > total {
             break;
         }
-        // Halve from the top until something is not refuted, then bisect.
-        let eps = if steps.is_empty() {
-            hi
-        } else if unknown_seen && lo == 0.0 {
-            hi / 8.0
-        } else {
-            0.5 * (lo + hi)
-        };
         let left = total.as_secs_f64() - start.elapsed().as_secs_f64();
         let spec = Spec::robustness(x, eps, label, net.output_dim(), clip);
         let mut o = opts.clone();
@@ -88,15 +90,12 @@ pub fn max_radius(
         match out.result {
             Verdict::Holds => lo = eps,
             Verdict::Violated => {
-                hi = eps;
+                hi = Some(eps);
                 refuted = out.counterexample.map(|c| (eps, c));
             }
-            Verdict::Unknown => {
-                hi = eps;
-                unknown_seen = true;
-            }
+            Verdict::Unknown => hi = Some(eps),
         }
-        if steps.len() == 1 && out.result == Verdict::Holds {
+        if hi.is_none() && lo >= 1.0 {
             break; // robust on the whole unit ball
         }
     }

@@ -4,6 +4,7 @@
 use z3::ast::Real;
 
 use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::zonotope::Zonotope;
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
 
@@ -82,6 +83,17 @@ impl Rules for Add {
         };
         out.insert(0, first);
         out
+    }
+
+    fn zonotope(
+        &self,
+        x: &[&Zonotope],
+        _bounds: Option<&LayerBounds>,
+        _symbols: &mut usize,
+    ) -> Option<Zonotope> {
+        let terms: Vec<(&Zonotope, f64)> =
+            x.iter().copied().zip(self.coeffs.iter().copied()).collect();
+        Some(Zonotope::weighted_sum(&terms))
     }
 
     fn forms(

@@ -5,6 +5,7 @@ use z3::ast::Real;
 
 use super::linear::{dot, Affine};
 use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::zonotope::Zonotope;
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
 
@@ -67,6 +68,24 @@ impl Rules for Affine {
             dim,
             data: self.linear.left_multiply(lam.n, &lam.data),
         }]
+    }
+
+    /// Exact: `W` applied to every column (the constant's too), then the bias added.
+    fn zonotope(
+        &self,
+        x: &[&Zonotope],
+        _bounds: Option<&LayerBounds>,
+        _symbols: &mut usize,
+    ) -> Option<Zonotope> {
+        let mut rows = self.linear.apply_rows(&x[0].rows);
+        for (i, b) in self.bias.iter().enumerate() {
+            rows.row_mut(i)[0] += b;
+        }
+        Some(Zonotope { rows })
+    }
+
+    fn cost(&self, _out_dim: usize) -> usize {
+        self.linear.connections()
     }
 
     fn exact_on_box(&self) -> bool {

@@ -5,6 +5,7 @@
 use z3::ast::Real;
 
 use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::zonotope::Zonotope;
 use crate::verify::bounds::LayerBounds;
 
 /// `y[o, offset_k + j] = x_k[o, j]` for `o < outer`, `j < inner[k]`.
@@ -85,6 +86,16 @@ impl Rules for Concat {
             });
         }
         out
+    }
+
+    fn zonotope(
+        &self,
+        x: &[&Zonotope],
+        _bounds: Option<&LayerBounds>,
+        _symbols: &mut usize,
+    ) -> Option<Zonotope> {
+        let n = self.outer * self.inner.iter().sum::<usize>();
+        Some(Zonotope::gather(x, n, |f| self.for_each(f)))
     }
 
     fn forms(

@@ -6,6 +6,10 @@
 //! picks, averages or broadcasts elements (pooling by averages, padding, slicing, broadcasting
 //! a `[C, 1, 1]` gate, the gathers MaxPool is lowered to).
 
+use rayon::prelude::*;
+
+use super::rules::Rows;
+
 /// The linear part of an affine node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Linear {
@@ -59,40 +63,124 @@ impl Conv {
         self.for_each_of(|o| lambda[o] != 0.0, |o, i, w| out[i] += w * lambda[o]);
     }
 
-    /// [`Conv::for_each`] over the output channels-and-positions `o` with `keep(o)`.
-    fn for_each_of(&self, keep: impl Fn(usize) -> bool, mut f: impl FnMut(usize, usize, f64)) {
-        let [ic, ih, iw] = self.input;
+    /// `W X` for rows `X` over the input (see [`Linear::apply_rows`]) written into `out`: at
+    /// each output position, the input rows of the window are gathered into a matrix and
+    /// multiplied by each group's weights, `[out_c / groups, in_c / groups * kh * kw]`.
+    fn apply_rows(&self, x: &Rows, out: &mut Rows) {
+        let cols = x.dim;
+        let ic = self.input[0];
         let [oc, oh, ow] = self.output;
         let [kh, kw] = self.kernel;
         let (icg, ocg) = (ic / self.groups, oc / self.groups);
-        for o in 0..oc {
-            let g = o / ocg;
-            for y in 0..oh {
-                for x in 0..ow {
-                    let out_idx = (o * oh + y) * ow + x;
-                    if !keep(out_idx) {
-                        continue;
-                    }
-                    for c in 0..icg {
-                        let ci = g * icg + c;
-                        for ky in 0..kh {
-                            let iy = (y * self.stride[0] + ky * self.dilation[0]) as isize
-                                - self.padding[0] as isize;
-                            if iy < 0 || iy >= ih as isize {
-                                continue;
-                            }
-                            for kx in 0..kw {
-                                let ix = (x * self.stride[1] + kx * self.dilation[1]) as isize
-                                    - self.padding[1] as isize;
-                                if ix < 0 || ix >= iw as isize {
-                                    continue;
-                                }
-                                let in_idx = (ci * ih + iy as usize) * iw + ix as usize;
-                                let wv = self.w[((o * icg + c) * kh + ky) * kw + kx];
-                                f(out_idx, in_idx, wv);
-                            }
+        let k = icg * kh * kw;
+        let positions = oh * ow;
+        // Positions in blocks, each block's results gathered before they are scattered.
+        let block = 16;
+        let results: Vec<Vec<f64>> = (0..positions.div_ceil(block))
+            .into_par_iter()
+            .map(|blk| {
+                let span = blk * block..((blk + 1) * block).min(positions);
+                let mut res = vec![0.0; span.len() * oc * cols];
+                let mut a = vec![0.0; k * cols];
+                for (q, p) in span.enumerate() {
+                    let (y, xx) = (p / ow, p % ow);
+                    for g in 0..self.groups {
+                        a.iter_mut().for_each(|v| *v = 0.0);
+                        self.window(g, y, xx, |tap, row| {
+                            a[tap * cols..(tap + 1) * cols].copy_from_slice(x.row(row));
+                        });
+                        let dst = &mut res[(q * oc + g * ocg) * cols..][..ocg * cols];
+                        // SAFETY: the weights of group g are ocg rows of k values, `a` holds
+                        // k rows of cols values and `dst` ocg rows of cols values, row-major.
+                        unsafe {
+                            matrixmultiply::dgemm(
+                                ocg,
+                                k,
+                                cols,
+                                1.0,
+                                self.w[g * ocg * k..].as_ptr(),
+                                k as isize,
+                                1,
+                                a.as_ptr(),
+                                cols as isize,
+                                1,
+                                0.0,
+                                dst.as_mut_ptr(),
+                                cols as isize,
+                                1,
+                            );
                         }
                     }
+                }
+                res
+            })
+            .collect();
+        for (blk, res) in results.iter().enumerate() {
+            for (q, chunk) in res.chunks(oc * cols).enumerate() {
+                let p = blk * block + q;
+                for o in 0..oc {
+                    out.row_mut(o * positions + p)
+                        .copy_from_slice(&chunk[o * cols..(o + 1) * cols]);
+                }
+            }
+        }
+    }
+
+    /// Calls `f(tap, input index)` for every input element in the window of output position
+    /// `(y, x)` of group `g` that is not padding; `tap = (c * kh + ky) * kw + kx` indexes the
+    /// weights of one output channel (`c` the channel within the group).
+    fn window(&self, g: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
+        let [ic, ih, iw] = self.input;
+        let [kh, kw] = self.kernel;
+        let icg = ic / self.groups;
+        for c in 0..icg {
+            let ci = g * icg + c;
+            for ky in 0..kh {
+                let iy = (y * self.stride[0] + ky * self.dilation[0]) as isize
+                    - self.padding[0] as isize;
+                if iy < 0 || iy >= ih as isize {
+                    continue;
+                }
+                for kx in 0..kw {
+                    let ix = (x * self.stride[1] + kx * self.dilation[1]) as isize
+                        - self.padding[1] as isize;
+                    if ix < 0 || ix >= iw as isize {
+                        continue;
+                    }
+                    f(
+                        (c * kh + ky) * kw + kx,
+                        (ci * ih + iy as usize) * iw + ix as usize,
+                    );
+                }
+            }
+        }
+    }
+
+    /// [`Conv::for_each`] over the output channels-and-positions `o` with `keep(o)`.
+    fn for_each_of(&self, keep: impl Fn(usize) -> bool, mut f: impl FnMut(usize, usize, f64)) {
+        for o in 0..self.output[0] {
+            self.for_each_in_channel(o, &keep, &mut f);
+        }
+    }
+
+    /// [`Conv::for_each_of`] for the outputs of channel `o`.
+    fn for_each_in_channel(
+        &self,
+        o: usize,
+        keep: impl Fn(usize) -> bool,
+        mut f: impl FnMut(usize, usize, f64),
+    ) {
+        let [oc, oh, ow] = self.output;
+        let taps = self.w.len() / oc;
+        let g = o / (oc / self.groups);
+        for y in 0..oh {
+            for x in 0..ow {
+                let out_idx = (o * oh + y) * ow + x;
+                if keep(out_idx) {
+                    let base = o * taps;
+                    self.window(g, y, x, |tap, in_idx| {
+                        f(out_idx, in_idx, self.w[base + tap])
+                    });
                 }
             }
         }
@@ -164,6 +252,21 @@ impl Linear {
             Linear::Conv(c) => c.output.iter().product(),
             Linear::Diag(d) => d.len(),
             Linear::Sparse(s) => s.rows(),
+        }
+    }
+
+    /// Multiply-adds of one product with a vector.
+    pub fn connections(&self) -> usize {
+        match self {
+            Linear::Dense { rows, cols, .. } => rows * cols,
+            Linear::Conv(c) => {
+                c.output.iter().product::<usize>()
+                    * (c.input[0] / c.groups)
+                    * c.kernel[0]
+                    * c.kernel[1]
+            }
+            Linear::Diag(d) => d.len(),
+            Linear::Sparse(s) => s.vals.len(),
         }
     }
 
@@ -297,6 +400,73 @@ impl Linear {
                         &mut out[r * cols..(r + 1) * cols],
                     );
                 }
+            }
+        }
+        out
+    }
+
+    /// `W X` for rows `X` over this map's inputs: each output row is the weighted sum of the
+    /// input rows its element depends on (how zonotopes go through affine maps). Dense maps
+    /// and convolutions are blocked matrix products (a convolution's one per output position,
+    /// over the input rows in its window); the others one axpy per weight.
+    pub fn apply_rows(&self, x: &Rows) -> Rows {
+        let cols = x.dim;
+        let n_out = self.out_dim();
+        let mut out = Rows::zeros(n_out, cols);
+        let axpy = |o: &mut [f64], w: f64, v: &[f64]| {
+            for (a, b) in o.iter_mut().zip(v) {
+                *a += w * b;
+            }
+        };
+        if n_out == 0 || cols == 0 {
+            return out;
+        }
+        match self {
+            Linear::Dense {
+                rows,
+                cols: n_in,
+                w,
+            } => {
+                if *n_in > 0 {
+                    // SAFETY: the slices hold rows*n_in, n_in*cols and rows*cols values,
+                    // row-major, as the strides say.
+                    unsafe {
+                        matrixmultiply::dgemm(
+                            *rows,
+                            *n_in,
+                            cols,
+                            1.0,
+                            w.as_ptr(),
+                            *n_in as isize,
+                            1,
+                            x.data.as_ptr(),
+                            cols as isize,
+                            1,
+                            0.0,
+                            out.data.as_mut_ptr(),
+                            cols as isize,
+                            1,
+                        );
+                    }
+                }
+            }
+            Linear::Diag(d) => {
+                out.data
+                    .par_chunks_mut(cols)
+                    .zip(d.par_iter())
+                    .enumerate()
+                    .for_each(|(i, (o, w))| axpy(o, *w, x.row(i)));
+            }
+            Linear::Conv(c) => c.apply_rows(x, &mut out),
+            Linear::Sparse(s) => {
+                out.data
+                    .par_chunks_mut(cols)
+                    .enumerate()
+                    .for_each(|(r, o)| {
+                        for (c, v) in s.row(r) {
+                            axpy(o, v, x.row(c));
+                        }
+                    });
             }
         }
         out
@@ -480,7 +650,23 @@ mod tests {
             3,
             &[vec![(0, 1.0), (2, -2.0)], vec![], vec![(1, 0.5)]],
         ));
-        for l in [conv(1, [1, 1]), conv(2, [2, 1]), conv(4, [1, 1]), sparse] {
+        let strided = Linear::Conv(Conv {
+            input: [2, 5, 4],
+            output: [4, 3, 2],
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 2,
+            w: (0..4 * 9).map(|i| (i as f64 * 0.53).cos()).collect(),
+        });
+        for l in [
+            conv(1, [1, 1]),
+            conv(2, [2, 1]),
+            conv(4, [1, 1]),
+            strided,
+            sparse,
+        ] {
             let (n_in, n_out) = (l.in_dim(), l.out_dim());
             let x: Vec<f64> = (0..n_in).map(|i| (i as f64 * 1.3).cos()).collect();
             let y: Vec<f64> = (0..n_out).map(|i| (i as f64 * 0.7).sin()).collect();
@@ -497,6 +683,22 @@ mod tests {
             let mut dx = vec![0.0; n_out];
             dense.apply(&x, &mut dx);
             assert!(dx.iter().zip(&wx).all(|(a, b)| (a - b).abs() < 1e-12));
+            // W applied to rows agrees with the dense matrix, column by column.
+            let cols = 3;
+            let rows = Rows {
+                n: n_in,
+                dim: cols,
+                data: (0..n_in * cols).map(|i| (i as f64 * 0.91).sin()).collect(),
+            };
+            let got = l.apply_rows(&rows);
+            for c in 0..cols {
+                let col: Vec<f64> = (0..n_in).map(|r| rows.data[r * cols + c]).collect();
+                let mut want = vec![0.0; n_out];
+                dense.apply(&col, &mut want);
+                for r in 0..n_out {
+                    assert!((got.data[r * cols + c] - want[r]).abs() < 1e-12);
+                }
+            }
             let two: Vec<f64> = y.iter().chain(&y).map(|v| v * 2.0).collect();
             let prod = dense.left_multiply(2, &two);
             assert!(prod[..n_in]

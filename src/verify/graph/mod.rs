@@ -21,6 +21,7 @@ pub mod mul;
 pub mod relu;
 pub mod rules;
 pub mod smooth;
+pub mod zonotope;
 
 pub use add::Add;
 pub use concat::Concat;
@@ -29,6 +30,7 @@ pub use mul::Mul;
 pub use relu::Relu;
 pub use rules::{Rows, Rules};
 pub use smooth::Smooth;
+pub use zonotope::{Band, Zonotope};
 
 /// A node's index in the network (0 is the input).
 pub type NodeId = usize;

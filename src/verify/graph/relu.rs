@@ -5,6 +5,7 @@
 use z3::ast::{Bool, Real};
 
 use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::zonotope::{Band, Zonotope};
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
 
@@ -66,6 +67,35 @@ impl Rules for Relu {
             }
         }
         vec![lam]
+    }
+
+    /// Stable elements pass or vanish; an unstable one lies between the parallel lines
+    /// `s z` and `s (z - l)`, `s = u / (u - l)` (DeepZ's smallest parallelogram).
+    fn zonotope(
+        &self,
+        x: &[&Zonotope],
+        bounds: Option<&LayerBounds>,
+        symbols: &mut usize,
+    ) -> Option<Zonotope> {
+        let b = bounds.expect("a ReLU is bounded");
+        Some(x[0].band(
+            |i| {
+                let (l, u) = (b.lower[i], b.upper[i]);
+                if l >= 0.0 {
+                    Band::IDENTITY
+                } else if u <= 0.0 {
+                    Band::ZERO
+                } else {
+                    let s = u / (u - l);
+                    Band {
+                        slope: s,
+                        lo: 0.0,
+                        hi: -s * l,
+                    }
+                }
+            },
+            symbols,
+        ))
     }
 
     fn need_bounds(&self) -> bool {

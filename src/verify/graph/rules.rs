@@ -3,6 +3,7 @@
 
 use z3::ast::Real;
 
+use super::zonotope::Zonotope;
 use crate::verify::bounds::LayerBounds;
 
 /// `n` linear functions over a tensor of `dim` elements: row-major coefficients.
@@ -87,6 +88,27 @@ pub trait Rules {
     /// inputs lie within `bounds` (the concatenated bounds of the inputs, for nodes that
     /// [`need_bounds`](Rules::need_bounds)).
     fn back(&self, lam: Rows, consts: &mut [f64], bounds: Option<&LayerBounds>) -> Vec<Rows>;
+
+    /// The output's [`Zonotope`] from the inputs' (DeepZ): exact for affine maps and joins; a
+    /// nonlinearity gives each element a [`Band`] around a line, valid wherever the inputs lie
+    /// within `bounds` (for nodes that [`need_bounds`](Rules::need_bounds)), and new noise
+    /// symbols are numbered from `symbols`. `None` when the operator has no such rule: the
+    /// engine then uses the output's interval, one new symbol per element.
+    fn zonotope(
+        &self,
+        x: &[&Zonotope],
+        bounds: Option<&LayerBounds>,
+        symbols: &mut usize,
+    ) -> Option<Zonotope> {
+        let _ = (x, bounds, symbols);
+        None
+    }
+
+    /// Multiply-adds of carrying one linear function back through the node, given its output
+    /// size (what the engines budget work by).
+    fn cost(&self, out_dim: usize) -> usize {
+        out_dim
+    }
 
     /// Whether the node relaxes a nonlinearity, so its inputs' bounds are kept.
     fn need_bounds(&self) -> bool {

@@ -7,6 +7,7 @@
 //! end or where `f'(x) = s`, and `f'(x) = s` is solved in closed form.
 
 use super::rules::{Rows, Rules};
+use super::zonotope::{Band, Zonotope};
 use crate::verify::bounds::LayerBounds;
 
 /// Which S-shaped function.
@@ -152,6 +153,26 @@ impl Rules for Smooth {
             }
         }
         vec![lam]
+    }
+
+    /// DeepZ's band: the smaller of the end slopes (so the band is as thin as a slope both
+    /// ends allow) with the tightest offsets for it.
+    fn zonotope(
+        &self,
+        x: &[&Zonotope],
+        bounds: Option<&LayerBounds>,
+        symbols: &mut usize,
+    ) -> Option<Zonotope> {
+        let b = bounds.expect("an activation is bounded");
+        Some(x[0].band(
+            |i| {
+                let (l, u) = (b.lower[i].min(b.upper[i]), b.upper[i].max(b.lower[i]));
+                let slope = self.df(l).min(self.df(u));
+                let (lo, hi) = self.intercepts(slope, l, u);
+                Band { slope, lo, hi }
+            },
+            symbols,
+        ))
     }
 
     fn need_bounds(&self) -> bool {
