@@ -49,8 +49,9 @@ pub struct RadiusResult {
 }
 
 /// Searches the robustness radius of `net` at `x` for `label`, within `clip` (an input range),
-/// spending at most about `total` (each query gets the larger of `total / 16` and a third of
-/// what is left, at least half a second, and the search stops once `total` has passed). `opts` gives the engine and seed; its timeout is
+/// spending at most about `total` (each query gets the larger of `total / 16`, a third of what
+/// is left and one and a half times the slowest query that reached a verdict, within what is
+/// left and at least half a second; the search stops once `total` has passed). `opts` gives the engine and seed; its timeout is
 /// replaced per query.
 pub fn max_radius(
     net: &Network,
@@ -65,6 +66,7 @@ pub fn max_radius(
     let mut refuted: Option<(f64, Counterexample)> = None;
     let mut steps: Vec<RadiusStep> = Vec::new();
     let per_step = (total.as_secs_f64() / 16.0).max(0.5);
+    let mut decided = 0.0f64;
     for _ in 0..24 {
         let eps = match hi {
             None if steps.is_empty() => FIRST,
@@ -78,7 +80,10 @@ pub fn max_radius(
         let left = total.as_secs_f64() - start.elapsed().as_secs_f64();
         let spec = Spec::robustness(x, eps, label, net.output_dim(), clip);
         let mut o = opts.clone();
-        o.timeout = Duration::from_secs_f64(per_step.max(left / 3.0));
+        // A query needs at least about what the slowest decided one took (on a large
+        // network, one bounding pass takes seconds): less would only end unknown.
+        let floor = 1.5 * decided;
+        o.timeout = Duration::from_secs_f64(per_step.max(left / 3.0).max(floor).min(left).max(0.5));
         o.record_smt = false;
         let out = verify(net, &spec, &o)?;
         steps.push(RadiusStep {
@@ -87,6 +92,9 @@ pub fn max_radius(
             seconds: out.seconds,
             domains: out.stats.domains,
         });
+        if out.result != Verdict::Unknown {
+            decided = decided.max(out.seconds);
+        }
         match out.result {
             Verdict::Holds => lo = eps,
             Verdict::Violated => {
