@@ -99,7 +99,9 @@ pub fn max_radius(
             Verdict::Holds => lo = eps,
             Verdict::Violated => {
                 hi = Some(eps);
-                refuted = out.counterexample.map(|c| (eps, c));
+                if let Some(c) = out.counterexample {
+                    refuted = Some((eps, c));
+                }
             }
             Verdict::Unknown => hi = Some(eps),
         }

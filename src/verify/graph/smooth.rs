@@ -91,6 +91,10 @@ impl Smooth {
     /// Lines `(slope, intercept)` below and above `f` on `[l, u]`.
     pub fn relax(self, l: f64, u: f64) -> ((f64, f64), (f64, f64)) {
         let (l, u) = (l.min(u), u.max(l));
+        if !(l.is_finite() && u.is_finite()) {
+            // An unbounded side: only the function's range (it is monotone increasing).
+            return ((0.0, self.f(l)), (0.0, self.f(u)));
+        }
         let m = 0.5 * (l + u);
         let (s_lo, s_hi) = if u - l < 1e-9 {
             (self.df(m), self.df(m))
@@ -167,6 +171,14 @@ impl Rules for Smooth {
         Some(x[0].band(
             |i| {
                 let (l, u) = (b.lower[i].min(b.upper[i]), b.upper[i].max(b.lower[i]));
+                if !(l.is_finite() && u.is_finite()) {
+                    // An unbounded side: only the function's range (monotone increasing).
+                    return Band {
+                        slope: 0.0,
+                        lo: self.f(l),
+                        hi: self.f(u),
+                    };
+                }
                 let slope = self.df(l).min(self.df(u));
                 let (lo, hi) = self.intercepts(slope, l, u);
                 Band { slope, lo, hi }
@@ -183,6 +195,15 @@ impl Rules for Smooth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unbounded_sides_give_the_range() {
+        for f in [Smooth::Sigmoid, Smooth::Tanh] {
+            let ((sl, kl), (su, ku)) = f.relax(f64::NEG_INFINITY, 0.5);
+            assert_eq!((sl, su), (0.0, 0.0));
+            assert!(kl <= f.f(-50.0) && ku >= f.f(0.5));
+        }
+    }
 
     #[test]
     fn lines_enclose_the_function() {
