@@ -99,21 +99,9 @@ impl Rules for Affine {
         _phase: PhaseOf<'_>,
         _phase_rows: &mut Vec<(Vec<f64>, bool)>,
     ) -> Option<Rows> {
-        // W applied to each column of the input's forms; the bias joins the constant column.
-        let f = x[0];
-        let (n_in, n_out, cols) = (f.n, self.linear.out_dim(), f.dim);
-        let mut out = Rows::zeros(n_out, cols);
-        let mut col_in = vec![0.0; n_in];
-        let mut col_out = vec![0.0; n_out];
-        for c in 0..cols {
-            for r in 0..n_in {
-                col_in[r] = f.data[r * cols + c];
-            }
-            self.linear.apply(&col_in, &mut col_out);
-            for (r, v) in col_out.iter().enumerate() {
-                out.data[r * cols + c] = *v;
-            }
-        }
+        // W applied to every column of the input's forms; the bias joins the constant column.
+        let mut out = self.linear.apply_rows(x[0]);
+        let cols = out.dim;
         for (r, b) in self.bias.iter().enumerate() {
             out.data[r * cols + cols - 1] += b;
         }

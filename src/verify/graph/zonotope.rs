@@ -76,16 +76,6 @@ impl Zonotope {
         Zonotope { rows }
     }
 
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.rows.n
-    }
-
-    /// Whether it has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.rows.n == 0
-    }
-
     /// Sound interval bounds of every element: the constant minus and plus the sum of the
     /// coefficients' magnitudes, widened by a rounding slack.
     pub fn bounds(&self) -> (Vec<f64>, Vec<f64>) {
