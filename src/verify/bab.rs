@@ -560,19 +560,15 @@ fn step(
     if let Some(cex) = confirm(net, region, &d.input.center()) {
         return Step::Violated(cex);
     }
-    let unstable: usize = bounds
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| net.splittable(*k))
-        .map(|(_, b)| b.unstable())
-        .sum();
+    // Unstable ReLUs and undecided maxima.
+    let unstable = net.undecided(&bounds);
     // Exact decisions need a piecewise-linear network; smooth ones are only ever closed by
     // bounds, which tighten as the input box shrinks.
     let exact = net.is_piecewise_linear();
     if d.depth >= cfg.max_depth_limit && (unstable > cfg.exact_unstable || !exact) {
         return Step::Unknown(if exact {
             format!(
-                "a subdomain {} splits deep still has {unstable} unstable ReLUs",
+                "a subdomain {} splits deep still has {unstable} unstable neurons",
                 d.depth
             )
         } else {
@@ -668,11 +664,11 @@ fn step(
             }
         }
         let Some((k, i, _)) = pick else {
-            if exact {
+            if exact && unstable == 0 {
                 return Step::Unknown("no unstable neuron left to split".into());
             }
-            // Smooth nodes have no phases to split: bisecting the input narrows their
-            // relaxations instead (the ReLU phases fixed so far stay with both halves).
+            // Smooth nodes and maxima have no phases to split: bisecting the input narrows
+            // their relaxations instead (the ReLU phases fixed so far stay with both halves).
             let Some(j) = widest_dim(region, &d.input) else {
                 return Step::Unknown(
                     "no unstable ReLU left to split and no input width left; the relaxations \

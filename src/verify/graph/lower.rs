@@ -2,13 +2,13 @@
 //! each layer's translation lives in one place.
 //!
 //! Linear layers become affine nodes (pooling by averages, padding and broadcasting as sparse
-//! maps). Piecewise-linear layers are lowered to ReLUs, which keeps them exact and splittable:
-//! `max(a, b) = a + relu(b - a)` (MaxPool, as a tournament over each window),
-//! `leaky_relu(x) = a x + (1 - a) relu(x)`, `relu6(x) = relu(x) - relu(x - 6)`. SiLU and
+//! maps). Max pooling is a [`Max`] node. Other piecewise-linear layers are lowered to ReLUs,
+//! which keeps them exact and splittable: `leaky_relu(x) = a x + (1 - a) relu(x)`,
+//! `relu6(x) = relu(x) - relu(x - 6)`. SiLU and
 //! hard-swish are products of `x` with a gate.
 
 use super::{
-    Add, Affine, Builder, Conv, GraphError, Linear, Mul, NodeId, Op, Relu, Smooth, Sparse,
+    Add, Affine, Builder, Conv, GraphError, Linear, Max, Mul, NodeId, Op, Relu, Smooth, Sparse,
 };
 
 /// A window operation's geometry over a `[C, H, W]` map.
@@ -366,15 +366,8 @@ impl Builder {
         self.add(name, Op::Mul(Mul), &[a, b], shape)
     }
 
-    /// `max(a, b)` as `a + relu(b - a)`.
-    fn max2(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId, GraphError> {
-        let d = self.sum(&format!("{name}.diff"), &[b, a], vec![1.0, -1.0])?;
-        let r = self.relu(&format!("{name}.relu"), d)?;
-        self.sum(name, &[a, r], vec![1.0, 1.0])
-    }
-
-    /// Max pooling, exact: each window's maximum by a tournament of `max(a, b) = a +
-    /// relu(b - a)`; padded positions never win (they are left out of the window).
+    /// Max pooling: one [`Max`] node over the windows; padded positions never win (they are
+    /// left out of the window).
     pub fn max_pool(
         &mut self,
         name: &str,
@@ -382,44 +375,14 @@ impl Builder {
         window: Window,
     ) -> Result<NodeId, GraphError> {
         let s = chw(self, x, name, "max pooling")?;
-        let (shape, wins) = window
+        let (shape, windows) = window
             .windows(s)
             .ok_or_else(|| misfit(name, "the window does not fit the map".into()))?;
-        if wins.iter().any(|w| w.is_empty()) {
+        if windows.iter().any(|w| w.is_empty()) {
             return Err(misfit(name, "a window lies entirely in the padding".into()));
         }
-        let k = wins.iter().map(|w| w.len()).max().unwrap_or(1);
-        let n = wins.len();
-        // Candidate j of every window (a short window repeats its first element: max(a, a) = a).
-        let mut cands: Vec<NodeId> = (0..k)
-            .map(|j| {
-                let rows: Vec<Vec<(usize, f64)>> = wins
-                    .iter()
-                    .map(|w| vec![(*w.get(j).unwrap_or(&w[0]), 1.0)])
-                    .collect();
-                self.sparse(
-                    &format!("{name}.pick{j}"),
-                    x,
-                    &rows,
-                    vec![0.0; n],
-                    shape.clone(),
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        let mut round = 0;
-        while cands.len() > 1 {
-            let mut next = Vec::with_capacity(cands.len().div_ceil(2));
-            for (p, pair) in cands.chunks(2).enumerate() {
-                next.push(match pair {
-                    [a, b] => self.max2(&format!("{name}.max{round}_{p}"), *a, *b)?,
-                    [a] => *a,
-                    _ => unreachable!("chunks of two"),
-                });
-            }
-            cands = next;
-            round += 1;
-        }
-        Ok(cands[0])
+        let in_dim = self.dim(x);
+        self.add(name, Op::Max(Max { in_dim, windows }), &[x], shape)
     }
 
     /// `x` for `x >= 0`, `alpha x` below, as `alpha x + (1 - alpha) relu(x)`.

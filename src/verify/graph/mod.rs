@@ -5,8 +5,9 @@
 //! in one implementation of [`Rules`] (forward pass, gradient, interval rule, back-substitution
 //! rule with its relaxation, exact encodings), and the engines walk the graph calling those
 //! rules, so they never match on operator kinds. Loaders (ONNX, NNet, IR JSON) build graphs
-//! with [`Builder`], which checks every node as it is added; MaxPool, LeakyReLU and ReLU6 are
-//! lowered to affine maps, sums and ReLUs there, so they are exact and split like ReLUs.
+//! with [`Builder`], which checks every node as it is added; LeakyReLU and ReLU6 are lowered to
+//! affine maps, sums and ReLUs there, so they are exact and split like ReLUs; max pooling is
+//! its own piecewise-linear node ([`Max`]).
 //!
 //! Invariants of a [`Network`]: inputs of a node come before it; every node is an ancestor of
 //! the output; sizes fit ([`Rules::out_dim`]); weights are finite. Chains of dense affine maps
@@ -17,6 +18,7 @@ pub mod affine;
 pub mod concat;
 pub mod linear;
 pub mod lower;
+pub mod max;
 pub mod mul;
 pub mod relu;
 pub mod rules;
@@ -26,11 +28,14 @@ pub mod zonotope;
 pub use add::Add;
 pub use concat::Concat;
 pub use linear::{Affine, Conv, Linear, Sparse};
+pub use max::Max;
 pub use mul::Mul;
 pub use relu::Relu;
 pub use rules::{Rows, Rules};
 pub use smooth::Smooth;
 pub use zonotope::{Band, Zonotope};
+
+use crate::verify::bounds::LayerBounds;
 
 /// A node's index in the network (0 is the input).
 pub type NodeId = usize;
@@ -52,6 +57,8 @@ pub enum Op {
     Smooth(Smooth),
     /// Element-wise product of two tensors.
     Mul(Mul),
+    /// The maximum over windows (max pooling).
+    Max(Max),
 }
 
 impl Op {
@@ -65,6 +72,7 @@ impl Op {
             Op::Relu(r) => r,
             Op::Smooth(s) => s,
             Op::Mul(m) => m,
+            Op::Max(m) => m,
         }
     }
 
@@ -79,6 +87,7 @@ impl Op {
             Op::Smooth(Smooth::Sigmoid) => "sigmoid",
             Op::Smooth(Smooth::Tanh) => "tanh",
             Op::Mul(_) => "mul",
+            Op::Max(_) => "maxpool",
         }
     }
 }
@@ -371,7 +380,19 @@ impl Network {
 
     /// Whether every nonlinearity is piecewise linear (then the exact encodings apply).
     pub fn is_piecewise_linear(&self) -> bool {
-        (0..self.activations.len()).all(|k| self.splittable(k))
+        self.activations
+            .iter()
+            .all(|&id| self.nodes[id].op.rules().piecewise_linear())
+    }
+
+    /// Elements of piecewise-linear nodes whose linear piece the bounds leave open (unstable
+    /// ReLUs, undecided maxima); `bounds[k]` are activation `k`'s input bounds.
+    pub fn undecided(&self, bounds: &[LayerBounds]) -> usize {
+        self.activations
+            .iter()
+            .zip(bounds)
+            .map(|(&id, b)| self.nodes[id].op.rules().undecided(b))
+            .sum()
     }
 
     /// Number of ReLU neurons.

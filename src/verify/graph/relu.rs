@@ -1,6 +1,6 @@
 //! `max(x, 0)` element-wise: the piecewise-linear nonlinearity branch and bound splits.
-//! MaxPool, LeakyReLU and ReLU6 are lowered to it by the loaders, so they share its exact
-//! encodings and its splits.
+//! LeakyReLU and ReLU6 are lowered to it by the loaders, so they share its exact encodings and
+//! its splits.
 
 use z3::ast::{Bool, Real};
 
@@ -104,6 +104,10 @@ impl Rules for Relu {
 
     fn splittable(&self) -> bool {
         true
+    }
+
+    fn undecided(&self, bounds: &LayerBounds) -> usize {
+        bounds.unstable()
     }
 
     fn forms(

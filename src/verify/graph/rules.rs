@@ -126,6 +126,19 @@ pub trait Rules {
         false
     }
 
+    /// Whether the node is piecewise linear, so that its exact encodings (`forms`, `z3`)
+    /// decide it.
+    fn piecewise_linear(&self) -> bool {
+        self.splittable()
+    }
+
+    /// How many of its elements the input bounds leave between linear pieces (for the engines'
+    /// choice between exact decisions and splitting).
+    fn undecided(&self, bounds: &LayerBounds) -> usize {
+        let _ = bounds;
+        0
+    }
+
     /// Exact affine forms of the output (rows of coefficients over the network's input and a
     /// constant, `dim = inputs + 1`) from those of the inputs; for a piecewise-linear node the
     /// phase of each element comes from `phase` (or its bounds) and the constraint of each
