@@ -50,8 +50,8 @@ pub struct RadiusResult {
 
 /// Searches the robustness radius of `net` at `x` for `label`, within `clip` (an input range),
 /// spending at most about `total` (each query gets the larger of `total / 16`, a third of what
-/// is left and one and a half times the slowest query that reached a verdict, within what is
-/// left and at least half a second; the search stops once `total` has passed). `opts` gives the engine and seed; its timeout is
+/// is left and one and a half times the slowest query that reached a verdict or ended before
+/// its first bounding pass did, within what is left and at least half a second; the search stops once `total` has passed). `opts` gives the engine and seed; its timeout is
 /// replaced per query.
 pub fn max_radius(
     net: &Network,
@@ -92,7 +92,9 @@ pub fn max_radius(
             seconds: out.seconds,
             domains: out.stats.domains,
         });
-        if out.result != Verdict::Unknown {
+        // A verdict, or an unknown before the first bounding pass ended (no subdomain
+        // bounded): either way a query needs about that long.
+        if out.result != Verdict::Unknown || out.stats.domains == 0 {
             decided = decided.max(out.seconds);
         }
         match out.result {
