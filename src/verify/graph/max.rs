@@ -107,10 +107,7 @@ impl Rules for Max {
                     Ok(self.windows.len())
                 }
             }
-            [n] => Err(format!(
-                "pools {} elements but receives {n}",
-                self.in_dim
-            )),
+            [n] => Err(format!("pools {} elements but receives {n}", self.in_dim)),
             _ => Err("a max pooling takes one input".into()),
         }
     }
@@ -128,11 +125,8 @@ impl Rules for Max {
     }
 
     fn interval(&self, lo: &[&[f64]], hi: &[&[f64]]) -> (Vec<f64>, Vec<f64>) {
-        let ext = |v: &[f64], w: &[usize]| {
-            w.iter()
-                .map(|&i| v[i])
-                .fold(f64::NEG_INFINITY, f64::max)
-        };
+        let ext =
+            |v: &[f64], w: &[usize]| w.iter().map(|&i| v[i]).fold(f64::NEG_INFINITY, f64::max);
         self.windows
             .iter()
             .map(|w| (ext(lo[0], w), ext(hi[0], w)))
@@ -142,9 +136,7 @@ impl Rules for Max {
     /// Lower bounds of `c y` use `y >= x_j` where `c > 0` and the upper line where `c < 0`.
     fn back(&self, lam: Rows, consts: &mut [f64], bounds: Option<&LayerBounds>) -> Vec<Rows> {
         let b = bounds.expect("a max pooling is bounded");
-        let leaders: Vec<Leader> = (0..self.windows.len())
-            .map(|o| self.leader(o, b))
-            .collect();
+        let leaders: Vec<Leader> = (0..self.windows.len()).map(|o| self.leader(o, b)).collect();
         let mut out = Rows::zeros(lam.n, self.in_dim);
         for (r, k) in consts.iter_mut().enumerate() {
             let row = lam.row(r);
@@ -179,13 +171,8 @@ impl Rules for Max {
         symbols: &mut usize,
     ) -> Option<Zonotope> {
         let b = bounds.expect("a max pooling is bounded");
-        let leaders: Vec<Leader> = (0..self.windows.len())
-            .map(|o| self.leader(o, b))
-            .collect();
-        let lines: Vec<(f64, f64)> = leaders
-            .iter()
-            .map(|ld| ld.upper())
-            .collect::<Option<_>>()?;
+        let leaders: Vec<Leader> = (0..self.windows.len()).map(|o| self.leader(o, b)).collect();
+        let lines: Vec<(f64, f64)> = leaders.iter().map(|ld| ld.upper()).collect::<Option<_>>()?;
         let picked = Zonotope::gather(x, leaders.len(), |f| {
             for (o, ld) in leaders.iter().enumerate() {
                 f(0, ld.j, o);
@@ -207,10 +194,6 @@ impl Rules for Max {
             },
             symbols,
         ))
-    }
-
-    fn cost(&self, out_dim: usize) -> usize {
-        out_dim
     }
 
     fn need_bounds(&self) -> bool {
