@@ -339,6 +339,17 @@ fn gradients_match_finite_differences_for_every_operator() {
             "leaky relu",
             one_op(Op::LeakyRelu { slope: 0.1 }, map.clone(), None),
         ),
+        (
+            "clip",
+            one_op(
+                Op::Clip {
+                    min: -0.4,
+                    max: 0.3,
+                },
+                map.clone(),
+                None,
+            ),
+        ),
         ("scale-shift", {
             // Constants other than 1 and 0, per channel.
             let mut g = one_op(

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use archproof::report::{CactusSeries, Figure, Plot, RunPage, Table as ReportTable};
 use archproof::verify::instances::{self, InstanceResult};
-use archproof::verify::Engine;
+use archproof::verify::{Bounding, Branching, Engine, Options};
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -45,7 +45,9 @@ pub struct VerifyArgs {
     /// Known answers (network,property,expected).
     #[arg(long)]
     expected: Option<PathBuf>,
-    /// Engines to run, in order.
+    /// Engines to run, in order: bab, bounds, smt, each optionally with its bounding and its
+    /// branching after colons (`bab:crown`, `bab:alpha-beta:area`) to compare settings in one
+    /// run; the defaults are alpha-beta and babsr.
     #[arg(long, value_delimiter = ',', default_value = "bab,smt")]
     engines: Vec<String>,
     /// Cap on each instance's time limit for the bab engine (seconds).
@@ -92,6 +94,31 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
+/// The settings and time cap of an `--engines` entry: `ENGINE[:BOUNDING[:BRANCHING]]`.
+fn engine_settings(spec: &str, a: &VerifyArgs) -> Result<(Options, f64)> {
+    let mut parts = spec.split(':');
+    let engine = Engine::parse(parts.next().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+    let mut opts = Options {
+        engine,
+        ..Options::default()
+    };
+    if let Some(b) = parts.next() {
+        opts.bounding = Bounding::parse(b).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(b) = parts.next() {
+        opts.branching = Branching::parse(b).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(extra) = parts.next() {
+        bail!("--engines entry '{spec}': '{extra}' is one setting too many (ENGINE[:BOUNDING[:BRANCHING]])");
+    }
+    let cap = if engine == Engine::Smt {
+        a.smt_timeout
+    } else {
+        a.timeout
+    };
+    Ok((opts, cap))
+}
+
 fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     let list = instances::read_list(&a.instances)?;
     let root = a.root.clone().unwrap_or_else(|| {
@@ -109,10 +136,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     refuse_existing(std::slice::from_ref(&results), a.force)?;
     let mut engines = Vec::new();
     for e in &a.engines {
-        engines.push(match e.as_str() {
-            "smt" => (Engine::Smt, a.smt_timeout),
-            other => (Engine::parse(other).map_err(anyhow::Error::msg)?, a.timeout),
-        });
+        engines.push((e.clone(), engine_settings(e, &a)?));
     }
     let bar = super::common::bar(
         (list.len() * engines.len()) as u64,
@@ -122,20 +146,12 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     let mut rows: Vec<Row> = Vec::new();
     let mut summaries = Vec::new();
     let mut series = Vec::new();
-    for (engine, cap) in &engines {
-        let name = engine.name();
+    for (name, (opts, cap)) in &engines {
         let mut cache = instances::Cache::default();
         let mut mine = Vec::new();
         for inst in &list {
-            let (r, _, _) = instances::run_instance(
-                &mut cache,
-                &root,
-                inst,
-                *engine,
-                *cap,
-                expected.as_ref(),
-                0,
-            )?;
+            let (r, _, _) =
+                instances::run_instance(&mut cache, &root, inst, opts, *cap, expected.as_ref())?;
             let key = instances::instance_key(&inst.onnx, &inst.vnnlib);
             bar.set_message(format!("{name} {} {}: {}", key.0, key.1, r.result));
             bar.inc(1);
@@ -194,7 +210,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.out)?;
     let caps: Vec<String> = engines
         .iter()
-        .map(|(e, cap)| format!("{} cap {cap} s", e.name()))
+        .map(|(name, (_, cap))| format!("{name} cap {cap} s"))
         .collect();
     Figure::new(
         format!("{list_name}: instances solved against cumulative time"),

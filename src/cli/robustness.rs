@@ -176,6 +176,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         engine: Engine::Bab,
         seed: a.seed,
         record_smt: false,
+        ..Options::default()
     };
     let mut results = Vec::new();
     let mut queries = Vec::new();

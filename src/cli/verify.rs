@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use archproof::verify::instances::{self, InstanceResult};
-use archproof::verify::{self, radius, Engine, Network, Options, Outcome, Spec, Verdict};
+use archproof::verify::{
+    self, radius, Bounding, Branching, Engine, Network, Options, Outcome, Spec, Verdict,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -24,7 +26,8 @@ use super::common::{argmax, print_json, refuse_existing, write_file};
   archproof verify --net net.onnx --input x.csv --eps 0.02 --label 3
   archproof verify --net net.onnx --input x.csv --max-radius
   archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 --write-spec p3.vnnlib
-  archproof verify --net net.onnx --spec prop.vnnlib --engine smt")]
+  archproof verify --net net.onnx --spec prop.vnnlib --engine smt
+  archproof verify --net net.onnx --spec prop.vnnlib --bounding crown --branching area")]
 pub struct Args {
     /// The network: .onnx, .nnet, or IR .json with weights.
     #[arg(long, required_unless_present = "instances")]
@@ -91,6 +94,15 @@ pub struct Args {
     /// back-substitution bounds, no branching (incomplete).
     #[arg(long, value_enum, default_value_t = EngineArg::Bab)]
     engine: EngineArg,
+    /// How branch and bound bounds a subdomain: alpha-beta (CROWN, then the ReLU slopes and
+    /// the split multipliers optimised where it leaves the subdomain open) or crown.
+    #[arg(long, value_enum, default_value_t = BoundingArg::AlphaBeta)]
+    bounding: BoundingArg,
+    /// How branch and bound picks the ReLU to split: babsr (the bound the neuron's
+    /// relaxation costs the constraint closest to closing) or area (the largest triangle).
+    /// Low-dimensional inputs are bisected instead, by lookahead and by width in turn.
+    #[arg(long, value_enum, default_value_t = BranchingArg::Babsr)]
+    branching: BranchingArg,
     /// Seed of the falsifier.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -117,6 +129,36 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BoundingArg {
+    AlphaBeta,
+    Crown,
+}
+
+impl From<BoundingArg> for Bounding {
+    fn from(b: BoundingArg) -> Bounding {
+        match b {
+            BoundingArg::AlphaBeta => Bounding::AlphaBeta,
+            BoundingArg::Crown => Bounding::Crown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BranchingArg {
+    Babsr,
+    Area,
+}
+
+impl From<BranchingArg> for Branching {
+    fn from(b: BranchingArg) -> Branching {
+        match b {
+            BranchingArg::Babsr => Branching::Babsr,
+            BranchingArg::Area => Branching::Area,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -163,6 +205,8 @@ fn options(args: &Args, timeout: f64) -> Result<Options> {
         engine: args.engine.into(),
         seed: args.seed,
         record_smt: !args.no_proof,
+        bounding: args.bounding.into(),
+        branching: args.branching.into(),
     })
 }
 
@@ -342,6 +386,8 @@ struct ProofLog<'a> {
     spec: String,
     regions: usize,
     engine: &'static str,
+    bounding: &'static str,
+    branching: &'static str,
     timeout_s: f64,
     seed: u64,
     outcome: &'a Outcome,
@@ -373,6 +419,8 @@ fn write_proof_log(
         spec: spec_path.display().to_string(),
         regions: spec.regions.len(),
         engine: Engine::from(args.engine).name(),
+        bounding: Bounding::from(args.bounding).name(),
+        branching: Branching::from(args.branching).name(),
         timeout_s: args.timeout,
         seed: args.seed,
         outcome: out,
@@ -544,7 +592,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
     if let Some(out) = &args.out {
         refuse_existing(std::slice::from_ref(out), args.force)?;
     }
-    let engine = options(args, args.timeout)?.engine;
+    let base = options(args, args.timeout)?;
     let bar = if args.quiet || args.json {
         ProgressBar::hidden()
     } else {
@@ -562,10 +610,9 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
             &mut cache,
             &root,
             inst,
-            engine,
+            &base,
             args.timeout,
             expected.as_ref(),
-            args.seed,
         )?;
         if let Some(dir) = &args.proof_dir {
             write_proof_log(
@@ -583,7 +630,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         rows.push(row);
     }
     bar.finish_and_clear();
-    let summary = summarize(engine, rows);
+    let summary = summarize(base.engine, rows);
     let t = &summary.totals;
     if let Some(out) = &args.out {
         write_file(out, &results_csv(&summary.rows)?, args.force)?;

@@ -93,6 +93,14 @@ pub enum Op {
         /// The activation function.
         function: Activation,
     },
+    /// min(max(x, min), max): ONNX's Clip with both bounds (hard-sigmoid is a `scale_shift`
+    /// and a clip to [0, 1]; the clip to [0, 6] is the `relu6` activation).
+    Clip {
+        /// The lower bound.
+        min: f64,
+        /// The upper bound (at least `min`).
+        max: f64,
+    },
     /// max(x, 0) + slope * min(x, 0).
     LeakyRelu {
         /// The slope for negative inputs (PyTorch's default is 0.01).
@@ -181,6 +189,7 @@ impl Op {
             Op::GroupNorm { .. } => "group_norm",
             Op::LayerNorm => "layer_norm",
             Op::Act { .. } => "act",
+            Op::Clip { .. } => "clip",
             Op::LeakyRelu { .. } => "leaky_relu",
             Op::ScaleShift { .. } => "scale_shift",
             Op::Pad { .. } => "pad",
@@ -231,6 +240,7 @@ impl Op {
             }
             Op::GroupNorm { groups } => format!("group_norm g{groups}"),
             Op::Act { function } => function.name().to_string(),
+            Op::Clip { min, max } => format!("clip {min}..{max}"),
             Op::LeakyRelu { slope } => format!("leaky_relu {slope}"),
             Op::ScaleShift { shape } => format!("scale_shift {}", Shape::new(shape.clone())),
             Op::Pad { pads, value } => {
@@ -325,6 +335,14 @@ impl Op {
                 Ok(inputs[0].clone())
             }
             Op::Act { .. } | Op::Identity | Op::Zero => Ok(inputs[0].clone()),
+            Op::Clip { min, max } => {
+                if !min.is_finite() || !max.is_finite() || min > max {
+                    return Err(format!(
+                        "clip bounds {min}..{max} must be finite with min <= max"
+                    ));
+                }
+                Ok(inputs[0].clone())
+            }
             Op::LeakyRelu { slope } => {
                 if !slope.is_finite() {
                     return Err(format!("slope {slope} is not finite"));

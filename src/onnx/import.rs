@@ -2,10 +2,12 @@
 //! convolutional and fully connected networks, and what archproof's own exporter writes.
 //!
 //! Operators: Conv (groups, dilation, strides, padding; asymmetric padding becomes a `pad`
-//! node), Gemm, MatMul by a constant (with the bias `Add` that follows it folded in),
-//! BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh, Clip to [0, 6] (ReLU6), MaxPool,
-//! AveragePool, GlobalAveragePool, Pad (constant), Concat (channels), Add/Sum and Sub of two
-//! tensors, Mul of two tensors (same shape, or a `[C, 1, 1]` gate), Add/Sub/Mul/Div by
+//! node), Gemm, MatMul of a vector and a constant matrix either way round (with the bias
+//! `Add` that follows it folded in), BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh,
+//! HardSigmoid (a `scale_shift` and a `clip`), HardSwish, Clip (to [0, 6] it is ReLU6),
+//! MaxPool, AveragePool, GlobalAveragePool, Pad (constant), Concat (channels of maps, or
+//! vectors), Add/Sum and Sub of tensors of one size, Mul of two tensors (same shape, or a
+//! `[C, 1, 1]` gate; `x * Sigmoid(x)` is SiLU and `x * HardSigmoid(x)` hard-swish), Add/Sub/Mul/Div by
 //! constants (a `scale_shift` node; multiplication by a scalar 0 is the `zero` edge), Flatten,
 //! Reshape, Squeeze, Unsqueeze, Identity and Dropout, and the constant folding of the shape
 //! arithmetic around them. Anything else is an error naming the node and the operator.
@@ -17,8 +19,9 @@ use crate::ir::weights::{self, BATCH_NORM_EPS};
 use crate::ir::{Activation, Builder, Graph, IrError, NodeId, Op, Shape, Weights};
 
 /// The operators [`import`] reads, for messages.
-pub const SUPPORTED: &str = "Conv, Gemm, MatMul, BatchNormalization, Relu, LeakyRelu, Sigmoid, \
-    Tanh, Clip (0..6), MaxPool, AveragePool, GlobalAveragePool, Pad, Concat, Add, Sum, Sub, Mul, \
+pub const SUPPORTED: &str =
+    "Conv, Gemm, MatMul, BatchNormalization, Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish, \
+    Tanh, Clip, MaxPool, AveragePool, GlobalAveragePool, Pad, Concat, Add, Sum, Sub, Mul, \
     Div, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Constant, Shape";
 
 /// Imports an ONNX model (its bytes) as an IR graph called `name`, with its weights.
@@ -106,7 +109,17 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
         let act = |function| Op::Act { function };
         let id = match node.op_type.as_str() {
             "Relu" => push(&mut st, act(Activation::Relu), &[x], Weights::new())?,
-            "Sigmoid" => push(&mut st, act(Activation::Sigmoid), &[x], Weights::new())?,
+            "Sigmoid" => {
+                if let Some(mul) = self_gate(graph, k, &readers) {
+                    // x * sigmoid(x): SiLU (swish), as exporters write it.
+                    folded.insert(
+                        mul,
+                        push(&mut st, act(Activation::Silu), &[x], Weights::new())?,
+                    );
+                    continue;
+                }
+                push(&mut st, act(Activation::Sigmoid), &[x], Weights::new())?
+            }
             "Tanh" => push(&mut st, act(Activation::Tanh), &[x], Weights::new())?,
             "LeakyRelu" => {
                 let slope = attr_f(node, "alpha").unwrap_or(0.01) as f64;
@@ -120,15 +133,62 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                         attr_f(node, attr).map(|v| v as f64)
                     })
                 };
-                if (bound(1, "min")?, bound(2, "max")?) != (Some(0.0), Some(6.0)) {
-                    return Err(at("only Clip to [0, 6] (ReLU6) has an IR operator".into()));
+                match (bound(1, "min")?, bound(2, "max")?) {
+                    (Some(lo), None) if lo == 0.0 => {
+                        push(&mut st, act(Activation::Relu), &[x], Weights::new())?
+                    }
+                    (Some(lo), Some(hi)) if (lo, hi) == (0.0, 6.0) => {
+                        push(&mut st, act(Activation::Relu6), &[x], Weights::new())?
+                    }
+                    (Some(min), Some(max)) => {
+                        push(&mut st, Op::Clip { min, max }, &[x], Weights::new())?
+                    }
+                    _ => {
+                        return Err(at(
+                            "Clip needs a minimum and a maximum (or a minimum of 0)".into()
+                        ))
+                    }
                 }
-                push(&mut st, act(Activation::Relu6), &[x], Weights::new())?
+            }
+            "HardSwish" => push(&mut st, act(Activation::Hardswish), &[x], Weights::new())?,
+            "HardSigmoid" => {
+                let alpha = attr_f(node, "alpha").unwrap_or(0.2) as f64;
+                let beta = attr_f(node, "beta").unwrap_or(0.5) as f64;
+                let gate = (alpha - 1.0 / 6.0).abs() < 1e-6 && beta == 0.5;
+                if let Some(mul) = gate.then(|| self_gate(graph, k, &readers)).flatten() {
+                    // x * hardsigmoid(x) with PyTorch's constants: hard-swish.
+                    folded.insert(
+                        mul,
+                        st.push(&name, act(Activation::Hardswish), &[x], Weights::new())
+                            .map_err(op_at)?,
+                    );
+                    continue;
+                }
+                let lin = st
+                    .scale_shift(&format!("{name}.linear"), x, &[1], vec![alpha], vec![beta])
+                    .map_err(op_at)?;
+                push(
+                    &mut st,
+                    Op::Clip { min: 0.0, max: 1.0 },
+                    &[lin],
+                    Weights::new(),
+                )?
             }
             "Identity" | "Dropout" => x,
             "Sum" | "Add" | "Sub" if computed.len() == node.input.len() => {
                 let mut ins: Vec<NodeId> =
                     computed.iter().map(|&i| var(i)).collect::<Result<_, _>>()?;
+                // Tensors of the same size under another shape are read as the first's.
+                for (j, id) in ins.clone().into_iter().enumerate().skip(1) {
+                    let shape = st.b.shape(id).clone();
+                    if shape.dims() != xs.as_slice()
+                        && shape.numel() == xs.iter().product::<usize>()
+                    {
+                        ins[j] = st
+                            .reshape(&format!("{name}.view{j}"), id, xs.clone())
+                            .map_err(op_at)?;
+                    }
+                }
                 if node.op_type == "Sub" {
                     if ins.len() != 2 {
                         return Err(at("Sub takes two inputs".into()));
@@ -207,8 +267,21 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 };
                 st.linear(&name, x, rows, weight, bias).map_err(op_at)?
             }
+            "MatMul" if computed.len() == 1 && xpos == 1 => {
+                // W [m, n] @ x [n] (or [n, 1]): a linear layer with W as its weight.
+                let w = c(0)?;
+                if w.dims.len() != 2 || w.dims[1] != xs.iter().product::<usize>() {
+                    return Err(at(format!(
+                        "MatMul of a constant {:?} by a computed {xs:?} is not a matrix-vector product",
+                        w.dims
+                    )));
+                }
+                let x = st.vector(&name, x, w.dims[1]).map_err(&at)?;
+                st.linear(&name, x, w.dims[0], w.data.clone(), None)
+                    .map_err(op_at)?
+            }
             "MatMul" => {
-                if computed.len() > 1 || xpos != 0 {
+                if computed.len() > 1 {
                     return Err(at(
                         "only a computed vector times a constant matrix is supported".into(),
                     ));
@@ -376,14 +449,32 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 let axis = attr_i(node, "axis").unwrap_or(0);
                 let rank = xs.len() as i64 + batched as i64;
                 let axis = if axis < 0 { axis + rank } else { axis } - batched as i64;
-                if axis != 0 || xs.len() != 3 {
-                    return Err(at(
-                        "only concatenation of [C, H, W] maps along channels is supported".into(),
-                    ));
-                }
                 let ins: Vec<NodeId> =
                     computed.iter().map(|&i| var(i)).collect::<Result<_, _>>()?;
-                push(&mut st, Op::Concat, &ins, Weights::new())?
+                if axis == 0 && xs.len() == 1 {
+                    // Vectors: concatenated as [F, 1, 1] maps along channels.
+                    let mut maps = Vec::with_capacity(ins.len());
+                    for (j, &id) in ins.iter().enumerate() {
+                        let f = st.b.shape(id).numel();
+                        maps.push(
+                            st.reshape(&format!("{name}.map{j}"), id, vec![f, 1, 1])
+                                .map_err(op_at)?,
+                        );
+                    }
+                    let cat = st
+                        .push(&format!("{name}.maps"), Op::Concat, &maps, Weights::new())
+                        .map_err(op_at)?;
+                    let f = st.b.shape(cat).numel();
+                    st.reshape(&name, cat, vec![f]).map_err(op_at)?
+                } else if axis != 0 || xs.len() != 3 {
+                    return Err(at(
+                        "only concatenation of [C, H, W] maps along channels, or of vectors, \
+                         is supported"
+                            .into(),
+                    ));
+                } else {
+                    push(&mut st, Op::Concat, &ins, Weights::new())?
+                }
             }
             "Flatten" => {
                 let axis = attr_i(node, "axis").unwrap_or(1);
@@ -561,6 +652,26 @@ impl State {
 
 /// A constant's dimensions as the IR broadcasts them: without the leading ones (the batch
 /// among them) that reach past the input's rank, and `[1]` for a scalar.
+/// When node `k` computes a gate g(x) that only a following `Mul(x, g(x))` reads, the name of
+/// that product: exporters write SiLU as `x * Sigmoid(x)` and hard-swish as
+/// `x * HardSigmoid(x)`, which the IR holds as one activation.
+fn self_gate(
+    graph: &onnx_protobuf::GraphProto,
+    k: usize,
+    readers: &HashMap<&str, usize>,
+) -> Option<String> {
+    let node = &graph.node[k];
+    let (x, g) = (node.input.first()?, node.output.first()?);
+    if readers.get(g.as_str()) != Some(&1) {
+        return None;
+    }
+    let mul = graph.node[k + 1..].iter().find(|n| n.input.contains(g))?;
+    let pair = |a: &String, b: &String| (a == x && b == g) || (a == g && b == x);
+    (mul.op_type == "Mul" && mul.input.len() == 2 && pair(&mul.input[0], &mul.input[1]))
+        .then(|| mul.output.first().cloned())
+        .flatten()
+}
+
 fn constant_shape(dims: &[usize], rank: usize) -> Vec<usize> {
     let mut d = dims.to_vec();
     while d.len() > rank && d.first() == Some(&1) {

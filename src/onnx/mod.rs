@@ -1,7 +1,7 @@
 //! Reading ONNX models: constant tensors, node attributes, numpy broadcasting, convolution and
 //! pooling windows, and the constant folding of the shape arithmetic exporters emit (Shape,
-//! Gather, Unsqueeze, Concat, Cast chains). Both readers of ONNX use it: [`import`] into the IR
-//! (for `inspect`, `export`, `train`) and the verifier's loader of general flat-tensor models.
+//! Gather, Unsqueeze, Concat, Cast chains), used by [`import`], the one reader of ONNX into the
+//! IR: `inspect`, `export`, `train` and the verifier (through the IR) all read models with it.
 
 pub mod import;
 

@@ -254,6 +254,13 @@ pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
                     g.node.push(node("Mul", name, &[&h, &p], name, vec![]));
                 }
             },
+            Op::Clip { min, max } => {
+                let (lo, hi) = (format!("{name}.min"), format!("{name}.max"));
+                g.initializer.push(tensor(&lo, &[], &[*min as f32]));
+                g.initializer.push(tensor(&hi, &[], &[*max as f32]));
+                g.node
+                    .push(node("Clip", name, &[x[0], &lo, &hi], name, vec![]));
+            }
             Op::LeakyRelu { slope } => g.node.push(node(
                 "LeakyRelu",
                 name,

@@ -382,6 +382,7 @@ impl Model {
                     affine(&xhat, self.param(id, "weight"), self.param(id, "bias"))?
                 }
                 Op::Act { function } => activation(ins[0], *function)?,
+                Op::Clip { min, max } => ins[0].clamp(*min as f32, *max as f32)?,
                 Op::LeakyRelu { slope } => {
                     let x = ins[0];
                     (x.relu()? - (x.neg()?.relu()? * *slope)?)?

@@ -21,11 +21,13 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use super::bounds::{
-    crown_until, joint_minimum, objective_bounds, LayerBounds, LinearBound, Phase,
+    activation_coefficients, crown_until, joint_minimum, objective_bounds, LayerBounds,
+    LinearBound, Phase,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::alpha_beta::{self, AlphaBeta, Warm};
 use super::falsify::{confirm, Falsifier};
 use super::graph::{Network, Rows};
 use super::smt::{self, SmtOutcome, SmtRecord};
@@ -54,6 +56,45 @@ pub struct BabConfig {
     /// as long again as before the previous round, so attacks take a bounded share of the time
     /// and grow for the properties that resist a proof.
     pub attack_seed: Option<u64>,
+    /// Optimise the linear bounds of a subdomain's constraints (alpha-CROWN slopes, beta
+    /// multipliers of its splits) when the plain bounds leave it open.
+    pub alpha_beta: Option<AlphaBeta>,
+    /// How the ReLU to split is chosen (when splitting ReLUs).
+    pub branching: Branching,
+}
+
+/// How branch and bound chooses the unstable ReLU to split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Branching {
+    /// The largest triangle relaxation, `u (-l) / (u - l)`, wherever the neuron is.
+    Area,
+    /// BaBSR (Bunel et al. 2020): the bound the neuron's chord costs the constraint closest
+    /// to closing, `-lambda u l / (u - l)` for a negative coefficient `lambda` on the
+    /// neuron's output in that constraint's back-substitution; ties and neurons the
+    /// constraint does not see by the area weighted by `|lambda|`.
+    Babsr,
+}
+
+impl Branching {
+    /// Every strategy, by name.
+    pub const ALL: [Branching; 2] = [Branching::Babsr, Branching::Area];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Branching::Area => "area",
+            Branching::Babsr => "babsr",
+        }
+    }
+
+    /// The strategy of a name.
+    pub fn parse(name: &str) -> Result<Branching, String> {
+        Branching::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| format!("unknown branching '{name}' (known: babsr, area)"))
+    }
 }
 
 /// Counters of a branch-and-bound run.
@@ -79,6 +120,10 @@ struct Domain {
     rule: SplitRule,
     /// Whether to choose the input split by lookahead here (the parent's lookahead gained).
     look: bool,
+    /// Leading activations whose parent bounds stand (see [`crown_until`]).
+    keep: usize,
+    /// The parent's optimised slopes and multipliers (alpha-beta bounding).
+    warm: Option<Arc<Warm>>,
     depth: usize,
 }
 
@@ -135,7 +180,7 @@ pub fn solve_regions(
     let mut roots: Vec<(InputBox, Option<Arc<Vec<LayerBounds>>>)> = Vec::new();
     for region in regions {
         if !roots.iter().any(|(b, _)| *b == region.input) {
-            let bounds = crown_until(net, &region.input, &[], None, cfg.deadline).map(Arc::new);
+            let bounds = crown_until(net, &region.input, &[], None, 0, cfg.deadline).map(Arc::new);
             roots.push((region.input.clone(), bounds));
         }
     }
@@ -159,6 +204,8 @@ pub fn solve_regions(
                     inherited: None,
                     rule,
                     look: true,
+                    keep: 0,
+                    warm: None,
                     depth: 0,
                 }],
                 unknown: None,
@@ -264,6 +311,7 @@ fn bisect(
     hi.input.lower[j] = mid;
     for c in [&mut lo, &mut hi] {
         c.depth += 1;
+        c.keep = 0;
         c.parent = Some(bounds.clone());
         c.inherited = Some(inherited.clone());
     }
@@ -429,7 +477,7 @@ fn lookahead_dim(
         }
     };
     let child_score = |c: &InputBox| -> f64 {
-        match crown_until(net, c, &d.splits, Some(bounds), deadline) {
+        match crown_until(net, c, &d.splits, Some(bounds), 0, deadline) {
             None => f64::INFINITY,
             Some(cb) => score(
                 &tightest(objective_bounds(net, c, &cb, objectives), Some(lins), c),
@@ -522,21 +570,53 @@ fn step(
             &d.input,
             &d.splits,
             d.parent.as_deref().map(|v| v.as_slice()),
+            d.keep,
             cfg.deadline,
         ),
     };
     let Some(bounds) = bounds else {
         return Step::Closed; // the splits contradict each other here
     };
-    let lins = tightest(
+    let mut lins = tightest(
         objective_bounds(net, &d.input, &bounds, objectives),
         d.inherited.as_deref().map(|v| v.as_slice()),
         &d.input,
     );
-    for (lin, c) in lins.iter().zip(&region.constraints) {
-        // The constraint `c . y + k <= 0` (or `< 0`) cannot hold anywhere here.
-        if lin.lower > 0.0 || (c.strict && lin.lower >= 0.0) {
-            return Step::Closed;
+    // The constraint `c . y + k <= 0` (or `< 0`) cannot hold anywhere here.
+    let closes = |lins: &[LinearBound]| {
+        lins.iter()
+            .zip(&region.constraints)
+            .any(|(lin, c)| lin.lower > 0.0 || (c.strict && lin.lower >= 0.0))
+    };
+    if closes(&lins) {
+        return Step::Closed;
+    }
+    let mut warm = None;
+    if let Some(ab) = &cfg.alpha_beta {
+        // From the parent's parameters, a few steps go as far as many from scratch.
+        let ab = match &d.warm {
+            Some(_) => AlphaBeta {
+                steps: ab.steps.div_ceil(2),
+                ..*ab
+            },
+            None => *ab,
+        };
+        if let Some((better, w)) = alpha_beta::objective_bounds(
+            net,
+            &d.input,
+            &bounds,
+            &d.splits,
+            objectives,
+            lins.clone(),
+            d.warm.as_deref(),
+            &ab,
+            Some(cfg.deadline),
+        ) {
+            lins = better;
+            if closes(&lins) {
+                return Step::Closed;
+            }
+            warm = Some(Arc::new(w));
         }
     }
     if lins.len() > 1 {
@@ -640,6 +720,8 @@ fn step(
         let (mut lo, mut hi) = bisect(d, j, &bounds, &inherited);
         lo.look = gained;
         hi.look = gained;
+        lo.warm = warm.clone();
+        hi.warm = warm;
         // The half holding the minimising vertex is explored first (pushed last).
         if lin.coeffs[j] >= 0.0 {
             Step::Split(vec![hi, lo])
@@ -647,16 +729,28 @@ fn step(
             Step::Split(vec![lo, hi])
         }
     } else {
+        let coefficients = match cfg.branching {
+            Branching::Babsr => activation_coefficients(net, &bounds, &objectives[best].0),
+            Branching::Area => Vec::new(),
+        };
         let mut pick: Option<(usize, usize, f64)> = None;
         for (k, lb) in bounds
             .iter()
             .enumerate()
             .filter(|(k, _)| net.splittable(*k))
         {
+            let lam = coefficients.get(k).and_then(|c| c.as_deref());
             for i in 0..lb.lower.len() {
                 let (l, u) = (lb.lower[i], lb.upper[i]);
                 if l < 0.0 && u > 0.0 {
-                    let score = u * (-l) / (u - l);
+                    let area = u * (-l) / (u - l);
+                    let score = match (cfg.branching, lam) {
+                        (Branching::Area, _) => area,
+                        (Branching::Babsr, None) => 0.0,
+                        (Branching::Babsr, Some(lam)) => {
+                            (-lam[i]).max(0.0) * area + 1e-3 * lam[i].abs() * area
+                        }
+                    };
                     if pick.is_none_or(|p| score > p.2) {
                         pick = Some((k, i, score));
                     }
@@ -676,7 +770,9 @@ fn step(
                         .into(),
                 );
             };
-            let (lo, hi) = bisect(d, j, &bounds, &inherited);
+            let (mut lo, mut hi) = bisect(d, j, &bounds, &inherited);
+            lo.warm = warm.clone();
+            hi.warm = warm;
             return Step::Split(vec![lo, hi]);
         };
         let children = [Phase::Inactive, Phase::Active]
@@ -685,6 +781,8 @@ fn step(
                 let mut c = d.clone();
                 c.splits.push((k, i, phase));
                 c.depth += 1;
+                c.keep = k + 1;
+                c.warm = warm.clone();
                 c.parent = Some(bounds.clone());
                 c.inherited = Some(inherited.clone());
                 c

@@ -121,7 +121,7 @@ pub fn joint_minimum(lins: &[LinearBound], b: &InputBox) -> Option<(f64, Vec<f64
 }
 
 /// The minimum over the box of `row . x + constant`.
-fn concretize(row: &[f64], constant: f64, b: &InputBox) -> f64 {
+pub(crate) fn concretize(row: &[f64], constant: f64, b: &InputBox) -> f64 {
     let mut v = constant;
     for (j, c) in row.iter().enumerate() {
         v += if *c >= 0.0 {
@@ -147,7 +147,7 @@ const ZONOTOPE_ENTRIES: usize = 1 << 23;
 
 /// Bounds of every activation's inputs, from interval arithmetic alone.
 pub fn interval(net: &Network, b: &InputBox) -> Vec<LayerBounds> {
-    propagate(net, b, &[], None, INTERVALS, None).expect("no splits, no contradiction")
+    propagate(net, b, &[], None, 0, INTERVALS, None).expect("no splits, no contradiction")
 }
 
 /// Carries the rows of `lambda` (linear functions of node `start`'s output, plus `constant`)
@@ -158,8 +158,21 @@ fn back_substitute(
     net: &Network,
     start: NodeId,
     lambda: Rows,
+    constant: Vec<f64>,
+    act_bounds: &[LayerBounds],
+) -> (Rows, Vec<f64>) {
+    back_substitute_seen(net, start, lambda, constant, act_bounds, None)
+}
+
+/// [`back_substitute`], keeping in `seen[k]` the functions that reach activation `k`'s output
+/// (its coefficients there, which branching heuristics score neurons by).
+fn back_substitute_seen(
+    net: &Network,
+    start: NodeId,
+    lambda: Rows,
     mut constant: Vec<f64>,
     act_bounds: &[LayerBounds],
+    mut seen: Option<&mut Vec<Option<Rows>>>,
 ) -> (Rows, Vec<f64>) {
     let nodes = net.nodes();
     let n_rows = lambda.n;
@@ -168,6 +181,9 @@ fn back_substitute(
     for id in (1..=start).rev() {
         let Some(l) = lam[id].take() else { continue };
         let node = &nodes[id];
+        if let (Some(seen), Some(k)) = (seen.as_deref_mut(), net.activation_of(id)) {
+            seen[k] = Some(l.clone());
+        }
         let bounds = net.activation_of(id).map(|k| &act_bounds[k]);
         let outs = node.op.rules().back(l, &mut constant, bounds);
         for (&i, o) in node.inputs.iter().zip(outs) {
@@ -252,6 +268,7 @@ fn propagate(
     b: &InputBox,
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
+    keep: usize,
     refine: Refine,
     deadline: Option<Instant>,
 ) -> Option<Vec<LayerBounds>> {
@@ -309,7 +326,9 @@ fn propagate(
                 let exact =
                     p == 0 || (nodes[p].inputs == [0] && nodes[p].op.rules().exact_on_box());
                 let late = deadline.is_some_and(|d| Instant::now() >= d);
-                if refine.back && !exact && !late {
+                // The parent's bounds of the first `keep` activations stand as they are.
+                let kept = parent.is_some() && k < keep;
+                if refine.back && !exact && !late && !kept {
                     let which: Vec<usize> = (0..dim)
                         .filter(|&i| {
                             let (l, u) = (lb.lower[offset + i], lb.upper[offset + i]);
@@ -417,19 +436,23 @@ pub fn crown(
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
 ) -> Option<Vec<LayerBounds>> {
-    propagate(net, b, splits, parent, FULL, None)
+    propagate(net, b, splits, parent, 0, FULL, None)
 }
 
 /// [`crown`] that stops refining at `deadline` (the bounds stay sound, only looser), so that a
-/// bounding pass on a large network cannot overrun a time limit.
+/// bounding pass on a large network cannot overrun a time limit. The parent's bounds of the
+/// first `keep` activations are kept without refinement: a ReLU split in activation `k` on
+/// the parent's box changes no bound of activations `0..=k` but the split neuron's, so
+/// `keep = k + 1` there (and 0 after an input split).
 pub fn crown_until(
     net: &Network,
     b: &InputBox,
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
+    keep: usize,
     deadline: Instant,
 ) -> Option<Vec<LayerBounds>> {
-    propagate(net, b, splits, parent, FULL, Some(deadline))
+    propagate(net, b, splits, parent, keep, FULL, Some(deadline))
 }
 
 /// Linear lower bounds over the box of `c_r . f(x) + d_r` for each objective row `(c_r, d_r)`.
@@ -459,13 +482,30 @@ pub fn objective_bounds(
         .collect()
 }
 
+/// The coefficients that the back-substitution of `c . f(x)` puts on each activation's
+/// output (`None` where nothing of the function reaches it): how much each neuron's
+/// relaxation weighs in that bound.
+pub fn activation_coefficients(
+    net: &Network,
+    act_bounds: &[LayerBounds],
+    c: &[f64],
+) -> Vec<Option<Vec<f64>>> {
+    let out = net.nodes().len() - 1;
+    let mut lambda = Rows::zeros(1, net.output_dim());
+    lambda.row_mut(0).copy_from_slice(c);
+    let mut seen = vec![None; net.activations().len()];
+    back_substitute_seen(net, out, lambda, vec![0.0], act_bounds, Some(&mut seen));
+    seen.into_iter().map(|r| r.map(|r| r.data)).collect()
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::graph::{Affine, Builder, Linear, Op, Relu};
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    fn random_net(rng: &mut rand_chacha::ChaCha8Rng, dims: &[usize]) -> Network {
+    /// A chain of random dense layers of these sizes with ReLUs between them.
+    pub(crate) fn random_net(rng: &mut rand_chacha::ChaCha8Rng, dims: &[usize]) -> Network {
         let mut b = Builder::new(vec![dims[0]]);
         let mut prev = b.input();
         for (k, w) in dims.windows(2).enumerate() {
@@ -551,7 +591,7 @@ mod tests {
                 lower: vec![-0.3, 0.1, -0.2],
                 upper: vec![0.2, 0.4, 0.3],
             };
-            let s = propagate(&net, &b, &[], None, only, None).unwrap();
+            let s = propagate(&net, &b, &[], None, 0, only, None).unwrap();
             let i = interval(&net, &b);
             for _ in 0..300 {
                 let x: Vec<f64> = (0..3)

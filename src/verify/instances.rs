@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{
-    load_network, load_spec, verify, Engine, Network, Options, Spec, Verdict, VerifyError,
-};
+use super::{load_network, load_spec, verify, Network, Options, Spec, Verdict, VerifyError};
 
 /// One instance of a list.
 #[derive(Debug, Clone)]
@@ -183,15 +181,15 @@ pub struct Cache {
     specs: HashMap<PathBuf, Spec>,
 }
 
-/// Runs one instance with `engine` under `min(instance timeout, cap)`.
+/// Runs one instance with the settings of `base` (engine, bounds, branching, seed) under
+/// `min(instance timeout, cap)`.
 pub fn run_instance(
     cache: &mut Cache,
     root: &Path,
     inst: &Instance,
-    engine: Engine,
+    base: &Options,
     cap: f64,
     expected: Option<&Expected>,
-    seed: u64,
 ) -> Result<(InstanceResult, super::Outcome, Spec), VerifyError> {
     let net_path = locate(root, &inst.onnx, "onnx");
     let spec_path = locate(root, &inst.vnnlib, "vnnlib");
@@ -206,9 +204,8 @@ pub fn run_instance(
     let (net, spec) = (&cache.nets[&net_path], &cache.specs[&spec_path]);
     let opts = Options {
         timeout: Duration::from_secs_f64(inst.timeout.min(cap)),
-        engine,
-        seed,
         record_smt: false,
+        ..base.clone()
     };
     reset_peak_memory();
     let out = verify(net, spec, &opts)?;

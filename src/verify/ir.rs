@@ -1,6 +1,6 @@
 //! archproof IR graphs with weights as verifier networks: every operator the zoo, the cell
 //! spaces and DeepMAD designs use (convolutions with groups and dilation, linear layers,
-//! batch norm folded to a per-channel affine map, ReLU, ReLU6, LeakyReLU, SiLU, sigmoid, tanh, hard-swish,
+//! batch norm folded to a per-channel affine map, ReLU, ReLU6, clip, LeakyReLU, SiLU, sigmoid, tanh, hard-swish,
 //! constant scale-shift, padding, reshape,
 //! residual adds, squeeze-excitation products, channel concatenation, max, average and global
 //! average pooling, flatten, identity, and the `zero` edge), lowered through
@@ -134,6 +134,9 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
                 }
                 .map_err(ge)?
             }
+            Op::Clip { min, max } => b
+                .clip(name, x.expect("arity checked"), *min, *max)
+                .map_err(ge)?,
             Op::LeakyRelu { slope } => b
                 .leaky_relu(name, x.expect("arity checked"), *slope)
                 .map_err(ge)?,

@@ -8,6 +8,7 @@
 //! by a sound bound or an `unsat` from Z3; "violated" only with a point that a forward pass in
 //! f64 shows to be in the unsafe set; anything else is "unknown".
 
+pub mod alpha_beta;
 pub mod bab;
 pub mod bounds;
 pub mod dlv;
@@ -16,7 +17,6 @@ pub mod graph;
 pub mod instances;
 pub mod ir;
 pub mod nnet;
-pub mod onnx;
 pub mod radius;
 pub mod smt;
 pub mod spec;
@@ -34,6 +34,7 @@ use serde::Serialize;
 pub use graph::Network;
 pub use spec::Spec;
 
+pub use bab::Branching;
 use bab::{BabConfig, BabStats, SpecResult};
 use smt::SmtRecord;
 
@@ -60,8 +61,10 @@ fn file_err(path: &Path, msg: impl Into<String>) -> VerifyError {
     }
 }
 
-/// Loads a network by its extension: `.onnx`, `.nnet`, or `.json` (archproof IR with weights,
-/// see [`ir::from_graph`], or the layer-list format of [`parse_layer_list`]).
+/// Loads a network by its extension: `.onnx` (imported into the IR by
+/// [`crate::onnx::import`], as every command reads ONNX), `.nnet`, or `.json` (archproof IR
+/// with weights, or the layer-list format of [`parse_layer_list`]); IR graphs become
+/// networks through [`ir::from_graph`].
 pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
     let ext = path
         .extension()
@@ -70,7 +73,11 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
     match ext.as_str() {
         "onnx" => {
             let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
-            onnx::load(&bytes).map_err(|m| file_err(path, m))
+            let name = path
+                .file_stem()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            onnx_network(&bytes, &name).map_err(|m| file_err(path, m))
         }
         "nnet" => {
             let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
@@ -93,6 +100,13 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
             "unknown network format: expected .onnx, .nnet or .json",
         )),
     }
+}
+
+/// The verifier's network of an ONNX model (its bytes): imported into the IR, then lowered.
+/// Errors name the node and say what is wrong (the caller adds the file).
+pub fn onnx_network(bytes: &[u8], name: &str) -> Result<Network, String> {
+    let graph = crate::onnx::import(bytes, name).map_err(|e| e.to_string())?;
+    ir::from_graph(&graph)
 }
 
 /// Loads a VNN-LIB spec.
@@ -151,6 +165,42 @@ pub struct Options {
     pub seed: u64,
     /// Keep the SMT-LIB of Z3 queries for the proof log.
     pub record_smt: bool,
+    /// How branch and bound bounds a subdomain's constraints.
+    pub bounding: Bounding,
+    /// How branch and bound chooses the ReLU to split.
+    pub branching: Branching,
+}
+
+/// How branch and bound bounds the constraints of a subdomain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bounding {
+    /// Back-substitution with the adaptive ReLU relaxation (CROWN / DeepPoly).
+    Crown,
+    /// CROWN, then, where it leaves the subdomain open, its slopes and the multipliers of
+    /// the subdomain's splits optimised ([`alpha_beta`]).
+    AlphaBeta,
+}
+
+impl Bounding {
+    /// Every bounding, by name.
+    pub const ALL: [Bounding; 2] = [Bounding::Crown, Bounding::AlphaBeta];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bounding::Crown => "crown",
+            Bounding::AlphaBeta => "alpha-beta",
+        }
+    }
+
+    /// The bounding of a name.
+    pub fn parse(name: &str) -> Result<Bounding, String> {
+        Bounding::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| format!("unknown bounding '{name}' (known: crown, alpha-beta)"))
+    }
 }
 
 impl Default for Options {
@@ -160,6 +210,8 @@ impl Default for Options {
             engine: Engine::Bab,
             seed: 0,
             record_smt: false,
+            bounding: Bounding::AlphaBeta,
+            branching: Branching::Babsr,
         }
     }
 }
@@ -300,6 +352,9 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
                     input_split,
                     record_smt: opts.record_smt,
                     attack_seed: branch.then(|| opts.seed.wrapping_add(1)),
+                    alpha_beta: (opts.bounding == Bounding::AlphaBeta)
+                        .then(alpha_beta::AlphaBeta::default),
+                    branching: opts.branching,
                 };
                 match bab::solve_regions(net, &spec.regions, &cfg, &bab_stats, &records) {
                     SpecResult::Holds => {}

@@ -43,30 +43,55 @@ impl Rules for Relu {
     /// Stable elements are the identity or zero; an unstable one is bounded above by the
     /// chord `u (z - l) / (u - l)` and below by `alpha z`, with the adaptive `alpha` (1 when
     /// `u >= -l`, else 0).
-    fn back(&self, mut lam: Rows, consts: &mut [f64], bounds: Option<&LayerBounds>) -> Vec<Rows> {
+    fn back(&self, lam: Rows, consts: &mut [f64], bounds: Option<&LayerBounds>) -> Vec<Rows> {
+        let b = bounds.expect("a ReLU is bounded");
+        vec![relax_back(lam, consts, b, |_, i| {
+            if b.upper[i] < -b.lower[i] {
+                0.0
+            } else {
+                1.0
+            }
+        })]
+    }
+
+    /// [`back`](Rules::back) with the lower line `alpha z` of each unstable element given.
+    fn back_with_slopes(
+        &self,
+        lam: Rows,
+        consts: &mut [f64],
+        bounds: Option<&LayerBounds>,
+        slopes: &[f64],
+    ) -> Option<Vec<Rows>> {
         let b = bounds.expect("a ReLU is bounded");
         let dim = lam.dim;
-        for (r, c) in consts.iter_mut().enumerate() {
-            let row = &mut lam.data[r * dim..(r + 1) * dim];
-            for (i, li) in row.iter_mut().enumerate() {
-                let (l, u) = (b.lower[i], b.upper[i]);
-                if l >= 0.0 || *li == 0.0 {
-                    continue;
-                }
-                if u <= 0.0 {
-                    *li = 0.0;
-                } else if *li > 0.0 {
-                    if u < -l {
-                        *li = 0.0;
+        Some(vec![relax_back(lam, consts, b, |r, i| slopes[r * dim + i])])
+    }
+
+    fn relaxed_forward(
+        &self,
+        x: &[&[f64]],
+        bounds: Option<&LayerBounds>,
+        lam_row: &[f64],
+        slopes_row: &[f64],
+    ) -> Option<Vec<f64>> {
+        let b = bounds.expect("a ReLU is bounded");
+        Some(
+            x[0].iter()
+                .enumerate()
+                .map(|(i, &z)| {
+                    let (l, u) = (b.lower[i], b.upper[i]);
+                    if l >= 0.0 {
+                        z
+                    } else if u <= 0.0 {
+                        0.0
+                    } else if lam_row[i] >= 0.0 {
+                        slopes_row[i] * z
+                    } else {
+                        u / (u - l) * (z - l)
                     }
-                } else {
-                    let s = u / (u - l);
-                    *c -= *li * s * l;
-                    *li *= s;
-                }
-            }
-        }
-        vec![lam]
+                })
+                .collect(),
+        )
     }
 
     /// Stable elements pass or vanish; an unstable one lies between the parallel lines
@@ -172,4 +197,34 @@ impl Rules for Relu {
         }
         Some(out)
     }
+}
+
+/// The ReLU's back-substitution: each row's coefficient on an unstable element goes to the
+/// lower line `slope(row, element) z` where it is positive, to the chord where negative.
+fn relax_back(
+    mut lam: Rows,
+    consts: &mut [f64],
+    b: &LayerBounds,
+    slope: impl Fn(usize, usize) -> f64,
+) -> Rows {
+    let dim = lam.dim;
+    for (r, c) in consts.iter_mut().enumerate() {
+        let row = &mut lam.data[r * dim..(r + 1) * dim];
+        for (i, li) in row.iter_mut().enumerate() {
+            let (l, u) = (b.lower[i], b.upper[i]);
+            if l >= 0.0 || *li == 0.0 {
+                continue;
+            }
+            if u <= 0.0 {
+                *li = 0.0;
+            } else if *li > 0.0 {
+                *li *= slope(r, i);
+            } else {
+                let s = u / (u - l);
+                *c -= *li * s * l;
+                *li *= s;
+            }
+        }
+    }
+    lam
 }

@@ -89,6 +89,37 @@ pub trait Rules {
     /// [`need_bounds`](Rules::need_bounds)).
     fn back(&self, lam: Rows, consts: &mut [f64], bounds: Option<&LayerBounds>) -> Vec<Rows>;
 
+    /// Back-substitution with the lower slope of each unstable element a free parameter, the
+    /// relaxation alpha-CROWN optimises: `slopes` holds one slope in [0, 1] per row and
+    /// element (row-major, like `lam`). Sound for any such slopes. `None` for a node without
+    /// such a relaxation; a node that need not be relaxed returns its [`back`](Rules::back).
+    fn back_with_slopes(
+        &self,
+        lam: Rows,
+        consts: &mut [f64],
+        bounds: Option<&LayerBounds>,
+        slopes: &[f64],
+    ) -> Option<Vec<Rows>> {
+        let _ = slopes;
+        (!self.need_bounds()).then(|| self.back(lam, consts, bounds))
+    }
+
+    /// The forward pass of the linear functions [`back_with_slopes`](Rules::back_with_slopes)
+    /// chose for one row, whose coefficients on this node's output were `lam_row` (and its
+    /// slopes `slopes_row`): carried from the input vertex where that row's bound is reached,
+    /// it gives the values whose products with the row's coefficients are the bound's
+    /// gradient in the slopes. A node that need not be relaxed is its plain forward pass.
+    fn relaxed_forward(
+        &self,
+        x: &[&[f64]],
+        bounds: Option<&LayerBounds>,
+        lam_row: &[f64],
+        slopes_row: &[f64],
+    ) -> Option<Vec<f64>> {
+        let _ = (bounds, lam_row, slopes_row);
+        (!self.need_bounds()).then(|| self.forward(x))
+    }
+
     /// The output's [`Zonotope`] from the inputs' (DeepZ): exact for affine maps and joins; a
     /// nonlinearity gives each element a [`Band`] around a line, valid wherever the inputs lie
     /// within `bounds` (for nodes that [`need_bounds`](Rules::need_bounds)), and new noise
