@@ -49,8 +49,7 @@ impl Default for Falsifier {
     }
 }
 
-/// Points with their margins, best first; a chunk's result is `Err(x)` when it hits a
-/// counterexample.
+/// Points with their margins, best first.
 type Starts = Vec<(f64, Vec<f64>)>;
 
 /// Samples per parallel chunk (each chunk has its own seeded generator, so the result does not
@@ -94,10 +93,19 @@ impl Falsifier {
         }
         let seed: u64 = rng.random();
         let chunks = self.samples.div_ceil(CHUNK);
-        let sampled: Vec<Result<Starts, Vec<f64>>> = (0..chunks)
+        // Only the best `restarts` samples are kept, per chunk and when chunks are merged (in
+        // chunk order, ties broken by sample number), so memory stays bounded however many
+        // samples a round draws and the result does not depend on the thread count.
+        let keep = self.restarts.max(1);
+        let best_of = |mut v: Vec<(f64, usize, Vec<f64>)>| {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            v.truncate(keep);
+            v
+        };
+        let sampled: Result<Vec<(f64, usize, Vec<f64>)>, Vec<f64>> = (0..chunks)
             .into_par_iter()
             .map(|c| {
-                let mut best: Vec<(f64, Vec<f64>)> = Vec::new();
+                let mut best: Vec<(f64, usize, Vec<f64>)> = Vec::new();
                 if Instant::now() >= deadline {
                     return Ok(best);
                 }
@@ -105,7 +113,7 @@ impl Falsifier {
                     seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 );
                 let count = CHUNK.min(self.samples - c * CHUNK);
-                for _ in 0..count {
+                for k in 0..count {
                     // Every sample checks the clock: on a large network one forward pass
                     // takes milliseconds.
                     if Instant::now() >= deadline {
@@ -124,20 +132,27 @@ impl Falsifier {
                     if region.violated_by(&x, &y) {
                         return Err(x);
                     }
-                    best.push((margin(region, &y), x));
+                    best.push((margin(region, &y), c * CHUNK + k, x));
+                    if best.len() >= 2 * keep {
+                        best = best_of(best);
+                    }
                 }
-                best.sort_by(|a, b| a.0.total_cmp(&b.0));
-                best.truncate(self.restarts);
-                Ok(best)
+                Ok(best_of(best))
             })
-            .collect();
-        let mut starts: Vec<(f64, Vec<f64>)> =
-            vec![(margin(region, &net.forward(&center)), center)];
-        for chunk in sampled {
-            match chunk {
-                Err(x) => return Some(x),
-                Ok(best) => starts.extend(best),
-            }
+            .reduce(
+                || Ok(Vec::new()),
+                |a, b| match (a, b) {
+                    (Err(x), _) | (Ok(_), Err(x)) => Err(x),
+                    (Ok(mut a), Ok(b)) => {
+                        a.extend(b);
+                        Ok(best_of(a))
+                    }
+                },
+            );
+        let mut starts: Starts = vec![(margin(region, &net.forward(&center)), center)];
+        match sampled {
+            Err(x) => return Some(x),
+            Ok(best) => starts.extend(best.into_iter().map(|(m, _, x)| (m, x))),
         }
         starts.sort_by(|a, b| a.0.total_cmp(&b.0));
         starts.truncate(self.restarts.max(1));
