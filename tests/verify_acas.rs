@@ -3,6 +3,7 @@
 
 mod common;
 
+use archproof::verify::load_spec;
 use common::archproof;
 
 #[test]
@@ -103,4 +104,70 @@ fn a_single_property_reports_json_and_a_proof_log() {
         serde_json::from_str(&std::fs::read_to_string(logs[0].path().join("log.json")).unwrap())
             .unwrap();
     assert_eq!(log["outcome"]["result"], "violated");
+}
+
+/// The VNN-COMP interface end to end: `run_instance.sh` writes the competition's result file,
+/// and its counterexample passes the competition's check, done here in float32 by an
+/// independent runtime (tract): the input inside the box, and the network's output there
+/// within 1e-4 of the reported one and inside the unsafe set.
+#[test]
+fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let acas = data.join("acasxu");
+    let onnx = acas.join("onnx/ACASXU_run2a_1_9_batch_2000.onnx");
+    let vnnlib = acas.join("vnnlib/prop_7.vnnlib");
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("out.txt");
+    let script = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("scripts/vnncomp/{name}"))
+    };
+    let run = |name: &str, args: &[&str]| {
+        let out = std::process::Command::new(script(name))
+            .args(args)
+            .env("ARCHPROOF", env!("CARGO_BIN_EXE_archproof"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (o, v) = (onnx.to_str().unwrap(), vnnlib.to_str().unwrap());
+    run("prepare_instance.sh", &["v1", "acasxu", o, v]);
+    run(
+        "run_instance.sh",
+        &["v1", "acasxu", o, v, results.to_str().unwrap(), "60"],
+    );
+    let text = std::fs::read_to_string(&results).unwrap();
+    assert!(text.starts_with("sat\n"), "{text}");
+    // ((X_0 v) (X_1 v) ... (Y_0 v) ...)
+    let value = |name: &str| -> f64 {
+        let at = text
+            .find(&format!("({name} "))
+            .unwrap_or_else(|| panic!("{name}: {text}"));
+        let rest = &text[at + name.len() + 2..];
+        rest[..rest.find(')').unwrap()].trim().parse().unwrap()
+    };
+    let x: Vec<f32> = (0..5).map(|i| value(&format!("X_{i}")) as f32).collect();
+    let y: Vec<f64> = (0..5).map(|j| value(&format!("Y_{j}"))).collect();
+    let spec = load_spec(&vnnlib).unwrap();
+    let bytes = std::fs::read(&onnx).unwrap();
+    let f32_out = common::tract_forward(&bytes, &[1, 1, 1, 5], &x);
+    for (a, b) in f32_out.iter().zip(&y) {
+        assert!((*a as f64 - b).abs() < 1e-4, "{f32_out:?} vs {y:?}");
+    }
+    // The competition's rule: some region holds the input, and each of its constraints
+    // `c . y + d <= 0` holds for the float32 output to within 1e-4.
+    let out64: Vec<f64> = f32_out.iter().map(|v| *v as f64).collect();
+    let inside = spec.regions.iter().any(|r| {
+        (0..5).all(|j| {
+            r.input.lower[j] - 1e-6 <= x[j] as f64 && x[j] as f64 <= r.input.upper[j] + 1e-6
+        }) && r.constraints.iter().all(|c| {
+            c.coeffs.iter().zip(&out64).map(|(a, b)| a * b).sum::<f64>() + c.constant <= 1e-4
+        })
+    });
+    assert!(inside, "the f32 output {out64:?} is not in the unsafe set");
 }
