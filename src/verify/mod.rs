@@ -391,6 +391,11 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
         stats.smt_calls += bab_stats.smt_calls.load(Ordering::Relaxed);
         stats.max_depth = bab_stats.max_depth.load(Ordering::Relaxed);
     }
+    // Deeper into the unsafe set, so that float32 runtimes confirm it too.
+    let found = found.map(|(i, x)| {
+        let until = Instant::now() + Duration::from_secs(1);
+        (i, falsify::deepen(net, &spec.regions[i], x, until))
+    });
     let seconds = start.elapsed().as_secs_f64();
     let timed_out = Instant::now() >= deadline;
     let smt = records.into_inner().expect("records lock");
