@@ -806,3 +806,39 @@ fn reshaped_constants_broadcast_along_their_own_axes() {
     let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
     close(&want, &imported.forward(&x64), 1e-6, "imported");
 }
+
+/// Two review findings, kept fixed: a one-sided Clip written with `-FLT_MAX` (as converters
+/// do) is exact in the verifier, and an Add whose inputs would broadcast to a larger tensor
+/// is refused rather than summed element by element.
+#[test]
+fn wide_clips_are_exact_and_broadcasting_adds_are_refused() {
+    use onnx_models::*;
+    let bytes = model(
+        vec![node("Clip", &["x", "lo", "hi"], "y", vec![])],
+        vec![
+            tensor("lo", &[], vec![-f32::MAX]),
+            tensor("hi", &[], vec![0.5]),
+        ],
+        value_info("x", &[1, 4]),
+        value_info("y", &[1, 4]),
+    );
+    let net = archproof::verify::onnx_network(&bytes, "clip").unwrap();
+    let x = [-2.0f32, -0.25, 0.3, 1.5];
+    let want = tract_forward(&bytes, &[1, 4], &x);
+    let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
+    close(&want, &net.forward(&x64), 1e-9, "clip to [-FLT_MAX, 0.5]");
+    // [4] + [4, 1] broadcasts to [4, 4] in ONNX.
+    let bytes = model(
+        vec![
+            node("Reshape", &["x", "shape"], "col", vec![]),
+            node("Add", &["x", "col"], "y", vec![]),
+        ],
+        vec![int64s("shape", &[3], vec![1, 4, 1])],
+        value_info("x", &[1, 4]),
+        value_info("y", &[1, 4, 4]),
+    );
+    let err = archproof::onnx::import(&bytes, "bcast")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Add"), "{err}");
+}

@@ -178,12 +178,13 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
             "Sum" | "Add" | "Sub" if computed.len() == node.input.len() => {
                 let mut ins: Vec<NodeId> =
                     computed.iter().map(|&i| var(i)).collect::<Result<_, _>>()?;
-                // Tensors of the same size under another shape are read as the first's.
+                // A tensor whose shape differs from the first's only by leading 1s is the same
+                // tensor under ONNX broadcasting; any other difference broadcasts to a larger
+                // result, which the IR's `add` refuses (an error, never a different sum).
+                let core = |d: &[usize]| d[d.iter().take_while(|&&v| v == 1).count()..].to_vec();
                 for (j, id) in ins.clone().into_iter().enumerate().skip(1) {
                     let shape = st.b.shape(id).clone();
-                    if shape.dims() != xs.as_slice()
-                        && shape.numel() == xs.iter().product::<usize>()
-                    {
+                    if shape.dims() != xs.as_slice() && core(shape.dims()) == core(&xs) {
                         ins[j] = st
                             .reshape(&format!("{name}.view{j}"), id, xs.clone())
                             .map_err(op_at)?;

@@ -391,7 +391,7 @@ impl Builder {
         self.sum(name, &[x, r], vec![alpha, 1.0 - alpha])
     }
 
-    /// `min(max(x, lo), hi)` as `lo + relu(x - lo) - relu(x - hi)`.
+    /// `min(max(x, lo), hi)` as `x + relu(lo - x) - relu(x - hi)`.
     pub fn clip(&mut self, name: &str, x: NodeId, lo: f64, hi: f64) -> Result<NodeId, GraphError> {
         if !(lo <= hi) {
             return Err(misfit(
@@ -399,21 +399,14 @@ impl Builder {
                 format!("clips to an empty range [{lo}, {hi}]"),
             ));
         }
+        // x + relu(lo - x) - relu(x - hi): exact inside [lo, hi] whatever the bounds' size
+        // (lo + relu(x - lo) - ... cancels in f64 when |lo| is huge, e.g. -FLT_MAX).
         let n = self.dim(x);
-        let from_lo = if lo == 0.0 {
-            x
-        } else {
-            self.scale_shift(&format!("{name}.from_lo"), x, vec![1.0; n], vec![-lo; n])?
-        };
-        let r = self.relu(&format!("{name}.relu"), from_lo)?;
-        let from_hi =
-            self.scale_shift(&format!("{name}.from_hi"), x, vec![1.0; n], vec![-hi; n])?;
-        let r_hi = self.relu(&format!("{name}.relu_hi"), from_hi)?;
-        if lo == 0.0 {
-            return self.sum(name, &[r, r_hi], vec![1.0, -1.0]);
-        }
-        let d = self.sum(&format!("{name}.diff"), &[r, r_hi], vec![1.0, -1.0])?;
-        self.scale_shift(name, d, vec![1.0; n], vec![lo; n])
+        let below = self.scale_shift(&format!("{name}.below"), x, vec![-1.0; n], vec![lo; n])?;
+        let r_lo = self.relu(&format!("{name}.relu_lo"), below)?;
+        let above = self.scale_shift(&format!("{name}.above"), x, vec![1.0; n], vec![-hi; n])?;
+        let r_hi = self.relu(&format!("{name}.relu_hi"), above)?;
+        self.sum(name, &[x, r_lo, r_hi], vec![1.0, 1.0, -1.0])
     }
 
     /// `min(max(x, 0), 6)`.
