@@ -19,7 +19,9 @@
 
 use std::time::Instant;
 
-use super::bounds::{concretize, LayerBounds, LinearBound, Phase, Splits};
+use super::bounds::{
+    back_substitute_seen, concretize, LayerBounds, LinearBound, Phase, Relaxation, Splits,
+};
 use super::graph::{Network, Rows};
 use super::spec::InputBox;
 
@@ -147,49 +149,26 @@ pub fn objective_bounds(
         }
         // Back-substitution with the current slopes and multipliers, keeping each relaxed
         // node's coefficients (on its output) for the gradient.
-        let mut lam: Vec<Option<Rows>> = vec![None; out + 1];
         let mut init = Rows::zeros(n, net.output_dim());
         for (r, (c, _)) in objectives.iter().enumerate() {
             init.row_mut(r).copy_from_slice(c);
         }
-        lam[out] = Some(init);
-        let mut consts: Vec<f64> = objectives.iter().map(|(_, d)| *d).collect();
+        let consts: Vec<f64> = objectives.iter().map(|(_, d)| *d).collect();
         let mut seen: Vec<Option<Rows>> = vec![None; acts.len()];
-        for id in (1..=out).rev() {
-            let Some(l) = lam[id].take() else { continue };
-            let node = &nodes[id];
-            let k = net.activation_of(id);
-            let mut outs = match k {
-                Some(k) => {
-                    seen[k] = Some(l.clone());
-                    node.op.rules().back_with_slopes(
-                        l,
-                        &mut consts,
-                        Some(&act_bounds[k]),
-                        &alpha[k],
-                    )?
-                }
-                None => node.op.rules().back(l, &mut consts, None),
-            };
-            if let Some(k) = k {
-                for (s, &(layer, i, phase)) in splits.iter().enumerate() {
-                    if layer == k {
-                        for r in 0..n {
-                            outs[0].row_mut(r)[i] += sign(phase) * beta[s * n + r];
-                        }
-                    }
-                }
-            }
-            for (&i, o) in node.inputs.iter().zip(outs) {
-                match &mut lam[i] {
-                    Some(acc) => acc.add_assign(&o),
-                    slot => *slot = Some(o),
-                }
-            }
-        }
-        let rows = lam[0]
-            .take()
-            .unwrap_or_else(|| Rows::zeros(n, net.input_dim()));
+        let params = Relaxation {
+            alpha: &alpha,
+            splits,
+            beta: &beta,
+        };
+        let (rows, consts) = back_substitute_seen(
+            net,
+            out,
+            init,
+            consts,
+            act_bounds,
+            Some(&mut seen),
+            Some(&params),
+        );
         let mut closed = false;
         for r in 0..n {
             let lower = concretize(rows.row(r), consts[r], b);

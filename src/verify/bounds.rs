@@ -161,18 +161,31 @@ fn back_substitute(
     constant: Vec<f64>,
     act_bounds: &[LayerBounds],
 ) -> (Rows, Vec<f64>) {
-    back_substitute_seen(net, start, lambda, constant, act_bounds, None)
+    back_substitute_seen(net, start, lambda, constant, act_bounds, None, None)
+}
+
+/// Free parameters of the ReLU relaxations in a back-substitution (alpha-beta-CROWN): the
+/// lower slopes of every activation (`rows x elements`, see
+/// [`Rules::back_with_slopes`](super::graph::Rules::back_with_slopes)) and a multiplier per
+/// split and row (`splits x rows`), entering as `-beta z` for an active split and `+beta z`
+/// for an inactive one.
+pub(crate) struct Relaxation<'a> {
+    pub alpha: &'a [Vec<f64>],
+    pub splits: &'a Splits,
+    pub beta: &'a [f64],
 }
 
 /// [`back_substitute`], keeping in `seen[k]` the functions that reach activation `k`'s output
-/// (its coefficients there, which branching heuristics score neurons by).
-fn back_substitute_seen(
+/// (its coefficients there, which branching heuristics and the slopes' gradient use), and
+/// relaxing with `params` when given (every activation must then have free slopes).
+pub(crate) fn back_substitute_seen(
     net: &Network,
     start: NodeId,
     lambda: Rows,
     mut constant: Vec<f64>,
     act_bounds: &[LayerBounds],
     mut seen: Option<&mut Vec<Option<Rows>>>,
+    params: Option<&Relaxation>,
 ) -> (Rows, Vec<f64>) {
     let nodes = net.nodes();
     let n_rows = lambda.n;
@@ -184,8 +197,27 @@ fn back_substitute_seen(
         if let (Some(seen), Some(k)) = (seen.as_deref_mut(), net.activation_of(id)) {
             seen[k] = Some(l.clone());
         }
-        let bounds = net.activation_of(id).map(|k| &act_bounds[k]);
-        let outs = node.op.rules().back(l, &mut constant, bounds);
+        let k = net.activation_of(id);
+        let bounds = k.map(|k| &act_bounds[k]);
+        let outs = match (params, k) {
+            (Some(p), Some(k)) => {
+                let mut outs = node
+                    .op
+                    .rules()
+                    .back_with_slopes(l, &mut constant, bounds, &p.alpha[k])
+                    .expect("every activation has free slopes");
+                for (s, &(layer, i, phase)) in p.splits.iter().enumerate() {
+                    if layer == k {
+                        let sign = if phase == Phase::Active { -1.0 } else { 1.0 };
+                        for r in 0..n_rows {
+                            outs[0].row_mut(r)[i] += sign * p.beta[s * n_rows + r];
+                        }
+                    }
+                }
+                outs
+            }
+            _ => node.op.rules().back(l, &mut constant, bounds),
+        };
         for (&i, o) in node.inputs.iter().zip(outs) {
             match &mut lam[i] {
                 Some(acc) => acc.add_assign(&o),
@@ -494,7 +526,7 @@ pub fn activation_coefficients(
     let mut lambda = Rows::zeros(1, net.output_dim());
     lambda.row_mut(0).copy_from_slice(c);
     let mut seen = vec![None; net.activations().len()];
-    back_substitute_seen(net, out, lambda, vec![0.0], act_bounds, Some(&mut seen));
+    back_substitute_seen(net, out, lambda, vec![0.0], act_bounds, Some(&mut seen), None);
     seen.into_iter().map(|r| r.map(|r| r.data)).collect()
 }
 
