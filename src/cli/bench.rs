@@ -103,10 +103,10 @@ fn engine_settings(spec: &str, a: &VerifyArgs) -> Result<(Options, f64)> {
         ..Options::default()
     };
     if let Some(b) = parts.next() {
-        opts.bounding = Bounding::parse(b).map_err(anyhow::Error::msg)?;
+        opts.bounding = Bounding::parse(b)?;
     }
     if let Some(b) = parts.next() {
-        opts.branching = Branching::parse(b).map_err(anyhow::Error::msg)?;
+        opts.branching = Branching::parse(b)?;
     }
     if let Some(extra) = parts.next() {
         bail!("--engines entry '{spec}': '{extra}' is one setting too many (ENGINE[:BOUNDING[:BRANCHING]])");

@@ -145,7 +145,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let engines: Vec<(String, Engine)> = a
         .engines
         .iter()
-        .map(|e| Ok((e.clone(), Engine::parse(e).map_err(anyhow::Error::msg)?)))
+        .map(|e| Ok((e.clone(), Engine::parse(e)?)))
         .collect::<Result<_>>()?;
     let points = parse_points(&a.points)?;
     let net = verify::load_network(&a.net)?;

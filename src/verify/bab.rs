@@ -89,11 +89,8 @@ impl Branching {
     }
 
     /// The strategy of a name.
-    pub fn parse(name: &str) -> Result<Branching, String> {
-        Branching::ALL
-            .into_iter()
-            .find(|b| b.name() == name)
-            .ok_or_else(|| format!("unknown branching '{name}' (known: babsr, area)"))
+    pub fn parse(name: &str) -> Result<Branching, super::VerifyError> {
+        super::setting("branching", &Branching::ALL, Branching::name, name)
     }
 }
 

@@ -526,7 +526,15 @@ pub fn activation_coefficients(
     let mut lambda = Rows::zeros(1, net.output_dim());
     lambda.row_mut(0).copy_from_slice(c);
     let mut seen = vec![None; net.activations().len()];
-    back_substitute_seen(net, out, lambda, vec![0.0], act_bounds, Some(&mut seen), None);
+    back_substitute_seen(
+        net,
+        out,
+        lambda,
+        vec![0.0],
+        act_bounds,
+        Some(&mut seen),
+        None,
+    );
     seen.into_iter().map(|r| r.map(|r| r.data)).collect()
 }
 

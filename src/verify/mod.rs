@@ -52,6 +52,40 @@ pub enum VerifyError {
     /// The network and the spec do not fit together.
     #[error("{0}")]
     Mismatch(String),
+    /// A model that is not a network the verifier reads (the message names the node).
+    #[error("{0}")]
+    Model(String),
+    /// An unknown name of a setting (engine, bounding, branching).
+    #[error("unknown {kind} '{name}' (known: {known})")]
+    UnknownSetting {
+        /// Which setting.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+        /// The names there are.
+        known: String,
+    },
+}
+
+/// The member of `all` called `name`, or the error listing the known names.
+fn setting<T: Copy>(
+    kind: &'static str,
+    all: &[T],
+    name_of: fn(T) -> &'static str,
+    name: &str,
+) -> Result<T, VerifyError> {
+    all.iter()
+        .copied()
+        .find(|&t| name_of(t) == name)
+        .ok_or_else(|| VerifyError::UnknownSetting {
+            kind,
+            name: name.to_string(),
+            known: all
+                .iter()
+                .map(|&t| name_of(t))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 fn file_err(path: &Path, msg: impl Into<String>) -> VerifyError {
@@ -77,7 +111,7 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
                 .file_stem()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
-            onnx_network(&bytes, &name).map_err(|m| file_err(path, m))
+            onnx_network(&bytes, &name).map_err(|e| file_err(path, e.to_string()))
         }
         "nnet" => {
             let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
@@ -104,9 +138,9 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
 
 /// The verifier's network of an ONNX model (its bytes): imported into the IR, then lowered.
 /// Errors name the node and say what is wrong (the caller adds the file).
-pub fn onnx_network(bytes: &[u8], name: &str) -> Result<Network, String> {
-    let graph = crate::onnx::import(bytes, name).map_err(|e| e.to_string())?;
-    ir::from_graph(&graph)
+pub fn onnx_network(bytes: &[u8], name: &str) -> Result<Network, VerifyError> {
+    let graph = crate::onnx::import(bytes, name).map_err(|e| VerifyError::Model(e.to_string()))?;
+    ir::from_graph(&graph).map_err(VerifyError::Model)
 }
 
 /// Loads a VNN-LIB spec.
@@ -146,11 +180,8 @@ impl Engine {
     }
 
     /// The engine of a name.
-    pub fn parse(name: &str) -> Result<Engine, String> {
-        Engine::ALL
-            .into_iter()
-            .find(|e| e.name() == name)
-            .ok_or_else(|| format!("unknown engine '{name}' (known: bab, smt, bounds)"))
+    pub fn parse(name: &str) -> Result<Engine, VerifyError> {
+        setting("engine", &Engine::ALL, Engine::name, name)
     }
 }
 
@@ -195,11 +226,8 @@ impl Bounding {
     }
 
     /// The bounding of a name.
-    pub fn parse(name: &str) -> Result<Bounding, String> {
-        Bounding::ALL
-            .into_iter()
-            .find(|e| e.name() == name)
-            .ok_or_else(|| format!("unknown bounding '{name}' (known: crown, alpha-beta)"))
+    pub fn parse(name: &str) -> Result<Bounding, VerifyError> {
+        setting("bounding", &Bounding::ALL, Bounding::name, name)
     }
 }
 
