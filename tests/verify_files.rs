@@ -842,3 +842,25 @@ fn wide_clips_are_exact_and_broadcasting_adds_are_refused() {
         .to_string();
     assert!(err.contains("Add"), "{err}");
 }
+
+/// A constant matrix times a column `[n, 1]` keeps the column's shape: the output is `[m, 1]`.
+#[test]
+fn a_matrix_times_a_column_is_a_column() {
+    use onnx_models::*;
+    let w: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).sin()).collect();
+    let bytes = model(
+        vec![node("MatMul", &["w", "x"], "y", vec![])],
+        vec![tensor("w", &[3, 4], w)],
+        value_info("x", &[4, 1]),
+        value_info("y", &[3, 1]),
+    );
+    let graph = archproof::onnx::import(&bytes, "col").unwrap();
+    let out = graph.analyze().unwrap();
+    let last = *out.order.last().unwrap();
+    assert_eq!(out.shapes[last.index()].dims(), &[3, 1]);
+    let net = archproof::verify::ir::from_graph(&graph).unwrap();
+    let x = [0.5f32, -1.0, 2.0, 0.25];
+    let want = tract_forward(&bytes, &[4, 1], &x);
+    let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
+    close(&want, &net.forward(&x64), 1e-6, "W @ column");
+}

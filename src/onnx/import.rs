@@ -271,15 +271,26 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
             "MatMul" if computed.len() == 1 && xpos == 1 => {
                 // W [m, n] @ x [n] (or [n, 1]): a linear layer with W as its weight.
                 let w = c(0)?;
-                if w.dims.len() != 2 || w.dims[1] != xs.iter().product::<usize>() {
+                let column = xs.len() == 2 && xs[1] == 1;
+                if w.dims.len() != 2 || !(xs == [w.dims[1]] || column && xs[0] == w.dims[1]) {
                     return Err(at(format!(
                         "MatMul of a constant {:?} by a computed {xs:?} is not a matrix-vector product",
                         w.dims
                     )));
                 }
-                let x = st.vector(&name, x, w.dims[1]).map_err(&at)?;
-                st.linear(&name, x, w.dims[0], w.data.clone(), None)
-                    .map_err(op_at)?
+                let x = st
+                    .reshape(&format!("{name}.flat"), x, vec![w.dims[1]])
+                    .map_err(op_at)?;
+                let y = st
+                    .linear(&name, x, w.dims[0], w.data.clone(), None)
+                    .map_err(op_at)?;
+                if column {
+                    // [m, n] @ [n, 1] is [m, 1]: the shape later broadcasting sees.
+                    st.reshape(&format!("{name}.column"), y, vec![w.dims[0], 1])
+                        .map_err(op_at)?
+                } else {
+                    y
+                }
             }
             "MatMul" => {
                 if computed.len() > 1 {

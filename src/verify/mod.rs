@@ -421,7 +421,7 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
     }
     // Deeper into the unsafe set, so that float32 runtimes confirm it too.
     let found = found.map(|(i, x)| {
-        let until = Instant::now() + Duration::from_secs(1);
+        let until = (Instant::now() + Duration::from_secs(1)).min(deadline);
         (i, falsify::deepen(net, &spec.regions[i], x, until))
     });
     let seconds = start.elapsed().as_secs_f64();
