@@ -20,8 +20,9 @@
 use std::time::Instant;
 
 use super::bounds::{
-    back_substitute_seen, concretize, LayerBounds, LinearBound, Phase, Relaxation, Splits,
+    back_substitute_seen, concretize, LayerBounds, LinearBound, Relaxation, Splits,
 };
+use super::graph::relu::adaptive_slope;
 use super::graph::{Network, Rows};
 use super::spec::InputBox;
 
@@ -127,7 +128,7 @@ pub fn objective_bounds(
             .iter()
             .map(|lb| {
                 let one: Vec<f64> = (0..lb.lower.len())
-                    .map(|i| if lb.upper[i] < -lb.lower[i] { 0.0 } else { 1.0 })
+                    .map(|i| adaptive_slope(lb.lower[i], lb.upper[i]))
                     .collect();
                 one.repeat(n)
             })
@@ -141,7 +142,6 @@ pub fn objective_bounds(
         beta[..k].copy_from_slice(&w.beta[..k]);
     }
     let mut adam_b = Adam::new(beta.len());
-    let sign = |p: Phase| if p == Phase::Active { -1.0 } else { 1.0 };
     let mut best = start;
     for t in 1..=cfg.steps as i32 {
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -224,7 +224,7 @@ pub fn objective_bounds(
             }
             for (s, &(layer, i, phase)) in splits.iter().enumerate() {
                 let z = values[nodes[acts[layer]].inputs[0]][i];
-                gb[s * n + r] = sign(phase) * z;
+                gb[s * n + r] = phase.beta_sign() * z;
             }
         }
         for k in 0..alpha.len() {
@@ -238,7 +238,7 @@ pub fn objective_bounds(
 #[cfg(test)]
 mod tests {
     use super::super::bounds::tests::random_net;
-    use super::super::bounds::{crown, objective_bounds as plain_bounds};
+    use super::super::bounds::{crown, objective_bounds as plain_bounds, Phase};
     use super::*;
     use rand::{Rng, SeedableRng};
 

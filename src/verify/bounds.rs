@@ -58,6 +58,17 @@ pub enum Phase {
     Inactive,
 }
 
+impl Phase {
+    /// The sign of a split's multiplier term in a back-substitution (beta-CROWN): `-beta z`
+    /// for `z >= 0`, `+beta z` for `z <= 0`, both at most 0 where the split holds.
+    pub fn beta_sign(self) -> f64 {
+        match self {
+            Phase::Active => -1.0,
+            Phase::Inactive => 1.0,
+        }
+    }
+}
+
 /// A set of ReLU splits: `(relu layer, neuron, phase)`.
 pub type Splits = [(usize, usize, Phase)];
 
@@ -208,9 +219,8 @@ pub(crate) fn back_substitute_seen(
                     .expect("every activation has free slopes");
                 for (s, &(layer, i, phase)) in p.splits.iter().enumerate() {
                     if layer == k {
-                        let sign = if phase == Phase::Active { -1.0 } else { 1.0 };
                         for r in 0..n_rows {
-                            outs[0].row_mut(r)[i] += sign * p.beta[s * n_rows + r];
+                            outs[0].row_mut(r)[i] += phase.beta_sign() * p.beta[s * n_rows + r];
                         }
                     }
                 }

@@ -46,11 +46,7 @@ impl Rules for Relu {
     fn back(&self, lam: Rows, consts: &mut [f64], bounds: Option<&LayerBounds>) -> Vec<Rows> {
         let b = bounds.expect("a ReLU is bounded");
         vec![relax_back(lam, consts, b, |_, i| {
-            if b.upper[i] < -b.lower[i] {
-                0.0
-            } else {
-                1.0
-            }
+            adaptive_slope(b.lower[i], b.upper[i])
         })]
     }
 
@@ -227,4 +223,14 @@ fn relax_back(
         }
     }
     lam
+}
+
+/// CROWN's adaptive lower slope of an unstable ReLU on `[l, u]`: 1 when `u >= -l`, else 0
+/// (the line of the smaller relaxation area).
+pub fn adaptive_slope(l: f64, u: f64) -> f64 {
+    if u < -l {
+        0.0
+    } else {
+        1.0
+    }
 }
