@@ -20,7 +20,8 @@
 use std::time::Instant;
 
 use super::bounds::{
-    back_substitute_seen, concretize, LayerBounds, LinearBound, Relaxation, Splits,
+    back_substitute_seen, concretize, minimizing_vertex, objective_rows, LayerBounds, LinearBound,
+    Relaxation, Splits,
 };
 use super::graph::relu::adaptive_slope;
 use super::graph::{Network, Rows};
@@ -143,17 +144,13 @@ pub fn objective_bounds(
     }
     let mut adam_b = Adam::new(beta.len());
     let mut best = start;
+    let (init, init_consts) = objective_rows(net, objectives);
     for t in 1..=cfg.steps as i32 {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         // Back-substitution with the current slopes and multipliers, keeping each relaxed
         // node's coefficients (on its output) for the gradient.
-        let mut init = Rows::zeros(n, net.output_dim());
-        for (r, (c, _)) in objectives.iter().enumerate() {
-            init.row_mut(r).copy_from_slice(c);
-        }
-        let consts: Vec<f64> = objectives.iter().map(|(_, d)| *d).collect();
         let mut seen: Vec<Option<Rows>> = vec![None; acts.len()];
         let params = Relaxation {
             alpha: &alpha,
@@ -163,8 +160,8 @@ pub fn objective_bounds(
         let (rows, consts) = back_substitute_seen(
             net,
             out,
-            init,
-            consts,
+            init.clone(),
+            init_consts.clone(),
             act_bounds,
             Some(&mut seen),
             Some(&params),
@@ -188,12 +185,7 @@ pub fn objective_bounds(
         let mut ga: Vec<Vec<f64>> = alpha.iter().map(|a| vec![0.0; a.len()]).collect();
         let mut gb = vec![0.0; beta.len()];
         for r in 0..n {
-            let x: Vec<f64> = rows
-                .row(r)
-                .iter()
-                .enumerate()
-                .map(|(j, c)| if *c >= 0.0 { b.lower[j] } else { b.upper[j] })
-                .collect();
+            let x = minimizing_vertex(rows.row(r), b);
             let mut values: Vec<Vec<f64>> = Vec::with_capacity(nodes.len());
             values.push(x);
             for (id, node) in nodes.iter().enumerate().skip(1) {

@@ -88,11 +88,7 @@ impl LinearBound {
     /// The vertex of the box that minimises the linear bound: the most promising place to look
     /// for a counterexample.
     pub fn minimizer(&self, b: &InputBox) -> Vec<f64> {
-        self.coeffs
-            .iter()
-            .enumerate()
-            .map(|(j, c)| if *c >= 0.0 { b.lower[j] } else { b.upper[j] })
-            .collect()
+        minimizing_vertex(&self.coeffs, b)
     }
 
     /// The same linear function bounded over a smaller box `b` (still a sound lower bound
@@ -129,6 +125,24 @@ pub fn joint_minimum(lins: &[LinearBound], b: &InputBox) -> Option<(f64, Vec<f64
     }
     let sol = model.solve().ok()?;
     Some((sol.value(t), xs.iter().map(|&x| sol.value(x)).collect()))
+}
+
+/// The vertex of the box where `row . x` is smallest.
+pub(crate) fn minimizing_vertex(row: &[f64], b: &InputBox) -> Vec<f64> {
+    row.iter()
+        .enumerate()
+        .map(|(j, c)| if *c >= 0.0 { b.lower[j] } else { b.upper[j] })
+        .collect()
+}
+
+/// The objectives `(c_r, d_r)` as functions of the network's output: rows `c_r` and
+/// constants `d_r`, where back-substitution starts.
+pub(crate) fn objective_rows(net: &Network, objectives: &[(Vec<f64>, f64)]) -> (Rows, Vec<f64>) {
+    let mut lambda = Rows::zeros(objectives.len(), net.output_dim());
+    for (r, (c, _)) in objectives.iter().enumerate() {
+        lambda.row_mut(r).copy_from_slice(c);
+    }
+    (lambda, objectives.iter().map(|(_, d)| *d).collect())
 }
 
 /// The minimum over the box of `row . x + constant`.
@@ -505,11 +519,7 @@ pub fn objective_bounds(
     objectives: &[(Vec<f64>, f64)],
 ) -> Vec<LinearBound> {
     let out = net.nodes().len() - 1;
-    let mut lambda = Rows::zeros(objectives.len(), net.output_dim());
-    for (r, (c, _)) in objectives.iter().enumerate() {
-        lambda.row_mut(r).copy_from_slice(c);
-    }
-    let consts: Vec<f64> = objectives.iter().map(|(_, d)| *d).collect();
+    let (lambda, consts) = objective_rows(net, objectives);
     let (rows, consts) = back_substitute(net, out, lambda, consts, act_bounds);
     (0..objectives.len())
         .map(|r| {
