@@ -275,3 +275,57 @@ fn dag_verdicts_are_sound_and_engines_agree() {
         "Z3 decided only {z3_decided} of the piecewise-linear cases"
     );
 }
+
+/// The three exact decisions of branch and bound (one MILP, one LP per phase pattern, Z3)
+/// never contradict each other or an attack, on networks large enough that each is reached
+/// with several unstable neurons.
+#[test]
+fn exact_decisions_agree() {
+    use archproof::verify::Exact;
+    let mut rng = ChaCha8Rng::seed_from_u64(5150);
+    let mut decided = [0usize; 3];
+    for case in 0..24 {
+        let n_in = rng.random_range(2..4);
+        let dims = [n_in, 12, 12, 2];
+        let net = random_net(&mut rng, &dims);
+        let spec = random_spec(&mut rng, n_in, 2);
+        let verdicts: Vec<Verdict> = Exact::ALL
+            .iter()
+            .map(|&exact| {
+                let out = verify(
+                    &net,
+                    &spec,
+                    &Options {
+                        timeout: Duration::from_secs(10),
+                        exact,
+                        ..Options::default()
+                    },
+                )
+                .unwrap();
+                if let Some(c) = &out.counterexample {
+                    assert!(spec
+                        .violated_region(&c.input, &net.forward(&c.input))
+                        .is_some());
+                }
+                out.result
+            })
+            .collect();
+        for (k, v) in verdicts.iter().enumerate() {
+            decided[k] += (*v != Verdict::Unknown) as usize;
+        }
+        assert!(
+            !(verdicts.contains(&Verdict::Holds) && verdicts.contains(&Verdict::Violated)),
+            "case {case}: {:?} disagree: {verdicts:?}",
+            Exact::ALL
+        );
+        if verdicts.contains(&Verdict::Holds) {
+            if let Some(x) = attack(&net, &spec, case) {
+                panic!("case {case}: 'holds' but {x:?} violates the spec");
+            }
+        }
+    }
+    assert!(
+        decided.iter().all(|&d| d >= 20),
+        "decided per method {decided:?} of 24"
+    );
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use archproof::report::{CactusSeries, Figure, Plot, RunPage, Table as ReportTable};
 use archproof::verify::instances::{self, InstanceResult};
-use archproof::verify::{Bounding, Branching, Engine, Options};
+use archproof::verify::{Bounding, Branching, Engine, Exact, Options};
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -45,9 +45,10 @@ pub struct VerifyArgs {
     /// Known answers (network,property,expected).
     #[arg(long)]
     expected: Option<PathBuf>,
-    /// Engines to run, in order: bab, bounds, smt, each optionally with its bounding and its
-    /// branching after colons (`bab:crown`, `bab:alpha-beta:area`) to compare settings in one
-    /// run; the defaults are alpha-beta and babsr.
+    /// Engines to run, in order: bab, bounds, smt, each optionally with its bounding, its
+    /// branching and its exact decision after colons (`bab:crown`, `bab:alpha-beta:area`,
+    /// `bab:alpha-beta:babsr:patterns`) to compare settings in one run; the defaults are
+    /// alpha-beta, babsr and milp.
     #[arg(long, value_delimiter = ',', default_value = "bab,smt")]
     engines: Vec<String>,
     /// Cap on each instance's time limit for the bab engine (seconds).
@@ -94,7 +95,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-/// The settings and time cap of an `--engines` entry: `ENGINE[:BOUNDING[:BRANCHING]]`.
+/// The settings and time cap of an `--engines` entry: `ENGINE[:BOUNDING[:BRANCHING[:EXACT]]]`.
 fn engine_settings(spec: &str, a: &VerifyArgs) -> Result<(Options, f64)> {
     let mut parts = spec.split(':');
     let engine = Engine::parse(parts.next().unwrap_or_default()).map_err(anyhow::Error::msg)?;
@@ -108,8 +109,11 @@ fn engine_settings(spec: &str, a: &VerifyArgs) -> Result<(Options, f64)> {
     if let Some(b) = parts.next() {
         opts.branching = Branching::parse(b)?;
     }
+    if let Some(e) = parts.next() {
+        opts.exact = Exact::parse(e)?;
+    }
     if let Some(extra) = parts.next() {
-        bail!("--engines entry '{spec}': '{extra}' is one setting too many (ENGINE[:BOUNDING[:BRANCHING]])");
+        bail!("--engines entry '{spec}': '{extra}' is one setting too many (ENGINE[:BOUNDING[:BRANCHING[:EXACT]]])");
     }
     let cap = if engine == Engine::Smt {
         a.smt_timeout

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use archproof::verify::instances::{self, InstanceResult};
 use archproof::verify::{
-    self, radius, Bounding, Branching, Engine, Network, Options, Outcome, Spec, Verdict,
+    self, radius, Bounding, Branching, Engine, Exact, Network, Options, Outcome, Spec, Verdict,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -103,6 +103,10 @@ pub struct Args {
     /// Low-dimensional inputs are bisected instead, by lookahead and by width in turn.
     #[arg(long, value_enum, default_value_t = BranchingArg::Babsr)]
     branching: BranchingArg,
+    /// How branch and bound decides a subdomain once few neurons are unstable on it: milp
+    /// (one mixed-integer program in HiGHS), patterns (one LP per phase pattern) or z3.
+    #[arg(long, value_enum, default_value_t = ExactArg::Milp)]
+    exact: ExactArg,
     /// Seed of the falsifier.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -162,6 +166,23 @@ impl From<BranchingArg> for Branching {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExactArg {
+    Milp,
+    Patterns,
+    Z3,
+}
+
+impl From<ExactArg> for Exact {
+    fn from(e: ExactArg) -> Exact {
+        match e {
+            ExactArg::Milp => Exact::Milp,
+            ExactArg::Patterns => Exact::Patterns,
+            ExactArg::Z3 => Exact::Z3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum EngineArg {
     Bab,
     Smt,
@@ -207,6 +228,7 @@ fn options(args: &Args, timeout: f64) -> Result<Options> {
         record_smt: !args.no_proof,
         bounding: args.bounding.into(),
         branching: args.branching.into(),
+        exact: args.exact.into(),
     })
 }
 
@@ -388,6 +410,7 @@ struct ProofLog<'a> {
     engine: &'static str,
     bounding: &'static str,
     branching: &'static str,
+    exact: &'static str,
     timeout_s: f64,
     seed: u64,
     outcome: &'a Outcome,
@@ -421,6 +444,7 @@ fn write_proof_log(
         engine: Engine::from(args.engine).name(),
         bounding: Bounding::from(args.bounding).name(),
         branching: Branching::from(args.branching).name(),
+        exact: Exact::from(args.exact).name(),
         timeout_s: args.timeout,
         seed: args.seed,
         outcome: out,

@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use super::alpha_beta::{self, AlphaBeta, Warm};
 use super::falsify::{confirm, Falsifier};
 use super::graph::{Network, Rows};
+use super::milp::{self, MilpOutcome};
 use super::smt::{self, SmtOutcome, SmtRecord};
 use super::spec::{InputBox, Region};
 
@@ -40,15 +41,19 @@ pub struct BabConfig {
     pub deadline: Instant,
     /// Subdomains bounded together (in parallel).
     pub batch: usize,
-    /// Decide a subdomain exactly once at most this many ReLUs are unstable on it: by an LP
-    /// per phase pattern when splitting inputs, by Z3 when splitting ReLUs.
+    /// Decide a subdomain exactly once at most this many ReLUs are unstable on it.
     pub exact_unstable: usize,
+    /// How such a subdomain is decided.
+    pub exact: Exact,
     /// Give up on a subdomain (unknown) this many splits deep.
     pub max_depth_limit: usize,
     /// Longest a single Z3 call may take.
     pub smt_timeout: Duration,
     /// Split inputs (true) or ReLUs (false).
     pub input_split: bool,
+    /// When splitting inputs, split ReLUs instead on a subdomain with at most this many
+    /// unstable neurons (0: never).
+    pub relu_switch: usize,
     /// Keep the SMT-LIB of every Z3 query.
     pub record_smt: bool,
     /// Seed of the falsification rounds run between batches (none when `None`). Round `k`
@@ -94,6 +99,49 @@ impl Branching {
     }
 }
 
+/// How branch and bound decides a subdomain on which few neurons are unstable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exact {
+    /// One mixed-integer program (HiGHS), a binary per unstable neuron ([`super::milp`]).
+    Milp,
+    /// One LP per phase pattern of the unstable neurons (`2^n` of them).
+    Patterns,
+    /// Z3 on the linear real arithmetic encoding ([`super::smt`]).
+    Z3,
+}
+
+impl Exact {
+    /// Every method, by name.
+    pub const ALL: [Exact; 3] = [Exact::Milp, Exact::Patterns, Exact::Z3];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Exact::Milp => "milp",
+            Exact::Patterns => "patterns",
+            Exact::Z3 => "z3",
+        }
+    }
+
+    /// The method of a name.
+    pub fn parse(name: &str) -> Result<Exact, super::VerifyError> {
+        super::setting("exact", &Exact::ALL, Exact::name, name)
+    }
+
+    /// The most unstable neurons a subdomain may have to be decided this way, when splitting
+    /// inputs (few inputs, small boxes) or ReLUs. Measured on ACAS Xu and MNIST-FC.
+    pub fn limit(self, input_split: bool) -> usize {
+        match (self, input_split) {
+            (Exact::Milp, true) => 16,
+            (Exact::Milp, false) => 12,
+            (Exact::Patterns, _) => 6,
+            (Exact::Z3, true) => 6,
+            (Exact::Z3, false) => 12,
+        }
+    }
+}
+
 /// Counters of a branch-and-bound run.
 #[derive(Debug, Default)]
 pub struct BabStats {
@@ -101,6 +149,8 @@ pub struct BabStats {
     pub domains: AtomicU64,
     /// Z3 calls made.
     pub smt_calls: AtomicU64,
+    /// Mixed-integer programs solved.
+    pub milp_calls: AtomicU64,
     /// Deepest subdomain reached.
     pub max_depth: AtomicU64,
 }
@@ -548,6 +598,60 @@ fn tightest(
         .collect()
 }
 
+/// Decides a subdomain on which few neurons are unstable by the configured exact method.
+/// `None` leaves it to be split further (a point that failed the f64 re-check, or patterns
+/// undecided); Z3's and HiGHS's give-ups end the subdomain as unknown.
+fn decide_exactly(
+    net: &Network,
+    region: &Region,
+    b: &InputBox,
+    bounds: &[LayerBounds],
+    cfg: &BabConfig,
+    stats: &BabStats,
+    records: &Mutex<Vec<SmtRecord>>,
+) -> Option<Step> {
+    let left = cfg.deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Some(Step::Unknown("timeout".into()));
+    }
+    match cfg.exact {
+        Exact::Patterns => match phase_enumeration(net, region, b, bounds)? {
+            Some(x) => Some(Step::Violated(x)),
+            None => Some(Step::Closed),
+        },
+        Exact::Milp => {
+            stats.milp_calls.fetch_add(1, Ordering::Relaxed);
+            match milp::decide(net, region, b, bounds, left.min(cfg.smt_timeout)) {
+                MilpOutcome::Infeasible => Some(Step::Closed),
+                MilpOutcome::Violated(x) => Some(Step::Violated(x)),
+                MilpOutcome::Unknown(_) => None,
+            }
+        }
+        Exact::Z3 => {
+            stats.smt_calls.fetch_add(1, Ordering::Relaxed);
+            let sub = Region {
+                input: b.clone(),
+                constraints: region.constraints.clone(),
+            };
+            let (out, rec) = smt::solve(
+                net,
+                &sub,
+                Some(bounds),
+                left.min(cfg.smt_timeout),
+                cfg.record_smt,
+            );
+            if let Some(r) = rec {
+                records.lock().expect("records lock").push(r);
+            }
+            Some(match out {
+                SmtOutcome::Unsat => Step::Closed,
+                SmtOutcome::Sat(x) => Step::Violated(x),
+                SmtOutcome::Unknown(why) => Step::Unknown(format!("Z3: {why}")),
+            })
+        }
+    }
+}
+
 fn step(
     net: &Network,
     region: &Region,
@@ -655,41 +759,10 @@ fn step(
             )
         });
     }
-    if exact && cfg.input_split && unstable <= cfg.exact_unstable {
-        // Few unstable ReLUs on a box: decide exactly by enumerating their phases, each a small
-        // LP over the inputs.
-        // An LP point that fails the f64 re-check (a boundary case) leaves the box to be
-        // split further.
-        match phase_enumeration(net, region, &d.input, &bounds) {
-            Some(Some(x)) => return Step::Violated(x),
-            Some(None) => return Step::Closed,
-            None => {}
+    if exact && unstable <= cfg.exact_unstable {
+        if let Some(decided) = decide_exactly(net, region, &d.input, &bounds, cfg, stats, records) {
+            return decided;
         }
-    } else if exact && unstable <= cfg.exact_unstable {
-        let left = cfg.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Step::Unknown("timeout".into());
-        }
-        stats.smt_calls.fetch_add(1, Ordering::Relaxed);
-        let sub = Region {
-            input: d.input.clone(),
-            constraints: region.constraints.clone(),
-        };
-        let (out, rec) = smt::solve(
-            net,
-            &sub,
-            Some(&bounds),
-            left.min(cfg.smt_timeout),
-            cfg.record_smt,
-        );
-        if let Some(r) = rec {
-            records.lock().expect("records lock").push(r);
-        }
-        return match out {
-            SmtOutcome::Unsat => Step::Closed,
-            SmtOutcome::Sat(x) => Step::Violated(x),
-            SmtOutcome::Unknown(why) => Step::Unknown(format!("Z3: {why}")),
-        };
     }
     // The constraint closest to closing the subdomain guides the split.
     let best = lins
@@ -700,7 +773,10 @@ fn step(
         .unwrap_or(0);
     let bounds = Arc::new(bounds);
     let inherited = Arc::new(lins.clone());
-    if cfg.input_split {
+    // Input splitting narrows the relaxations of every neuron at once; once few neurons are
+    // unstable on a box, splitting them decides it sooner (and near-tight boxes are never
+    // closed by bisection alone).
+    if cfg.input_split && unstable > cfg.relu_switch {
         let lin = &lins[best];
         // Bisect the dimension whose halves bound best (a one-step lookahead: every
         // dimension is tried, 2n bound passes). Measured on ACAS Xu against the width rule:

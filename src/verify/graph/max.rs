@@ -12,7 +12,7 @@
 
 use z3::ast::{Bool, Real};
 
-use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::rules::{minus, widen, MilpEncoding, PhaseOf, Rows, Rules, Sense, Z3Encoding};
 use super::zonotope::{Band, Zonotope};
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
@@ -227,6 +227,61 @@ impl Rules for Max {
                 return None;
             }
             out.row_mut(o).copy_from_slice(x[0].row(ld.j));
+        }
+        Some(out)
+    }
+
+    /// A decided window is its leader; otherwise a column `y` with `y >= x_i` for every
+    /// element that can be the maximum, one binary per such element choosing the one `y`
+    /// equals (`y <= x_i + (U - l_i)(1 - d_i)`, `U` their largest upper bound, the binaries
+    /// summing to one), and `y <= U`.
+    fn milp(
+        &self,
+        x: &[&Rows],
+        bounds: Option<&LayerBounds>,
+        enc: &mut MilpEncoding,
+    ) -> Option<Rows> {
+        let b = bounds?;
+        let mut out = Rows::zeros(self.windows.len(), x[0].dim);
+        for (o, w) in self.windows.iter().enumerate() {
+            let ld = self.leader(o, b);
+            let cands: Vec<usize> = w
+                .iter()
+                .copied()
+                .filter(|&i| i == ld.j || b.upper[i] > ld.l)
+                .collect();
+            if let [i] = cands[..] {
+                out.row_mut(o).copy_from_slice(x[0].row(i));
+                continue;
+            }
+            let mut top = f64::NEG_INFINITY;
+            for &i in &cands {
+                let (l, u) = (b.lower[i], b.upper[i]);
+                if !(l.is_finite() && u.is_finite()) {
+                    return None;
+                }
+                top = top.max(widen(l, u).1);
+            }
+            let c = enc.column(f64::NEG_INFINITY, top)?;
+            let y = enc.unit(c);
+            let mut choice = Vec::with_capacity(cands.len());
+            for &i in &cands {
+                let l = widen(b.lower[i], b.upper[i]).0;
+                let d = enc.binary();
+                choice.push((d, 1.0));
+                let xi = x[0].row(i);
+                enc.require(minus(&y, xi), Vec::new(), Sense::Ge);
+                // y - x_i - (U - l)(1 - d) <= 0
+                let mut f = minus(&y, xi);
+                *f.last_mut().expect("constant column") -= top - l;
+                enc.require(f, vec![(d, top - l)], Sense::Le);
+            }
+            // The binaries sum to one: >= 1 and <= 1.
+            let mut one = vec![0.0; x[0].dim];
+            *one.last_mut().expect("constant column") = -1.0;
+            enc.require(one.clone(), choice.clone(), Sense::Ge);
+            enc.require(one, choice, Sense::Le);
+            out.row_mut(o).copy_from_slice(&y);
         }
         Some(out)
     }

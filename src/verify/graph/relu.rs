@@ -4,7 +4,7 @@
 
 use z3::ast::{Bool, Real};
 
-use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::rules::{minus, widen, MilpEncoding, PhaseOf, Rows, Rules, Sense, Z3Encoding};
 use super::zonotope::{Band, Zonotope};
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
@@ -152,6 +152,46 @@ impl Rules for Relu {
             };
             if !on {
                 out.row_mut(i).iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+        Some(out)
+    }
+
+    /// A stable element is its linear piece, held to its side of zero (a split may be what
+    /// makes it stable); an unstable one a column `a` with a binary `d` (1 active):
+    /// `0 <= a <= u d`, `a >= z`, `a <= z - l (1 - d)`, and `l <= z <= u` (bounds widened).
+    fn milp(
+        &self,
+        x: &[&Rows],
+        bounds: Option<&LayerBounds>,
+        enc: &mut MilpEncoding,
+    ) -> Option<Rows> {
+        let b = bounds?;
+        let mut out = x[0].clone();
+        for i in 0..out.n {
+            let (l, u) = (b.lower[i], b.upper[i]);
+            let (lw, uw) = widen(l, u);
+            let z = x[0].row(i);
+            if l >= 0.0 {
+                enc.within(z, lw, f64::INFINITY);
+            } else if u <= 0.0 {
+                enc.within(z, f64::NEG_INFINITY, uw);
+                out.row_mut(i).iter_mut().for_each(|v| *v = 0.0);
+            } else {
+                if !(l.is_finite() && u.is_finite()) {
+                    return None;
+                }
+                enc.within(z, lw, uw);
+                let c = enc.column(0.0, uw)?;
+                let d = enc.binary();
+                let a = enc.unit(c);
+                enc.require(minus(&a, z), Vec::new(), Sense::Ge);
+                enc.require(a.clone(), vec![(d, -uw)], Sense::Le);
+                // a - z + l - l d <= 0
+                let mut f = minus(&a, z);
+                *f.last_mut().expect("constant column") += lw;
+                enc.require(f, vec![(d, -lw)], Sense::Le);
+                out.row_mut(i).copy_from_slice(&a);
             }
         }
         Some(out)

@@ -60,6 +60,127 @@ impl Z3Encoding<'_> {
     }
 }
 
+/// The sense of a [`MilpRow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sense {
+    /// `<= 0`.
+    Le,
+    /// `>= 0`.
+    Ge,
+}
+
+/// One constraint of a mixed-integer encoding: `form . (columns, 1) + sum c_b d_b` against 0,
+/// over the encoding's columns (constant last) and its binary variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilpRow {
+    /// Coefficients over the columns, the constant last.
+    pub form: Vec<f64>,
+    /// Binary variables (by index) and their coefficients.
+    pub binaries: Vec<(usize, f64)>,
+    /// Against zero.
+    pub sense: Sense,
+}
+
+/// What a mixed-integer encoding builds on. Every node's value is a [`Rows`] of affine forms
+/// over the encoding's columns: the network's inputs first, then one column per element a
+/// nonlinear node leaves between linear pieces (its output, a variable of the program), then
+/// the constant. Linear nodes are their [`Rules::forms`]; the constraints and binary variables
+/// gather here and go to the solver at the end.
+pub struct MilpEncoding {
+    /// Columns in all, the constant included.
+    pub cols: usize,
+    /// Bounds of every column but the constant (the inputs' box first).
+    pub column_bounds: Vec<(f64, f64)>,
+    /// Binary variables so far.
+    pub binaries: usize,
+    /// Constraints so far.
+    pub rows: Vec<MilpRow>,
+}
+
+impl MilpEncoding {
+    /// An encoding over an input box, with room for `extra` columns of nonlinear elements.
+    pub fn new(lower: &[f64], upper: &[f64], extra: usize) -> MilpEncoding {
+        let mut column_bounds: Vec<(f64, f64)> =
+            lower.iter().copied().zip(upper.iter().copied()).collect();
+        column_bounds.reserve(extra);
+        MilpEncoding {
+            cols: lower.len() + extra + 1,
+            column_bounds,
+            binaries: 0,
+            rows: Vec::new(),
+        }
+    }
+
+    /// The forms of the network's inputs: column `j` for input `j`.
+    pub fn input_forms(&self) -> Rows {
+        let d = self.column_bounds.len();
+        let mut r = Rows::zeros(d, self.cols);
+        for j in 0..d {
+            r.row_mut(j)[j] = 1.0;
+        }
+        r
+    }
+
+    /// A new column within `[lo, hi]`, or `None` when the room reserved is used up.
+    pub fn column(&mut self, lo: f64, hi: f64) -> Option<usize> {
+        let c = self.column_bounds.len();
+        if c + 1 >= self.cols {
+            return None;
+        }
+        self.column_bounds.push((lo, hi));
+        Some(c)
+    }
+
+    /// A new binary variable.
+    pub fn binary(&mut self) -> usize {
+        self.binaries += 1;
+        self.binaries - 1
+    }
+
+    /// The form of column `c` alone.
+    pub fn unit(&self, c: usize) -> Vec<f64> {
+        let mut f = vec![0.0; self.cols];
+        f[c] = 1.0;
+        f
+    }
+
+    /// Adds `form + sum binaries` against zero.
+    pub fn require(&mut self, form: Vec<f64>, binaries: Vec<(usize, f64)>, sense: Sense) {
+        self.rows.push(MilpRow {
+            form,
+            binaries,
+            sense,
+        });
+    }
+
+    /// Adds `form >= lo` and `form <= hi` (either skipped when infinite).
+    pub fn within(&mut self, form: &[f64], lo: f64, hi: f64) {
+        let k = self.cols - 1;
+        if lo.is_finite() {
+            let mut f = form.to_vec();
+            f[k] -= lo;
+            self.require(f, Vec::new(), Sense::Ge);
+        }
+        if hi.is_finite() {
+            let mut f = form.to_vec();
+            f[k] -= hi;
+            self.require(f, Vec::new(), Sense::Le);
+        }
+    }
+}
+
+/// `a - b`, element-wise.
+pub fn minus(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
+/// A bound widened outward by a relative `1e-9`, so that the big-M constants built from sound
+/// bounds stay valid under the solver's own rounding.
+pub fn widen(lower: f64, upper: f64) -> (f64, f64) {
+    let pad = |v: f64| 1e-9 * (1.0 + v.abs());
+    (lower - pad(lower), upper + pad(upper))
+}
+
 /// The phase of element `i` of a piecewise-linear node fixed by a pattern, for the exact
 /// per-pattern LPs: `Some(true)` active, `Some(false)` inactive, `None` when the bounds decide.
 pub type PhaseOf<'a> = &'a dyn Fn(usize) -> Option<bool>;
@@ -67,8 +188,9 @@ pub type PhaseOf<'a> = &'a dyn Fn(usize) -> Option<bool>;
 /// One operator's whole meaning for the verifier.
 ///
 /// Soundness contract: `interval` and `back` must hold for every input within the given
-/// bounds; `forms` and `z3` must be exact (they return `None` when the operator has no exact
-/// piecewise-linear encoding).
+/// bounds; `forms`, `z3` and `milp` must be exact (they return `None` when the operator has no
+/// exact piecewise-linear encoding); `milp` may be looser than exact only by admitting more
+/// points (a tolerance), never fewer.
 pub trait Rules {
     /// The output size for these input sizes, or what does not fit.
     fn out_dim(&self, inputs: &[usize]) -> Result<usize, String>;
@@ -196,5 +318,24 @@ pub trait Rules {
     ) -> Option<Vec<Real>> {
         let _ = (x, bounds, enc);
         None
+    }
+
+    /// The exact encoding as a mixed-integer linear program: the output's affine forms over
+    /// the encoding's columns from the inputs', with constraints and binary variables added
+    /// to `enc`. An element the bounds leave between linear pieces gets a column, binary
+    /// variables and big-M constraints from those bounds (which must then be finite). Linear
+    /// nodes are their [`forms`](Rules::forms); a node that relaxes a nonlinearity must give
+    /// its own encoding, or `None` when it has none.
+    fn milp(
+        &self,
+        x: &[&Rows],
+        bounds: Option<&LayerBounds>,
+        enc: &mut MilpEncoding,
+    ) -> Option<Rows> {
+        if self.need_bounds() {
+            return None;
+        }
+        let _ = enc;
+        self.forms(x, bounds, &|_| None, &mut Vec::new())
     }
 }
