@@ -1,4 +1,4 @@
-//! ACAS Xu instances with known answers, through the CLI as a user runs them. (The whole
+//! ACAS Xu and MNIST-FC instances with known answers, through the CLI as a user runs them. (The whole
 //! benchmark, 186 instances with both engines, is `archproof bench verify`; see the README.)
 
 mod common;
@@ -170,4 +170,91 @@ fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
         })
     });
     assert!(inside, "the f32 output {out64:?} is not in the unsafe set");
+}
+
+#[test]
+fn bench_verify_sets_each_instance_beside_the_published_times() {
+    use archproof::verify::instances;
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let m = data.join("mnistfc");
+    // The published counts per network (../shared/README.md): alpha-beta-CROWN 30/22/18,
+    // nnenum 28/11/8.
+    let p = instances::read_published(&m.join("expected.csv")).unwrap();
+    let solved = |tool: &str, net: &str| {
+        let t = p.tools.iter().position(|x| x == tool).unwrap();
+        p.times
+            .iter()
+            .filter(|(k, v)| k.0.contains(net) && v[t].is_some())
+            .count()
+    };
+    let counts = |tool| {
+        [
+            solved(tool, "256x2"),
+            solved(tool, "256x4"),
+            solved(tool, "256x6"),
+        ]
+    };
+    assert_eq!(counts("a-b-CROWN"), [30, 22, 18]);
+    assert_eq!(counts("nnenum"), [28, 11, 8]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("two.csv");
+    std::fs::write(
+        &list,
+        "mnist-net_256x2.onnx,prop_8_0.05.vnnlib,120\nmnist-net_256x2.onnx,prop_11_0.03.vnnlib,120\n",
+    )
+    .unwrap();
+    let out = dir.path().join("bench");
+    let run = common::archproof(&[
+        "bench",
+        "verify",
+        "--instances",
+        list.to_str().unwrap(),
+        "--root",
+        m.to_str().unwrap(),
+        "--expected",
+        m.join("expected.csv").to_str().unwrap(),
+        "--engines",
+        "bab",
+        "--timeout",
+        "60",
+        "--reference",
+        "a total=100",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "-q",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let bab = &summary[0];
+    assert_eq!(bab["solved"], 2);
+    let nnenum = bab["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tool"] == "nnenum")
+        .unwrap();
+    assert_eq!(nnenum["instances"], 2);
+    assert_eq!(nnenum["tool_solved"], 2);
+    assert_eq!(nnenum["both_solved"], 2);
+    // nnenum's published times of the two: 2.02 s and 0.50 s.
+    assert!((nnenum["tool_seconds_on_both"].as_f64().unwrap() - 2.52).abs() < 1e-9);
+    let total = bab["total_seconds"].as_f64().unwrap();
+    assert!((bab["references"][0]["ratio"].as_f64().unwrap() - total / 100.0).abs() < 1e-12);
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(header.ends_with("nnenum_s,venus2_s"), "{header}");
+    assert!(csv
+        .lines()
+        .any(|l| l.contains("prop_8_0.05") && l.contains(",2.02,")));
+    let svg = std::fs::read_to_string(out.join("cactus.svg")).unwrap();
+    assert!(svg.contains("nnenum (published)"));
 }

@@ -42,9 +42,15 @@ pub struct VerifyArgs {
     /// Directory the list's paths are relative to [default: the list's directory].
     #[arg(long)]
     root: Option<PathBuf>,
-    /// Known answers (network,property,expected).
+    /// Known answers (network,property,expected); further columns named TOOL_s hold other
+    /// tools' published times per instance (`timeout` where they failed), which the summary,
+    /// the table and the cactus plot set beside this run's.
     #[arg(long)]
     expected: Option<PathBuf>,
+    /// A published total to compare each engine's total time with, as LABEL=SECONDS
+    /// (e.g. "nnenum on this machine=669.6"); may be given several times.
+    #[arg(long, value_name = "LABEL=SECONDS")]
+    reference: Vec<String>,
     /// Engines to run, in order: bab, bounds, smt, each optionally with its bounding, its
     /// branching and its exact decision after colons (`bab:crown`, `bab:alpha-beta:area`,
     /// `bab:alpha-beta:babsr:patterns`) to compare settings in one run; the defaults are
@@ -78,6 +84,38 @@ struct EngineSummary {
     cap_seconds: f64,
     #[serde(flatten)]
     totals: instances::Summary,
+    /// Beside each published tool of the known-answers table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    published: Vec<instances::Comparison>,
+    /// This engine's total time over each `--reference` total.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    references: Vec<ReferenceRatio>,
+}
+
+#[derive(Serialize)]
+struct ReferenceRatio {
+    label: String,
+    seconds: f64,
+    ratio: f64,
+}
+
+/// `LABEL=SECONDS`.
+fn parse_reference(s: &str) -> Result<(String, f64)> {
+    let (label, secs) = s
+        .rsplit_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--reference '{s}' is not LABEL=SECONDS"))?;
+    let secs: f64 = secs
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| *v > 0.0 && v.is_finite())
+        .ok_or_else(|| {
+            anyhow::anyhow!("--reference '{s}': '{secs}' is not a positive number of seconds")
+        })?;
+    if label.trim().is_empty() {
+        bail!("--reference '{s}' has no label");
+    }
+    Ok((label.trim().to_string(), secs))
 }
 
 #[derive(Serialize)]
@@ -136,6 +174,17 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         .as_deref()
         .map(instances::read_expected)
         .transpose()?;
+    let published = a
+        .expected
+        .as_deref()
+        .map(instances::read_published)
+        .transpose()?
+        .unwrap_or_default();
+    let references = a
+        .reference
+        .iter()
+        .map(|r| parse_reference(r))
+        .collect::<Result<Vec<_>>>()?;
     let results = a.out.join("results.csv");
     refuse_existing(std::slice::from_ref(&results), a.force)?;
     let mut engines = Vec::new();
@@ -166,10 +215,20 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             .filter(|r| r.result == "sat" || r.result == "unsat")
             .map(|r| r.seconds)
             .collect();
+        let totals = instances::Summary::of(&mine);
         summaries.push(EngineSummary {
             engine: name.into(),
             cap_seconds: *cap,
-            totals: instances::Summary::of(&mine),
+            published: instances::Comparison::all(&published, &mine, &list, *cap),
+            references: references
+                .iter()
+                .map(|(label, secs)| ReferenceRatio {
+                    label: label.clone(),
+                    seconds: *secs,
+                    ratio: totals.total_seconds / secs,
+                })
+                .collect(),
+            totals,
         });
         series.push(CactusSeries {
             name: format!("{name} (cap {cap} s)"),
@@ -181,13 +240,39 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         }));
     }
     bar.finish_and_clear();
+    // The published tools' times as further columns, and as cactus series of their own.
+    for (t, tool) in published.tools.iter().enumerate() {
+        let solved_seconds: Vec<f64> = list
+            .iter()
+            .filter_map(|i| {
+                published
+                    .times
+                    .get(&instances::instance_key(&i.onnx, &i.vnnlib))
+                    .and_then(|v| v[t])
+            })
+            .collect();
+        if !solved_seconds.is_empty() {
+            series.push(CactusSeries {
+                name: format!("{tool} (published)"),
+                solved_seconds,
+            });
+        }
+    }
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
+    let mut header: Vec<String> = [
         "engine", "onnx", "vnnlib", "result", "seconds", "expected", "correct", "peak_mib",
-    ])?;
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect();
+    header.extend(published.tools.iter().map(|t| format!("{t}_s")));
+    w.write_record(&header)?;
     for r in &rows {
         let x = &r.result;
-        w.write_record([
+        let theirs = published
+            .times
+            .get(&instances::instance_key(&x.onnx, &x.vnnlib));
+        let mut record = vec![
             r.engine.clone(),
             x.onnx.clone(),
             x.vnnlib.clone(),
@@ -198,7 +283,12 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             x.peak_memory_mib
                 .map(|m| format!("{m:.0}"))
                 .unwrap_or_default(),
-        ])?;
+        ];
+        record.extend((0..published.tools.len()).map(|t| match theirs {
+            None => String::new(),
+            Some(v) => v[t].map_or("timeout".into(), |s| format!("{s:.2}")),
+        }));
+        w.write_record(&record)?;
     }
     write_file(&results, &w.into_inner()?, a.force)?;
     write_file(
@@ -225,9 +315,14 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     )
     .axes("instances solved", "cumulative time (s)")
     .settings(format!(
-        "{} instances; {}; falsifier seed 0",
+        "{} instances; {}; falsifier seed 0{}",
         list.len(),
-        caps.join(", ")
+        caps.join(", "),
+        if published.tools.is_empty() {
+            String::new()
+        } else {
+            "; published tools at their own limits and hardware".into()
+        }
     ))
     .save(&a.out.join("cactus.svg"))
     .map_err(anyhow::Error::msg)?;
@@ -267,6 +362,40 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         ]);
     }
     page.tables.push(t);
+    if !published.tools.is_empty() {
+        let mut t = ReportTable::new(
+            "Beside the published tools (their times from other hardware)",
+            &[
+                "engine",
+                "tool",
+                "instances",
+                "tool solved",
+                "tool solved within cap",
+                "engine solved",
+                "both solved",
+                "engine s on both",
+                "tool s on both",
+                "time ratio",
+            ],
+        );
+        for s in &summaries {
+            for c in &s.published {
+                t.row(vec![
+                    s.engine.clone(),
+                    c.tool.clone(),
+                    c.instances.to_string(),
+                    c.tool_solved.to_string(),
+                    c.tool_solved_within_cap.to_string(),
+                    c.solved.to_string(),
+                    c.both_solved.to_string(),
+                    format!("{:.1}", c.seconds_on_both),
+                    format!("{:.1}", c.tool_seconds_on_both),
+                    c.time_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                ]);
+            }
+        }
+        page.tables.push(t);
+    }
     page.figure(
         "cactus.svg",
         "Instances solved against cumulative time, per engine",
@@ -308,6 +437,31 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
                 t.max_peak_memory_mib
                     .map_or("-".into(), |m| format!("{m:.0}"))
             );
+        }
+        for s in &summaries {
+            for c in &s.published {
+                println!(
+                    "{}: {}/{} solved, {} {}/{} ({} within the cap); on the {} both solved {:.1} s against {:.1} s{}",
+                    s.engine,
+                    c.solved,
+                    c.instances,
+                    c.tool,
+                    c.tool_solved,
+                    c.instances,
+                    c.tool_solved_within_cap,
+                    c.both_solved,
+                    c.seconds_on_both,
+                    c.tool_seconds_on_both,
+                    c.time_ratio
+                        .map_or(String::new(), |r| format!(" ({r:.2}x)"))
+                );
+            }
+            for r in &s.references {
+                println!(
+                    "{}: {:.1} s in all against {} {:.1} s ({:.2}x)",
+                    s.engine, s.totals.total_seconds, r.label, r.seconds, r.ratio
+                );
+            }
         }
         println!(
             "written {}/{{results.csv,summary.json,cactus.svg}}",

@@ -288,3 +288,128 @@ impl Summary {
         }
     }
 }
+
+/// Other tools' published run times per instance: the `TOOL_s` columns of a known-answers
+/// table (as in VNN-COMP's results, `timeout` or empty where the tool did not decide it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    /// The tools, in column order (the column names without `_s`; `best_s` is left out).
+    pub tools: Vec<String>,
+    /// Seconds per tool (in `tools` order) by `(network, property)`; `None` where not decided.
+    pub times: HashMap<(String, String), Vec<Option<f64>>>,
+}
+
+/// Reads the published run times of a known-answers table; a table without `TOOL_s` columns
+/// gives no tools.
+pub fn read_published(path: &Path) -> Result<Published, VerifyError> {
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| err(path, e.to_string()))?;
+    let header = rdr.headers().map_err(|e| err(path, e.to_string()))?.clone();
+    let columns: Vec<(usize, String)> = header
+        .iter()
+        .enumerate()
+        .skip(3)
+        .filter_map(|(i, h)| {
+            let tool = h.trim().strip_suffix("_s")?;
+            (tool != "best").then(|| (i, tool.to_string()))
+        })
+        .collect();
+    let mut out = Published {
+        tools: columns.iter().map(|(_, t)| t.clone()).collect(),
+        times: HashMap::new(),
+    };
+    if columns.is_empty() {
+        return Ok(out);
+    }
+    for (line, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| err(path, e.to_string()))?;
+        let mut times = Vec::with_capacity(columns.len());
+        for (i, tool) in &columns {
+            let v = rec.get(*i).unwrap_or("").trim();
+            times.push(match v {
+                "" | "timeout" | "-" => None,
+                v => Some(v.parse::<f64>().ok().filter(|s| *s >= 0.0).ok_or_else(|| {
+                    err(
+                        path,
+                        format!(
+                            "line {}: {tool}'s time '{v}' is neither seconds nor timeout",
+                            line + 2
+                        ),
+                    )
+                })?),
+            });
+        }
+        out.times.insert(instance_key(&rec[0], &rec[1]), times);
+    }
+    Ok(out)
+}
+
+/// One engine's results beside a published tool's times on the same instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The tool.
+    pub tool: String,
+    /// Instances of the run that the tool has a published entry for.
+    pub instances: usize,
+    /// Of those, the ones the tool decided (under its own limits).
+    pub tool_solved: usize,
+    /// The ones it decided within the time this run gave each instance.
+    pub tool_solved_within_cap: usize,
+    /// The ones this engine decided.
+    pub solved: usize,
+    /// Decided by both.
+    pub both_solved: usize,
+    /// Seconds this engine took on the instances both decided.
+    pub seconds_on_both: f64,
+    /// Seconds the tool took on them (published).
+    pub tool_seconds_on_both: f64,
+    /// `seconds_on_both / tool_seconds_on_both` (below 1: faster than the tool; published
+    /// times come from other hardware).
+    pub time_ratio: Option<f64>,
+}
+
+impl Comparison {
+    /// This engine's `rows` (run with per-instance limits `min(list limit, cap)`, looked up in
+    /// `list`) beside every tool of `published`.
+    pub fn all(
+        published: &Published,
+        rows: &[InstanceResult],
+        list: &[Instance],
+        cap: f64,
+    ) -> Vec<Comparison> {
+        (0..published.tools.len())
+            .map(|t| {
+                let mut c = Comparison {
+                    tool: published.tools[t].clone(),
+                    instances: 0,
+                    tool_solved: 0,
+                    tool_solved_within_cap: 0,
+                    solved: 0,
+                    both_solved: 0,
+                    seconds_on_both: 0.0,
+                    tool_seconds_on_both: 0.0,
+                    time_ratio: None,
+                };
+                for (r, inst) in rows.iter().zip(list) {
+                    let Some(times) = published.times.get(&instance_key(&r.onnx, &r.vnnlib)) else {
+                        continue;
+                    };
+                    c.instances += 1;
+                    let ours = r.result == "sat" || r.result == "unsat";
+                    c.solved += ours as usize;
+                    if let Some(s) = times[t] {
+                        c.tool_solved += 1;
+                        c.tool_solved_within_cap += (s <= inst.timeout.min(cap)) as usize;
+                        if ours {
+                            c.both_solved += 1;
+                            c.seconds_on_both += r.seconds;
+                            c.tool_seconds_on_both += s;
+                        }
+                    }
+                }
+                c.time_ratio = (c.tool_seconds_on_both > 0.0)
+                    .then(|| c.seconds_on_both / c.tool_seconds_on_both);
+                c
+            })
+            .collect()
+    }
+}
