@@ -170,6 +170,48 @@ fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
         })
     });
     assert!(inside, "the f32 output {out64:?} is not in the unsafe set");
+    // The competition's own runtime: onnxruntime, through the checker script, where a Python
+    // with it is at hand ($ARCHPROOF_ORT_PYTHON, else python3).
+    let python = std::env::var("ARCHPROOF_ORT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_ort = std::process::Command::new(&python)
+        .args(["-c", "import onnxruntime, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_ort {
+        eprintln!(
+            "skipped the onnxruntime check: {python} cannot import onnxruntime and numpy \
+             (set ARCHPROOF_ORT_PYTHON to a Python that can; see the README)"
+        );
+        return;
+    }
+    let check = std::process::Command::new(&python)
+        .arg(script("check_result.py"))
+        .args([o, v, results.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "onnxruntime check: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // The checker is not a rubber stamp: a stated output it does not reproduce fails.
+    let wrong = dir.path().join("wrong.txt");
+    let y0 = format!("(Y_0 {})", value("Y_0") + 0.01);
+    let at = text.find("(Y_0 ").unwrap();
+    let end = at + text[at..].find(')').unwrap() + 1;
+    std::fs::write(&wrong, format!("{}{y0}{}", &text[..at], &text[end..])).unwrap();
+    let check = std::process::Command::new(&python)
+        .arg(script("check_result.py"))
+        .args([o, v, wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 #[test]
@@ -207,6 +249,14 @@ fn bench_verify_sets_each_instance_beside_the_published_times() {
     )
     .unwrap();
     let out = dir.path().join("bench");
+    // With a Python that has onnxruntime, the counterexample is checked in float32 too.
+    let ort = std::env::var("ARCHPROOF_ORT_PYTHON").ok();
+    let mut extra: Vec<&str> = Vec::new();
+    if let Some(p) = &ort {
+        extra.extend(["--ort-python", p.as_str()]);
+    } else {
+        eprintln!("skipped the float32 check of bench verify: ARCHPROOF_ORT_PYTHON is unset");
+    }
     let run = common::archproof(&[
         "bench",
         "verify",

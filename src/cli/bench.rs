@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use archproof::report::{CactusSeries, Figure, Plot, RunPage, Table as ReportTable};
 use archproof::verify::instances::{self, InstanceResult};
-use archproof::verify::{Bounding, Branching, Engine, Exact, Options};
+use archproof::verify::{vnncomp, Bounding, Branching, Engine, Exact, Options};
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -51,6 +51,10 @@ pub struct VerifyArgs {
     /// (e.g. "nnenum on this machine=669.6"); may be given several times.
     #[arg(long, value_name = "LABEL=SECONDS")]
     reference: Vec<String>,
+    /// A Python with onnxruntime and numpy: every counterexample is then checked as VNN-COMP
+    /// does (float32, scripts/vnncomp/check_result.py), and one that fails counts as wrong.
+    #[arg(long, value_name = "PYTHON")]
+    ort_python: Option<PathBuf>,
     /// Engines to run, in order: bab, bounds, smt, each optionally with its bounding, its
     /// branching and its exact decision after colons (`bab:crown`, `bab:alpha-beta:area`,
     /// `bab:alpha-beta:babsr:patterns`) to compare settings in one run; the defaults are
@@ -187,6 +191,11 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let results = a.out.join("results.csv");
     refuse_existing(std::slice::from_ref(&results), a.force)?;
+    let checker = a
+        .ort_python
+        .as_deref()
+        .map(|p| vnncomp::OrtChecker::new(p, &a.out))
+        .transpose()?;
     let mut engines = Vec::new();
     for e in &a.engines {
         engines.push((e.clone(), engine_settings(e, &a)?));
@@ -202,10 +211,26 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     for (name, (opts, cap)) in &engines {
         let mut cache = instances::Cache::default();
         let mut mine = Vec::new();
+        // Each instance's VNN-COMP result file, as the competition keeps them.
+        let files = a.out.join("results").join(name.replace(':', "-"));
+        std::fs::create_dir_all(&files)?;
         for inst in &list {
-            let (r, _, _) =
+            let (mut r, out, _) =
                 instances::run_instance(&mut cache, &root, inst, opts, *cap, expected.as_ref())?;
             let key = instances::instance_key(&inst.onnx, &inst.vnnlib);
+            let file = files.join(format!("{}_{}.txt", key.0, key.1));
+            write_file(&file, out.vnncomp_result().as_bytes(), true)?;
+            if let (Some(ch), Some(_)) = (&checker, &out.counterexample) {
+                let check = ch.check(
+                    &instances::locate(&root, &inst.onnx, "onnx"),
+                    &instances::locate(&root, &inst.vnnlib, "vnnlib"),
+                    &file,
+                )?;
+                if !check.passed {
+                    bar.println(format!("{name} {} {}: {}", key.0, key.1, check.message));
+                }
+                r.counterexample_f32 = Some(check.passed);
+            }
             bar.set_message(format!("{name} {} {}: {}", key.0, key.1, r.result));
             bar.inc(1);
             mine.push(r);
@@ -260,7 +285,15 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     }
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = [
-        "engine", "onnx", "vnnlib", "result", "seconds", "expected", "correct", "peak_mib",
+        "engine",
+        "onnx",
+        "vnnlib",
+        "result",
+        "seconds",
+        "expected",
+        "correct",
+        "peak_mib",
+        "f32_check",
     ]
     .iter()
     .map(|h| h.to_string())
@@ -282,6 +315,9 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             x.correct.map(|c| c.to_string()).unwrap_or_default(),
             x.peak_memory_mib
                 .map(|m| format!("{m:.0}"))
+                .unwrap_or_default(),
+            x.counterexample_f32
+                .map(|ok| if ok { "pass" } else { "fail" }.to_string())
                 .unwrap_or_default(),
         ];
         record.extend((0..published.tools.len()).map(|t| match theirs {
@@ -454,6 +490,12 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
                     c.tool_seconds_on_both,
                     c.time_ratio
                         .map_or(String::new(), |r| format!(" ({r:.2}x)"))
+                );
+            }
+            if checker.is_some() {
+                println!(
+                    "{}: {} of {} counterexamples passed the float32 check (onnxruntime)",
+                    s.engine, s.totals.f32_checked, s.totals.sat
                 );
             }
             for r in &s.references {

@@ -368,7 +368,7 @@ fn run_one(
     let out = verify::verify(net, spec, &options(args, timeout)?)?;
     spinner.finish_and_clear();
     if let Some(path) = &args.vnncomp_out {
-        write_file(path, vnncomp_text(&out, net).as_bytes(), args.force)?;
+        write_file(path, out.vnncomp_result().as_bytes(), args.force)?;
     }
     if !args.no_proof {
         let dir = args
@@ -378,28 +378,6 @@ fn run_one(
         write_proof_log(&dir, net_path, spec_path, spec, args, &out)?;
     }
     Ok(out)
-}
-
-/// The VNN-COMP result format: the verdict word, then for `sat` the assignment.
-fn vnncomp_text(out: &Outcome, net: &Network) -> String {
-    let mut s = format!("{}\n", out.result.vnncomp(out.timed_out));
-    if let Some(c) = &out.counterexample {
-        s.push('(');
-        let mut first = true;
-        for (i, v) in c.input.iter().enumerate() {
-            s.push_str(&format!("{}(X_{i} {v:e})\n", if first { "" } else { " " }));
-            first = false;
-        }
-        for (j, v) in c.output.iter().enumerate() {
-            s.push_str(&format!(" (Y_{j} {v:e})"));
-            s.push_str(if j + 1 == net.output_dim() {
-                ")\n"
-            } else {
-                "\n"
-            });
-        }
-    }
-    s
 }
 
 #[derive(Serialize)]

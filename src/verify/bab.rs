@@ -599,8 +599,9 @@ fn tightest(
 }
 
 /// Decides a subdomain on which few neurons are unstable by the configured exact method.
-/// `None` leaves it to be split further (a point that failed the f64 re-check, or patterns
-/// undecided); Z3's and HiGHS's give-ups end the subdomain as unknown.
+/// `None` leaves it to be split further (a point that failed the f64 re-check, undecided
+/// patterns, or HiGHS stopping at its limit); Z3's give-ups end the subdomain as unknown. A
+/// program too large for [`milp::FORM_BUDGET`] goes to Z3.
 fn decide_exactly(
     net: &Network,
     region: &Region,
@@ -625,31 +626,46 @@ fn decide_exactly(
                 MilpOutcome::Infeasible => Some(Step::Closed),
                 MilpOutcome::Violated(x) => Some(Step::Violated(x)),
                 MilpOutcome::Unknown(_) => None,
+                MilpOutcome::TooLarge(_) => {
+                    decide_by_z3(net, region, b, bounds, cfg, stats, records)
+                }
             }
         }
-        Exact::Z3 => {
-            stats.smt_calls.fetch_add(1, Ordering::Relaxed);
-            let sub = Region {
-                input: b.clone(),
-                constraints: region.constraints.clone(),
-            };
-            let (out, rec) = smt::solve(
-                net,
-                &sub,
-                Some(bounds),
-                left.min(cfg.smt_timeout),
-                cfg.record_smt,
-            );
-            if let Some(r) = rec {
-                records.lock().expect("records lock").push(r);
-            }
-            Some(match out {
-                SmtOutcome::Unsat => Step::Closed,
-                SmtOutcome::Sat(x) => Step::Violated(x),
-                SmtOutcome::Unknown(why) => Step::Unknown(format!("Z3: {why}")),
-            })
-        }
+        Exact::Z3 => decide_by_z3(net, region, b, bounds, cfg, stats, records),
     }
+}
+
+/// [`decide_exactly`] by Z3.
+fn decide_by_z3(
+    net: &Network,
+    region: &Region,
+    b: &InputBox,
+    bounds: &[LayerBounds],
+    cfg: &BabConfig,
+    stats: &BabStats,
+    records: &Mutex<Vec<SmtRecord>>,
+) -> Option<Step> {
+    let left = cfg.deadline.saturating_duration_since(Instant::now());
+    stats.smt_calls.fetch_add(1, Ordering::Relaxed);
+    let sub = Region {
+        input: b.clone(),
+        constraints: region.constraints.clone(),
+    };
+    let (out, rec) = smt::solve(
+        net,
+        &sub,
+        Some(bounds),
+        left.min(cfg.smt_timeout),
+        cfg.record_smt,
+    );
+    if let Some(r) = rec {
+        records.lock().expect("records lock").push(r);
+    }
+    Some(match out {
+        SmtOutcome::Unsat => Step::Closed,
+        SmtOutcome::Sat(x) => Step::Violated(x),
+        SmtOutcome::Unknown(why) => Step::Unknown(format!("Z3: {why}")),
+    })
 }
 
 fn step(
@@ -831,7 +847,9 @@ fn step(
             }
         }
         let Some((k, i, _)) = pick else {
-            if exact && unstable == 0 {
+            // With no neuron left unstable an exact decision has already failed here (a point
+            // off by rounding): a network of few inputs bisects on, others give up.
+            if exact && unstable == 0 && !cfg.input_split {
                 return Step::Unknown("no unstable neuron left to split".into());
             }
             // Smooth nodes and maxima have no phases to split: bisecting the input narrows

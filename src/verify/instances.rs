@@ -154,6 +154,9 @@ pub struct InstanceResult {
     pub correct: Option<bool>,
     /// For `sat`: the counterexample was re-checked by a forward pass.
     pub counterexample_checked: Option<bool>,
+    /// For `sat`, where a float32 checker ran ([`super::vnncomp::OrtChecker`]): whether the
+    /// counterexample passed the competition's check.
+    pub counterexample_f32: Option<bool>,
     /// The process's peak resident memory while the instance ran, in MiB (Linux; `None`
     /// elsewhere). It includes what the process held before (loaded networks and specs).
     pub peak_memory_mib: Option<f64>,
@@ -229,6 +232,7 @@ pub fn run_instance(
             expected: exp,
             correct,
             counterexample_checked,
+            counterexample_f32: None,
             peak_memory_mib,
         },
         out,
@@ -249,8 +253,11 @@ pub struct Summary {
     pub unsat: usize,
     /// Not answered (timeout or unknown).
     pub unknown: usize,
-    /// Answers that contradict a known one, or counterexamples that failed the re-check.
+    /// Answers that contradict a known one, or counterexamples that failed the re-check (in
+    /// f64, or in float32 where that check ran).
     pub wrong: usize,
+    /// Counterexamples that passed the float32 check.
+    pub f32_checked: usize,
     /// Instances with a known answer.
     pub checked_against_expected: usize,
     /// Seconds over all instances.
@@ -276,7 +283,15 @@ impl Summary {
             unknown: rows.len() - count("sat") - count("unsat"),
             wrong: rows
                 .iter()
-                .filter(|r| r.correct == Some(false) || r.counterexample_checked == Some(false))
+                .filter(|r| {
+                    r.correct == Some(false)
+                        || r.counterexample_checked == Some(false)
+                        || r.counterexample_f32 == Some(false)
+                })
+                .count(),
+            f32_checked: rows
+                .iter()
+                .filter(|r| r.counterexample_f32 == Some(true))
                 .count(),
             checked_against_expected: rows.iter().filter(|r| r.expected.is_some()).count(),
             total_seconds: rows.iter().map(|r| r.seconds).sum(),
@@ -320,22 +335,27 @@ pub fn read_published(path: &Path) -> Result<Published, VerifyError> {
     if columns.is_empty() {
         return Ok(out);
     }
-    for (line, rec) in rdr.records().enumerate() {
+    for rec in rdr.records() {
         let rec = rec.map_err(|e| err(path, e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
         let mut times = Vec::with_capacity(columns.len());
         for (i, tool) in &columns {
             let v = rec.get(*i).unwrap_or("").trim();
             times.push(match v {
                 "" | "timeout" | "-" => None,
-                v => Some(v.parse::<f64>().ok().filter(|s| *s >= 0.0).ok_or_else(|| {
-                    err(
-                        path,
-                        format!(
-                            "line {}: {tool}'s time '{v}' is neither seconds nor timeout",
-                            line + 2
+                v => Some(
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|s| *s >= 0.0 && s.is_finite())
+                        .ok_or_else(|| {
+                            err(
+                                path,
+                                format!(
+                            "line {line}: {tool}'s time '{v}' is neither seconds nor timeout"
                         ),
-                    )
-                })?),
+                            )
+                        })?,
+                ),
             });
         }
         out.times.insert(instance_key(&rec[0], &rec[1]), times);

@@ -3,11 +3,12 @@
 //!
 //! Each operator encodes itself ([`Rules::milp`](super::graph::rules::Rules::milp)) as affine
 //! forms over the inputs and one column per unstable element, so the program holds only the
-//! box, those columns and their binaries: affine maps are composed exactly, every ReLU (and undecided maximum) left unstable by the bounds with one binary
-//! variable and big-M constraints from those bounds, the stable ones fixed to their linear
-//! piece. The region's constraints are added with a small slack, and every bound used is
-//! widened outward, so that rounding can only make the program feasible, never wrongly
-//! infeasible. An infeasible program proves the box safe; a solution is re-checked by the f64
+//! box, those columns and their binaries: affine maps are composed (in f64), every ReLU left
+//! unstable by the bounds gets one binary variable and big-M constraints from those bounds
+//! (an undecided maximum one binary per element that can be the maximum), the stable ones
+//! are fixed to their linear piece. The region's constraints are added with a small slack, and
+//! every bound used is widened outward, so that rounding (in the composition and in the
+//! solver) can only make the program feasible, never wrongly infeasible. An infeasible program proves the box safe; a solution is re-checked by the f64
 //! forward pass before it counts as a counterexample (a point that fails it leaves the box
 //! undecided). Branch and bound calls this on boxes with few unstable neurons, where it
 //! replaces an exponential enumeration of phase patterns by the solver's own search.
@@ -33,14 +34,21 @@ pub enum MilpOutcome {
     Violated(Vec<f64>),
     /// The solver stopped, failed, or its point did not survive the f64 re-check.
     Unknown(String),
+    /// The forms would hold this many coefficients, more than [`FORM_BUDGET`].
+    TooLarge(usize),
 }
+
+/// The most coefficients the forms of all nodes may hold together (f64 entries: 32 MiB):
+/// beyond it, on large networks, [`decide`] answers [`MilpOutcome::TooLarge`].
+pub const FORM_BUDGET: usize = 1 << 22;
 
 /// Relative slack of the region's constraints (times `1 +` the sum of the row's coefficients).
 const SLACK: f64 = 1e-7;
 
 /// The network's output on the box as affine forms over the encoding's columns (see
 /// [`MilpEncoding`]), node by node through each operator's encoding. `None` when a node has no
-/// encoding (a smooth or bilinear node) or its bounds are not finite.
+/// encoding (a smooth or bilinear node), its bounds are not finite, or the encoders asked for
+/// more columns than the bounds leave undecided elements.
 pub fn encode(net: &Network, b: &InputBox, bounds: &[LayerBounds]) -> Option<(MilpEncoding, Rows)> {
     let mut enc = MilpEncoding::new(&b.lower, &b.upper, net.undecided(bounds));
     let nodes = net.nodes();
@@ -86,6 +94,11 @@ pub fn decide(
     bounds: &[LayerBounds],
     limit: Duration,
 ) -> MilpOutcome {
+    let cols = b.dim() + net.undecided(bounds) + 1;
+    let entries: usize = net.nodes().iter().map(|n| n.dim()).sum::<usize>() * cols;
+    if entries > FORM_BUDGET {
+        return MilpOutcome::TooLarge(entries);
+    }
     let Some((mut enc, y)) = encode(net, b, bounds) else {
         return MilpOutcome::Unknown(
             "the network has a node without a mixed-integer encoding, or unbounded neurons".into(),
@@ -147,9 +160,9 @@ pub fn decide(
             }
         }
         Err(ResolutionError::Infeasible) => MilpOutcome::Infeasible,
-        Err(ResolutionError::Other("NoSolutionFound")) => {
-            MilpOutcome::Unknown("HiGHS reached its time limit".into())
-        }
+        Err(ResolutionError::Other("NoSolutionFound")) => MilpOutcome::Unknown(
+            "HiGHS stopped (time or another limit) without a feasible point".into(),
+        ),
         Err(e) => MilpOutcome::Unknown(format!("HiGHS: {e}")),
     }
 }

@@ -21,6 +21,7 @@ pub mod nnet;
 pub mod radius;
 pub mod smt;
 pub mod spec;
+pub mod vnncomp;
 pub mod vnnlib;
 
 use std::path::Path;
@@ -56,6 +57,9 @@ pub enum VerifyError {
     /// A model that is not a network the verifier reads (the message names the node).
     #[error("{0}")]
     Model(String),
+    /// The float32 checker (an external Python with onnxruntime) cannot run.
+    #[error("{0}")]
+    Checker(String),
     /// An unknown name of a setting (engine, bounding, branching).
     #[error("unknown {kind} '{name}' (known: {known})")]
     UnknownSetting {
@@ -318,6 +322,25 @@ pub struct Outcome {
     /// The Z3 queries, when recorded.
     #[serde(skip)]
     pub smt: Vec<SmtRecord>,
+}
+
+impl Outcome {
+    /// The VNN-COMP result file: the verdict word, then for `sat` the assignment
+    /// `((X_0 v) ... (Y_0 v) ...)`.
+    pub fn vnncomp_result(&self) -> String {
+        let mut s = format!("{}\n", self.result.vnncomp(self.timed_out));
+        if let Some(c) = &self.counterexample {
+            s.push('(');
+            for (i, v) in c.input.iter().enumerate() {
+                s.push_str(&format!("{}(X_{i} {v:e})\n", if i == 0 { "" } else { " " }));
+            }
+            for (j, v) in c.output.iter().enumerate() {
+                s.push_str(&format!(" (Y_{j} {v:e})"));
+                s.push_str(if j + 1 == c.output.len() { ")\n" } else { "\n" });
+            }
+        }
+        s
+    }
 }
 
 /// Checks that a network and a spec fit together.
