@@ -68,6 +68,7 @@ fn every_kind() -> Vec<Figure> {
                 series: vec![CactusSeries {
                     name: "bab".into(),
                     solved_seconds: vec![0.3, 0.1],
+                    published: false,
                 }],
                 instances: 3,
             },

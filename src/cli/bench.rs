@@ -258,6 +258,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         series.push(CactusSeries {
             name: format!("{name} (cap {cap} s)"),
             solved_seconds: solved,
+            published: false,
         });
         rows.extend(mine.into_iter().map(|result| Row {
             engine: name.into(),
@@ -280,6 +281,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             series.push(CactusSeries {
                 name: format!("{tool} (published)"),
                 solved_seconds,
+                published: true,
             });
         }
     }

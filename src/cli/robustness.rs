@@ -493,6 +493,7 @@ fn write_outputs(
                     .filter(|q| &q.engine == name && q.verdict != Verdict::Unknown)
                     .map(|q| q.seconds)
                     .collect(),
+                published: false,
             })
             .collect();
         let mut t = ReportTable::new(

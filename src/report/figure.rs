@@ -18,13 +18,17 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
 /// Line and bar colours, in series order.
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(214, 39, 40),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(0, 0, 0),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 const GREY: RGBColor = RGBColor(150, 150, 150);
 /// Height of the title and one settings line above every figure's body; each further settings
@@ -64,6 +68,9 @@ pub struct CactusSeries {
     pub name: String,
     /// Seconds of each solved instance (any order).
     pub solved_seconds: Vec<f64>,
+    /// Another tool's published times, drawn thinner than the runs of this one.
+    #[serde(default)]
+    pub published: bool,
 }
 
 /// One group member of a bar chart: a value per category (`None` draws no bar).
@@ -697,16 +704,18 @@ fn cactus<DB: DrawingBackend>(
             .into_iter()
             .map(|(i, t)| (i, t.max(1e-3)))
             .collect();
+        let (dot, width) = if s.published { (2, 1) } else { (3, 2) };
         chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .draw_series(pts.iter().map(|&p| Circle::new(p, dot, c.filled())))
             .map_err(err)?;
         chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .draw_series(LineSeries::new(pts, c.stroke_width(width)))
             .map_err(err)?
             .label(format!("{} ({} solved)", s.name, s.solved_seconds.len()))
             .legend(line_legend(c));
     }
-    legend(&mut chart, SeriesLabelPosition::UpperLeft)
+    // Solve times grow with the count, so the lower right corner stays empty.
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 fn bars<DB: DrawingBackend>(
