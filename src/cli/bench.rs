@@ -32,9 +32,13 @@ enum Kind {
 /// Run a VNN-COMP instance list with the bab engine and the plain Z3 baseline; write
 /// per-instance times, totals and a cactus plot.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:
+#[command(after_help = "Examples:
   archproof bench verify --instances acasxu/instances.csv --expected acasxu/expected.csv \\
-      --smt-timeout 10 --out bench/acasxu")]
+      --smt-timeout 10 --out bench/acasxu
+  archproof bench verify --instances acasxu/instances.csv --expected acasxu/expected.csv \\
+      --engines bab --reference 'nnenum on this machine=669.6' --ort-python ort/bin/python --out bench/acas
+  archproof bench verify --instances mnistfc/mnistfc_instances.csv --expected mnistfc/expected.csv \\
+      --engines bab,bab:alpha-beta:babsr:z3 --timeout 60 --out bench/mnistfc")]
 pub struct VerifyArgs {
     /// The instance list (onnx,vnnlib,timeout).
     #[arg(long)]

@@ -27,7 +27,8 @@ use super::common::{argmax, print_json, refuse_existing, write_file};
   archproof verify --net net.onnx --input x.csv --max-radius
   archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 --write-spec p3.vnnlib
   archproof verify --net net.onnx --spec prop.vnnlib --engine smt
-  archproof verify --net net.onnx --spec prop.vnnlib --bounding crown --branching area")]
+  archproof verify --net net.onnx --spec prop.vnnlib --bounding crown --branching area
+  archproof verify --net net.onnx --spec prop.vnnlib --exact z3 --vnncomp-out out.txt")]
 pub struct Args {
     /// The network: .onnx, .nnet, or IR .json with weights.
     #[arg(long, required_unless_present = "instances")]
