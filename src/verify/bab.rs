@@ -463,13 +463,7 @@ fn phase_enumeration(
             };
         }
         for c in &region.constraints {
-            let mut row = vec![0.0; d + 1];
-            for (j, a) in c.coeffs.iter().enumerate() {
-                for (q, v) in forms.row(j).iter().enumerate() {
-                    row[q] += a * v;
-                }
-            }
-            row[d] += c.constant;
+            let row = forms.combine(&c.coeffs, c.constant);
             let scale = 1.0 + row.iter().map(|v| v.abs()).sum::<f64>();
             model = model.with(lin(&row).leq(slack * scale));
         }
@@ -621,31 +615,37 @@ fn decide_exactly(
             None => Some(Step::Closed),
         },
         Exact::Milp => {
-            stats.milp_calls.fetch_add(1, Ordering::Relaxed);
-            match milp::decide(net, region, b, bounds, left.min(cfg.smt_timeout)) {
+            let out = milp::decide(net, region, b, bounds, left.min(cfg.smt_timeout));
+            if !matches!(out, MilpOutcome::TooLarge(_)) {
+                stats.milp_calls.fetch_add(1, Ordering::Relaxed);
+            }
+            match out {
                 MilpOutcome::Infeasible => Some(Step::Closed),
                 MilpOutcome::Violated(x) => Some(Step::Violated(x)),
                 MilpOutcome::Unknown(_) => None,
-                MilpOutcome::TooLarge(_) => {
-                    decide_by_z3(net, region, b, bounds, cfg, stats, records)
-                }
+                MilpOutcome::TooLarge(_) => Some(decide_by_z3(
+                    net, region, b, bounds, left, cfg, stats, records,
+                )),
             }
         }
-        Exact::Z3 => decide_by_z3(net, region, b, bounds, cfg, stats, records),
+        Exact::Z3 => Some(decide_by_z3(
+            net, region, b, bounds, left, cfg, stats, records,
+        )),
     }
 }
 
-/// [`decide_exactly`] by Z3.
+/// [`decide_exactly`] by Z3, with `left` of the run's time.
+#[allow(clippy::too_many_arguments)]
 fn decide_by_z3(
     net: &Network,
     region: &Region,
     b: &InputBox,
     bounds: &[LayerBounds],
+    left: Duration,
     cfg: &BabConfig,
     stats: &BabStats,
     records: &Mutex<Vec<SmtRecord>>,
-) -> Option<Step> {
-    let left = cfg.deadline.saturating_duration_since(Instant::now());
+) -> Step {
     stats.smt_calls.fetch_add(1, Ordering::Relaxed);
     let sub = Region {
         input: b.clone(),
@@ -661,11 +661,11 @@ fn decide_by_z3(
     if let Some(r) = rec {
         records.lock().expect("records lock").push(r);
     }
-    Some(match out {
+    match out {
         SmtOutcome::Unsat => Step::Closed,
         SmtOutcome::Sat(x) => Step::Violated(x),
         SmtOutcome::Unknown(why) => Step::Unknown(format!("Z3: {why}")),
-    })
+    }
 }
 
 fn step(

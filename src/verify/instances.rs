@@ -338,26 +338,22 @@ pub fn read_published(path: &Path) -> Result<Published, VerifyError> {
     for rec in rdr.records() {
         let rec = rec.map_err(|e| err(path, e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
-        let mut times = Vec::with_capacity(columns.len());
-        for (i, tool) in &columns {
-            let v = rec.get(*i).unwrap_or("").trim();
-            times.push(match v {
-                "" | "timeout" | "-" => None,
-                v => Some(
-                    v.parse::<f64>()
-                        .ok()
-                        .filter(|s| *s >= 0.0 && s.is_finite())
-                        .ok_or_else(|| {
-                            err(
-                                path,
-                                format!(
-                            "line {line}: {tool}'s time '{v}' is neither seconds nor timeout"
-                        ),
-                            )
-                        })?,
-                ),
-            });
-        }
+        let time = |tool: &str, v: &str| -> Result<Option<f64>, VerifyError> {
+            match v {
+                "" | "timeout" | "-" => Ok(None),
+                v => match v.parse::<f64>() {
+                    Ok(s) if s >= 0.0 && s.is_finite() => Ok(Some(s)),
+                    _ => Err(err(
+                        path,
+                        format!("line {line}: {tool}'s time '{v}' is neither seconds nor timeout"),
+                    )),
+                },
+            }
+        };
+        let times = columns
+            .iter()
+            .map(|(i, tool)| time(tool, rec.get(*i).unwrap_or("").trim()))
+            .collect::<Result<Vec<_>, _>>()?;
         out.times.insert(instance_key(&rec[0], &rec[1]), times);
     }
     Ok(out)

@@ -8,9 +8,9 @@
 //! (an undecided maximum one binary per element that can be the maximum), the stable ones
 //! are fixed to their linear piece. The region's constraints are added with a small slack, and
 //! every bound used is widened outward, so that rounding (in the composition and in the
-//! solver) can only make the program feasible, never wrongly infeasible. An infeasible program proves the box safe; a solution is re-checked by the f64
-//! forward pass before it counts as a counterexample (a point that fails it leaves the box
-//! undecided). Branch and bound calls this on boxes with few unstable neurons, where it
+//! solver) can only make the program feasible, never wrongly infeasible. An infeasible program
+//! proves the box safe; a solution is re-checked by the f64 forward pass before it counts as a
+//! counterexample (a point that fails it leaves the box undecided). Branch and bound calls this on boxes with few unstable neurons, where it
 //! replaces an exponential enumeration of phase patterns by the solver's own search.
 
 use std::time::Duration;
@@ -46,11 +46,16 @@ pub const FORM_BUDGET: usize = 1 << 22;
 const SLACK: f64 = 1e-7;
 
 /// The network's output on the box as affine forms over the encoding's columns (see
-/// [`MilpEncoding`]), node by node through each operator's encoding. `None` when a node has no
-/// encoding (a smooth or bilinear node), its bounds are not finite, or the encoders asked for
-/// more columns than the bounds leave undecided elements.
-pub fn encode(net: &Network, b: &InputBox, bounds: &[LayerBounds]) -> Option<(MilpEncoding, Rows)> {
-    let mut enc = MilpEncoding::new(&b.lower, &b.upper, net.undecided(bounds));
+/// [`MilpEncoding`]), node by node through each operator's encoding, with room for `extra`
+/// columns (the elements the bounds leave undecided). `None` when a node has no encoding (a
+/// smooth or bilinear node), its bounds are not finite, or the encoders asked for more columns.
+fn encode(
+    net: &Network,
+    b: &InputBox,
+    bounds: &[LayerBounds],
+    extra: usize,
+) -> Option<(MilpEncoding, Rows)> {
+    let mut enc = MilpEncoding::new(&b.lower, &b.upper, extra);
     let nodes = net.nodes();
     let mut values: Vec<Rows> = Vec::with_capacity(nodes.len());
     values.push(enc.input_forms());
@@ -94,26 +99,18 @@ pub fn decide(
     bounds: &[LayerBounds],
     limit: Duration,
 ) -> MilpOutcome {
-    let cols = b.dim() + net.undecided(bounds) + 1;
-    let entries: usize = net.nodes().iter().map(|n| n.dim()).sum::<usize>() * cols;
+    let extra = net.undecided(bounds);
+    let entries: usize = net.nodes().iter().map(|n| n.dim()).sum::<usize>() * (b.dim() + extra + 1);
     if entries > FORM_BUDGET {
         return MilpOutcome::TooLarge(entries);
     }
-    let Some((mut enc, y)) = encode(net, b, bounds) else {
+    let Some((mut enc, y)) = encode(net, b, bounds, extra) else {
         return MilpOutcome::Unknown(
             "the network has a node without a mixed-integer encoding, or unbounded neurons".into(),
         );
     };
     for c in &region.constraints {
-        let mut form = vec![0.0; enc.cols];
-        *form.last_mut().expect("constant column") = c.constant;
-        for (j, a) in c.coeffs.iter().enumerate() {
-            if *a != 0.0 {
-                for (f, v) in form.iter_mut().zip(y.row(j)) {
-                    *f += a * v;
-                }
-            }
-        }
+        let mut form = y.combine(&c.coeffs, c.constant);
         // Slack relative to the row's size; a strict constraint is relaxed to `<=`: the
         // program may only admit more points.
         let scale = 1.0 + form.iter().map(|v| v.abs()).sum::<f64>();

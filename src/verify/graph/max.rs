@@ -65,6 +65,17 @@ impl Leader {
 }
 
 impl Max {
+    /// The elements of window `o` that can be its maximum within the bounds: the leader and
+    /// every element whose upper bound passes the leader's lower bound (one element: decided).
+    fn candidates(&self, o: usize, b: &LayerBounds) -> Vec<usize> {
+        let ld = self.leader(o, b);
+        self.windows[o]
+            .iter()
+            .copied()
+            .filter(|&i| i == ld.j || b.upper[i] > ld.l)
+            .collect()
+    }
+
     fn leader(&self, o: usize, b: &LayerBounds) -> Leader {
         let w = &self.windows[o];
         let mut j = w[0];
@@ -243,13 +254,8 @@ impl Rules for Max {
     ) -> Option<Rows> {
         let b = bounds?;
         let mut out = Rows::zeros(self.windows.len(), x[0].dim);
-        for (o, w) in self.windows.iter().enumerate() {
-            let ld = self.leader(o, b);
-            let cands: Vec<usize> = w
-                .iter()
-                .copied()
-                .filter(|&i| i == ld.j || b.upper[i] > ld.l)
-                .collect();
+        for o in 0..self.windows.len() {
+            let cands = self.candidates(o, b);
             if let [i] = cands[..] {
                 out.row_mut(o).copy_from_slice(x[0].row(i));
                 continue;
@@ -296,13 +302,7 @@ impl Rules for Max {
         let mut out = Vec::with_capacity(self.windows.len());
         for (o, w) in self.windows.iter().enumerate() {
             let cands: Vec<usize> = match bounds {
-                Some(b) => {
-                    let ld = self.leader(o, b);
-                    w.iter()
-                        .copied()
-                        .filter(|&i| i == ld.j || b.upper[i] > ld.l)
-                        .collect()
-                }
+                Some(b) => self.candidates(o, b),
                 None => w.clone(),
             };
             if let [i] = cands[..] {

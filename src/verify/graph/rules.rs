@@ -37,6 +37,23 @@ impl Rows {
         &mut self.data[r * self.dim..(r + 1) * self.dim]
     }
 
+    /// The linear combination `sum_j coeffs[j] row(j)`, plus `constant` in the last column
+    /// (rows whose last column is their constant).
+    pub fn combine(&self, coeffs: &[f64], constant: f64) -> Vec<f64> {
+        let mut out = vec![0.0; self.dim];
+        for (j, a) in coeffs.iter().enumerate() {
+            if *a != 0.0 {
+                for (o, v) in out.iter_mut().zip(self.row(j)) {
+                    *o += a * v;
+                }
+            }
+        }
+        if let Some(last) = out.last_mut() {
+            *last += constant;
+        }
+        out
+    }
+
     /// Adds `other` into `self` (same shape).
     pub fn add_assign(&mut self, other: &Rows) {
         for (a, b) in self.data.iter_mut().zip(&other.data) {
