@@ -181,42 +181,57 @@ pub fn objective_bounds(
         if closed || t as usize == cfg.steps {
             break;
         }
-        // Gradients: each row's linearised network at its minimising vertex.
+        // Gradients: each row's linearised network at its minimising vertex, all rows carried
+        // forward together (a column per row, one matrix product per affine node).
         let mut ga: Vec<Vec<f64>> = alpha.iter().map(|a| vec![0.0; a.len()]).collect();
         let mut gb = vec![0.0; beta.len()];
+        let mut x0 = Rows::zeros(b.dim(), n);
         for r in 0..n {
-            let x = minimizing_vertex(rows.row(r), b);
-            let mut values: Vec<Vec<f64>> = Vec::with_capacity(nodes.len());
-            values.push(x);
-            for (id, node) in nodes.iter().enumerate().skip(1) {
-                let ins: Vec<&[f64]> = node.inputs.iter().map(|&i| values[i].as_slice()).collect();
-                let v = match net.activation_of(id) {
-                    Some(k) => {
-                        let dim = act_bounds[k].lower.len();
-                        let seen_row = seen[k].as_ref().map(|s| s.row(r));
-                        let zeros = vec![0.0; dim];
-                        let coef = seen_row.unwrap_or(&zeros);
-                        let z = ins[0];
-                        let lb = &act_bounds[k];
+            for (j, v) in minimizing_vertex(rows.row(r), b).into_iter().enumerate() {
+                x0.data[j * n + r] = v;
+            }
+        }
+        let mut values: Vec<Rows> = Vec::with_capacity(nodes.len());
+        values.push(x0);
+        for (id, node) in nodes.iter().enumerate().skip(1) {
+            let ins: Vec<&Rows> = node.inputs.iter().map(|&i| &values[i]).collect();
+            let v = match net.activation_of(id) {
+                Some(k) => {
+                    let lb = &act_bounds[k];
+                    let dim = lb.lower.len();
+                    let z = ins[0];
+                    let mut out = Rows::zeros(dim, n);
+                    let zeros = vec![0.0; dim];
+                    let mut col = vec![0.0; dim];
+                    for r in 0..n {
+                        let coef = seen[k].as_ref().map_or(zeros.as_slice(), |s| s.row(r));
                         for i in 0..dim {
+                            col[i] = z.data[i * n + r];
                             if lb.lower[i] < 0.0 && lb.upper[i] > 0.0 && coef[i] > 0.0 {
-                                ga[k][r * dim + i] = coef[i] * z[i];
+                                ga[k][r * dim + i] = coef[i] * col[i];
                             }
                         }
-                        node.op.rules().relaxed_forward(
-                            &ins,
+                        let y = node.op.rules().relaxed_forward(
+                            &[col.as_slice()],
                             Some(lb),
                             coef,
                             &alpha[k][r * dim..(r + 1) * dim],
-                        )?
+                        )?;
+                        for (i, yi) in y.into_iter().enumerate() {
+                            out.data[i * n + r] = yi;
+                        }
                     }
-                    None => node.op.rules().relaxed_forward(&ins, None, &[], &[])?,
-                };
-                values.push(v);
-            }
-            for (s, &(layer, i, phase)) in splits.iter().enumerate() {
-                let z = values[nodes[acts[layer]].inputs[0]][i];
-                gb[s * n + r] = phase.beta_sign() * z;
+                    out
+                }
+                None if node.op.rules().need_bounds() => return None,
+                None => node.op.rules().forward_columns(&ins),
+            };
+            values.push(v);
+        }
+        for (s, &(layer, i, phase)) in splits.iter().enumerate() {
+            let z = values[nodes[acts[layer]].inputs[0]].row(i);
+            for r in 0..n {
+                gb[s * n + r] = phase.beta_sign() * z[r];
             }
         }
         for k in 0..alpha.len() {

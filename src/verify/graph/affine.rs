@@ -42,6 +42,15 @@ impl Rules for Affine {
         Affine::forward(self, x[0])
     }
 
+    /// `W X` in one blocked product, then the bias added to every column.
+    fn forward_columns(&self, x: &[&Rows]) -> Rows {
+        let mut out = self.linear.apply_rows(x[0]);
+        for (i, b) in self.bias.iter().enumerate() {
+            out.row_mut(i).iter_mut().for_each(|v| *v += b);
+        }
+        out
+    }
+
     fn gradient(&self, _x: &[&[f64]], g: &[f64], grads: &mut [Vec<f64>]) {
         self.linear.apply_transposed_add(g, &mut grads[0]);
     }

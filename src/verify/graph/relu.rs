@@ -25,6 +25,14 @@ impl Rules for Relu {
         x[0].iter().map(|v| v.max(0.0)).collect()
     }
 
+    fn forward_columns(&self, x: &[&Rows]) -> Rows {
+        Rows {
+            n: x[0].n,
+            dim: x[0].dim,
+            data: x[0].data.iter().map(|v| v.max(0.0)).collect(),
+        }
+    }
+
     fn gradient(&self, x: &[&[f64]], g: &[f64], grads: &mut [Vec<f64>]) {
         for ((a, gi), xi) in grads[0].iter_mut().zip(g).zip(x[0]) {
             if *xi > 0.0 {

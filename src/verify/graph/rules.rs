@@ -215,6 +215,28 @@ pub trait Rules {
     /// The plain forward pass in f64.
     fn forward(&self, x: &[&[f64]]) -> Vec<f64>;
 
+    /// The forward pass of many points at once: each input holds one row per element and one
+    /// column per point (the layout of a zonotope's rows), and so does the output. Operators
+    /// whose forward pass is a matrix product override it with one blocked product over all
+    /// the points (a falsifier's samples, the linearised networks of alpha-CROWN's rows).
+    fn forward_columns(&self, x: &[&Rows]) -> Rows {
+        let points = x.first().map_or(0, |r| r.dim);
+        let mut out: Option<Rows> = None;
+        for p in 0..points {
+            let cols: Vec<Vec<f64>> = x
+                .iter()
+                .map(|r| (0..r.n).map(|i| r.data[i * r.dim + p]).collect())
+                .collect();
+            let args: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+            let y = self.forward(&args);
+            let o = out.get_or_insert_with(|| Rows::zeros(y.len(), points));
+            for (i, v) in y.into_iter().enumerate() {
+                o.data[i * points + p] = v;
+            }
+        }
+        out.unwrap_or_else(|| Rows::zeros(0, points))
+    }
+
     /// Adds the gradient of `g . y` with respect to each input into `grads[k]` (a ReLU's
     /// derivative at 0 taken as 0).
     fn gradient(&self, x: &[&[f64]], g: &[f64], grads: &mut [Vec<f64>]);
