@@ -185,14 +185,9 @@ pub fn objective_bounds(
         // forward together (a column per row, one matrix product per affine node).
         let mut ga: Vec<Vec<f64>> = alpha.iter().map(|a| vec![0.0; a.len()]).collect();
         let mut gb = vec![0.0; beta.len()];
-        let mut x0 = Rows::zeros(b.dim(), n);
-        for r in 0..n {
-            for (j, v) in minimizing_vertex(rows.row(r), b).into_iter().enumerate() {
-                x0.data[j * n + r] = v;
-            }
-        }
+        let vertices: Vec<Vec<f64>> = (0..n).map(|r| minimizing_vertex(rows.row(r), b)).collect();
         let mut values: Vec<Rows> = Vec::with_capacity(nodes.len());
-        values.push(x0);
+        values.push(Rows::from_columns(&vertices, b.dim()));
         for (id, node) in nodes.iter().enumerate().skip(1) {
             let ins: Vec<&Rows> = node.inputs.iter().map(|&i| &values[i]).collect();
             let v = match net.activation_of(id) {
@@ -202,11 +197,10 @@ pub fn objective_bounds(
                     let z = ins[0];
                     let mut out = Rows::zeros(dim, n);
                     let zeros = vec![0.0; dim];
-                    let mut col = vec![0.0; dim];
                     for r in 0..n {
                         let coef = seen[k].as_ref().map_or(zeros.as_slice(), |s| s.row(r));
+                        let col = z.column(r);
                         for i in 0..dim {
-                            col[i] = z.data[i * n + r];
                             if lb.lower[i] < 0.0 && lb.upper[i] > 0.0 && coef[i] > 0.0 {
                                 ga[k][r * dim + i] = coef[i] * col[i];
                             }
@@ -217,9 +211,7 @@ pub fn objective_bounds(
                             coef,
                             &alpha[k][r * dim..(r + 1) * dim],
                         )?;
-                        for (i, yi) in y.into_iter().enumerate() {
-                            out.data[i * n + r] = yi;
-                        }
+                        out.set_column(r, &y);
                     }
                     out
                 }

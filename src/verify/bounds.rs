@@ -336,12 +336,7 @@ fn propagate(
     let mut bounds: Vec<LayerBounds> = Vec::with_capacity(net.activations().len());
     // Zonotopes of the nodes still to be consumed.
     let mut zono: Vec<Option<Zonotope>> = vec![None; nodes.len()];
-    let mut last_use = vec![0; nodes.len()];
-    for (id, node) in nodes.iter().enumerate() {
-        for &p in &node.inputs {
-            last_use[p] = id;
-        }
-    }
+    let last_use = net.last_uses();
     // The work of carrying one function back from each node to the input (its ancestors'
     // costs, bounded by those of every earlier node).
     let mut reach = vec![0; nodes.len()];

@@ -89,7 +89,6 @@ impl Falsifier {
             return confirm(net, region, &region.input.center());
         }
         let b = &region.input;
-        let n = b.dim();
         let center = b.center();
         if let Some(x) = confirm(net, region, &center) {
             return Some(x);
@@ -123,17 +122,7 @@ impl Falsifier {
                         break;
                     }
                     let xs: Vec<Vec<f64>> = (start..count.min(start + BLOCK))
-                        .map(|_| {
-                            (0..n)
-                                .map(|j| {
-                                    if b.upper[j] > b.lower[j] {
-                                        rng.random_range(b.lower[j]..=b.upper[j])
-                                    } else {
-                                        b.lower[j]
-                                    }
-                                })
-                                .collect()
-                        })
+                        .map(|_| uniform_point(b, &mut rng))
                         .collect();
                     let ys = net.forward_many(&xs);
                     for (k, (x, y)) in xs.into_iter().zip(ys).enumerate() {
@@ -212,6 +201,19 @@ impl Falsifier {
         }
         None
     }
+}
+
+/// A point drawn uniformly from the box (a dimension of zero width keeps its one value).
+fn uniform_point(b: &InputBox, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    (0..b.dim())
+        .map(|j| {
+            if b.upper[j] > b.lower[j] {
+                rng.random_range(b.lower[j]..=b.upper[j])
+            } else {
+                b.lower[j]
+            }
+        })
+        .collect()
 }
 
 /// A counterexample moved deeper into the unsafe set: linearised steps (as in the descent)

@@ -10,8 +10,9 @@
 //! every bound used is widened outward, so that rounding (in the composition and in the
 //! solver) can only make the program feasible, never wrongly infeasible. An infeasible program
 //! proves the box safe; a solution is re-checked by the f64 forward pass before it counts as a
-//! counterexample (a point that fails it leaves the box undecided). Branch and bound calls this on boxes with few unstable neurons, where it
-//! replaces an exponential enumeration of phase patterns by the solver's own search.
+//! counterexample (a point that fails it leaves the box undecided). Branch and bound calls
+//! this on boxes with few unstable neurons, where it replaces an exponential enumeration of
+//! phase patterns by the solver's own search.
 
 use std::time::Duration;
 

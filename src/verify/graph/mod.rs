@@ -419,22 +419,12 @@ impl Network {
     /// matrix with a column per point, so each affine node is one blocked matrix product
     /// rather than a product with a vector per point.
     pub fn forward_many(&self, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        let n_in = self.input_dim();
-        let points = xs.len();
-        let mut x = Rows::zeros(n_in, points);
-        for (p, v) in xs.iter().enumerate() {
-            for (i, &vi) in v.iter().enumerate() {
-                x.data[i * points + p] = vi;
-            }
+        if xs.is_empty() {
+            return Vec::new();
         }
         let mut values: Vec<Option<Rows>> = vec![None; self.nodes.len()];
-        let mut last_use = vec![0; self.nodes.len()];
-        for (id, n) in self.nodes.iter().enumerate() {
-            for &i in &n.inputs {
-                last_use[i] = id;
-            }
-        }
-        values[0] = Some(x);
+        let last_use = self.last_uses();
+        values[0] = Some(Rows::from_columns(xs, self.input_dim()));
         for (id, n) in self.nodes.iter().enumerate().skip(1) {
             let args: Vec<&Rows> = n
                 .inputs
@@ -450,9 +440,19 @@ impl Network {
             values[id] = Some(y);
         }
         let y = values.pop().flatten().expect("a network has nodes");
-        (0..points)
-            .map(|p| (0..y.n).map(|i| y.data[i * points + p]).collect())
-            .collect()
+        (0..xs.len()).map(|p| y.column(p)).collect()
+    }
+
+    /// For each node, the last node that reads its output (0 when none does): the passes
+    /// that carry every node's values free each one there.
+    pub fn last_uses(&self) -> Vec<NodeId> {
+        let mut last_use = vec![0; self.nodes.len()];
+        for (id, n) in self.nodes.iter().enumerate() {
+            for &i in &n.inputs {
+                last_use[i] = id;
+            }
+        }
+        last_use
     }
 
     /// A plain forward pass in f64.

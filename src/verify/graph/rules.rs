@@ -37,6 +37,28 @@ impl Rows {
         &mut self.data[r * self.dim..(r + 1) * self.dim]
     }
 
+    /// Points as columns: one row per element, one column per point (the layout of
+    /// [`Rules::forward_columns`]).
+    pub fn from_columns(points: &[Vec<f64>], dim: usize) -> Rows {
+        let mut out = Rows::zeros(dim, points.len());
+        for (p, v) in points.iter().enumerate() {
+            out.set_column(p, v);
+        }
+        out
+    }
+
+    /// Column `p`.
+    pub fn column(&self, p: usize) -> Vec<f64> {
+        (0..self.n).map(|i| self.data[i * self.dim + p]).collect()
+    }
+
+    /// Writes `v` into column `p`.
+    pub fn set_column(&mut self, p: usize, v: &[f64]) {
+        for (i, &vi) in v.iter().enumerate() {
+            self.data[i * self.dim + p] = vi;
+        }
+    }
+
     /// The linear combination `sum_j coeffs[j] row(j)`, plus `constant` in the last column
     /// (rows whose last column is their constant).
     pub fn combine(&self, coeffs: &[f64], constant: f64) -> Vec<f64> {
@@ -221,20 +243,14 @@ pub trait Rules {
     /// the points (a falsifier's samples, the linearised networks of alpha-CROWN's rows).
     fn forward_columns(&self, x: &[&Rows]) -> Rows {
         let points = x.first().map_or(0, |r| r.dim);
-        let mut out: Option<Rows> = None;
-        for p in 0..points {
-            let cols: Vec<Vec<f64>> = x
-                .iter()
-                .map(|r| (0..r.n).map(|i| r.data[i * r.dim + p]).collect())
-                .collect();
-            let args: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-            let y = self.forward(&args);
-            let o = out.get_or_insert_with(|| Rows::zeros(y.len(), points));
-            for (i, v) in y.into_iter().enumerate() {
-                o.data[i * points + p] = v;
-            }
-        }
-        out.unwrap_or_else(|| Rows::zeros(0, points))
+        let ys: Vec<Vec<f64>> = (0..points)
+            .map(|p| {
+                let cols: Vec<Vec<f64>> = x.iter().map(|r| r.column(p)).collect();
+                let args: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+                self.forward(&args)
+            })
+            .collect();
+        Rows::from_columns(&ys, ys.first().map_or(0, Vec::len))
     }
 
     /// Adds the gradient of `g . y` with respect to each input into `grads[k]` (a ReLU's
