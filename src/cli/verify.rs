@@ -100,7 +100,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = BoundingArg::AlphaBeta)]
     bounding: BoundingArg,
     /// How branch and bound picks the ReLU to split: babsr (the bound the neuron's
-    /// relaxation costs the constraint closest to closing) or area (the largest triangle).
+    /// relaxation costs the constraint closest to closing), fsb (the best few by babsr, each
+    /// judged by bounding its two children) or area (the largest triangle).
     /// Low-dimensional inputs are bisected instead, by lookahead and by width in turn.
     #[arg(long, value_enum, default_value_t = BranchingArg::Babsr)]
     branching: BranchingArg,
@@ -154,6 +155,7 @@ impl From<BoundingArg> for Bounding {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum BranchingArg {
     Babsr,
+    Fsb,
     Area,
 }
 
@@ -161,6 +163,7 @@ impl From<BranchingArg> for Branching {
     fn from(b: BranchingArg) -> Branching {
         match b {
             BranchingArg::Babsr => Branching::Babsr,
+            BranchingArg::Fsb => Branching::Fsb,
             BranchingArg::Area => Branching::Area,
         }
     }

@@ -20,11 +20,11 @@
 use std::time::Instant;
 
 use super::bounds::{
-    back_substitute_seen, concretize, minimizing_vertex, objective_rows, LayerBounds, LinearBound,
-    Relaxation, Splits,
+    back_substitute_seen, concretize, minimizing_vertex, objective_rows, LayerBounds, LayerSlopes,
+    LinearBound, NeuronSlopes, Relaxation, Splits,
 };
 use super::graph::relu::adaptive_slope;
-use super::graph::{Network, Rows};
+use super::graph::{Network, NodeId, Rows};
 use super::spec::InputBox;
 
 /// Settings of the optimisation.
@@ -118,120 +118,328 @@ pub fn objective_bounds(
     if !supported(net) {
         return None;
     }
-    let nodes = net.nodes();
-    let out = nodes.len() - 1;
     let n = objectives.len();
-    let acts = net.activations();
-    // Slopes per activation layer, `n x dim`, from the adaptive choice of plain CROWN.
-    let mut alpha: Vec<Vec<f64>> = match warm {
+    let alpha: Vec<Vec<f64>> = match warm {
         Some(w) => w.alpha.clone(),
-        None => act_bounds
-            .iter()
-            .map(|lb| {
-                let one: Vec<f64> = (0..lb.lower.len())
-                    .map(|i| adaptive_slope(lb.lower[i], lb.upper[i]))
-                    .collect();
-                one.repeat(n)
-            })
-            .collect(),
+        None => crown_slopes(act_bounds, n),
     };
-    let mut adam_a: Vec<Adam> = alpha.iter().map(|a| Adam::new(a.len())).collect();
     // One multiplier per split and objective.
     let mut beta = vec![0.0; splits.len() * n];
     if let Some(w) = warm {
         let k = w.beta.len().min(beta.len());
         beta[..k].copy_from_slice(&w.beta[..k]);
     }
-    let mut adam_b = Adam::new(beta.len());
-    let mut best = start;
     let (init, init_consts) = objective_rows(net, objectives);
-    for t in 1..=cfg.steps as i32 {
+    let out = net.nodes().len() - 1;
+    let problem = Problem {
+        net,
+        b,
+        start: out,
+        act_bounds,
+        splits,
+        cfg,
+        deadline,
+        stop_when_positive: true,
+    };
+    problem.maximise(init, init_consts, start, alpha, beta)
+}
+
+/// The lower bound of objective `r` of `objectives` over the box, relaxed with `act_bounds`
+/// and the splits, with the slopes and multipliers `warm` holds for that objective: the bound
+/// a child starts its optimisation from when `act_bounds` are its parent's with the split
+/// neuron's phase fixed (branching scores candidates with it). Plain CROWN where `warm` is
+/// `None` or the network is not [`supported`].
+pub fn row_bound(
+    net: &Network,
+    b: &InputBox,
+    act_bounds: &[LayerBounds],
+    splits: &Splits,
+    objectives: &[(Vec<f64>, f64)],
+    r: usize,
+    warm: Option<&Warm>,
+) -> f64 {
+    let out = net.nodes().len() - 1;
+    let (lambda, consts) = objective_rows(net, &objectives[r..=r]);
+    let n = objectives.len();
+    let (rows, consts) = match warm {
+        Some(w) if supported(net) => {
+            let alpha: Vec<Vec<f64>> = w
+                .alpha
+                .iter()
+                .map(|a| {
+                    let dim = a.len() / n;
+                    a[r * dim..(r + 1) * dim].to_vec()
+                })
+                .collect();
+            let beta: Vec<f64> = (0..splits.len())
+                .map(|s| w.beta.get(s * n + r).copied().unwrap_or(0.0))
+                .collect();
+            let params = Relaxation {
+                alpha: &alpha,
+                splits,
+                beta: &beta,
+            };
+            back_substitute_seen(net, out, lambda, consts, act_bounds, None, Some(&params))
+        }
+        _ => back_substitute_seen(net, out, lambda, consts, act_bounds, None, None),
+    };
+    concretize(rows.row(0), consts[0], b)
+}
+
+/// The slopes plain CROWN chooses (the adaptive lower slope of every ReLU), one copy per row:
+/// a start of the optimisation that is never worse than CROWN.
+fn crown_slopes(act_bounds: &[LayerBounds], rows: usize) -> Vec<Vec<f64>> {
+    act_bounds
+        .iter()
+        .map(|lb| {
+            let one: Vec<f64> = (0..lb.lower.len())
+                .map(|i| adaptive_slope(lb.lower[i], lb.upper[i]))
+                .collect();
+            one.repeat(rows)
+        })
+        .collect()
+}
+
+/// Rows of one optimisation of intermediate bounds: the neurons bounded together, twice as
+/// many rows (the chunks run in parallel).
+const CHUNK: usize = 64;
+
+/// Every activation's input bounds tightened by optimised slopes (alpha-CROWN's intermediate
+/// bounds), layer by layer from the first: the lower and the upper bound of each unstable
+/// neuron are two rows of their own, each with its own slopes of every earlier activation,
+/// raised by `cfg.steps` gradient steps from CROWN's; each new bound is intersected with the
+/// old one (both are sound), and a layer's tightened bounds relax it in the later layers'
+/// optimisation. Meant for a root box, before any split: its bounds are every subdomain's
+/// floor, and the slopes reached (returned beside them) bound its subdomains' later layers.
+/// Returns the bounds unchanged and no slopes where the network is not [`supported`]; past
+/// `deadline` the layers left keep their bounds.
+pub fn intermediate_bounds(
+    net: &Network,
+    b: &InputBox,
+    mut bounds: Vec<LayerBounds>,
+    cfg: &AlphaBeta,
+    deadline: Option<Instant>,
+) -> (Vec<LayerBounds>, NeuronSlopes) {
+    use rayon::prelude::*;
+    let mut slopes = NeuronSlopes {
+        layers: vec![None; bounds.len()],
+    };
+    if !supported(net) {
+        return (bounds, slopes);
+    }
+    let nodes = net.nodes();
+    for (k, &id) in net.activations().iter().enumerate() {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        // Back-substitution with the current slopes and multipliers, keeping each relaxed
-        // node's coefficients (on its output) for the gradient.
-        let mut seen: Vec<Option<Rows>> = vec![None; acts.len()];
-        let params = Relaxation {
-            alpha: &alpha,
-            splits,
-            beta: &beta,
-        };
-        let (rows, consts) = back_substitute_seen(
+        let p = nodes[id].inputs[0];
+        // Intervals are exact for one affine map of the input box.
+        if p == 0 || (nodes[p].inputs == [0] && nodes[p].op.rules().exact_on_box()) {
+            continue;
+        }
+        let lb = &bounds[k];
+        let which: Vec<usize> = (0..lb.lower.len())
+            .filter(|&i| lb.lower[i] < 0.0 && lb.upper[i] > 0.0)
+            .collect();
+        if which.is_empty() {
+            continue;
+        }
+        let earlier = &bounds[..k];
+        let dim = nodes[p].dim();
+        let problem = Problem {
             net,
-            out,
-            init.clone(),
-            init_consts.clone(),
-            act_bounds,
-            Some(&mut seen),
-            Some(&params),
-        );
-        let mut closed = false;
-        for r in 0..n {
-            let lower = concretize(rows.row(r), consts[r], b);
-            if lower > best[r].lower {
-                best[r] = LinearBound {
-                    coeffs: rows.row(r).to_vec(),
-                    constant: consts[r],
-                    lower,
-                };
-            }
-            closed |= best[r].lower > 0.0;
-        }
-        if closed || t as usize == cfg.steps {
-            break;
-        }
-        // Gradients: each row's linearised network at its minimising vertex, all rows carried
-        // forward together (a column per row, one matrix product per affine node).
-        let mut ga: Vec<Vec<f64>> = alpha.iter().map(|a| vec![0.0; a.len()]).collect();
-        let mut gb = vec![0.0; beta.len()];
-        let vertices: Vec<Vec<f64>> = (0..n).map(|r| minimizing_vertex(rows.row(r), b)).collect();
-        let mut values: Vec<Rows> = Vec::with_capacity(nodes.len());
-        values.push(Rows::from_columns(&vertices, b.dim()));
-        for (id, node) in nodes.iter().enumerate().skip(1) {
-            let ins: Vec<&Rows> = node.inputs.iter().map(|&i| &values[i]).collect();
-            let v = match net.activation_of(id) {
-                Some(k) => {
-                    let lb = &act_bounds[k];
-                    let dim = lb.lower.len();
-                    let z = ins[0];
-                    let mut out = Rows::zeros(dim, n);
-                    let zeros = vec![0.0; dim];
-                    for r in 0..n {
-                        let coef = seen[k].as_ref().map_or(zeros.as_slice(), |s| s.row(r));
-                        let col = z.column(r);
-                        for i in 0..dim {
-                            if lb.lower[i] < 0.0 && lb.upper[i] > 0.0 && coef[i] > 0.0 {
-                                ga[k][r * dim + i] = coef[i] * col[i];
-                            }
-                        }
-                        let y = node.op.rules().relaxed_forward(
-                            &[col.as_slice()],
-                            Some(lb),
-                            coef,
-                            &alpha[k][r * dim..(r + 1) * dim],
-                        )?;
-                        out.set_column(r, &y);
-                    }
-                    out
+            b,
+            start: p,
+            act_bounds: earlier,
+            splits: &[],
+            cfg,
+            deadline,
+            stop_when_positive: false,
+        };
+        let found: Vec<(Vec<(f64, f64)>, Option<Vec<Vec<f64>>>)> = which
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                let rows = 2 * chunk.len();
+                let mut lambda = Rows::zeros(rows, dim);
+                for (r, &i) in chunk.iter().enumerate() {
+                    lambda.row_mut(2 * r)[i] = 1.0;
+                    lambda.row_mut(2 * r + 1)[i] = -1.0;
                 }
-                None if node.op.rules().need_bounds() => return None,
-                None => node.op.rules().forward_columns(&ins),
-            };
-            values.push(v);
+                let none = LinearBound {
+                    coeffs: Vec::new(),
+                    constant: 0.0,
+                    lower: f64::NEG_INFINITY,
+                };
+                let best = problem.maximise(
+                    lambda,
+                    vec![0.0; rows],
+                    vec![none; rows],
+                    crown_slopes(earlier, rows),
+                    Vec::new(),
+                );
+                let pairs = (0..chunk.len())
+                    .map(|r| match &best {
+                        Some((best, _)) => (best[2 * r].lower, -best[2 * r + 1].lower),
+                        None => (f64::NEG_INFINITY, f64::INFINITY),
+                    })
+                    .collect();
+                (pairs, best.map(|(_, w)| w.alpha))
+            })
+            .collect();
+        // The chunks' slopes, in the order of `which`.
+        if found.iter().all(|(_, a)| a.is_some()) {
+            let mut alpha: Vec<Vec<f64>> = vec![Vec::new(); k];
+            for (_, a) in &found {
+                for (acc, part) in alpha.iter_mut().zip(a.as_ref().expect("checked")) {
+                    acc.extend_from_slice(part);
+                }
+            }
+            let mut row_of = vec![None; bounds[k].lower.len()];
+            for (r, &i) in which.iter().enumerate() {
+                row_of[i] = Some(r);
+            }
+            slopes.layers[k] = Some(LayerSlopes {
+                row_of,
+                rows: 2 * which.len(),
+                alpha,
+            });
         }
-        for (s, &(layer, i, phase)) in splits.iter().enumerate() {
-            let z = values[nodes[acts[layer]].inputs[0]].row(i);
-            for r in 0..n {
-                gb[s * n + r] = phase.beta_sign() * z[r];
+        let lb = &mut bounds[k];
+        for (&i, (l, u)) in which.iter().zip(found.into_iter().flat_map(|(p, _)| p)) {
+            // Two sound bounds: they cross only by rounding, and then neither is taken.
+            if l <= lb.upper[i] && u >= lb.lower[i] {
+                lb.lower[i] = lb.lower[i].max(l);
+                lb.upper[i] = lb.upper[i].min(u);
             }
         }
-        for k in 0..alpha.len() {
-            adam_a[k].step(&mut alpha[k], &ga[k], cfg.lr_alpha, t, 0.0, 1.0);
-        }
-        adam_b.step(&mut beta, &gb, cfg.lr_beta, t, 0.0, f64::INFINITY);
     }
-    Some((best, Warm { alpha, beta }))
+    (bounds, slopes)
+}
+
+/// One optimisation: linear lower bounds of rows of functions of node `start`'s output over
+/// the box, relaxed with `act_bounds` (the bounds of every activation before `start`, at
+/// least) and the splits among them.
+struct Problem<'a> {
+    net: &'a Network,
+    b: &'a InputBox,
+    start: NodeId,
+    act_bounds: &'a [LayerBounds],
+    splits: &'a Splits,
+    cfg: &'a AlphaBeta,
+    deadline: Option<Instant>,
+    /// Stop once some row's bound is positive (a constraint of the region closes).
+    stop_when_positive: bool,
+}
+
+impl Problem<'_> {
+    /// Gradient ascent on every row's bound from slopes `alpha` (per activation,
+    /// `rows x elements`) and multipliers `beta` (`splits x rows`); `best` holds each row's
+    /// best bound so far and is returned with the parameters reached. `None` where a node
+    /// before `start` needs bounds and has no free slopes.
+    fn maximise(
+        &self,
+        init: Rows,
+        init_consts: Vec<f64>,
+        mut best: Vec<LinearBound>,
+        mut alpha: Vec<Vec<f64>>,
+        mut beta: Vec<f64>,
+    ) -> Option<(Vec<LinearBound>, Warm)> {
+        let (net, b, cfg) = (self.net, self.b, self.cfg);
+        let nodes = net.nodes();
+        let n = init.n;
+        let acts = net.activations();
+        let mut adam_a: Vec<Adam> = alpha.iter().map(|a| Adam::new(a.len())).collect();
+        let mut adam_b = Adam::new(beta.len());
+        for t in 1..=cfg.steps as i32 {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            // Back-substitution with the current slopes and multipliers, keeping each
+            // relaxed node's coefficients (on its output) for the gradient.
+            let mut seen: Vec<Option<Rows>> = vec![None; acts.len()];
+            let params = Relaxation {
+                alpha: &alpha,
+                splits: self.splits,
+                beta: &beta,
+            };
+            let (rows, consts) = back_substitute_seen(
+                net,
+                self.start,
+                init.clone(),
+                init_consts.clone(),
+                self.act_bounds,
+                Some(&mut seen),
+                Some(&params),
+            );
+            let mut closed = false;
+            for r in 0..n {
+                let lower = concretize(rows.row(r), consts[r], b);
+                if lower > best[r].lower {
+                    best[r] = LinearBound {
+                        coeffs: rows.row(r).to_vec(),
+                        constant: consts[r],
+                        lower,
+                    };
+                }
+                closed |= best[r].lower > 0.0;
+            }
+            if (closed && self.stop_when_positive) || t as usize == cfg.steps {
+                break;
+            }
+            // Gradients: each row's linearised network at its minimising vertex, all rows
+            // carried forward together (a column per row, one matrix product per affine
+            // node).
+            let mut ga: Vec<Vec<f64>> = alpha.iter().map(|a| vec![0.0; a.len()]).collect();
+            let mut gb = vec![0.0; beta.len()];
+            let vertices: Vec<Vec<f64>> =
+                (0..n).map(|r| minimizing_vertex(rows.row(r), b)).collect();
+            let mut values: Vec<Rows> = Vec::with_capacity(self.start + 1);
+            values.push(Rows::from_columns(&vertices, b.dim()));
+            for (id, node) in nodes.iter().enumerate().take(self.start + 1).skip(1) {
+                let ins: Vec<&Rows> = node.inputs.iter().map(|&i| &values[i]).collect();
+                let v = match net.activation_of(id) {
+                    Some(k) => {
+                        let lb = &self.act_bounds[k];
+                        let dim = lb.lower.len();
+                        let z = ins[0];
+                        let mut out = Rows::zeros(dim, n);
+                        let zeros = vec![0.0; dim];
+                        for r in 0..n {
+                            let coef = seen[k].as_ref().map_or(zeros.as_slice(), |s| s.row(r));
+                            let col = z.column(r);
+                            for i in 0..dim {
+                                if lb.lower[i] < 0.0 && lb.upper[i] > 0.0 && coef[i] > 0.0 {
+                                    ga[k][r * dim + i] = coef[i] * col[i];
+                                }
+                            }
+                            let y = node.op.rules().relaxed_forward(
+                                &[col.as_slice()],
+                                Some(lb),
+                                coef,
+                                &alpha[k][r * dim..(r + 1) * dim],
+                            )?;
+                            out.set_column(r, &y);
+                        }
+                        out
+                    }
+                    None if node.op.rules().need_bounds() => return None,
+                    None => node.op.rules().forward_columns(&ins),
+                };
+                values.push(v);
+            }
+            for (s, &(layer, i, phase)) in self.splits.iter().enumerate() {
+                let z = values[nodes[acts[layer]].inputs[0]].row(i);
+                for r in 0..n {
+                    gb[s * n + r] = phase.beta_sign() * z[r];
+                }
+            }
+            for k in 0..alpha.len() {
+                adam_a[k].step(&mut alpha[k], &ga[k], cfg.lr_alpha, t, 0.0, 1.0);
+            }
+            adam_b.step(&mut beta, &gb, cfg.lr_beta, t, 0.0, f64::INFINITY);
+        }
+        Some((best, Warm { alpha, beta }))
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +448,51 @@ mod tests {
     use super::super::bounds::{crown, objective_bounds as plain_bounds, Phase};
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// Optimised intermediate bounds contain every sampled pre-activation, are never looser
+    /// than CROWN's, and tighten some.
+    #[test]
+    fn optimised_intermediate_bounds_hold_and_tighten() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (mut crown_width, mut opt_width) = (0.0, 0.0);
+        for _ in 0..10 {
+            let net = random_net(&mut rng, &[4, 12, 12, 12, 12, 2]);
+            let b = InputBox {
+                lower: vec![-0.5, -0.1, 0.0, 0.3],
+                upper: vec![0.3, 0.6, 0.4, 0.9],
+            };
+            let root = crown(&net, &b, &[], None).unwrap();
+            let (opt, _) = intermediate_bounds(&net, &b, root.clone(), &AlphaBeta::default(), None);
+            for (o, c) in opt.iter().zip(&root) {
+                for i in 0..o.lower.len() {
+                    assert!(o.lower[i] >= c.lower[i] && o.upper[i] <= c.upper[i]);
+                    crown_width += c.upper[i] - c.lower[i];
+                    opt_width += o.upper[i] - o.lower[i];
+                }
+            }
+            for _ in 0..500 {
+                let x: Vec<f64> = (0..4)
+                    .map(|j| rng.random_range(b.lower[j]..=b.upper[j]))
+                    .collect();
+                let values = net.forward_all(&x);
+                for (k, &id) in net.activations().iter().enumerate() {
+                    let z = &values[net.nodes()[id].inputs[0]];
+                    for (i, v) in z.iter().enumerate() {
+                        assert!(
+                            opt[k].lower[i] <= v + 1e-9 && *v <= opt[k].upper[i] + 1e-9,
+                            "layer {k} neuron {i}: {v} outside [{}, {}]",
+                            opt[k].lower[i],
+                            opt[k].upper[i]
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            opt_width < 0.98 * crown_width,
+            "{opt_width} vs {crown_width}"
+        );
+    }
 
     /// Optimised bounds are never looser than CROWN's, gain on average, and hold at sampled
     /// points of the subdomain: the whole box without splits, and with a ReLU split only the

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::bounds::{
     activation_coefficients, crown_until, joint_minimum, objective_bounds, LayerBounds,
-    LinearBound, Phase,
+    LinearBound, NeuronSlopes, Phase,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -61,6 +61,8 @@ pub struct BabConfig {
     /// as long again as before the previous round, so attacks take a bounded share of the time
     /// and grow for the properties that resist a proof.
     pub attack_seed: Option<u64>,
+    /// The most of the time the falsification rounds may take (a fraction).
+    pub attack_share: f64,
     /// Optimise the linear bounds of a subdomain's constraints (alpha-CROWN slopes, beta
     /// multipliers of its splits) when the plain bounds leave it open.
     pub alpha_beta: Option<AlphaBeta>,
@@ -79,17 +81,27 @@ pub enum Branching {
     /// neuron's output in that constraint's back-substitution; ties and neurons the
     /// constraint does not see by the area weighted by `|lambda|`.
     Babsr,
+    /// Filtered smart branching (De Palma et al. 2021): the [`FSB_CANDIDATES`] best neurons
+    /// by the BaBSR score, each scored by the bound of the constraint closest to closing on its
+    /// two children (the other neurons' bounds and the subdomain's optimised slopes and
+    /// multipliers unchanged, one back-substitution of one row per child); the neuron whose
+    /// worse child bounds best is split.
+    Fsb,
 }
+
+/// Neurons whose children filtered smart branching bounds before choosing one.
+pub const FSB_CANDIDATES: usize = 8;
 
 impl Branching {
     /// Every strategy, by name.
-    pub const ALL: [Branching; 2] = [Branching::Babsr, Branching::Area];
+    pub const ALL: [Branching; 3] = [Branching::Babsr, Branching::Fsb, Branching::Area];
 
     /// The name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Branching::Area => "area",
             Branching::Babsr => "babsr",
+            Branching::Fsb => "fsb",
         }
     }
 
@@ -171,6 +183,8 @@ struct Domain {
     keep: usize,
     /// The parent's optimised slopes and multipliers (alpha-beta bounding).
     warm: Option<Arc<Warm>>,
+    /// The root's optimised slopes of the intermediate bounds (alpha-beta bounding).
+    slopes: Option<Arc<NeuronSlopes>>,
     depth: usize,
 }
 
@@ -224,11 +238,33 @@ pub fn solve_regions(
     // The regions of a robustness property share one input box, and the bounds of the
     // activations depend only on the box: computed once, they are every root's parent (its
     // own pass then refines only what is still unstable).
-    let mut roots: Vec<(InputBox, Option<Arc<Vec<LayerBounds>>>)> = Vec::new();
+    type Root = (Arc<Vec<LayerBounds>>, Option<Arc<NeuronSlopes>>);
+    let mut roots: Vec<(InputBox, Option<Root>)> = Vec::new();
     for region in regions {
         if !roots.iter().any(|(b, _)| *b == region.input) {
-            let bounds = crown_until(net, &region.input, &[], None, 0, cfg.deadline).map(Arc::new);
-            roots.push((region.input.clone(), bounds));
+            let root = crown_until(net, &region.input, &[], None, 0, cfg.deadline, None).map(|b| {
+                // Optimised slopes tighten the root's intermediate bounds once: every
+                // subdomain's bounds are intersected with them, and its later layers are
+                // re-bounded with those slopes.
+                match &cfg.alpha_beta {
+                    Some(ab) => {
+                        let (b, slopes) = alpha_beta::intermediate_bounds(
+                            net,
+                            &region.input,
+                            b,
+                            ab,
+                            Some(cfg.deadline),
+                        );
+                        // Slopes fitted to the root box suit its ReLU-split children (the
+                        // same box), not the small boxes of input splitting (measured on ACAS
+                        // Xu: slower there than CROWN's adaptive slopes).
+                        let slopes = (!cfg.input_split).then(|| Arc::new(slopes));
+                        (Arc::new(b), slopes)
+                    }
+                    None => (Arc::new(b), None),
+                }
+            });
+            roots.push((region.input.clone(), root));
         }
     }
     let root_of = |b: &InputBox| {
@@ -241,7 +277,11 @@ pub fn solve_regions(
         .iter()
         .enumerate()
         .flat_map(|(r, region)| {
-            let parent = root_of(&region.input);
+            let root = root_of(&region.input);
+            let (parent, slopes) = match root {
+                Some((b, s)) => (Some(b), s),
+                None => (None, None),
+            };
             rules.iter().map(move |&rule| Search {
                 region: r,
                 stack: vec![Domain {
@@ -253,6 +293,7 @@ pub fn solve_regions(
                     look: true,
                     keep: 0,
                     warm: None,
+                    slopes: slopes.clone(),
                     depth: 0,
                 }],
                 unknown: None,
@@ -279,9 +320,11 @@ pub fn solve_regions(
         if cfg.attack_seed.is_some() && Instant::now() >= next_attack {
             round += 1;
             let f = Falsifier::default().scaled(4usize.pow(round.min(4)));
-            // A round gets at most a third of the time spent so far: on a large network the
+            // A round takes at most `attack_share` of the time: on a large network the
             // samples cost more than the bounds.
-            let until = (Instant::now() + started.elapsed() / 2).min(cfg.deadline);
+            let share = cfg.attack_share.clamp(0.0, 0.9);
+            let until = (Instant::now() + started.elapsed().mul_f64(share / (1.0 - share)))
+                .min(cfg.deadline);
             for (r, region) in regions.iter().enumerate() {
                 if proven[r] {
                     continue;
@@ -518,7 +561,15 @@ fn lookahead_dim(
         }
     };
     let child_score = |c: &InputBox| -> f64 {
-        match crown_until(net, c, &d.splits, Some(bounds), 0, deadline) {
+        match crown_until(
+            net,
+            c,
+            &d.splits,
+            Some(bounds),
+            0,
+            deadline,
+            d.slopes.as_deref(),
+        ) {
             None => f64::INFINITY,
             Some(cb) => score(
                 &tightest(objective_bounds(net, c, &cb, objectives), Some(lins), c),
@@ -689,6 +740,7 @@ fn step(
             d.parent.as_deref().map(|v| v.as_slice()),
             d.keep,
             cfg.deadline,
+            d.slopes.as_deref(),
         ),
     };
     let Some(bounds) = bounds else {
@@ -818,35 +870,16 @@ fn step(
             Step::Split(vec![lo, hi])
         }
     } else {
-        let coefficients = match cfg.branching {
-            Branching::Babsr => activation_coefficients(net, &bounds, &objectives[best].0),
-            Branching::Area => Vec::new(),
-        };
-        let mut pick: Option<(usize, usize, f64)> = None;
-        for (k, lb) in bounds
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| net.splittable(*k))
-        {
-            let lam = coefficients.get(k).and_then(|c| c.as_deref());
-            for i in 0..lb.lower.len() {
-                let (l, u) = (lb.lower[i], lb.upper[i]);
-                if l < 0.0 && u > 0.0 {
-                    let area = u * (-l) / (u - l);
-                    let score = match (cfg.branching, lam) {
-                        (Branching::Area, _) => area,
-                        (Branching::Babsr, None) => 0.0,
-                        (Branching::Babsr, Some(lam)) => {
-                            (-lam[i]).max(0.0) * area + 1e-3 * lam[i].abs() * area
-                        }
-                    };
-                    if pick.is_none_or(|p| score > p.2) {
-                        pick = Some((k, i, score));
-                    }
-                }
-            }
-        }
-        let Some((k, i, _)) = pick else {
+        let pick = choose_relu(
+            net,
+            &d,
+            bounds.as_slice(),
+            objectives,
+            best,
+            warm.as_deref(),
+            cfg,
+        );
+        let Some((k, i)) = pick else {
             // With no neuron left unstable an exact decision has already failed here (a point
             // off by rounding): a network of few inputs bisects on, others give up.
             if exact && unstable == 0 && !cfg.input_split {
@@ -881,4 +914,77 @@ fn step(
             .collect();
         Step::Split(children)
     }
+}
+
+/// The unstable ReLU `(activation, neuron)` to split on subdomain `d` (its bounds `bounds`,
+/// its optimised parameters `warm`), by `cfg.branching`, guided by constraint `best` (the
+/// closest to closing); `None` when no neuron is unstable.
+fn choose_relu(
+    net: &Network,
+    d: &Domain,
+    bounds: &[LayerBounds],
+    objectives: &[(Vec<f64>, f64)],
+    best: usize,
+    warm: Option<&Warm>,
+    cfg: &BabConfig,
+) -> Option<(usize, usize)> {
+    let coefficients = match cfg.branching {
+        Branching::Babsr | Branching::Fsb => {
+            activation_coefficients(net, bounds, &objectives[best].0)
+        }
+        Branching::Area => Vec::new(),
+    };
+    // The best candidates by score, best first.
+    let mut candidates: Vec<(usize, usize, f64)> = Vec::new();
+    let keep = match cfg.branching {
+        Branching::Fsb => FSB_CANDIDATES,
+        _ => 1,
+    };
+    for (k, lb) in bounds
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| net.splittable(*k))
+    {
+        let lam = coefficients.get(k).and_then(|c| c.as_deref());
+        for i in 0..lb.lower.len() {
+            let (l, u) = (lb.lower[i], lb.upper[i]);
+            if l < 0.0 && u > 0.0 {
+                let area = u * (-l) / (u - l);
+                let score = match (cfg.branching, lam) {
+                    (Branching::Area, _) => area,
+                    (Branching::Babsr | Branching::Fsb, None) => 0.0,
+                    (Branching::Babsr | Branching::Fsb, Some(lam)) => {
+                        (-lam[i]).max(0.0) * area + 1e-3 * lam[i].abs() * area
+                    }
+                };
+                if candidates.len() < keep || score > candidates[keep - 1].2 {
+                    let at = candidates.partition_point(|c| c.2 >= score);
+                    candidates.insert(at, (k, i, score));
+                    candidates.truncate(keep);
+                }
+            }
+        }
+    }
+    let pick = if candidates.len() > 1 {
+        // Each candidate's worse child, bounded with the other neurons' bounds as they are.
+        let child_bound = |k: usize, i: usize, phase: Phase| {
+            let mut child = bounds.to_vec();
+            match phase {
+                Phase::Active => child[k].lower[i] = 0.0,
+                Phase::Inactive => child[k].upper[i] = 0.0,
+            }
+            alpha_beta::row_bound(net, &d.input, &child, &d.splits, objectives, best, warm)
+        };
+        candidates
+            .iter()
+            .map(|&(k, i, _)| {
+                let worse =
+                    child_bound(k, i, Phase::Inactive).min(child_bound(k, i, Phase::Active));
+                (k, i, worse)
+            })
+            .reduce(|a, b| if b.2 > a.2 { b } else { a })
+    } else {
+        candidates.first().copied()
+    };
+    pick.map(|(k, i, _)| (k, i))
 }

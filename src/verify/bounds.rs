@@ -172,7 +172,7 @@ const ZONOTOPE_ENTRIES: usize = 1 << 23;
 
 /// Bounds of every activation's inputs, from interval arithmetic alone.
 pub fn interval(net: &Network, b: &InputBox) -> Vec<LayerBounds> {
-    propagate(net, b, &[], None, 0, INTERVALS, None).expect("no splits, no contradiction")
+    propagate(net, b, &[], None, 0, INTERVALS, None, None).expect("no splits, no contradiction")
 }
 
 /// Carries the rows of `lambda` (linear functions of node `start`'s output, plus `constant`)
@@ -198,6 +198,52 @@ pub(crate) struct Relaxation<'a> {
     pub alpha: &'a [Vec<f64>],
     pub splits: &'a Splits,
     pub beta: &'a [f64],
+}
+
+/// Optimised slopes to bound activations' unstable inputs with (alpha-CROWN's intermediate
+/// slopes, found on a root box by [`alpha_beta::intermediate_bounds`](super::alpha_beta)):
+/// any slopes in [0, 1] give sound bounds on any box, so a subdomain re-bounds its later
+/// layers with them instead of CROWN's adaptive ones.
+#[derive(Debug, Clone, Default)]
+pub struct NeuronSlopes {
+    /// Per activation, the slopes of its neurons that have them.
+    pub(crate) layers: Vec<Option<LayerSlopes>>,
+}
+
+/// The slopes of one activation's neurons.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerSlopes {
+    /// Per neuron, its pair of rows in `alpha`: `2 r` bounds it from below, `2 r + 1` from
+    /// above.
+    pub(crate) row_of: Vec<Option<usize>>,
+    /// Rows in `alpha`.
+    pub(crate) rows: usize,
+    /// Per earlier activation, `rows x elements`.
+    pub(crate) alpha: Vec<Vec<f64>>,
+}
+
+impl LayerSlopes {
+    /// The slopes of the rows that bound `which` (two each), or `None` where some neuron has
+    /// none.
+    fn gather(&self, which: &[usize]) -> Option<Vec<Vec<f64>>> {
+        let rows: Vec<usize> = which
+            .iter()
+            .map(|&i| self.row_of.get(i).copied().flatten())
+            .collect::<Option<_>>()?;
+        Some(
+            self.alpha
+                .iter()
+                .map(|a| {
+                    let dim = a.len() / self.rows.max(1);
+                    let mut out = Vec::with_capacity(2 * rows.len() * dim);
+                    for &r in &rows {
+                        out.extend_from_slice(&a[2 * r * dim..(2 * r + 2) * dim]);
+                    }
+                    out
+                })
+                .collect(),
+        )
+    }
 }
 
 /// [`back_substitute`], keeping in `seen[k]` the functions that reach activation `k`'s output
@@ -266,6 +312,7 @@ fn node_bounds(
     b: &InputBox,
     act_bounds: &[LayerBounds],
     deadline: Option<Instant>,
+    slopes: Option<&LayerSlopes>,
 ) -> Vec<(f64, f64)> {
     let dim = net.nodes()[p].dim();
     which
@@ -280,8 +327,18 @@ fn node_bounds(
                 lambda.row_mut(2 * r)[i] = 1.0;
                 lambda.row_mut(2 * r + 1)[i] = -1.0;
             }
-            let (rows, consts) =
-                back_substitute(net, p, lambda, vec![0.0; 2 * chunk.len()], act_bounds);
+            let consts = vec![0.0; 2 * chunk.len()];
+            let (rows, consts) = match slopes.and_then(|s| s.gather(chunk)) {
+                Some(alpha) => {
+                    let params = Relaxation {
+                        alpha: &alpha,
+                        splits: &[],
+                        beta: &[],
+                    };
+                    back_substitute_seen(net, p, lambda, consts, act_bounds, None, Some(&params))
+                }
+                None => back_substitute(net, p, lambda, consts, act_bounds),
+            };
             (0..chunk.len())
                 .map(|r| {
                     (
@@ -319,6 +376,7 @@ const FULL: Refine = Refine {
 /// `None` when the splits contradict the bounds (the subdomain is empty). Past `deadline`,
 /// nothing more is refined: the bounds stay sound, only looser, and the caller sees the time
 /// is up.
+#[allow(clippy::too_many_arguments)]
 fn propagate(
     net: &Network,
     b: &InputBox,
@@ -327,6 +385,7 @@ fn propagate(
     keep: usize,
     refine: Refine,
     deadline: Option<Instant>,
+    slopes: Option<&NeuronSlopes>,
 ) -> Option<Vec<LayerBounds>> {
     let nodes = net.nodes();
     let mut lo: Vec<Vec<f64>> = Vec::with_capacity(nodes.len());
@@ -404,7 +463,10 @@ fn propagate(
                         offset += dim;
                         continue;
                     }
-                    let nb = node_bounds(net, p, &which, b, &bounds, deadline);
+                    let layer = slopes
+                        .and_then(|s| s.layers.get(k))
+                        .and_then(Option::as_ref);
+                    let nb = node_bounds(net, p, &which, b, &bounds, deadline, layer);
                     for (&i, (l, u)) in which.iter().zip(nb) {
                         let j = offset + i;
                         lb.lower[j] = lb.lower[j].max(l);
@@ -492,14 +554,15 @@ pub fn crown(
     splits: &Splits,
     parent: Option<&[LayerBounds]>,
 ) -> Option<Vec<LayerBounds>> {
-    propagate(net, b, splits, parent, 0, FULL, None)
+    propagate(net, b, splits, parent, 0, FULL, None, None)
 }
 
 /// [`crown`] that stops refining at `deadline` (the bounds stay sound, only looser), so that a
 /// bounding pass on a large network cannot overrun a time limit. The parent's bounds of the
 /// first `keep` activations are kept without refinement: a ReLU split in activation `k` on
 /// the parent's box changes no bound of activations `0..=k` but the split neuron's, so
-/// `keep = k + 1` there (and 0 after an input split).
+/// `keep = k + 1` there (and 0 after an input split). Back-substitution relaxes with `slopes`
+/// where they are given for every neuron it bounds.
 pub fn crown_until(
     net: &Network,
     b: &InputBox,
@@ -507,8 +570,9 @@ pub fn crown_until(
     parent: Option<&[LayerBounds]>,
     keep: usize,
     deadline: Instant,
+    slopes: Option<&NeuronSlopes>,
 ) -> Option<Vec<LayerBounds>> {
-    propagate(net, b, splits, parent, keep, FULL, Some(deadline))
+    propagate(net, b, splits, parent, keep, FULL, Some(deadline), slopes)
 }
 
 /// Linear lower bounds over the box of `c_r . f(x) + d_r` for each objective row `(c_r, d_r)`.
@@ -651,7 +715,7 @@ pub(crate) mod tests {
                 lower: vec![-0.3, 0.1, -0.2],
                 upper: vec![0.2, 0.4, 0.3],
             };
-            let s = propagate(&net, &b, &[], None, 0, only, None).unwrap();
+            let s = propagate(&net, &b, &[], None, 0, only, None, None).unwrap();
             let i = interval(&net, &b);
             for _ in 0..300 {
                 let x: Vec<f64> = (0..3)
