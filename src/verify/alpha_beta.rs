@@ -1,4 +1,5 @@
-//! Optimised linear bounds of output objectives (alpha-CROWN and beta-CROWN): the lower slope
+//! Optimised linear bounds of output objectives and of a root box's intermediate bounds
+//! (alpha-CROWN and beta-CROWN): the lower slope
 //! of every unstable ReLU's relaxation is a free parameter in [0, 1], one per objective and
 //! neuron (alpha), and every ReLU split of a subdomain enters the back-substitution with a
 //! multiplier `beta >= 0` (`- beta z` for an active split `z >= 0`, `+ beta z` for an inactive
@@ -200,6 +201,9 @@ fn crown_slopes(act_bounds: &[LayerBounds], rows: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// The most slope entries kept for re-bounding subdomains (64 MiB).
+const SLOPE_ENTRIES: usize = 1 << 23;
+
 /// Rows of one optimisation of intermediate bounds: the neurons bounded together, twice as
 /// many rows (the chunks run in parallel).
 const CHUNK: usize = 64;
@@ -210,7 +214,9 @@ const CHUNK: usize = 64;
 /// raised by `cfg.steps` gradient steps from CROWN's; each new bound is intersected with the
 /// old one (both are sound), and a layer's tightened bounds relax it in the later layers'
 /// optimisation. Meant for a root box, before any split: its bounds are every subdomain's
-/// floor, and the slopes reached (returned beside them) bound its subdomains' later layers.
+/// floor, and the slopes of each chunk's last step (returned beside them, up to
+/// [`SLOPE_ENTRIES`]) bound its subdomains' later layers. It takes at most a tenth of the
+/// time left before `deadline`.
 /// Returns the bounds unchanged and no slopes where the network is not [`supported`]; past
 /// `deadline` the layers left keep their bounds.
 pub fn intermediate_bounds(
@@ -228,6 +234,12 @@ pub fn intermediate_bounds(
         return (bounds, slopes);
     }
     let nodes = net.nodes();
+    // At most a tenth of the time left: branch and bound and the falsifier need the rest.
+    let deadline = deadline.map(|d| {
+        let now = Instant::now();
+        now + d.saturating_duration_since(now) / 10
+    });
+    let mut stored = 0;
     for (k, &id) in net.activations().iter().enumerate() {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -286,8 +298,15 @@ pub fn intermediate_bounds(
                 (pairs, best.map(|(_, w)| w.alpha))
             })
             .collect();
-        // The chunks' slopes, in the order of `which`.
-        if found.iter().all(|(_, a)| a.is_some()) {
+        // The chunks' slopes, in the order of `which`, kept while they stay small (they are
+        // read by every subdomain; conv networks would need gigabytes).
+        let size: usize = found
+            .iter()
+            .filter_map(|(_, a)| a.as_ref())
+            .flat_map(|a| a.iter().map(Vec::len))
+            .sum();
+        stored += size;
+        if stored <= SLOPE_ENTRIES && found.iter().all(|(_, a)| a.is_some()) {
             let mut alpha: Vec<Vec<f64>> = vec![Vec::new(); k];
             for (_, a) in &found {
                 for (acc, part) in alpha.iter_mut().zip(a.as_ref().expect("checked")) {
@@ -307,7 +326,7 @@ pub fn intermediate_bounds(
         let lb = &mut bounds[k];
         for (&i, (l, u)) in which.iter().zip(found.into_iter().flat_map(|(p, _)| p)) {
             // Two sound bounds: they cross only by rounding, and then neither is taken.
-            if l <= lb.upper[i] && u >= lb.lower[i] {
+            if l <= u && l <= lb.upper[i] && u >= lb.lower[i] {
                 lb.lower[i] = lb.lower[i].max(l);
                 lb.upper[i] = lb.upper[i].min(u);
             }

@@ -183,7 +183,8 @@ struct Domain {
     keep: usize,
     /// The parent's optimised slopes and multipliers (alpha-beta bounding).
     warm: Option<Arc<Warm>>,
-    /// The root's optimised slopes of the intermediate bounds (alpha-beta bounding).
+    /// The root's optimised slopes of the intermediate bounds (alpha-beta bounding; `None`
+    /// when splitting inputs).
     slopes: Option<Arc<NeuronSlopes>>,
     depth: usize,
 }
