@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use super::bounds::{
     back_substitute_seen, concretize, minimizing_vertex, objective_rows, LayerBounds, LayerSlopes,
-    LinearBound, NeuronSlopes, Relaxation, Splits,
+    LinearBound, NeuronSlopes, Relaxation, Splits, CHUNK,
 };
 use super::graph::relu::adaptive_slope;
 use super::graph::{Network, NodeId, Rows};
@@ -203,10 +203,6 @@ fn crown_slopes(act_bounds: &[LayerBounds], rows: usize) -> Vec<Vec<f64>> {
 
 /// The most slope entries kept for re-bounding subdomains (64 MiB).
 const SLOPE_ENTRIES: usize = 1 << 23;
-
-/// Rows of one optimisation of intermediate bounds: the neurons bounded together, twice as
-/// many rows (the chunks run in parallel).
-const CHUNK: usize = 64;
 
 /// Every activation's input bounds tightened by optimised slopes (alpha-CROWN's intermediate
 /// bounds), layer by layer from the first: the lower and the upper bound of each unstable

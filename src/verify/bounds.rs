@@ -301,8 +301,9 @@ pub(crate) fn back_substitute_seen(
     (rows, constant)
 }
 
-/// Rows of one back-substitution pass: the elements bounded together (twice as many rows).
-const CHUNK: usize = 64;
+/// Rows of one back-substitution pass: the elements bounded together (twice as many rows;
+/// the chunks run in parallel). The optimisation of intermediate bounds chunks the same way.
+pub(crate) const CHUNK: usize = 64;
 
 /// Back-substitution bounds `(lower, upper)` of elements `which` of node `p`'s output.
 fn node_bounds(
