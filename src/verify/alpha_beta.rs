@@ -21,8 +21,8 @@
 use std::time::Instant;
 
 use super::bounds::{
-    back_substitute_seen, concretize, minimizing_vertex, objective_rows, LayerBounds, LayerSlopes,
-    LinearBound, NeuronSlopes, Relaxation, Splits, CHUNK,
+    back_substitute_groups, back_substitute_seen, concretize, minimizing_vertex, objective_rows, LayerBounds, LayerSlopes,
+    LinearBound, NeuronSlopes, Relaxation, RowGroup, Splits, CHUNK,
 };
 use super::graph::relu::adaptive_slope;
 use super::graph::{Network, NodeId, Rows};
@@ -116,33 +116,78 @@ pub fn objective_bounds(
     cfg: &AlphaBeta,
     deadline: Option<Instant>,
 ) -> Option<(Vec<LinearBound>, Warm)> {
+    let sub = Subdomain {
+        b,
+        act_bounds,
+        splits,
+        objectives,
+        start,
+        warm,
+        steps: cfg.steps,
+    };
+    objective_bounds_batch(net, vec![sub], cfg, deadline).map(|mut v| v.remove(0))
+}
+
+/// One subdomain of a batched optimisation ([`objective_bounds_batch`]).
+pub struct Subdomain<'a> {
+    /// Its input box.
+    pub b: &'a InputBox,
+    /// Its activations' input bounds.
+    pub act_bounds: &'a [LayerBounds],
+    /// Its ReLU splits.
+    pub splits: &'a Splits,
+    /// The objectives `(c_r, d_r)` to bound from below.
+    pub objectives: &'a [(Vec<f64>, f64)],
+    /// Their plain bounds, kept where no step gains.
+    pub start: Vec<LinearBound>,
+    /// The parent's parameters, whose splits are the first of `splits`.
+    pub warm: Option<&'a Warm>,
+    /// Gradient steps at most.
+    pub steps: usize,
+}
+
+/// [`objective_bounds`] of many subdomains at once, in their order: every step
+/// back-substitutes the rows of all subdomains still open together (one matrix product per
+/// affine node for the whole batch instead of one per subdomain) and carries their
+/// linearised networks forward together. A subdomain leaves the batch when one of its
+/// objectives is proven positive or its steps are done. `cfg.steps` is not read: each
+/// subdomain has its own. `None` when the network is not [`supported`].
+pub fn objective_bounds_batch(
+    net: &Network,
+    subs: Vec<Subdomain>,
+    cfg: &AlphaBeta,
+    deadline: Option<Instant>,
+) -> Option<Vec<(Vec<LinearBound>, Warm)>> {
     if !supported(net) {
         return None;
     }
-    let n = objectives.len();
-    let alpha: Vec<Vec<f64>> = match warm {
-        Some(w) => w.alpha.clone(),
-        None => crown_slopes(act_bounds, n),
-    };
-    // One multiplier per split and objective.
-    let mut beta = vec![0.0; splits.len() * n];
-    if let Some(w) = warm {
-        let k = w.beta.len().min(beta.len());
-        beta[..k].copy_from_slice(&w.beta[..k]);
-    }
-    let (init, init_consts) = objective_rows(net, objectives);
-    let out = net.nodes().len() - 1;
+    let mut groups: Vec<Group> = subs
+        .into_iter()
+        .map(|s| {
+            let n = s.objectives.len();
+            let alpha: Vec<Vec<f64>> = match s.warm {
+                Some(w) => w.alpha.clone(),
+                None => crown_slopes(s.act_bounds, n),
+            };
+            // One multiplier per split and objective.
+            let mut beta = vec![0.0; s.splits.len() * n];
+            if let Some(w) = s.warm {
+                let k = w.beta.len().min(beta.len());
+                beta[..k].copy_from_slice(&w.beta[..k]);
+            }
+            let (init, init_consts) = objective_rows(net, s.objectives);
+            Group::new(s.b, s.act_bounds, s.splits, init, init_consts, s.start, alpha, beta, s.steps)
+        })
+        .collect();
     let problem = Problem {
         net,
-        b,
-        start: out,
-        act_bounds,
-        splits,
+        start: net.nodes().len() - 1,
         cfg,
         deadline,
         stop_when_positive: true,
     };
-    problem.maximise(init, init_consts, start, alpha, beta)
+    problem.maximise(&mut groups)?;
+    Some(groups.into_iter().map(Group::result).collect())
 }
 
 /// The lower bound of objective `r` of `objectives` over the box, relaxed with `act_bounds`
@@ -256,10 +301,7 @@ pub fn intermediate_bounds(
         let dim = nodes[p].dim();
         let problem = Problem {
             net,
-            b,
             start: p,
-            act_bounds: earlier,
-            splits: &[],
             cfg,
             deadline,
             stop_when_positive: false,
@@ -278,13 +320,20 @@ pub fn intermediate_bounds(
                     constant: 0.0,
                     lower: f64::NEG_INFINITY,
                 };
-                let best = problem.maximise(
+                let mut group = vec![Group::new(
+                    b,
+                    earlier,
+                    &[],
                     lambda,
                     vec![0.0; rows],
                     vec![none; rows],
                     crown_slopes(earlier, rows),
                     Vec::new(),
-                );
+                    cfg.steps,
+                )];
+                let best = problem
+                    .maximise(&mut group)
+                    .map(|()| group.pop().expect("one group").result());
                 let pairs = (0..chunk.len())
                     .map(|r| match &best {
                         Some((best, _)) => (best[2 * r].lower, -best[2 * r + 1].lower),
@@ -331,109 +380,195 @@ pub fn intermediate_bounds(
     (bounds, slopes)
 }
 
-/// One optimisation: linear lower bounds of rows of functions of node `start`'s output over
-/// the box, relaxed with `act_bounds` (the bounds of every activation before `start`, at
-/// least) and the splits among them.
-struct Problem<'a> {
-    net: &'a Network,
+/// One subdomain's rows in an optimisation, and where its ascent stands.
+struct Group<'a> {
     b: &'a InputBox,
-    start: NodeId,
+    /// The bounds of every activation before the problem's start node, at least.
     act_bounds: &'a [LayerBounds],
     splits: &'a Splits,
+    /// The rows (functions of the start node's output) and their constants.
+    init: Rows,
+    init_consts: Vec<f64>,
+    /// Each row's best bound so far.
+    best: Vec<LinearBound>,
+    /// Slopes per activation, `rows x elements`, and multipliers, `splits x rows`.
+    alpha: Vec<Vec<f64>>,
+    beta: Vec<f64>,
+    adam_a: Vec<Adam>,
+    adam_b: Adam,
+    steps: usize,
+    done: bool,
+}
+
+impl<'a> Group<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        b: &'a InputBox,
+        act_bounds: &'a [LayerBounds],
+        splits: &'a Splits,
+        init: Rows,
+        init_consts: Vec<f64>,
+        best: Vec<LinearBound>,
+        alpha: Vec<Vec<f64>>,
+        beta: Vec<f64>,
+        steps: usize,
+    ) -> Group<'a> {
+        Group {
+            adam_a: alpha.iter().map(|a| Adam::new(a.len())).collect(),
+            adam_b: Adam::new(beta.len()),
+            b,
+            act_bounds,
+            splits,
+            init,
+            init_consts,
+            best,
+            alpha,
+            beta,
+            steps,
+            done: steps == 0,
+        }
+    }
+
+    fn result(self) -> (Vec<LinearBound>, Warm) {
+        (
+            self.best,
+            Warm {
+                alpha: self.alpha,
+                beta: self.beta,
+            },
+        )
+    }
+}
+
+/// One optimisation: linear lower bounds of rows of functions of node `start`'s output over
+/// each group's box, relaxed with the group's bounds and splits.
+struct Problem<'a> {
+    net: &'a Network,
+    start: NodeId,
     cfg: &'a AlphaBeta,
     deadline: Option<Instant>,
-    /// Stop once some row's bound is positive (a constraint of the region closes).
+    /// A group stops once some row's bound is positive (a constraint of the region closes).
     stop_when_positive: bool,
 }
 
 impl Problem<'_> {
-    /// Gradient ascent on every row's bound from slopes `alpha` (per activation,
-    /// `rows x elements`) and multipliers `beta` (`splits x rows`); `best` holds each row's
-    /// best bound so far and is returned with the parameters reached. `None` where a node
-    /// before `start` needs bounds and has no free slopes.
-    fn maximise(
-        &self,
-        init: Rows,
-        init_consts: Vec<f64>,
-        mut best: Vec<LinearBound>,
-        mut alpha: Vec<Vec<f64>>,
-        mut beta: Vec<f64>,
-    ) -> Option<(Vec<LinearBound>, Warm)> {
-        let (net, b, cfg) = (self.net, self.b, self.cfg);
+    /// Gradient ascent on every row's bound of every group at once, from each group's slopes
+    /// and multipliers; each group's `best` ends with its rows' best bounds and its `alpha`
+    /// and `beta` with the parameters reached. `None` where a node before `start` needs
+    /// bounds and has no free slopes.
+    fn maximise(&self, groups: &mut [Group]) -> Option<()> {
+        let (net, cfg) = (self.net, self.cfg);
         let nodes = net.nodes();
-        let n = init.n;
         let acts = net.activations();
-        let mut adam_a: Vec<Adam> = alpha.iter().map(|a| Adam::new(a.len())).collect();
-        let mut adam_b = Adam::new(beta.len());
-        for t in 1..=cfg.steps as i32 {
+        let most = groups.iter().map(|g| g.steps).max().unwrap_or(0);
+        for t in 1..=most as i32 {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            // Back-substitution with the current slopes and multipliers, keeping each
-            // relaxed node's coefficients (on its output) for the gradient.
-            let mut seen: Vec<Option<Rows>> = vec![None; acts.len()];
-            let params = Relaxation {
-                alpha: &alpha,
-                splits: self.splits,
-                beta: &beta,
-            };
-            let (rows, consts) = back_substitute_seen(
-                net,
-                self.start,
-                init.clone(),
-                init_consts.clone(),
-                self.act_bounds,
-                Some(&mut seen),
-                Some(&params),
-            );
-            let mut closed = false;
-            for r in 0..n {
-                let lower = concretize(rows.row(r), consts[r], b);
-                if lower > best[r].lower {
-                    best[r] = LinearBound {
-                        coeffs: rows.row(r).to_vec(),
-                        constant: consts[r],
-                        lower,
-                    };
-                }
-                closed |= best[r].lower > 0.0;
-            }
-            if (closed && self.stop_when_positive) || t as usize == cfg.steps {
+            let open: Vec<usize> = (0..groups.len()).filter(|&g| !groups[g].done).collect();
+            if open.is_empty() {
                 break;
             }
-            // Gradients: each row's linearised network at its minimising vertex, all rows
-            // carried forward together (a column per row, one matrix product per affine
-            // node).
-            let mut ga: Vec<Vec<f64>> = alpha.iter().map(|a| vec![0.0; a.len()]).collect();
-            let mut gb = vec![0.0; beta.len()];
-            let vertices: Vec<Vec<f64>> =
-                (0..n).map(|r| minimizing_vertex(rows.row(r), b)).collect();
+            // Back-substitution of every open group's rows with its current slopes and
+            // multipliers, keeping each relaxed node's coefficients (on its output) for the
+            // gradient.
+            let init = Rows::stack(&open.iter().map(|&g| groups[g].init.clone()).collect::<Vec<_>>());
+            let consts: Vec<f64> = open
+                .iter()
+                .flat_map(|&g| groups[g].init_consts.iter().copied())
+                .collect();
+            let mut seen: Vec<Option<Rows>> = vec![None; acts.len()];
+            let (rows, consts) = {
+                let params: Vec<Relaxation> = open
+                    .iter()
+                    .map(|&g| Relaxation {
+                        alpha: &groups[g].alpha,
+                        splits: groups[g].splits,
+                        beta: &groups[g].beta,
+                    })
+                    .collect();
+                let row_groups: Vec<RowGroup> = open
+                    .iter()
+                    .zip(&params)
+                    .map(|(&g, p)| RowGroup {
+                        rows: groups[g].init.n,
+                        act_bounds: groups[g].act_bounds,
+                        params: Some(p),
+                    })
+                    .collect();
+                back_substitute_groups(net, self.start, init, consts, &row_groups, Some(&mut seen))
+            };
+            // Each open group's rows start at `at` in the stacked rows; those that go on take
+            // a gradient step (their rows' columns in the forward pass).
+            let mut going: Vec<(usize, usize)> = Vec::new();
+            let mut at = 0;
+            for &g in &open {
+                let group = &mut groups[g];
+                let mut closed = false;
+                for r in 0..group.init.n {
+                    let row = rows.row(at + r);
+                    let lower = concretize(row, consts[at + r], group.b);
+                    if lower > group.best[r].lower {
+                        group.best[r] = LinearBound {
+                            coeffs: row.to_vec(),
+                            constant: consts[at + r],
+                            lower,
+                        };
+                    }
+                    closed |= group.best[r].lower > 0.0;
+                }
+                if (closed && self.stop_when_positive) || t as usize >= group.steps {
+                    group.done = true;
+                } else {
+                    going.push((g, at));
+                }
+                at += group.init.n;
+            }
+            if going.is_empty() {
+                break;
+            }
+            // Gradients: each row's linearised network at its minimising vertex, all rows of
+            // the groups going on carried forward together (a column per row, one matrix
+            // product per affine node).
+            let mut cols: Vec<(usize, usize, usize)> = Vec::new(); // (group, row, stacked row)
+            let mut vertices: Vec<Vec<f64>> = Vec::new();
+            for &(g, at) in &going {
+                for r in 0..groups[g].init.n {
+                    cols.push((g, r, at + r));
+                    vertices.push(minimizing_vertex(rows.row(at + r), groups[g].b));
+                }
+            }
+            let mut ga: Vec<Vec<Vec<f64>>> = vec![Vec::new(); groups.len()];
+            for &(g, _) in &going {
+                ga[g] = groups[g].alpha.iter().map(|a| vec![0.0; a.len()]).collect();
+            }
             let mut values: Vec<Rows> = Vec::with_capacity(self.start + 1);
-            values.push(Rows::from_columns(&vertices, b.dim()));
+            values.push(Rows::from_columns(&vertices, net.input_dim()));
             for (id, node) in nodes.iter().enumerate().take(self.start + 1).skip(1) {
                 let ins: Vec<&Rows> = node.inputs.iter().map(|&i| &values[i]).collect();
                 let v = match net.activation_of(id) {
                     Some(k) => {
-                        let lb = &self.act_bounds[k];
-                        let dim = lb.lower.len();
                         let z = ins[0];
-                        let mut out = Rows::zeros(dim, n);
+                        let dim = z.n;
+                        let mut out = Rows::zeros(dim, cols.len());
                         let zeros = vec![0.0; dim];
-                        for r in 0..n {
-                            let coef = seen[k].as_ref().map_or(zeros.as_slice(), |s| s.row(r));
-                            let col = z.column(r);
+                        for (c, &(g, r, stacked)) in cols.iter().enumerate() {
+                            let group = &groups[g];
+                            let lb = &group.act_bounds[k];
+                            let coef = seen[k].as_ref().map_or(zeros.as_slice(), |s| s.row(stacked));
+                            let col = z.column(c);
                             for i in 0..dim {
                                 if lb.lower[i] < 0.0 && lb.upper[i] > 0.0 && coef[i] > 0.0 {
-                                    ga[k][r * dim + i] = coef[i] * col[i];
+                                    ga[g][k][r * dim + i] = coef[i] * col[i];
                                 }
                             }
                             let y = node.op.rules().relaxed_forward(
                                 &[col.as_slice()],
                                 Some(lb),
                                 coef,
-                                &alpha[k][r * dim..(r + 1) * dim],
+                                &group.alpha[k][r * dim..(r + 1) * dim],
                             )?;
-                            out.set_column(r, &y);
+                            out.set_column(c, &y);
                         }
                         out
                     }
@@ -442,18 +577,27 @@ impl Problem<'_> {
                 };
                 values.push(v);
             }
-            for (s, &(layer, i, phase)) in self.splits.iter().enumerate() {
-                let z = values[nodes[acts[layer]].inputs[0]].row(i);
-                for r in 0..n {
-                    gb[s * n + r] = phase.beta_sign() * z[r];
+            let mut c0 = 0;
+            for &(g, _) in &going {
+                let group = &mut groups[g];
+                let n = group.init.n;
+                let mut gb = vec![0.0; group.beta.len()];
+                for (s, &(layer, i, phase)) in group.splits.iter().enumerate() {
+                    let z = values[nodes[acts[layer]].inputs[0]].row(i);
+                    for r in 0..n {
+                        gb[s * n + r] = phase.beta_sign() * z[c0 + r];
+                    }
                 }
+                for (k, grad) in ga[g].iter().enumerate() {
+                    group.adam_a[k].step(&mut group.alpha[k], grad, cfg.lr_alpha, t, 0.0, 1.0);
+                }
+                group
+                    .adam_b
+                    .step(&mut group.beta, &gb, cfg.lr_beta, t, 0.0, f64::INFINITY);
+                c0 += n;
             }
-            for k in 0..alpha.len() {
-                adam_a[k].step(&mut alpha[k], &ga[k], cfg.lr_alpha, t, 0.0, 1.0);
-            }
-            adam_b.step(&mut beta, &gb, cfg.lr_beta, t, 0.0, f64::INFINITY);
         }
-        Some((best, Warm { alpha, beta }))
+        Some(())
     }
 }
 
@@ -507,6 +651,102 @@ mod tests {
             opt_width < 0.98 * crown_width,
             "{opt_width} vs {crown_width}"
         );
+    }
+
+    /// A batch of subdomains (different boxes, splits and step counts, one warm-started)
+    /// reaches the bounds and parameters each one reaches alone.
+    #[test]
+    fn a_batch_bounds_each_subdomain_as_it_would_alone() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let net = random_net(&mut rng, &[3, 10, 10, 10, 2]);
+        let objectives = vec![(vec![1.0, -1.0], 0.1), (vec![-0.5, 2.0], -0.3)];
+        let boxes: Vec<InputBox> = (0..4)
+            .map(|k| {
+                let lo = -0.6 + 0.1 * k as f64;
+                InputBox {
+                    lower: vec![lo, -0.2, 0.1],
+                    upper: vec![lo + 0.8, 0.5, 0.8],
+                }
+            })
+            .collect();
+        let mut cases = Vec::new();
+        for (k, b) in boxes.iter().enumerate() {
+            let root = crown(&net, b, &[], None).unwrap();
+            let unstable = (0..root[1].lower.len())
+                .find(|&i| root[1].lower[i] < 0.0 && root[1].upper[i] > 0.0);
+            let splits: Vec<_> = match (k % 2, unstable) {
+                (1, Some(i)) => vec![(1, i, Phase::Active)],
+                _ => Vec::new(),
+            };
+            let Some(bounds) = crown(&net, b, &splits, Some(&root)) else {
+                continue;
+            };
+            let start = plain_bounds(&net, b, &bounds, &objectives);
+            cases.push((b, splits, bounds, start, 5 + 3 * k));
+        }
+        assert!(cases.len() >= 3);
+        let cfg = AlphaBeta::default();
+        // The first case's parameters warm-start the last.
+        let first = objective_bounds(
+            &net,
+            cases[0].0,
+            &cases[0].2,
+            &cases[0].1,
+            &objectives,
+            cases[0].3.clone(),
+            None,
+            &cfg,
+            None,
+        )
+        .unwrap()
+        .1;
+        let warm_of = |i: usize| (i + 1 == cases.len()).then_some(&first);
+        let alone: Vec<(Vec<LinearBound>, Warm)> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (b, splits, bounds, start, steps))| {
+                let cfg = AlphaBeta {
+                    steps: *steps,
+                    ..cfg
+                };
+                objective_bounds(
+                    &net,
+                    b,
+                    bounds,
+                    splits,
+                    &objectives,
+                    start.clone(),
+                    warm_of(i),
+                    &cfg,
+                    None,
+                )
+                .unwrap()
+            })
+            .collect();
+        let subs = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (b, splits, bounds, start, steps))| Subdomain {
+                b,
+                act_bounds: bounds,
+                splits,
+                objectives: &objectives,
+                start: start.clone(),
+                warm: warm_of(i),
+                steps: *steps,
+            })
+            .collect();
+        let batched = objective_bounds_batch(&net, subs, &cfg, None).unwrap();
+        assert_eq!(batched.len(), alone.len());
+        for ((bl, bw), (al, aw)) in batched.iter().zip(&alone) {
+            for (x, y) in bl.iter().zip(al) {
+                assert!((x.lower - y.lower).abs() < 1e-9, "{} vs {}", x.lower, y.lower);
+            }
+            for (x, y) in bw.alpha.iter().flatten().zip(aw.alpha.iter().flatten()) {
+                assert!((x - y).abs() < 1e-9);
+            }
+            assert_eq!(bw.beta.len(), aw.beta.len());
+        }
     }
 
     /// Optimised bounds are never looser than CROWN's, gain on average, and hold at sampled

@@ -4,14 +4,17 @@
 //! back-substitution ([`super::bounds`]); it is closed when some constraint of the region's
 //! conjunction is shown positive everywhere on it. Otherwise the vertices that minimise the
 //! linear bounds are tried as counterexamples, and the subdomain is split: on the input (the
-//! dimension whose halves bound best, by lookahead), for low-dimensional inputs, or on the unstable ReLU with the largest
-//! relaxation area, for high-dimensional ones. A conjunction of several constraints is also
+//! dimension whose halves bound best, by lookahead), for low-dimensional inputs, or on an
+//! unstable ReLU chosen by [`Branching`], for high-dimensional ones. A conjunction of several constraints is also
 //! closed when their linear bounds have no common point in the box (a small LP). When few ReLUs
 //! remain unstable the subdomain is decided exactly: for input splitting by one LP per phase
 //! pattern of the unstable neurons, for ReLU splitting by Z3 with the bounds as extra
 //! constraints; both need a piecewise-linear network (a network with sigmoid, tanh or products
-//! is only ever closed by bounds). Batches of subdomains are bounded in parallel with rayon;
-//! the regions of a union take turns, and falsification rounds of growing size run between
+//! is only ever closed by bounds). A batch of subdomains is a step in three phases (`steps`):
+//! plain bounds of each in parallel; the optimised bounds of those still open, as one
+//! alpha-beta problem per thread over its share of the batch (one matrix product per affine
+//! node for all of them); then each one's counterexample checks and split, in parallel. The
+//! regions of a union take turns, and falsification rounds of growing size run between
 //! batches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -358,10 +361,7 @@ pub fn solve_regions(
         let take = cfg.batch.min(search.stack.len());
         let batch: Vec<Domain> = search.stack.split_off(search.stack.len() - take);
         let t0 = Instant::now();
-        let steps: Vec<Step> = batch
-            .into_par_iter()
-            .map(|d| step(net, region, &objectives[r], d, cfg, stats, records))
-            .collect();
+        let steps = steps(net, region, &objectives[r], batch, cfg, stats, records);
         search.spent += t0.elapsed();
         for s in steps {
             match s {
@@ -720,15 +720,35 @@ fn decide_by_z3(
     }
 }
 
-fn step(
+/// A subdomain after its plain bounds: closed, or open with its activation bounds and the
+/// linear bounds of the region's constraints.
+enum Bounded {
+    Done(Step),
+    Open {
+        d: Domain,
+        bounds: Vec<LayerBounds>,
+        lins: Vec<LinearBound>,
+    },
+}
+
+/// Whether some constraint `c . y + k <= 0` (or `< 0`) of the region cannot hold anywhere on
+/// the subdomain by these linear bounds of its constraints.
+fn closes(lins: &[LinearBound], region: &Region) -> bool {
+    lins.iter()
+        .zip(&region.constraints)
+        .any(|(lin, c)| lin.lower > 0.0 || (c.strict && lin.lower >= 0.0))
+}
+
+/// The plain bounds of subdomain `d`: its activations' (from its parent's, re-bounding what
+/// its split changes) and its constraints' (CROWN, or its parent's where tighter).
+fn bound(
     net: &Network,
     region: &Region,
     objectives: &[(Vec<f64>, f64)],
     d: Domain,
     cfg: &BabConfig,
     stats: &BabStats,
-    records: &Mutex<Vec<SmtRecord>>,
-) -> Step {
+) -> Bounded {
     stats.domains.fetch_add(1, Ordering::Relaxed);
     stats.max_depth.fetch_max(d.depth as u64, Ordering::Relaxed);
     // A root's parent is the bounds of its own box, computed once for all regions.
@@ -745,50 +765,114 @@ fn step(
         ),
     };
     let Some(bounds) = bounds else {
-        return Step::Closed; // the splits contradict each other here
+        return Bounded::Done(Step::Closed); // the splits contradict each other here
     };
-    let mut lins = tightest(
+    let lins = tightest(
         objective_bounds(net, &d.input, &bounds, objectives),
         d.inherited.as_deref().map(|v| v.as_slice()),
         &d.input,
     );
-    // The constraint `c . y + k <= 0` (or `< 0`) cannot hold anywhere here.
-    let closes = |lins: &[LinearBound]| {
-        lins.iter()
-            .zip(&region.constraints)
-            .any(|(lin, c)| lin.lower > 0.0 || (c.strict && lin.lower >= 0.0))
-    };
-    if closes(&lins) {
-        return Step::Closed;
+    if closes(&lins, region) {
+        return Bounded::Done(Step::Closed);
     }
-    let mut warm = None;
-    if let Some(ab) = &cfg.alpha_beta {
-        // From the parent's parameters, a few steps go as far as many from scratch.
-        let ab = match &d.warm {
-            Some(_) => AlphaBeta {
-                steps: ab.steps.div_ceil(2),
-                ..*ab
-            },
-            None => *ab,
-        };
-        if let Some((better, w)) = alpha_beta::objective_bounds(
-            net,
-            &d.input,
-            &bounds,
-            &d.splits,
-            objectives,
-            lins.clone(),
-            d.warm.as_deref(),
-            &ab,
-            Some(cfg.deadline),
-        ) {
-            lins = better;
-            if closes(&lins) {
-                return Step::Closed;
+    Bounded::Open { d, bounds, lins }
+}
+
+/// One batch of subdomains of a region: plain bounds of each (in parallel), then the
+/// optimised bounds of those still open (alpha-beta-CROWN, all of a part of the batch in one
+/// optimisation, a part per thread), then each one's counterexample checks and split.
+fn steps(
+    net: &Network,
+    region: &Region,
+    objectives: &[(Vec<f64>, f64)],
+    batch: Vec<Domain>,
+    cfg: &BabConfig,
+    stats: &BabStats,
+    records: &Mutex<Vec<SmtRecord>>,
+) -> Vec<Step> {
+    let bounded: Vec<Bounded> = batch
+        .into_par_iter()
+        .map(|d| bound(net, region, objectives, d, cfg, stats))
+        .collect();
+    // The open ones with their place in the batch (the steps keep the batch's order).
+    type Open = (usize, Domain, Vec<LayerBounds>, Vec<LinearBound>, Option<Arc<Warm>>);
+    let mut open: Vec<Open> = Vec::new();
+    let mut out: Vec<Option<Step>> = Vec::with_capacity(bounded.len());
+    for (i, b) in bounded.into_iter().enumerate() {
+        match b {
+            Bounded::Done(step) => out.push(Some(step)),
+            Bounded::Open { d, bounds, lins } => {
+                out.push(None);
+                open.push((i, d, bounds, lins, None));
             }
-            warm = Some(Arc::new(w));
         }
     }
+    if let Some(ab) = &cfg.alpha_beta {
+        let parts = rayon::current_num_threads().max(1);
+        let size = open.len().div_ceil(parts).max(1);
+        open.par_chunks_mut(size).for_each(|part| {
+            let subs: Vec<alpha_beta::Subdomain> = part
+                .iter()
+                .map(|(_, d, bounds, lins, _)| alpha_beta::Subdomain {
+                    b: &d.input,
+                    act_bounds: bounds,
+                    splits: &d.splits,
+                    objectives,
+                    start: lins.clone(),
+                    warm: d.warm.as_deref(),
+                    // From the parent's parameters, a few steps go as far as many from
+                    // scratch.
+                    steps: if d.warm.is_some() {
+                        ab.steps.div_ceil(2)
+                    } else {
+                        ab.steps
+                    },
+                })
+                .collect();
+            if let Some(found) =
+                alpha_beta::objective_bounds_batch(net, subs, ab, Some(cfg.deadline))
+            {
+                for ((_, _, _, lins, warm), (better, w)) in part.iter_mut().zip(found) {
+                    *lins = better;
+                    *warm = Some(Arc::new(w));
+                }
+            }
+        });
+    }
+    let finished: Vec<(usize, Step)> = open
+        .into_par_iter()
+        .map(|(i, d, bounds, lins, warm)| {
+            let step = if closes(&lins, region) {
+                Step::Closed
+            } else {
+                split(net, region, objectives, d, bounds, lins, warm, cfg, stats, records)
+            };
+            (i, step)
+        })
+        .collect();
+    for (i, step) in finished {
+        out[i] = Some(step);
+    }
+    out.into_iter()
+        .map(|s| s.expect("every subdomain has its step"))
+        .collect()
+}
+
+/// The rest of a step on an open subdomain: counterexample checks at the points its bounds
+/// point to, an exact decision when few neurons are unstable, else its children.
+#[allow(clippy::too_many_arguments)]
+fn split(
+    net: &Network,
+    region: &Region,
+    objectives: &[(Vec<f64>, f64)],
+    d: Domain,
+    bounds: Vec<LayerBounds>,
+    lins: Vec<LinearBound>,
+    warm: Option<Arc<Warm>>,
+    cfg: &BabConfig,
+    stats: &BabStats,
+    records: &Mutex<Vec<SmtRecord>>,
+) -> Step {
     if lins.len() > 1 {
         // No single constraint is positive everywhere; the linear bounds may still have no
         // common zero-or-below point in the box (a small LP decides).

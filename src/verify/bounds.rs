@@ -253,40 +253,85 @@ pub(crate) fn back_substitute_seen(
     net: &Network,
     start: NodeId,
     lambda: Rows,
-    mut constant: Vec<f64>,
+    constant: Vec<f64>,
     act_bounds: &[LayerBounds],
-    mut seen: Option<&mut Vec<Option<Rows>>>,
+    seen: Option<&mut Vec<Option<Rows>>>,
     params: Option<&Relaxation>,
+) -> (Rows, Vec<f64>) {
+    let group = RowGroup {
+        rows: lambda.n,
+        act_bounds,
+        params,
+    };
+    back_substitute_groups(net, start, lambda, constant, &[group], seen)
+}
+
+/// Consecutive rows of a batched back-substitution that belong to one subdomain: they are
+/// relaxed with its activation bounds and, when given, its relaxation's parameters (whose
+/// slopes and multipliers are over these rows alone).
+pub(crate) struct RowGroup<'a> {
+    /// How many rows.
+    pub rows: usize,
+    pub act_bounds: &'a [LayerBounds],
+    pub params: Option<&'a Relaxation<'a>>,
+}
+
+/// [`back_substitute_seen`] of the rows of many subdomains at once (`groups`, in the order of
+/// the rows): every affine node multiplies all rows in one matrix product, and each relaxed
+/// node relaxes each group's rows with that group's bounds and parameters.
+pub(crate) fn back_substitute_groups(
+    net: &Network,
+    start: NodeId,
+    lambda: Rows,
+    mut constant: Vec<f64>,
+    groups: &[RowGroup],
+    mut seen: Option<&mut Vec<Option<Rows>>>,
 ) -> (Rows, Vec<f64>) {
     let nodes = net.nodes();
     let n_rows = lambda.n;
+    debug_assert_eq!(groups.iter().map(|g| g.rows).sum::<usize>(), n_rows);
+    let sizes: Vec<usize> = groups.iter().map(|g| g.rows).collect();
     let mut lam: Vec<Option<Rows>> = vec![None; start + 1];
     lam[start] = Some(lambda);
     for id in (1..=start).rev() {
         let Some(l) = lam[id].take() else { continue };
         let node = &nodes[id];
-        if let (Some(seen), Some(k)) = (seen.as_deref_mut(), net.activation_of(id)) {
-            seen[k] = Some(l.clone());
-        }
-        let k = net.activation_of(id);
-        let bounds = k.map(|k| &act_bounds[k]);
-        let outs = match (params, k) {
-            (Some(p), Some(k)) => {
-                let mut outs = node
-                    .op
-                    .rules()
-                    .back_with_slopes(l, &mut constant, bounds, &p.alpha[k])
-                    .expect("every activation has free slopes");
-                for (s, &(layer, i, phase)) in p.splits.iter().enumerate() {
-                    if layer == k {
-                        for r in 0..n_rows {
-                            outs[0].row_mut(r)[i] += phase.beta_sign() * p.beta[s * n_rows + r];
-                        }
-                    }
+        let outs = match net.activation_of(id) {
+            Some(k) => {
+                if let Some(seen) = seen.as_deref_mut() {
+                    seen[k] = Some(l.clone());
                 }
-                outs
+                let parts = if groups.len() == 1 {
+                    vec![l]
+                } else {
+                    l.split_rows(&sizes)
+                };
+                let mut at = 0;
+                let mut per_group: Vec<Vec<Rows>> = Vec::with_capacity(groups.len());
+                for (g, part) in groups.iter().zip(parts) {
+                    let consts = &mut constant[at..at + g.rows];
+                    at += g.rows;
+                    let bounds = Some(&g.act_bounds[k]);
+                    per_group.push(match g.params {
+                        Some(p) => relax_with(node, k, part, consts, bounds, p),
+                        None => node.op.rules().back(part, consts, bounds),
+                    });
+                }
+                if per_group.len() == 1 {
+                    per_group.pop().expect("one group")
+                } else {
+                    (0..node.inputs.len())
+                        .map(|j| {
+                            let parts: Vec<Rows> = per_group
+                                .iter_mut()
+                                .map(|o| std::mem::replace(&mut o[j], Rows::zeros(0, 0)))
+                                .collect();
+                            Rows::stack(&parts)
+                        })
+                        .collect()
+                }
             }
-            _ => node.op.rules().back(l, &mut constant, bounds),
+            None => node.op.rules().back(l, &mut constant, None),
         };
         for (&i, o) in node.inputs.iter().zip(outs) {
             match &mut lam[i] {
@@ -299,6 +344,32 @@ pub(crate) fn back_substitute_seen(
         .take()
         .unwrap_or_else(|| Rows::zeros(n_rows, net.input_dim()));
     (rows, constant)
+}
+
+/// One group's rows back through activation `k` with free slopes, and its splits' multipliers
+/// on the split neurons' inputs.
+fn relax_with(
+    node: &super::graph::Node,
+    k: usize,
+    rows: Rows,
+    consts: &mut [f64],
+    bounds: Option<&LayerBounds>,
+    p: &Relaxation,
+) -> Vec<Rows> {
+    let n = rows.n;
+    let mut outs = node
+        .op
+        .rules()
+        .back_with_slopes(rows, consts, bounds, &p.alpha[k])
+        .expect("every activation has free slopes");
+    for (s, &(layer, i, phase)) in p.splits.iter().enumerate() {
+        if layer == k {
+            for r in 0..n {
+                outs[0].row_mut(r)[i] += phase.beta_sign() * p.beta[s * n + r];
+            }
+        }
+    }
+    outs
 }
 
 /// Rows of one back-substitution pass: the elements bounded together (twice as many rows;

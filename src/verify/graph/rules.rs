@@ -76,6 +76,38 @@ impl Rows {
         out
     }
 
+    /// The rows cut into consecutive parts of `sizes` rows each (summing to `n`).
+    pub fn split_rows(&self, sizes: &[usize]) -> Vec<Rows> {
+        let mut at = 0;
+        sizes
+            .iter()
+            .map(|&n| {
+                let part = Rows {
+                    n,
+                    dim: self.dim,
+                    data: self.data[at * self.dim..(at + n) * self.dim].to_vec(),
+                };
+                at += n;
+                part
+            })
+            .collect()
+    }
+
+    /// The rows of `parts` one after another (all over the same `dim`).
+    pub fn stack(parts: &[Rows]) -> Rows {
+        let dim = parts.first().map_or(0, |p| p.dim);
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for p in parts {
+            debug_assert_eq!(p.dim, dim);
+            data.extend_from_slice(&p.data);
+        }
+        Rows {
+            n: parts.iter().map(|p| p.n).sum(),
+            dim,
+            data,
+        }
+    }
+
     /// Adds `other` into `self` (same shape).
     pub fn add_assign(&mut self, other: &Rows) {
         for (a, b) in self.data.iter_mut().zip(&other.data) {
