@@ -21,8 +21,8 @@
 use std::time::Instant;
 
 use super::bounds::{
-    back_substitute_groups, back_substitute_seen, concretize, minimizing_vertex, objective_rows, LayerBounds, LayerSlopes,
-    LinearBound, NeuronSlopes, Relaxation, RowGroup, Splits, CHUNK,
+    back_substitute_groups, back_substitute_seen, concretize, minimizing_vertex, objective_rows,
+    LayerBounds, LayerSlopes, LinearBound, NeuronSlopes, Relaxation, RowGroup, Splits, CHUNK,
 };
 use super::graph::relu::adaptive_slope;
 use super::graph::{Network, NodeId, Rows};
@@ -176,7 +176,17 @@ pub fn objective_bounds_batch(
                 beta[..k].copy_from_slice(&w.beta[..k]);
             }
             let (init, init_consts) = objective_rows(net, s.objectives);
-            Group::new(s.b, s.act_bounds, s.splits, init, init_consts, s.start, alpha, beta, s.steps)
+            Group::new(
+                s.b,
+                s.act_bounds,
+                s.splits,
+                init,
+                init_consts,
+                s.start,
+                alpha,
+                beta,
+                s.steps,
+            )
         })
         .collect();
     let problem = Problem {
@@ -472,7 +482,12 @@ impl Problem<'_> {
             // Back-substitution of every open group's rows with its current slopes and
             // multipliers, keeping each relaxed node's coefficients (on its output) for the
             // gradient.
-            let init = Rows::stack(&open.iter().map(|&g| groups[g].init.clone()).collect::<Vec<_>>());
+            let init = Rows::stack(
+                &open
+                    .iter()
+                    .map(|&g| groups[g].init.clone())
+                    .collect::<Vec<_>>(),
+            );
             let consts: Vec<f64> = open
                 .iter()
                 .flat_map(|&g| groups[g].init_consts.iter().copied())
@@ -555,7 +570,9 @@ impl Problem<'_> {
                         for (c, &(g, r, stacked)) in cols.iter().enumerate() {
                             let group = &groups[g];
                             let lb = &group.act_bounds[k];
-                            let coef = seen[k].as_ref().map_or(zeros.as_slice(), |s| s.row(stacked));
+                            let coef = seen[k]
+                                .as_ref()
+                                .map_or(zeros.as_slice(), |s| s.row(stacked));
                             let col = z.column(c);
                             for i in 0..dim {
                                 if lb.lower[i] < 0.0 && lb.upper[i] > 0.0 && coef[i] > 0.0 {
@@ -740,7 +757,12 @@ mod tests {
         assert_eq!(batched.len(), alone.len());
         for ((bl, bw), (al, aw)) in batched.iter().zip(&alone) {
             for (x, y) in bl.iter().zip(al) {
-                assert!((x.lower - y.lower).abs() < 1e-9, "{} vs {}", x.lower, y.lower);
+                assert!(
+                    (x.lower - y.lower).abs() < 1e-9,
+                    "{} vs {}",
+                    x.lower,
+                    y.lower
+                );
             }
             for (x, y) in bw.alpha.iter().flatten().zip(aw.alpha.iter().flatten()) {
                 assert!((x - y).abs() < 1e-9);

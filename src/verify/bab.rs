@@ -795,7 +795,13 @@ fn steps(
         .map(|d| bound(net, region, objectives, d, cfg, stats))
         .collect();
     // The open ones with their place in the batch (the steps keep the batch's order).
-    type Open = (usize, Domain, Vec<LayerBounds>, Vec<LinearBound>, Option<Arc<Warm>>);
+    type Open = (
+        usize,
+        Domain,
+        Vec<LayerBounds>,
+        Vec<LinearBound>,
+        Option<Arc<Warm>>,
+    );
     let mut open: Vec<Open> = Vec::new();
     let mut out: Vec<Option<Step>> = Vec::with_capacity(bounded.len());
     for (i, b) in bounded.into_iter().enumerate() {
@@ -845,7 +851,9 @@ fn steps(
             let step = if closes(&lins, region) {
                 Step::Closed
             } else {
-                split(net, region, objectives, d, bounds, lins, warm, cfg, stats, records)
+                split(
+                    net, region, objectives, d, bounds, lins, warm, cfg, stats, records,
+                )
             };
             (i, step)
         })
