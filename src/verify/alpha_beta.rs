@@ -482,12 +482,7 @@ impl Problem<'_> {
             // Back-substitution of every open group's rows with its current slopes and
             // multipliers, keeping each relaxed node's coefficients (on its output) for the
             // gradient.
-            let init = Rows::stack(
-                &open
-                    .iter()
-                    .map(|&g| groups[g].init.clone())
-                    .collect::<Vec<_>>(),
-            );
+            let init = Rows::stack(&open.iter().map(|&g| &groups[g].init).collect::<Vec<_>>());
             let consts: Vec<f64> = open
                 .iter()
                 .flat_map(|&g| groups[g].init_consts.iter().copied())

@@ -728,6 +728,8 @@ enum Bounded {
         d: Domain,
         bounds: Vec<LayerBounds>,
         lins: Vec<LinearBound>,
+        /// Its optimised parameters, once alpha-beta has run on it.
+        warm: Option<Arc<Warm>>,
     },
 }
 
@@ -775,7 +777,12 @@ fn bound(
     if closes(&lins, region) {
         return Bounded::Done(Step::Closed);
     }
-    Bounded::Open { d, bounds, lins }
+    Bounded::Open {
+        d,
+        bounds,
+        lins,
+        warm: None,
+    }
 }
 
 /// One batch of subdomains of a region: plain bounds of each (in parallel), then the
@@ -790,79 +797,69 @@ fn steps(
     stats: &BabStats,
     records: &Mutex<Vec<SmtRecord>>,
 ) -> Vec<Step> {
-    let bounded: Vec<Bounded> = batch
+    let mut bounded: Vec<Bounded> = batch
         .into_par_iter()
         .map(|d| bound(net, region, objectives, d, cfg, stats))
         .collect();
-    // The open ones with their place in the batch (the steps keep the batch's order).
-    type Open = (
-        usize,
-        Domain,
-        Vec<LayerBounds>,
-        Vec<LinearBound>,
-        Option<Arc<Warm>>,
-    );
-    let mut open: Vec<Open> = Vec::new();
-    let mut out: Vec<Option<Step>> = Vec::with_capacity(bounded.len());
-    for (i, b) in bounded.into_iter().enumerate() {
-        match b {
-            Bounded::Done(step) => out.push(Some(step)),
-            Bounded::Open { d, bounds, lins } => {
-                out.push(None);
-                open.push((i, d, bounds, lins, None));
-            }
-        }
-    }
     if let Some(ab) = &cfg.alpha_beta {
-        let parts = rayon::current_num_threads().max(1);
-        let size = open.len().div_ceil(parts).max(1);
+        let mut open: Vec<&mut Bounded> = bounded
+            .iter_mut()
+            .filter(|b| matches!(b, Bounded::Open { .. }))
+            .collect();
+        let size = open
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1);
         open.par_chunks_mut(size).for_each(|part| {
             let subs: Vec<alpha_beta::Subdomain> = part
                 .iter()
-                .map(|(_, d, bounds, lins, _)| alpha_beta::Subdomain {
-                    b: &d.input,
-                    act_bounds: bounds,
-                    splits: &d.splits,
-                    objectives,
-                    start: lins.clone(),
-                    warm: d.warm.as_deref(),
-                    // From the parent's parameters, a few steps go as far as many from
-                    // scratch.
-                    steps: if d.warm.is_some() {
-                        ab.steps.div_ceil(2)
-                    } else {
-                        ab.steps
-                    },
+                .filter_map(|b| match &**b {
+                    Bounded::Open {
+                        d, bounds, lins, ..
+                    } => Some(alpha_beta::Subdomain {
+                        b: &d.input,
+                        act_bounds: bounds,
+                        splits: &d.splits,
+                        objectives,
+                        start: lins.clone(),
+                        warm: d.warm.as_deref(),
+                        // From the parent's parameters, a few steps go as far as many from
+                        // scratch.
+                        steps: if d.warm.is_some() {
+                            ab.steps.div_ceil(2)
+                        } else {
+                            ab.steps
+                        },
+                    }),
+                    Bounded::Done(_) => None,
                 })
                 .collect();
-            if let Some(found) =
-                alpha_beta::objective_bounds_batch(net, subs, ab, Some(cfg.deadline))
-            {
-                for ((_, _, _, lins, warm), (better, w)) in part.iter_mut().zip(found) {
+            let Some(found) = alpha_beta::objective_bounds_batch(net, subs, ab, Some(cfg.deadline))
+            else {
+                return;
+            };
+            for (b, (better, w)) in part.iter_mut().zip(found) {
+                if let Bounded::Open { lins, warm, .. } = &mut **b {
                     *lins = better;
                     *warm = Some(Arc::new(w));
                 }
             }
         });
     }
-    let finished: Vec<(usize, Step)> = open
+    bounded
         .into_par_iter()
-        .map(|(i, d, bounds, lins, warm)| {
-            let step = if closes(&lins, region) {
-                Step::Closed
-            } else {
-                split(
-                    net, region, objectives, d, bounds, lins, warm, cfg, stats, records,
-                )
-            };
-            (i, step)
+        .map(|b| match b {
+            Bounded::Done(step) => step,
+            Bounded::Open { lins, .. } if closes(&lins, region) => Step::Closed,
+            Bounded::Open {
+                d,
+                bounds,
+                lins,
+                warm,
+            } => split(
+                net, region, objectives, d, bounds, lins, warm, cfg, stats, records,
+            ),
         })
-        .collect();
-    for (i, step) in finished {
-        out[i] = Some(step);
-    }
-    out.into_iter()
-        .map(|s| s.expect("every subdomain has its step"))
         .collect()
 }
 

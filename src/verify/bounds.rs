@@ -321,13 +321,7 @@ pub(crate) fn back_substitute_groups(
                     per_group.pop().expect("one group")
                 } else {
                     (0..node.inputs.len())
-                        .map(|j| {
-                            let parts: Vec<Rows> = per_group
-                                .iter_mut()
-                                .map(|o| std::mem::replace(&mut o[j], Rows::zeros(0, 0)))
-                                .collect();
-                            Rows::stack(&parts)
-                        })
+                        .map(|j| Rows::stack(&per_group.iter().map(|o| &o[j]).collect::<Vec<_>>()))
                         .collect()
                 }
             }

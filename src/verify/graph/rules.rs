@@ -94,7 +94,7 @@ impl Rows {
     }
 
     /// The rows of `parts` one after another (all over the same `dim`).
-    pub fn stack(parts: &[Rows]) -> Rows {
+    pub fn stack(parts: &[&Rows]) -> Rows {
         let dim = parts.first().map_or(0, |p| p.dim);
         let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
         for p in parts {
