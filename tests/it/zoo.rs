@@ -1,9 +1,9 @@
 //! The reference networks against their published sizes (torchvision's model cards).
 
-use archproof::ir::{zoo, Shape};
+use archproof::ir::Shape;
 
 fn totals(name: &str) -> archproof::ir::Totals {
-    zoo::build(name, None, None)
+    archproof::models::build(name, None, None)
         .unwrap()
         .analyze()
         .unwrap()
@@ -42,7 +42,7 @@ fn mobilenet_v2_matches_torchvision() {
 fn nb201_cell_9930_matches_the_benchmark() {
     // Published in the benchmark table: 184.73 MFLOPs, 1.2885 M params.
     let cell = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
-    let t = zoo::build(cell, None, None)
+    let t = archproof::models::build(cell, None, None)
         .unwrap()
         .analyze()
         .unwrap()
@@ -54,8 +54,8 @@ fn nb201_cell_9930_matches_the_benchmark() {
 #[test]
 fn other_inputs_and_class_counts_change_the_head_and_maps() {
     let cell = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
-    let g10 = zoo::build(cell, None, None).unwrap();
-    let g = zoo::build(cell, Some(Shape::chw(3, 16, 16)), Some(120)).unwrap();
+    let g10 = archproof::models::build(cell, None, None).unwrap();
+    let g = archproof::models::build(cell, Some(Shape::chw(3, 16, 16)), Some(120)).unwrap();
     let (a10, a) = (g10.analyze().unwrap(), g.analyze().unwrap());
     assert_eq!(a.output_shape(&g).dims(), &[120]);
     // The classifier grows by 64 * 110 weights + 110 biases; nothing else has parameters that
@@ -70,7 +70,7 @@ fn other_inputs_and_class_counts_change_the_head_and_maps() {
 fn an_input_too_small_is_an_error_naming_the_node() {
     // 2x2 survives the first reduction (to 1x1), not the second one's 2x2 average pool.
     let cell = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
-    let err = zoo::build(cell, Some(Shape::chw(3, 2, 2)), None)
+    let err = archproof::models::build(cell, Some(Shape::chw(3, 2, 2)), None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("node 'cells.11.downsample.pool'"), "{err}");

@@ -1,7 +1,7 @@
 //! `search deepmad`: a design within budget from the program, written as IR that `inspect` and
 //! `deepmad score` read back; impossible budgets and bad spaces exit 2 naming the problem.
 
-mod common;
+use crate::common;
 
 use common::{archproof, assert_bad_input};
 
@@ -29,8 +29,11 @@ fn the_program_designs_within_budget_and_beats_a_uniform_structure() {
         space.to_str().unwrap(),
         "--convention",
         "tinynas",
+        // A budget of work, not of time: the same design at any load.
+        "--max-programs",
+        "40",
         "--time-limit",
-        "15",
+        "600",
         "--out",
         out.to_str().unwrap(),
         "--json",
@@ -89,6 +92,30 @@ fn the_program_designs_within_budget_and_beats_a_uniform_structure() {
     ]);
     let s: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert!((s["score"].as_f64().unwrap() - v["score"].as_f64().unwrap()).abs() < 1e-6);
+    // So does structure.json, at the resolution it was designed for (32, not 224), silently.
+    let st = archproof(&[
+        "deepmad",
+        "score",
+        out.join("structure.json").to_str().unwrap(),
+        "--convention",
+        "tinynas",
+        "--json",
+    ]);
+    assert!(
+        st.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["resolution"], 32);
+    assert!((st["score"].as_f64().unwrap() - v["score"].as_f64().unwrap()).abs() < 1e-6);
+    // A bare block list states no resolution: scored at 224 with a warning.
+    let bare = archproof(&["deepmad", "score", uniform.to_str().unwrap(), "--json"]);
+    let warn = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        warn.contains("no input resolution") && warn.contains("--resolution"),
+        "{warn}"
+    );
     let i = archproof(&["inspect", best.to_str().unwrap(), "--json"]);
     assert_eq!(
         i.status.code(),
@@ -233,7 +260,8 @@ fn bench_deepmad_compares_program_evolution_and_released_with_figures() {
         v["evolution"]["score"].as_f64().unwrap(),
     );
     assert!((v["ratio_program_to_evolution"].as_f64().unwrap() - p / e).abs() < 1e-12);
-    assert!(v["evolution_candidates"].as_u64().unwrap() > 1000);
+    // How many candidates 6 s buys depends on the machine: the bench reports it.
+    assert!(v["evolution_candidates"].as_u64().unwrap() > 0);
     // Best-so-far traces only improve, and end at the reported scores.
     for m in ["program", "evolution"] {
         let t: Vec<f64> = v[m]["trace"]

@@ -4,17 +4,23 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// `../shared/data` beside the repository, if present.
-pub fn shared_data() -> Option<PathBuf> {
+/// `../shared/data` beside the repository. The tests that read it carry
+/// `#[cfg_attr(not(shared_data), ignore = ...)]` (the flag comes from build.rs), so cargo
+/// reports them as ignored where the data is absent; run with `--ignored` anyway, they fail here.
+pub fn shared_data() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipped: ../shared/data is absent (the reference data sits beside the repository)"
-        );
-        None
-    }
+    assert!(
+        p.is_dir(),
+        "../shared/data is absent (the reference data sits beside the repository)"
+    );
+    p
+}
+
+/// The Python with onnxruntime named by `ARCHPROOF_ORT_PYTHON`. The tests that use it carry
+/// `#[cfg_attr(not(ort_python), ignore = ...)]`.
+pub fn ort_python() -> String {
+    std::env::var("ARCHPROOF_ORT_PYTHON")
+        .expect("ARCHPROOF_ORT_PYTHON names a Python with onnxruntime (see the README)")
 }
 
 /// Runs the archproof binary with `args`.

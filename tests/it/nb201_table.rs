@@ -1,23 +1,25 @@
 //! The IR's cost model against the NAS-Bench-201 table: MACs and params of all 15,625 cells.
 
-mod common;
+use crate::common;
 
 use archproof::cells::table::Table;
-use archproof::ir::{zoo, Shape};
+use archproof::ir::Shape;
 use rayon::prelude::*;
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn every_cell_matches_flops_and_params_of_the_table() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let table = Table::load(&data.join("nb201/nb201-cifar10.csv")).unwrap();
     assert_eq!(table.len(), 15_625);
     let rows: Vec<_> = table.iter().collect();
     let bad: Vec<String> = rows
         .par_iter()
         .filter_map(|(cell, row)| {
-            let g = zoo::nb201(cell, Shape::chw(3, 32, 32), 10).unwrap();
+            let g = archproof::cells::nb201::network(cell, Shape::chw(3, 32, 32), 10).unwrap();
             let t = g.analyze().unwrap().totals;
             let (flops, params) = (row.values["flops_m"], row.values["params_m"]);
             let rel = |x: u64, m: f64| ((x as f64 / 1e6 - m) / m).abs();

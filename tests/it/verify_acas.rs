@@ -1,16 +1,18 @@
 //! ACAS Xu and MNIST-FC instances with known answers, through the CLI as a user runs them. (The whole
 //! benchmark, 186 instances with both engines, is `archproof bench verify`; see the README.)
 
-mod common;
+use crate::common;
 
 use archproof::verify::load_spec;
 use common::archproof;
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn known_answers_on_a_sample_of_acas_xu() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let acas = data.join("acasxu");
     let dir = tempfile::tempdir().unwrap();
     // Three violated (prop 3 on 1_7, 1_8, 1_9) and holding ones of props 1, 3, 5 and 10.
@@ -60,10 +62,12 @@ fn known_answers_on_a_sample_of_acas_xu() {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn a_single_property_reports_json_and_a_proof_log() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let acas = data.join("acasxu");
     let dir = tempfile::tempdir().unwrap();
     let out = archproof(&[
@@ -104,25 +108,27 @@ fn a_single_property_reports_json_and_a_proof_log() {
         serde_json::from_str(&std::fs::read_to_string(logs[0].path().join("log.json")).unwrap())
             .unwrap();
     assert_eq!(log["outcome"]["result"], "violated");
+    // --json names the log it wrote.
+    assert_eq!(
+        v["proof_log"].as_str().map(std::path::PathBuf::from),
+        Some(logs[0].path().join("log.json"))
+    );
 }
 
-/// The VNN-COMP interface end to end: `run_instance.sh` writes the competition's result file,
-/// and its counterexample passes the competition's check, done here in float32 by an
-/// independent runtime (tract): the input inside the box, and the network's output there
-/// within 1e-4 of the reported one and inside the unsafe set.
-#[test]
-fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
-    let acas = data.join("acasxu");
+/// Runs the VNN-COMP scripts on ACAS Xu 1_9 prop_7 (sat) into `dir`: the network, the
+/// property, the result file and its text.
+fn vnncomp_sat_result(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+) {
+    let acas = common::shared_data().join("acasxu");
     let onnx = acas.join("onnx/ACASXU_run2a_1_9_batch_2000.onnx");
     let vnnlib = acas.join("vnnlib/prop_7.vnnlib");
-    let dir = tempfile::tempdir().unwrap();
-    let results = dir.path().join("out.txt");
-    let script = |name: &str| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("scripts/vnncomp/{name}"))
-    };
+    let results = dir.join("out.txt");
     let run = |name: &str, args: &[&str]| {
         let out = std::process::Command::new(script(name))
             .args(args)
@@ -143,14 +149,36 @@ fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
     );
     let text = std::fs::read_to_string(&results).unwrap();
     assert!(text.starts_with("sat\n"), "{text}");
+    (onnx, vnnlib, results, text)
+}
+
+fn script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("scripts/vnncomp/{name}"))
+}
+
+/// A value `(NAME v)` of a result file.
+fn result_value(text: &str, name: &str) -> f64 {
+    let at = text
+        .find(&format!("({name} "))
+        .unwrap_or_else(|| panic!("{name}: {text}"));
+    let rest = &text[at + name.len() + 2..];
+    rest[..rest.find(')').unwrap()].trim().parse().unwrap()
+}
+
+/// The VNN-COMP interface end to end: `run_instance.sh` writes the competition's result file,
+/// and its counterexample passes the competition's check, done here in float32 by an
+/// independent runtime (tract): the input inside the box, and the network's output there
+/// within 1e-4 of the reported one and inside the unsafe set.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
+fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (onnx, vnnlib, _, text) = vnncomp_sat_result(dir.path());
     // ((X_0 v) (X_1 v) ... (Y_0 v) ...)
-    let value = |name: &str| -> f64 {
-        let at = text
-            .find(&format!("({name} "))
-            .unwrap_or_else(|| panic!("{name}: {text}"));
-        let rest = &text[at + name.len() + 2..];
-        rest[..rest.find(')').unwrap()].trim().parse().unwrap()
-    };
+    let value = |name: &str| result_value(&text, name);
     let x: Vec<f32> = (0..5).map(|i| value(&format!("X_{i}")) as f32).collect();
     let y: Vec<f64> = (0..5).map(|j| value(&format!("Y_{j}"))).collect();
     let spec = load_spec(&vnnlib).unwrap();
@@ -170,20 +198,25 @@ fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
         })
     });
     assert!(inside, "the f32 output {out64:?} is not in the unsafe set");
-    // The competition's own runtime: onnxruntime, through the checker script, where a Python
-    // with it is at hand ($ARCHPROOF_ORT_PYTHON, else python3).
-    let python = std::env::var("ARCHPROOF_ORT_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_ort = std::process::Command::new(&python)
-        .args(["-c", "import onnxruntime, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_ort {
-        eprintln!(
-            "skipped the onnxruntime check: {python} cannot import onnxruntime and numpy \
-             (set ARCHPROOF_ORT_PYTHON to a Python that can; see the README)"
-        );
-        return;
-    }
+}
+
+/// The competition's own runtime: onnxruntime, through the checker script, accepts the
+/// scripts' result file and rejects one whose stated output it does not reproduce.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
+#[cfg_attr(
+    not(ort_python),
+    ignore = "needs ARCHPROOF_ORT_PYTHON (a Python with onnxruntime), unset when the tests were built"
+)]
+fn the_vnncomp_result_passes_onnxruntimes_check() {
+    let python = common::ort_python();
+    let dir = tempfile::tempdir().unwrap();
+    let (onnx, vnnlib, results, text) = vnncomp_sat_result(dir.path());
+    let (o, v) = (onnx.to_str().unwrap(), vnnlib.to_str().unwrap());
+    let value = |name: &str| result_value(&text, name);
     let check = std::process::Command::new(&python)
         .arg(script("check_result.py"))
         .args([o, v, results.to_str().unwrap()])
@@ -215,11 +248,13 @@ fn the_vnncomp_scripts_write_a_result_that_passes_the_f32_check() {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn bench_verify_sets_each_instance_beside_the_published_times() {
     use archproof::verify::instances;
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let m = data.join("mnistfc");
     // The published counts per network (../shared/README.md): alpha-beta-CROWN 30/22/18,
     // nnenum 28/11/8.
@@ -249,14 +284,6 @@ fn bench_verify_sets_each_instance_beside_the_published_times() {
     )
     .unwrap();
     let out = dir.path().join("bench");
-    // With a Python that has onnxruntime, the counterexample is checked in float32 too.
-    let ort = std::env::var("ARCHPROOF_ORT_PYTHON").ok();
-    let mut extra: Vec<&str> = Vec::new();
-    if let Some(p) = &ort {
-        extra.extend(["--ort-python", p.as_str()]);
-    } else {
-        eprintln!("skipped the float32 check of bench verify: ARCHPROOF_ORT_PYTHON is unset");
-    }
     let run = common::archproof(&[
         "bench",
         "verify",
@@ -309,14 +336,63 @@ fn bench_verify_sets_each_instance_beside_the_published_times() {
     assert!(svg.contains("nnenum (published)"));
 }
 
+/// `bench verify --ort-python`: a counterexample is checked the competition's way, in float32
+/// by onnxruntime, and the summary counts it.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
+#[cfg_attr(
+    not(ort_python),
+    ignore = "needs ARCHPROOF_ORT_PYTHON (a Python with onnxruntime), unset when the tests were built"
+)]
+fn bench_verify_checks_counterexamples_in_onnxruntime() {
+    let m = common::shared_data().join("mnistfc");
+    let python = common::ort_python();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("one.csv");
+    // sat by the competition's answers
+    std::fs::write(&list, "mnist-net_256x2.onnx,prop_8_0.05.vnnlib,120\n").unwrap();
+    let out = dir.path().join("bench");
+    let run = common::archproof(&[
+        "bench",
+        "verify",
+        "--instances",
+        list.to_str().unwrap(),
+        "--root",
+        m.to_str().unwrap(),
+        "--engines",
+        "bab",
+        "--timeout",
+        "60",
+        "--ort-python",
+        &python,
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary[0]["sat"], 1, "{summary}");
+    assert_eq!(summary[0]["f32_checked"], 1, "{summary}");
+}
+
 /// The bound-guided branching strategies prove an MNIST-FC property that no single bounding
 /// pass does (256x4 `prop_0_0.03`, unsat by the competition's answers), after branching (the
 /// largest-triangle rule leaves it open past 100 s).
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn guided_branching_proves_an_mnistfc_property_by_splitting() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let m = data.join("mnistfc");
     for branching in ["babsr", "fsb"] {
         let out = archproof(&[

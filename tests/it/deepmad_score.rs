@@ -1,7 +1,7 @@
 //! DeepMAD scoring against the official implementation's reference values: every released
 //! structure and the ResNet-50 analog, under the `tinynas` convention, within 0.1%.
 
-mod common;
+use crate::common;
 
 use archproof::deepmad::{self, structure, Convention, Weights};
 use common::{archproof, assert_bad_input};
@@ -16,10 +16,12 @@ fn close(got: f64, want: f64, what: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn released_structures_reproduce_the_reference_values() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let dir = data.join("deepmad");
     let refs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference_values.json")).unwrap())
@@ -107,10 +109,12 @@ fn released_structures_reproduce_the_reference_values() {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn the_paper_convention_doubles_the_entropy_and_takes_rho_over_the_whole_network() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let file = data.join("deepmad/released_structures.json");
     let blocks = structure::read(&format!("{}#deepmad-R50", file.display())).unwrap();
     let t = deepmad::score(&blocks, 224, Convention::Tinynas, &Weights::default());
@@ -134,10 +138,12 @@ fn the_paper_convention_doubles_the_entropy_and_takes_rho_over_the_whole_network
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn score_cli_prints_json_and_rejects_bad_structures() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let file = data.join("deepmad/released_structures.json");
     let out = archproof(&[
         "deepmad",
@@ -201,10 +207,12 @@ fn score_cli_prints_json_and_rejects_bad_structures() {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn score_reads_the_ir_of_a_structure() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let file = data.join("deepmad/released_structures.json");
     let dir = tempfile::tempdir().unwrap();
     for name in ["deepmad-R18", "deepmad-29M-288"] {
@@ -234,7 +242,7 @@ fn score_reads_the_ir_of_a_structure() {
         close(v["flops"].as_f64().unwrap(), want.flops, name);
     }
     // An IR graph of another origin is named as such.
-    let g = archproof::ir::zoo::build("resnet18", None, None).unwrap();
+    let g = archproof::models::build("resnet18", None, None).unwrap();
     let path = dir.path().join("resnet18.json");
     std::fs::write(&path, archproof::ir::io::to_json(&g).unwrap()).unwrap();
     let out = archproof(&["deepmad", "score", path.to_str().unwrap()]);

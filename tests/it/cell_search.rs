@@ -2,7 +2,7 @@
 //! (fitness valid_acc_12, 12,000 simulated seconds, 500 seeded runs): random search and REA
 //! reproduce the published means, and the default strategy beats REA.
 
-mod common;
+use crate::common;
 
 use common::{archproof, shared_data};
 
@@ -47,8 +47,12 @@ fn queries_to_reach(v: &serde_json::Value, target: f64) -> Option<usize> {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn random_and_rea_reproduce_and_the_default_beats_rea() {
-    let Some(data) = shared_data() else { return };
+    let data = shared_data();
     let table = data.join("nb201/nb201-cifar10.csv");
     let random = runs(&table, Some("random"));
     let rea = runs(&table, Some("rea"));
@@ -80,8 +84,12 @@ fn random_and_rea_reproduce_and_the_default_beats_rea() {
 /// Acceptance: synflow, computed on the IR with candle, rank-correlates with test_acc_200 at
 /// 0.7 or more over 1,000 cells (published: 0.74).
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn synflow_correlates_with_test_accuracy_over_1000_cells() {
-    let Some(data) = shared_data() else { return };
+    let data = shared_data();
     let table = data.join("nb201/nb201-cifar10.csv");
     let out = archproof(&[
         "proxies",
@@ -133,11 +141,27 @@ fn a_malformed_table_exits_2_naming_the_line() {
         "2",
     ]);
     common::assert_bad_input(&out, &["t.csv", "line 3", "valid_acc_12"]);
+    // A space file with a syntax error: placed by line and column, on one line.
+    let space = dir.path().join("bad.toml");
+    std::fs::write(&space, "kind = \"nb201\"\ninput = 3x32x32\n").unwrap();
+    let out = archproof(&[
+        "search",
+        "cell",
+        "--space",
+        space.to_str().unwrap(),
+        "--benchmark",
+        path.to_str().unwrap(),
+    ]);
+    common::assert_bad_input(&out, &["bad.toml", "line 2, column"]);
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn runs_and_proxies_write_their_files_and_figures() {
-    let Some(data) = shared_data() else { return };
+    let data = shared_data();
     let table = data.join("nb201/nb201-cifar10.csv");
     let dir = tempfile::tempdir().unwrap();
     let runs_dir = dir.path().join("runs");
@@ -232,8 +256,12 @@ fn ok_json(args: &[&str]) -> serde_json::Value {
 /// search at the same budget: the hypervolume of its front, as a share of the table's own
 /// front (both over the table's worst point), is higher on average over 50 seeded runs.
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn pareto_search_beats_random_on_the_accuracy_latency_front() {
-    let Some(data) = shared_data() else { return };
+    let data = shared_data();
     let table = data.join("nb201/nb201-cifar10.csv");
     let v = ok_json(&[
         "search",
@@ -311,8 +339,12 @@ fn pareto_search_beats_random_on_the_accuracy_latency_front() {
 
 /// A proxy as the evaluator: the search sees only synflow, and the table judges its choice.
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn a_synflow_search_is_judged_by_the_table() {
-    let Some(data) = shared_data() else { return };
+    let data = shared_data();
     let table = data.join("nb201/nb201-cifar10.csv");
     let v = ok_json(&[
         "search",

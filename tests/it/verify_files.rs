@@ -1,17 +1,19 @@
 //! Loaders against the reference files, and every loader against truncated, garbage and
 //! inconsistent files: exit 2 and one line naming the file and the problem.
 
-mod common;
+use crate::common;
 
 use archproof::verify::{load_network, load_spec, nnet};
 use common::{archproof, assert_bad_input, tract_forward};
 use rand::{Rng, SeedableRng};
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn onnx_and_nnet_versions_of_acas_xu_compute_the_same_function() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     for (i, j) in [(1, 1), (2, 9), (3, 3), (4, 5), (5, 9)] {
         let name = format!("ACASXU_run2a_{i}_{j}_batch_2000");
@@ -32,10 +34,12 @@ fn onnx_and_nnet_versions_of_acas_xu_compute_the_same_function() {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn every_reference_spec_parses() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let regions: Vec<usize> = (1..=10)
         .map(|p| {
             load_spec(&data.join(format!("acasxu/vnnlib/prop_{p}.vnnlib")))
@@ -66,6 +70,23 @@ fn a_hand_written_nnet_file_loads() {
     assert_eq!(net.forward(&[-0.25]), vec![0.75]);
 }
 
+/// A real ONNX file cut in half exits 2 naming the file.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
+fn a_truncated_onnx_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(&dir, "ok.vnnlib", SPEC.as_bytes());
+    let real =
+        std::fs::read(common::shared_data().join("acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx"))
+            .unwrap();
+    let cut = write(&dir, "cut.onnx", &real[..real.len() / 2]);
+    let out = archproof(&["verify", "--net", &cut, "--spec", &spec, "--no-proof", "-q"]);
+    assert_bad_input(&out, &["cut.onnx"]);
+}
+
 #[test]
 fn bad_files_exit_2_naming_file_and_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,6 +113,25 @@ fn bad_files_exit_2_naming_file_and_problem() {
     assert_bad_input(
         &run(&sizes, &spec),
         &["sizes.nnet", "a bias line holds one value"],
+    );
+    // A layer size that contradicts the header: the message says which, with both numbers.
+    let first = write(
+        &dir,
+        "first.nnet",
+        NNET.replace("1,2,1,", "3,2,1,").as_bytes(),
+    );
+    assert_bad_input(
+        &run(&first, &spec),
+        &["first.nnet", "line 3", "from 3 to 1", "from 1 to 1"],
+    );
+    let count = write(
+        &dir,
+        "count.nnet",
+        NNET.replace("1,2,1,", "1,2,2,1,").as_bytes(),
+    );
+    assert_bad_input(
+        &run(&count, &spec),
+        &["count.nnet", "4 layer sizes given", "2 layers need 3"],
     );
     let nan = write(
         &dir,
@@ -126,16 +166,33 @@ fn bad_files_exit_2_naming_file_and_problem() {
         &run(&onnx_junk, &spec),
         &["junk.onnx", "not a valid ONNX model"],
     );
-    if let Some(data) = common::shared_data() {
-        let real =
-            std::fs::read(data.join("acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx")).unwrap();
-        let cut = write(&dir, "cut.onnx", &real[..real.len() / 2]);
-        assert_bad_input(&run(&cut, &spec), &["cut.onnx"]);
-    }
     let missing = dir.path().join("missing.onnx");
     assert_bad_input(&run(&missing.to_string_lossy(), &spec), &["missing.onnx"]);
     let other = write(&dir, "net.txt", b"");
     assert_bad_input(&run(&other, &spec), &["net.txt", "unknown network format"]);
+
+    // An instance list whose second row names a missing network: the error names the list,
+    // the line and the file, and the first row's result is already in --out.
+    let list = write(
+        &dir,
+        "list.csv",
+        b"ok.nnet,ok.vnnlib,10\nmissing.nnet,ok.vnnlib,10\n",
+    );
+    let results = dir.path().join("results.csv");
+    let out = archproof(&[
+        "verify",
+        "--instances",
+        &list,
+        "--out",
+        results.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_bad_input(&out, &["list.csv", "line 2", "missing.nnet"]);
+    let kept = std::fs::read_to_string(&results).unwrap();
+    let rows: Vec<&str> = kept.lines().collect();
+    assert_eq!(rows.len(), 2, "{kept}");
+    assert!(rows[0].starts_with("onnx,vnnlib,result"), "{kept}");
+    assert!(rows[1].starts_with("ok.nnet,ok.vnnlib,"), "{kept}");
 }
 
 mod onnx_models {
@@ -437,29 +494,37 @@ fn onnx_loader_agrees_with_tract() {
             assert!((*w as f64 - g).abs() < 1e-4, "{want:?} vs {got:?}");
         }
     }
-    // The ACAS Xu networks of the benchmark.
-    if let Some(data) = common::shared_data() {
-        for name in ["1_1", "3_7", "5_9"] {
-            let path = data.join(format!("acasxu/onnx/ACASXU_run2a_{name}_batch_2000.onnx"));
-            let bytes = std::fs::read(&path).unwrap();
-            let net = load_network(&path).unwrap();
-            use onnx_protobuf::Message;
-            let proto = onnx_protobuf::ModelProto::parse_from_bytes(&bytes).unwrap();
-            let shape: Vec<usize> = proto.graph.input[0]
-                .type_
-                .tensor_type()
-                .shape
-                .dim
-                .iter()
-                .map(|d| d.dim_value().max(1) as usize)
-                .collect();
-            for _ in 0..20 {
-                let x: Vec<f32> = (0..5).map(|_| rng.random_range(-0.5f32..0.5)).collect();
-                let want = tract_forward(&bytes, &shape, &x);
-                let got = net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>());
-                for (w, g) in want.iter().zip(&got) {
-                    assert!((*w as f64 - g).abs() < 1e-4, "{name}: {want:?} vs {got:?}");
-                }
+}
+
+/// The ACAS Xu networks of the benchmark agree with tract on random inputs.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
+fn acas_xu_networks_agree_with_tract() {
+    let data = common::shared_data();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for name in ["1_1", "3_7", "5_9"] {
+        let path = data.join(format!("acasxu/onnx/ACASXU_run2a_{name}_batch_2000.onnx"));
+        let bytes = std::fs::read(&path).unwrap();
+        let net = load_network(&path).unwrap();
+        use onnx_protobuf::Message;
+        let proto = onnx_protobuf::ModelProto::parse_from_bytes(&bytes).unwrap();
+        let shape: Vec<usize> = proto.graph.input[0]
+            .type_
+            .tensor_type()
+            .shape
+            .dim
+            .iter()
+            .map(|d| d.dim_value().max(1) as usize)
+            .collect();
+        for _ in 0..20 {
+            let x: Vec<f32> = (0..5).map(|_| rng.random_range(-0.5f32..0.5)).collect();
+            let want = tract_forward(&bytes, &shape, &x);
+            let got = net.forward(&x.iter().map(|v| *v as f64).collect::<Vec<_>>());
+            for (w, g) in want.iter().zip(&got) {
+                assert!((*w as f64 - g).abs() < 1e-4, "{name}: {want:?} vs {got:?}");
             }
         }
     }
@@ -611,8 +676,10 @@ fn onnx_imports_into_the_ir_and_agrees_with_tract() {
 
 #[test]
 fn an_exported_resnet_imports_with_the_zoo_counts() {
-    use archproof::ir::{zoo, Shape};
-    let zoo_graph = zoo::build("resnet-tiny", Some(Shape::new(vec![1, 16, 16])), Some(6)).unwrap();
+    use archproof::ir::Shape;
+    let zoo_graph =
+        archproof::models::build("resnet-tiny", Some(Shape::new(vec![1, 16, 16])), Some(6))
+            .unwrap();
     let model = archproof::train::Model::new(&zoo_graph, 3).unwrap();
     let bytes = archproof::train::export::to_onnx(&model.to_graph().unwrap()).unwrap();
     let imported = archproof::onnx::import(&bytes, "rt").unwrap();
@@ -751,11 +818,13 @@ fn malformed_onnx_graphs_exit_2_naming_the_node() {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn known_answers_of_both_benchmarks_key_their_instance_lists() {
     use archproof::verify::instances::{instance_key, read_expected, read_list};
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     for (dir, list, decided) in [
         ("acasxu", "instances.csv", 96),
         ("mnistfc", "mnistfc_instances.csv", 0),

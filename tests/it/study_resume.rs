@@ -1,7 +1,7 @@
 //! A study that is interrupted resumes with no finished trial lost or repeated, and ends with
 //! the same trials as an uninterrupted run of the same seed.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

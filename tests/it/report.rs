@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use archproof::report::{
-    cactus_points, BandSeries, BarSeries, CactusSeries, Figure, Image, Plot, Series, StageSeries,
+    cactus_points, BandSeries, BarSeries, CactusSeries, Figure, Image, Plot, RunPage, Series,
+    StageSeries, Table as ReportTable,
 };
 use serde_json::Value;
 
@@ -384,6 +385,17 @@ fn the_demo_writes_a_report_whose_figures_match_its_runs() {
             assert!(copy.join(f.as_str().unwrap()).is_file(), "{f} not copied");
         }
     }
+    // A second report over the first is refused, naming the file, unless --force.
+    let again = |force: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_archproof"));
+        c.arg("report").arg(&out).arg("--out").arg(&copy);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    crate::common::assert_bad_input(&again(false), &["index.html", "--force"]);
+    assert!(again(true).status.success());
 }
 
 #[test]
@@ -406,4 +418,30 @@ fn report_of_a_folder_without_runs_is_one_clear_error() {
         .unwrap();
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("not a run description"));
+}
+
+/// Two runs with one title are told apart by their folders in the index, and tables sit in a
+/// box that scrolls rather than overflowing the page.
+#[test]
+fn the_index_tells_runs_of_one_title_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["seed1", "seed2"] {
+        let mut page = RunPage::new("Cell search", "archproof search cell");
+        let mut t = ReportTable::new("Best", &["cell", "accuracy"]);
+        t.row(vec![
+            "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|".into(),
+            "0.9".into(),
+        ]);
+        page.tables.push(t);
+        let d = dir.path().join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        page.write(&d).unwrap();
+    }
+    let out = dir.path().join("site");
+    let site = archproof::report::html::write_site(dir.path(), &out, "two").unwrap();
+    assert_eq!(site.runs.len(), 2);
+    let index = std::fs::read_to_string(&site.index).unwrap();
+    assert!(index.contains("Cell search (seed1)"), "{index}");
+    assert!(index.contains("Cell search (seed2)"), "{index}");
+    assert!(index.contains("<div class=\"wide\"><table>"), "{index}");
 }

@@ -1,14 +1,14 @@
 //! IR JSON round trip, DOT export, and the CLI's answers to bad graphs and names.
 
-mod common;
+use crate::common;
 
-use archproof::ir::{io, zoo};
+use archproof::ir::io;
 use common::{archproof, assert_bad_input};
 
 #[test]
 fn json_round_trip_keeps_graph_and_numbers() {
     for name in ["resnet18", "resnet50", "mobilenet_v2"] {
-        let g = zoo::build(name, None, None).unwrap();
+        let g = archproof::models::build(name, None, None).unwrap();
         let text = io::to_json(&g).unwrap();
         let back = io::from_json(&text).unwrap();
         let (a, b) = (g.analyze().unwrap(), back.analyze().unwrap());
@@ -62,7 +62,7 @@ fn cli_export_then_inspect_reads_back_the_same_numbers() {
 
 #[test]
 fn dot_export_has_every_node_and_edge() {
-    let g = zoo::build("resnet18", None, None).unwrap();
+    let g = archproof::models::build("resnet18", None, None).unwrap();
     let dot = io::to_dot(&g, &g.analyze().unwrap());
     assert!(dot.contains("digraph"));
     assert_eq!(dot.matches("shape=box").count(), g.len());
@@ -135,6 +135,30 @@ fn bad_graphs_and_names_exit_2_naming_the_problem() {
 
     let kind = write(&dir, "kind.json", &TINY.replace("\"act\"", "\"softmax\""));
     assert_bad_input(&archproof(&["inspect", &kind]), &["kind.json", "softmax"]);
+
+    // A field of the wrong type: the message names the node.
+    let typed = write(
+        &dir,
+        "typed.json",
+        &TINY.replace("\"out_channels\": 4", "\"out_channels\": \"four\""),
+    );
+    assert_bad_input(
+        &archproof(&["inspect", &typed]),
+        &["typed.json", "node 1 'conv'", "invalid type"],
+    );
+
+    // Binary files: an ONNX model without its extension, and a broken .onnx.
+    let binary = dir.path().join("model");
+    std::fs::write(&binary, b"\x08\x07\x12\x04\xff\xfe\x00").unwrap();
+    assert_bad_input(
+        &archproof(&["inspect", binary.to_str().unwrap()]),
+        &["model", "binary", ".onnx"],
+    );
+    let onnx = dir.path().join("x.onnx");
+    std::fs::write(&onnx, b"\x08\x07\x12\x04\xff\xfe\x00").unwrap();
+    let out = archproof(&["inspect", onnx.to_str().unwrap()]);
+    assert_bad_input(&out, &["x.onnx", "ONNX"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("UTF-8"));
 
     assert_bad_input(
         &archproof(&["inspect", "resnet99"]),

@@ -2,7 +2,7 @@
 //! an independent forward pass for convolutions and batch norm, verdicts from the CLI, and clear
 //! errors for graphs the verifier cannot read.
 
-mod common;
+use crate::common;
 
 use archproof::ir::{io, Activation, Graph, Op, Shape, Tensor, Weights};
 use archproof::verify::graph::{Linear, Op as VOp};
@@ -78,10 +78,12 @@ fn acas_as_ir(net: &archproof::verify::Network) -> Graph {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data, absent when the tests were built"
+)]
 fn acas_xu_as_ir_json_computes_the_same_function_and_verifies() {
-    let Some(data) = common::shared_data() else {
-        return;
-    };
+    let data = common::shared_data();
     let dir = tempfile::tempdir().unwrap();
     let onnx = data.join("acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx");
     let net = load_network(&onnx).unwrap();
@@ -344,7 +346,7 @@ fn bounds_of_a_seeded_cell_network_contain_sampled_activations() {
     use archproof::verify::bounds;
     use archproof::verify::spec::InputBox;
     let cell = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_3x3~2|";
-    let g = archproof::ir::zoo::build(&format!("nb201:{cell}"), Some(Shape::chw(1, 8, 8)), Some(3))
+    let g = archproof::models::build(&format!("nb201:{cell}"), Some(Shape::chw(1, 8, 8)), Some(3))
         .unwrap();
     let g = archproof::train::Model::new(&g, 7)
         .unwrap()
