@@ -11,7 +11,9 @@
 pub mod cells;
 pub mod deepmad;
 pub mod evonorm;
+pub mod files;
 pub mod ir;
+pub mod models;
 pub mod onnx;
 pub mod report;
 pub mod search;

@@ -40,9 +40,20 @@ pub struct Check {
     pub detail: String,
 }
 
+/// Why a smoke check failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SolverError {
+    /// The MILP back end failed to solve a feasible program.
+    #[error("the MILP solver failed: {0}")]
+    Milp(String),
+    /// Z3 gave an answer that contradicts the known one.
+    #[error("Z3 answered wrongly: {0}")]
+    WrongAnswer(&'static str),
+}
+
 /// A 0-1 knapsack whose optimum (23: items 0 and 1) differs from its LP relaxation's (23.5),
 /// so a solver that ignores integrality fails it.
-pub fn knapsack(solver: MilpSolver) -> Result<f64, String> {
+pub fn knapsack(solver: MilpSolver) -> Result<f64, SolverError> {
     let values = [10.0, 13.0, 7.0, 8.0];
     let weights = [4.0, 6.0, 3.0, 5.0];
     let mut vars = ProblemVariables::new();
@@ -57,7 +68,7 @@ pub fn knapsack(solver: MilpSolver) -> Result<f64, String> {
             let s = m
                 .with(constraint!(weight <= 10.0))
                 .solve()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SolverError::Milp(e.to_string()))?;
             s.eval(&objective)
         }
         MilpSolver::Microlp => {
@@ -65,7 +76,7 @@ pub fn knapsack(solver: MilpSolver) -> Result<f64, String> {
                 .using(good_lp::microlp)
                 .with(constraint!(weight <= 10.0))
                 .solve()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SolverError::Milp(e.to_string()))?;
             s.eval(&objective)
         }
     };
@@ -74,7 +85,7 @@ pub fn knapsack(solver: MilpSolver) -> Result<f64, String> {
 
 /// Z3 on a one-neuron ReLU query: with `x` in [-1, 1] and `y = relu(2x - 1)`, `y >= 0.5` is
 /// satisfiable (by `x >= 0.75`) and `y > 1` is not. Returns the model's `x` of the first query.
-pub fn relu_query() -> Result<f64, String> {
+pub fn relu_query() -> Result<f64, SolverError> {
     use z3::ast::Real;
     use z3::{SatResult, Solver};
     let x = Real::new_const("x");
@@ -88,16 +99,17 @@ pub fn relu_query() -> Result<f64, String> {
     solver.push();
     solver.assert(y.gt(Real::from_rational(1, 1)));
     if solver.check() != SatResult::Unsat {
-        return Err("y > 1 should be unsatisfiable".into());
+        return Err(SolverError::WrongAnswer("y > 1 should be unsatisfiable"));
     }
     solver.pop(1);
     solver.assert(y.ge(Real::from_rational(1, 2)));
     if solver.check() != SatResult::Sat {
-        return Err("y >= 0.5 should be satisfiable".into());
+        return Err(SolverError::WrongAnswer("y >= 0.5 should be satisfiable"));
     }
-    let model = solver.get_model().ok_or("no model")?;
-    let xv = model.eval(&x, true).ok_or("x has no value")?;
-    let (num, den) = xv.as_rational().ok_or("x is not a rational")?;
+    let wrong = SolverError::WrongAnswer;
+    let model = solver.get_model().ok_or(wrong("sat without a model"))?;
+    let xv = model.eval(&x, true).ok_or(wrong("x has no value"))?;
+    let (num, den) = xv.as_rational().ok_or(wrong("x is not a rational"))?;
     Ok(num as f64 / den as f64)
 }
 
@@ -115,7 +127,7 @@ pub fn check_all() -> Vec<Check> {
                 (v - 23.0).abs() < 1e-6,
                 format!("knapsack optimum {v} (expected 23)"),
             ),
-            Err(e) => (false, e),
+            Err(e) => (false, e.to_string()),
         };
         out.push(Check {
             name: format!("milp:{}", solver.name()),
@@ -129,7 +141,7 @@ pub fn check_all() -> Vec<Check> {
             (0.75 - 1e-12..=1.0).contains(&x),
             format!("relu query sat at x = {x}, unsat above 1"),
         ),
-        Err(e) => (false, e),
+        Err(e) => (false, e.to_string()),
     };
     out.push(Check {
         name: "smt:z3".into(),

@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::ir::Graph;
-use crate::search::{Evaluation, Evaluator};
+use crate::ir::{Graph, IrError};
+use crate::search::{EvalError, Evaluation, Evaluator};
+use crate::train::data::DataError;
 use crate::train::{self, Dataset, Model, Split, TrainConfig};
 
 /// Builds a candidate's network.
-pub type Network<C> = Arc<dyn Fn(&C) -> Result<Graph, String> + Send + Sync>;
+pub type Network<C> = Arc<dyn Fn(&C) -> Result<Graph, IrError> + Send + Sync>;
 
 /// The IR cost model's numbers every network-based evaluator reports.
-fn cost_metrics(g: &Graph) -> Result<BTreeMap<String, f64>, String> {
-    let t = g.analyze().map_err(|e| e.to_string())?.totals;
+fn cost_metrics(g: &Graph) -> Result<BTreeMap<String, f64>, IrError> {
+    let t = g.analyze()?.totals;
     Ok(BTreeMap::from([
         ("params_m".to_string(), t.params as f64 / 1e6),
         ("macs_m".to_string(), t.macs as f64 / 1e6),
@@ -52,7 +53,7 @@ impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
         d
     }
 
-    fn evaluate(&self, c: &C, seed: u64) -> Result<Evaluation, String> {
+    fn evaluate(&self, c: &C, seed: u64) -> Result<Evaluation, EvalError> {
         let g = (self.network)(c)?;
         let scores = super::proxies::scores(
             &[self.proxy.as_str()],
@@ -61,7 +62,7 @@ impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
             &self.inputs,
             self.seed,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| EvalError(e.to_string()))?;
         let (fitness, _) = scores[&self.proxy];
         let mut metrics = match &self.reference {
             Some(r) => r.evaluate(c, seed)?.metrics,
@@ -101,7 +102,7 @@ impl<C> TrainEvaluator<C> {
         train: usize,
         valid: usize,
         config: TrainConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DataError> {
         let fit = data.hold_out(train, valid)?;
         Ok(TrainEvaluator {
             network,
@@ -125,21 +126,22 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
         )
     }
 
-    fn evaluate(&self, c: &C, seed: u64) -> Result<Evaluation, String> {
+    fn evaluate(&self, c: &C, seed: u64) -> Result<Evaluation, EvalError> {
         let g = (self.network)(c)?;
         let mut metrics = cost_metrics(&g)?;
-        let mut model = Model::new(&g, seed).map_err(|e| e.to_string())?;
+        let mut model = Model::new(&g, seed).map_err(|e| EvalError(e.to_string()))?;
         let cfg = TrainConfig {
             seed,
             ..self.config.clone()
         };
-        let report =
-            train::train(&mut model, &self.fit, &cfg, &|_| {}).map_err(|e| e.to_string())?;
+        let report = train::train(&mut model, &self.fit, &cfg, &|_| {})
+            .map_err(|e| EvalError(e.to_string()))?;
         let valid = 100.0 * report.test_accuracy;
         if !valid.is_finite() {
-            return Err("training diverged".into());
+            return Err(EvalError("training diverged".into()));
         }
-        let (_, test) = train::evaluate(&model, &self.test).map_err(|e| e.to_string())?;
+        let (_, test) =
+            train::evaluate(&model, &self.test).map_err(|e| EvalError(e.to_string()))?;
         metrics.insert("valid_acc".into(), valid);
         metrics.insert("test_acc".into(), 100.0 * test);
         metrics.insert("train_seconds".into(), report.train_seconds);

@@ -12,7 +12,33 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{Graph, IrError, Shape};
-use crate::search::Space;
+use crate::search::{DecodeError, Space};
+
+/// What is wrong with a cell space's inputs; each message names the file, line or text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CellsError {
+    /// A space file is missing, malformed or inconsistent.
+    #[error("{0}")]
+    Space(String),
+    /// A benchmark table is missing or malformed.
+    #[error("{0}")]
+    Table(String),
+    /// A cell's or genotype's text is not one of the space.
+    #[error("{0}")]
+    Cell(String),
+}
+
+impl From<CellsError> for DecodeError {
+    fn from(e: CellsError) -> Self {
+        DecodeError(e.to_string())
+    }
+}
+
+impl From<CellsError> for crate::search::EvalError {
+    fn from(e: CellsError) -> Self {
+        crate::search::EvalError(e.to_string())
+    }
+}
 
 /// A cell space whose candidates build into networks.
 pub trait CellSpace: Space {
@@ -53,14 +79,14 @@ impl Space for Nb201Networks {
     fn encode(&self, c: &nb201::Nb201Cell) -> String {
         nb201::Nb201Space.encode(c)
     }
-    fn decode(&self, text: &str) -> Result<nb201::Nb201Cell, String> {
+    fn decode(&self, text: &str) -> Result<nb201::Nb201Cell, DecodeError> {
         nb201::Nb201Space.decode(text)
     }
 }
 
 impl CellSpace for Nb201Networks {
     fn network(&self, c: &nb201::Nb201Cell) -> Result<Graph, IrError> {
-        crate::ir::zoo::nb201(c, self.input.clone(), self.classes)
+        nb201::network(c, self.input.clone(), self.classes)
     }
 }
 
@@ -102,15 +128,13 @@ fn default_classes() -> usize {
 
 impl SpaceSpec {
     /// Reads a space file, or takes a bare space name (`nb201`) with the defaults.
-    pub fn load(spec: &str) -> Result<SpaceSpec, String> {
+    pub fn load(spec: &str) -> Result<SpaceSpec, CellsError> {
         let path = Path::new(spec);
         let s = if path.extension().is_some_and(|e| e == "toml") || path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{spec}: {e}"))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CellsError::Space(format!("{spec}: {e}")))?;
             toml::from_str::<SpaceSpec>(&text).map_err(|e| {
-                format!(
-                    "{spec}: {}",
-                    e.to_string().lines().collect::<Vec<_>>().join(" ")
-                )
+                CellsError::Space(format!("{spec}: {}", crate::files::toml_error(&text, &e)))
             })?
         } else {
             SpaceSpec {
@@ -124,28 +148,28 @@ impl SpaceSpec {
         match s.kind.as_str() {
             "nb201" => {
                 if s.channels.is_some() || s.cells_per_stage.is_some() {
-                    return Err(format!(
+                    return Err(CellsError::Space(format!(
                         "{spec}: channels and cells_per_stage belong to nasnet; the NAS-Bench-201 network is fixed (C = 16, N = 5)"
-                    ));
+                    )));
                 }
             }
             "nasnet" => {
                 if s.channels == Some(0) || s.cells_per_stage == Some(0) {
-                    return Err(format!(
+                    return Err(CellsError::Space(format!(
                         "{spec}: channels and cells_per_stage must be at least 1"
-                    ));
+                    )));
                 }
             }
             other => {
-                return Err(format!(
+                return Err(CellsError::Space(format!(
                     "{spec}: unknown cell space '{other}' (known: nb201, nasnet)"
-                ))
+                )))
             }
         }
         if s.input.len() != 3 || s.input.contains(&0) || s.classes == 0 {
-            return Err(format!(
+            return Err(CellsError::Space(format!(
                 "{spec}: input must be [C, H, W] of positive sizes and classes at least 1"
-            ));
+            )));
         }
         Ok(s)
     }

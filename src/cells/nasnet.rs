@@ -25,7 +25,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::ir::{Activation, Builder, Graph, IrError, NodeId, Op, Shape};
-use crate::search::Space;
+use crate::search::{DecodeError, Space};
+
+use super::CellsError;
 
 /// Blocks per cell.
 pub const BLOCKS: usize = 5;
@@ -133,14 +135,14 @@ impl Cell {
             .collect()
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CellsError> {
         for (b, blk) in self.blocks.iter().enumerate() {
             for &i in &blk.inputs {
                 if i >= 2 + b {
-                    return Err(format!(
+                    return Err(CellsError::Cell(format!(
                         "block {b} takes input {i}; it may take 0..{} (the two cell inputs and earlier blocks)",
                         2 + b - 1
-                    ));
+                    )));
                 }
             }
         }
@@ -183,13 +185,13 @@ impl fmt::Display for NasnetGenotype {
     }
 }
 
-fn parse_cell(s: &str) -> Result<Cell, String> {
+fn parse_cell(s: &str) -> Result<Cell, CellsError> {
     let parts: Vec<&str> = s.split('|').collect();
     if parts.len() != BLOCKS {
-        return Err(format!(
+        return Err(CellsError::Cell(format!(
             "a cell has {BLOCKS} blocks separated by '|', found {}",
             parts.len()
-        ));
+        )));
     }
     let mut blocks = [Block {
         inputs: [0, 0],
@@ -198,21 +200,23 @@ fn parse_cell(s: &str) -> Result<Cell, String> {
     for (b, p) in parts.iter().enumerate() {
         let halves: Vec<&str> = p.split('+').collect();
         if halves.len() != 2 {
-            return Err(format!("block {b} '{p}': expected OP~IN+OP~IN"));
+            return Err(CellsError::Cell(format!(
+                "block {b} '{p}': expected OP~IN+OP~IN"
+            )));
         }
         for (k, h) in halves.iter().enumerate() {
             let (op, input) = h
                 .split_once('~')
-                .ok_or_else(|| format!("block {b} '{h}': expected OP~IN"))?;
+                .ok_or_else(|| CellsError::Cell(format!("block {b} '{h}': expected OP~IN")))?;
             blocks[b].ops[k] = NasnetOp::from_name(op).ok_or_else(|| {
-                format!(
+                CellsError::Cell(format!(
                     "block {b}: unknown operation '{op}' (known: {})",
                     NasnetOp::ALL.map(|o| o.name()).join(", ")
-                )
+                ))
             })?;
-            blocks[b].inputs[k] = input
-                .parse()
-                .map_err(|_| format!("block {b}: input '{input}' is not a number"))?;
+            blocks[b].inputs[k] = input.parse().map_err(|_| {
+                CellsError::Cell(format!("block {b}: input '{input}' is not a number"))
+            })?;
         }
     }
     let c = Cell { blocks };
@@ -221,22 +225,22 @@ fn parse_cell(s: &str) -> Result<Cell, String> {
 }
 
 impl std::str::FromStr for NasnetGenotype {
-    type Err = String;
+    type Err = CellsError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, CellsError> {
         let (n, r) = s
             .trim()
             .split_once(';')
-            .ok_or("expected normal:...;reduce:...")?;
+            .ok_or_else(|| CellsError::Cell("expected normal:...;reduce:...".into()))?;
         let n = n
             .strip_prefix("normal:")
-            .ok_or("the genotype starts with 'normal:'")?;
+            .ok_or_else(|| CellsError::Cell("the genotype starts with 'normal:'".into()))?;
         let r = r
             .strip_prefix("reduce:")
-            .ok_or("the reduction cell follows ';reduce:'")?;
+            .ok_or_else(|| CellsError::Cell("the reduction cell follows ';reduce:'".into()))?;
         Ok(NasnetGenotype {
-            normal: parse_cell(n).map_err(|e| format!("normal cell: {e}"))?,
-            reduce: parse_cell(r).map_err(|e| format!("reduction cell: {e}"))?,
+            normal: parse_cell(n).map_err(|e| CellsError::Cell(format!("normal cell: {e}")))?,
+            reduce: parse_cell(r).map_err(|e| CellsError::Cell(format!("reduction cell: {e}")))?,
         })
     }
 }
@@ -356,8 +360,8 @@ impl Space for NasnetSpace {
         c.to_string()
     }
 
-    fn decode(&self, text: &str) -> Result<NasnetGenotype, String> {
-        text.parse()
+    fn decode(&self, text: &str) -> Result<NasnetGenotype, DecodeError> {
+        Ok(text.parse()?)
     }
 }
 
@@ -598,6 +602,7 @@ mod tests {
                 s.encode(&g).split_once('|').unwrap().1
             ))
             .unwrap_err()
+            .0
             .contains("block 0 takes input 2"));
     }
 

@@ -7,7 +7,11 @@ use std::str::FromStr;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::search::Space;
+use crate::ir::zoo::relu_conv_bn;
+use crate::ir::{Builder, Graph, IrError, NodeId, Op, Shape};
+use crate::search::{DecodeError, Space};
+
+use super::CellsError;
 
 /// An edge operation of NAS-Bench-201, in the benchmark's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,12 +114,13 @@ impl fmt::Display for Nb201Cell {
 }
 
 impl FromStr for Nb201Cell {
-    type Err = String;
+    type Err = CellsError;
 
     /// Parses the benchmark's cell string,
     /// e.g. `|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: String| format!("'{s}' is not a NAS-Bench-201 cell: {why}");
+    fn from_str(s: &str) -> Result<Self, CellsError> {
+        let bad =
+            |why: String| CellsError::Cell(format!("'{s}' is not a NAS-Bench-201 cell: {why}"));
         let groups: Vec<&str> = s.trim().split('+').collect();
         if groups.len() != 3 {
             return Err(bad(format!(
@@ -202,9 +207,105 @@ impl Space for Nb201Space {
         c.to_string()
     }
 
-    fn decode(&self, text: &str) -> Result<Nb201Cell, String> {
-        text.parse()
+    fn decode(&self, text: &str) -> Result<Nb201Cell, DecodeError> {
+        Ok(text.parse()?)
     }
+}
+
+/// The NAS-Bench-201 network: a 3x3 conv stem of `C = 16` channels, three stages of `N = 5`
+/// cells at 16, 32 and 64 channels separated by residual reduction blocks, BN-ReLU, global
+/// pooling and a linear classifier (the benchmark's `TinyNetwork`).
+pub fn network(cell: &Nb201Cell, input: Shape, classes: usize) -> Result<Graph, IrError> {
+    const C: usize = 16;
+    const N: usize = 5;
+    let mut b = Builder::new(format!("nb201:{cell}"));
+    let x = b.input("input", input)?;
+    b.enter("stem");
+    let s = b.conv("conv", x, C, 3, 1, 1, 1)?;
+    let mut x = b.bn("bn", s)?;
+    b.leave();
+    let mut k = 0;
+    for stage in 0..3 {
+        let channels = C << stage;
+        if stage > 0 {
+            b.enter(format!("cells.{k}"));
+            x = nb201_reduction(&mut b, x, channels)?;
+            b.leave();
+            k += 1;
+        }
+        for _ in 0..N {
+            b.enter(format!("cells.{k}"));
+            x = nb201_cell(&mut b, cell, x)?;
+            b.leave();
+            k += 1;
+        }
+    }
+    b.enter("lastact");
+    let y = b.bn("bn", x)?;
+    let y = b.relu("relu", y)?;
+    b.leave();
+    let f = b.pool_flatten(y)?;
+    let fc = b.linear("classifier", f, classes)?;
+    b.finish(&[fc])
+}
+
+fn nb201_reduction(b: &mut Builder, x: NodeId, out: usize) -> Result<NodeId, IrError> {
+    b.enter("conv_a");
+    let y = relu_conv_bn(b, x, out, 3, 2)?;
+    b.leave();
+    b.enter("conv_b");
+    let y = relu_conv_bn(b, y, out, 3, 1)?;
+    b.leave();
+    b.enter("downsample");
+    let p = b.push(
+        "pool",
+        Op::AvgPool {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            count_include_pad: true,
+        },
+        &[x],
+    )?;
+    let d = b.conv("conv", p, out, 1, 1, 0, 1)?;
+    b.leave();
+    b.add("add", &[d, y])
+}
+
+fn nb201_cell(b: &mut Builder, cell: &Nb201Cell, x: NodeId) -> Result<NodeId, IrError> {
+    let channels = b.channels(x);
+    let mut nodes = vec![x];
+    for j in 1..4 {
+        let mut terms = Vec::with_capacity(j);
+        for (i, &from) in nodes.iter().enumerate() {
+            b.enter(format!("edge_{j}_{i}"));
+            let t = match cell.edge(j, i) {
+                Nb201Op::None => b.push("zero", Op::Zero, &[from])?,
+                Nb201Op::Skip => b.push("skip", Op::Identity, &[from])?,
+                Nb201Op::Conv1x1 => relu_conv_bn(b, from, channels, 1, 1)?,
+                Nb201Op::Conv3x3 => relu_conv_bn(b, from, channels, 3, 1)?,
+                Nb201Op::AvgPool3x3 => b.push(
+                    "pool",
+                    Op::AvgPool {
+                        kernel: [3, 3],
+                        stride: [1, 1],
+                        padding: [1, 1],
+                        count_include_pad: false,
+                    },
+                    &[from],
+                )?,
+            };
+            b.leave();
+            terms.push(t);
+        }
+        let node = if terms.len() == 1 {
+            terms[0]
+        } else {
+            b.add(&format!("node{j}"), &terms)?
+        };
+        nodes.push(node);
+    }
+    Ok(nodes[3])
 }
 
 #[cfg(test)]
@@ -241,7 +342,7 @@ mod tests {
                 "2 incoming edge",
             ),
         ] {
-            let e = s.parse::<Nb201Cell>().unwrap_err();
+            let e = s.parse::<Nb201Cell>().unwrap_err().to_string();
             assert!(e.contains(why), "{s}: {e}");
         }
     }

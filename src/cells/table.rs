@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::nb201::Nb201Cell;
-use crate::ir::{zoo, Shape};
-use crate::search::{Evaluation, Evaluator};
+use super::CellsError;
+use crate::ir::Shape;
+use crate::search::{EvalError, Evaluation, Evaluator};
 
 /// Columns every table must have.
 pub const REQUIRED: [&str; 4] = ["arch", "valid_acc_12", "test_acc_200", "train_time_s_200"];
@@ -36,35 +37,36 @@ pub struct Table {
 
 impl Table {
     /// Reads and checks a table; an error names the file, the line and the problem.
-    pub fn load(path: &Path) -> Result<Table, String> {
+    pub fn load(path: &Path) -> Result<Table, CellsError> {
         let source = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|e| format!("{source}: {e}"))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| CellsError::Table(format!("{source}: {e}")))?;
         Self::from_reader(file, &source)
     }
 
     /// Reads a table from any reader; `source` names it in messages.
-    pub fn from_reader(reader: impl std::io::Read, source: &str) -> Result<Table, String> {
+    pub fn from_reader(reader: impl std::io::Read, source: &str) -> Result<Table, CellsError> {
         let mut rdr = csv::ReaderBuilder::new().from_reader(reader);
         let headers = rdr
             .headers()
-            .map_err(|e| format!("{source}: unreadable header: {e}"))?
+            .map_err(|e| CellsError::Table(format!("{source}: unreadable header: {e}")))?
             .clone();
         for col in REQUIRED {
             if !headers.iter().any(|h| h == col) {
-                return Err(format!(
+                return Err(CellsError::Table(format!(
                     "{source}: no '{col}' column (a table needs {})",
                     REQUIRED.join(", ")
-                ));
+                )));
             }
         }
         let arch_col = headers.iter().position(|h| h == "arch").expect("checked");
         let mut rows = HashMap::new();
         for record in rdr.records() {
-            let record = record.map_err(|e| format!("{source}: {e}"))?;
+            let record = record.map_err(|e| CellsError::Table(format!("{source}: {e}")))?;
             let line = record.position().map_or(0, |p| p.line());
-            let at = |msg: String| format!("{source}, line {line}: {msg}");
+            let at = |msg: String| CellsError::Table(format!("{source}, line {line}: {msg}"));
             let arch = record.get(arch_col).unwrap_or_default();
-            let cell: Nb201Cell = arch.parse().map_err(at)?;
+            let cell: Nb201Cell = arch.parse().map_err(|e: CellsError| at(e.to_string()))?;
             let mut values = BTreeMap::new();
             for (h, v) in headers.iter().zip(record.iter()) {
                 if h == "arch" {
@@ -98,7 +100,9 @@ impl Table {
             }
         }
         if rows.is_empty() {
-            return Err(format!("{source}: the table has no rows"));
+            return Err(CellsError::Table(format!(
+                "{source}: the table has no rows"
+            )));
         }
         Ok(Table {
             source: source.to_string(),
@@ -149,10 +153,10 @@ impl Evaluator<Nb201Cell> for Table {
         format!("benchmark:{name}")
     }
 
-    fn evaluate(&self, cell: &Nb201Cell, _seed: u64) -> Result<Evaluation, String> {
+    fn evaluate(&self, cell: &Nb201Cell, _seed: u64) -> Result<Evaluation, EvalError> {
         let row = self
             .get(cell)
-            .ok_or_else(|| format!("cell {cell} is not in {}", self.source))?;
+            .ok_or_else(|| EvalError(format!("cell {cell} is not in {}", self.source)))?;
         Ok(Evaluation {
             fitness: row.values["valid_acc_12"],
             cost: row.values["train_time_s_200"] * 12.0 / 200.0,
@@ -192,9 +196,10 @@ impl Evaluator<Nb201Cell> for CostProxy {
         format!("proxy:{m}@{}/{}", self.input, self.classes)
     }
 
-    fn evaluate(&self, cell: &Nb201Cell, _seed: u64) -> Result<Evaluation, String> {
-        let g = zoo::nb201(cell, self.input.clone(), self.classes).map_err(|e| e.to_string())?;
-        let t = g.analyze().map_err(|e| e.to_string())?.totals;
+    fn evaluate(&self, cell: &Nb201Cell, _seed: u64) -> Result<Evaluation, EvalError> {
+        let g = super::nb201::network(cell, self.input.clone(), self.classes)
+            .map_err(|e| EvalError(e.to_string()))?;
+        let t = g.analyze().map_err(|e| EvalError(e.to_string()))?.totals;
         let (params_m, macs_m) = (t.params as f64 / 1e6, t.macs as f64 / 1e6);
         Ok(Evaluation {
             fitness: match self.measure {

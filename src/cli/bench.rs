@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use archproof::report::{CactusSeries, Figure, Plot, RunPage, Table as ReportTable};
 use archproof::verify::instances::{self, InstanceResult};
 use archproof::verify::{vnncomp, Bounding, Branching, Engine, Exact, Options};
@@ -11,12 +11,13 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use super::progress::Progress;
 
 /// Benchmarks that compare engines in one run.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Example:\n  archproof bench verify --instances instances.csv --expected expected.csv --out bench/acasxu"
-)]
+#[command(after_help = "Example:
+  archproof bench verify --instances instances.csv --expected expected.csv \\
+      --out bench/acasxu")]
 pub struct Args {
     #[command(subcommand)]
     kind: Kind,
@@ -33,12 +34,14 @@ enum Kind {
 /// per-instance times, totals and a cactus plot.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof bench verify --instances acasxu/instances.csv --expected acasxu/expected.csv \\
-      --smt-timeout 10 --out bench/acasxu
-  archproof bench verify --instances acasxu/instances.csv --expected acasxu/expected.csv \\
-      --engines bab --reference 'nnenum on this machine=669.6' --ort-python ort/bin/python --out bench/acas
-  archproof bench verify --instances mnistfc/mnistfc_instances.csv --expected mnistfc/expected.csv \\
-      --engines bab,bab:alpha-beta:babsr:z3 --timeout 60 --out bench/mnistfc")]
+  archproof bench verify --instances acasxu/instances.csv \\
+      --expected acasxu/expected.csv --smt-timeout 10 --out bench/acasxu
+  archproof bench verify --instances acasxu/instances.csv \\
+      --expected acasxu/expected.csv --engines bab --reference 'nnenum on this \\
+      machine=669.6' --ort-python ort/bin/python --out bench/acas
+  archproof bench verify --instances mnistfc/mnistfc_instances.csv \\
+      --expected mnistfc/expected.csv --engines bab,bab:alpha-beta:babsr:z3 \\
+      --timeout 60 --out bench/mnistfc")]
 pub struct VerifyArgs {
     /// The instance list (onnx,vnnlib,timeout).
     #[arg(long)]
@@ -126,13 +129,6 @@ fn parse_reference(s: &str) -> Result<(String, f64)> {
     Ok((label.trim().to_string(), secs))
 }
 
-#[derive(Serialize)]
-struct Row {
-    engine: String,
-    #[serde(flatten)]
-    result: InstanceResult,
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.kind {
         Kind::Verify(a) => run_verify(a),
@@ -204,12 +200,54 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     for e in &a.engines {
         engines.push((e.clone(), engine_settings(e, &a)?));
     }
-    let bar = super::common::bar(
+    // Rows land in results.csv as each run finishes: a benchmark stopped half way keeps them.
+    let mut header: Vec<String> = [
+        "engine",
+        "onnx",
+        "vnnlib",
+        "result",
+        "seconds",
+        "expected",
+        "correct",
+        "peak_mib",
+        "f32_check",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect();
+    header.extend(published.tools.iter().map(|t| format!("{t}_s")));
+    let mut log = archproof::files::CsvLog::create(&results, &header, a.force)?;
+    let record = |engine: &str, x: &InstanceResult| -> Vec<String> {
+        let theirs = published
+            .times
+            .get(&instances::instance_key(&x.onnx, &x.vnnlib));
+        let mut record = vec![
+            engine.to_string(),
+            x.onnx.clone(),
+            x.vnnlib.clone(),
+            x.result.to_string(),
+            format!("{:.3}", x.seconds),
+            x.expected.map(|e| e.to_string()).unwrap_or_default(),
+            x.correct.map(|c| c.to_string()).unwrap_or_default(),
+            x.peak_memory_mib
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_default(),
+            x.counterexample_f32
+                .map(|ok| if ok { "pass" } else { "fail" }.to_string())
+                .unwrap_or_default(),
+        ];
+        record.extend((0..published.tools.len()).map(|t| match theirs {
+            None => String::new(),
+            Some(v) => v[t].map_or("timeout".into(), |s| format!("{s:.2}")),
+        }));
+        record
+    };
+    let bar = Progress::bar(
         (list.len() * engines.len()) as u64,
         a.quiet || a.json,
         "{bar:40} {pos}/{len} runs {msg} [{elapsed}]",
+        "runs",
     );
-    let mut rows: Vec<Row> = Vec::new();
     let mut summaries = Vec::new();
     let mut series = Vec::new();
     for (name, (opts, cap)) in &engines {
@@ -219,9 +257,11 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         let files = a.out.join("results").join(name.replace(':', "-"));
         std::fs::create_dir_all(&files)?;
         for inst in &list {
-            let (mut r, out, _) =
-                instances::run_instance(&mut cache, &root, inst, opts, *cap, expected.as_ref())?;
             let key = instances::instance_key(&inst.onnx, &inst.vnnlib);
+            bar.set_message(format!("running {name} {} {}", key.0, key.1));
+            let (mut r, out, _) =
+                instances::run_instance(&mut cache, &root, inst, opts, *cap, expected.as_ref())
+                    .with_context(|| a.instances.display().to_string())?;
             let file = files.join(format!("{}_{}.txt", key.0, key.1));
             write_file(&file, out.vnncomp_result().as_bytes(), true)?;
             if let (Some(ch), Some(_)) = (&checker, &out.counterexample) {
@@ -237,11 +277,12 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             }
             bar.set_message(format!("{name} {} {}: {}", key.0, key.1, r.result));
             bar.inc(1);
+            log.row(&record(name, &r))?;
             mine.push(r);
         }
         let solved: Vec<f64> = mine
             .iter()
-            .filter(|r| r.result == "sat" || r.result == "unsat")
+            .filter(|r| r.result.is_solved())
             .map(|r| r.seconds)
             .collect();
         let totals = instances::Summary::of(&mine);
@@ -264,10 +305,6 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             solved_seconds: solved,
             published: false,
         });
-        rows.extend(mine.into_iter().map(|result| Row {
-            engine: name.into(),
-            result,
-        }));
     }
     bar.finish_and_clear();
     // The published tools' times as further columns, and as cactus series of their own.
@@ -289,50 +326,6 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             });
         }
     }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = [
-        "engine",
-        "onnx",
-        "vnnlib",
-        "result",
-        "seconds",
-        "expected",
-        "correct",
-        "peak_mib",
-        "f32_check",
-    ]
-    .iter()
-    .map(|h| h.to_string())
-    .collect();
-    header.extend(published.tools.iter().map(|t| format!("{t}_s")));
-    w.write_record(&header)?;
-    for r in &rows {
-        let x = &r.result;
-        let theirs = published
-            .times
-            .get(&instances::instance_key(&x.onnx, &x.vnnlib));
-        let mut record = vec![
-            r.engine.clone(),
-            x.onnx.clone(),
-            x.vnnlib.clone(),
-            x.result.clone(),
-            format!("{:.3}", x.seconds),
-            x.expected.clone().unwrap_or_default(),
-            x.correct.map(|c| c.to_string()).unwrap_or_default(),
-            x.peak_memory_mib
-                .map(|m| format!("{m:.0}"))
-                .unwrap_or_default(),
-            x.counterexample_f32
-                .map(|ok| if ok { "pass" } else { "fail" }.to_string())
-                .unwrap_or_default(),
-        ];
-        record.extend((0..published.tools.len()).map(|t| match theirs {
-            None => String::new(),
-            Some(v) => v[t].map_or("timeout".into(), |s| format!("{s:.2}")),
-        }));
-        w.write_record(&record)?;
-    }
-    write_file(&results, &w.into_inner()?, a.force)?;
     write_file(
         &a.out.join("summary.json"),
         serde_json::to_string_pretty(&summaries)?.as_bytes(),

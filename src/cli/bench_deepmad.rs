@@ -29,7 +29,8 @@ const EVOLUTION_CAP: usize = 2_000_000;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:
   archproof bench deepmad --space search-spaces/deepmad-r50.toml \\
-      --released released_structures.json#deepmad-R50 --convention tinynas --out bench/r50")]
+      --released released_structures.json#deepmad-R50 --convention tinynas \\
+      --out bench/r50")]
 pub struct DeepmadBenchArgs {
     /// The space and budget.
     #[arg(long)]
@@ -134,6 +135,7 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
             convention: a.convention,
             solver: MilpSolver::Highs,
             time_limit: limit,
+            max_programs: None,
         },
     )
     .map_err(|e| anyhow!("{}: {e}", a.space.display()))?;

@@ -1,11 +1,10 @@
 //! Helpers shared by the subcommands: resolving a model argument, writing files safely,
 //! formatting numbers.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use archproof::ir::{io, zoo, Graph, Shape};
+use archproof::ir::{io, Graph, Shape};
 
 /// Resolves a model argument: a zoo name, `nb201:<cell>`, an IR `.json` file, or an `.onnx`
 /// model (imported into the IR with its weights).
@@ -34,34 +33,19 @@ pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Re
     if classes == Some(0) {
         bail!("--classes must be at least 1");
     }
-    Ok(zoo::build(spec, input, classes)?)
+    Ok(archproof::models::build(spec, input, classes)?)
 }
 
-/// Writes `contents` to `path` atomically (a temporary file renamed into place), refusing to
-/// replace an existing file unless `force` is set.
+/// Writes `contents` to `path` atomically with the umask's mode, refusing to replace an
+/// existing file unless `force` ([`archproof::files::write_atomic`]).
 pub fn write_file(path: &Path, contents: &[u8], force: bool) -> Result<()> {
-    refuse_existing(&[path.to_path_buf()], force)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(contents)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(archproof::files::write_atomic(path, contents, force)?)
 }
 
 /// Fails, naming the first path that exists, unless `force`: called before long work whose
 /// outputs would otherwise be refused only at the end.
 pub fn refuse_existing(paths: &[std::path::PathBuf], force: bool) -> Result<()> {
-    if let Some(p) = paths.iter().find(|p| p.exists()).filter(|_| !force) {
-        bail!("{} exists; pass --force to overwrite it", p.display());
-    }
-    Ok(())
+    Ok(archproof::files::refuse_existing(paths, force)?)
 }
 
 /// `25557032` -> `25,557,032`.
@@ -95,17 +79,6 @@ pub fn si(n: u64) -> String {
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-/// A progress bar of `len` steps drawn with `template`, or a hidden one (for --quiet and
-/// --json).
-pub fn bar(len: u64, hidden: bool, template: &str) -> indicatif::ProgressBar {
-    if hidden {
-        return indicatif::ProgressBar::hidden();
-    }
-    let b = indicatif::ProgressBar::new(len);
-    b.set_style(indicatif::ProgressStyle::with_template(template).expect("static template"));
-    b
 }
 
 /// Words joined as a shell would read them back: arguments with spaces or shell characters

@@ -23,9 +23,10 @@ enum Sub {
 /// Score a structure: entropy per stage, effectiveness rho, depth penalty, FLOPs and params
 /// (counted without the classifier, as the official code does).
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  archproof deepmad score released_structures.json#deepmad-R50 --convention tinynas --json\n  archproof deepmad score my-structure.json --resolution 224"
-)]
+#[command(after_help = "Examples:
+  archproof deepmad score released_structures.json#deepmad-R50 \\
+      --convention tinynas --json
+  archproof deepmad score my-structure.json --resolution 224")]
 pub struct ScoreArgs {
     /// An archproof IR JSON file written by DeepMAD, a block-list JSON file, or FILE#NAME to
     /// pick one entry of a file of several structures.
@@ -33,7 +34,8 @@ pub struct ScoreArgs {
     /// Which formulas: `paper` (as published) or `tinynas` (as the official code computes).
     #[arg(long, value_enum, default_value = "paper")]
     convention: Convention,
-    /// Input resolution [default: the IR's input, else 224].
+    /// Input resolution [default: the one the file states (an IR's input, or `resolution`
+    /// beside the block list, as `search deepmad` writes it), else 224 with a warning].
     #[arg(long)]
     resolution: Option<usize>,
     /// Per-stage entropy weights, comma-separated (aligned with the last stages).
@@ -82,14 +84,24 @@ fn score(a: ScoreArgs) -> Result<ExitCode> {
         && std::fs::read_to_string(&a.structure)
             .map(|t| t.contains(&format!("\"{}\"", archproof::ir::io::FORMAT)))
             .unwrap_or(false);
-    let (blocks, ir_res) = if is_ir {
+    let (blocks, stated) = if is_ir {
         let g = archproof::ir::io::read_graph(std::path::Path::new(&a.structure))?;
         let (b, r) = deepmad::ir::from_graph(&g).map_err(|m| anyhow!("{}: {m}", a.structure))?;
         (b, Some(r))
     } else {
-        (structure::read(&a.structure).map_err(|m| anyhow!(m))?, None)
+        structure::read_with_resolution(&a.structure).map_err(|m| anyhow!(m))?
     };
-    let resolution = a.resolution.or(ir_res).unwrap_or(224);
+    let resolution = match (a.resolution, stated) {
+        (Some(r), _) => r,
+        (None, Some(r)) => r,
+        (None, None) => {
+            eprintln!(
+                "warning: {} states no input resolution; scoring at 224x224 (give --resolution)",
+                a.structure
+            );
+            224
+        }
+    };
     let weights = Weights {
         alpha: parse_alpha(&a.alpha)?,
         beta: a.beta,

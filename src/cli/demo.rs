@@ -4,13 +4,12 @@
 //! binary), writes its run directory with its run.json, and leaves its output in log.txt. The
 //! report is then built over all of them, exactly as `archproof report` would.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use archproof::ir::{io, zoo};
+use archproof::ir::io;
 use archproof::report::html;
 use archproof::report::{RunPage, Table as ReportTable};
 use archproof::solvers;
@@ -35,7 +34,8 @@ const DEEPMAD_SPACE: &str = include_str!("../../search-spaces/deepmad-cifar.toml
   archproof demo
   archproof demo --out runs/demo2 --seed 3
   archproof demo --benchmark nb201-cifar10.csv --json
-  archproof report runs/demo --out reports/demo     # the same report, copied elsewhere")]
+  # the same report, copied elsewhere
+  archproof report runs/demo --out reports/demo")]
 pub struct Args {
     /// Where the runs and the report are written.
     #[arg(long, default_value = "runs/demo")]
@@ -305,19 +305,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if talk {
             eprintln!("[{}/{total}] {name} ...", k + 2);
         }
-        // On a terminal, a spinner with the elapsed time while the part runs.
-        let spinner = if talk && std::io::stderr().is_terminal() {
-            let s = indicatif::ProgressBar::new_spinner();
-            s.set_style(
-                indicatif::ProgressStyle::with_template("      {spinner} {msg} [{elapsed}]")
-                    .expect("static template"),
-            );
-            s.set_message(format!("archproof {}", commands[0][..2].join(" ")));
-            s.enable_steady_tick(std::time::Duration::from_millis(200));
-            s
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        // A spinner with the elapsed time while the part runs (plain lines off a terminal).
+        let spinner = super::progress::Progress::spinner(
+            !talk,
+            "      {spinner} {msg} [{elapsed}]",
+            "      running",
+        );
         let t0 = Instant::now();
         let mut result = Ok(serde_json::Value::Null);
         for c in commands {
@@ -418,7 +411,7 @@ fn workbench(dir: &Path) -> Result<serde_json::Value> {
     );
     let mut rows = Vec::new();
     for name in ["resnet18", "resnet50", "mobilenet_v2"] {
-        let g = zoo::build(name, None, None)?;
+        let g = archproof::models::build(name, None, None)?;
         let totals = g.analyze()?.totals;
         let file = format!("{name}.json");
         write_file(&dir.join(&file), io::to_json(&g)?.as_bytes(), true)?;

@@ -12,6 +12,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use super::progress::Progress;
 use archproof::report::{BandSeries, Figure, Plot, RunPage, Table as ReportTable};
 
 /// Normalization-activation layers (EvoNorms): show one, or evaluate layers.
@@ -19,8 +20,8 @@ use archproof::report::{BandSeries, Figure, Plot, RunPage, Table as ReportTable}
 #[command(after_help = "Examples:
   archproof evonorm show evonorm-s0
   archproof evonorm show runs/evo/best.json --figure layer.svg --dot layer.dot
-  archproof evonorm eval --layer bn-relu,gn-relu,evonorm-b0,evonorm-s0 --dataset shapes \\
-      --batch-sizes 4,8,32,128 --seeds 3 --out runs/eval")]
+  archproof evonorm eval --layer bn-relu,gn-relu,evonorm-b0,evonorm-s0 \\
+      --dataset shapes --batch-sizes 4,8,32,128 --seeds 3 --out runs/eval")]
 pub struct Args {
     #[command(subcommand)]
     kind: Kind,
@@ -59,8 +60,10 @@ struct ShowArgs {
 /// test accuracy's mean and standard deviation per batch size.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof evonorm eval --layer evonorm-s0 --dataset shapes --batch-sizes 4,8,32,128 --seeds 3
-  archproof evonorm eval --layer runs/evo/best.json,bn-relu --anchor plain --json")]
+  archproof evonorm eval --layer evonorm-s0 --dataset shapes \\
+      --batch-sizes 4,8,32,128 --seeds 3
+  archproof evonorm eval --layer runs/evo/best.json,bn-relu --anchor plain \\
+      --json")]
 struct EvalArgs {
     /// Layers: names or layer JSON files, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -306,10 +309,11 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
                 .flat_map(move |&b| (0..a.seeds).map(move |s| (l, b, s)))
         })
         .collect();
-    let bar = super::common::bar(
+    let bar = Progress::bar(
         jobs.len() as u64,
         a.quiet || a.json,
         "{bar:40} {pos}/{len} trainings  {msg}  [{elapsed}<{eta}]",
+        "trainings",
     );
     use rayon::prelude::*;
     let accs: Vec<f64> = jobs

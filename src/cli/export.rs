@@ -18,10 +18,13 @@ use super::common::{load_model, print_json, write_file};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof export resnet18 --format json -o r18.json
-  archproof export resnet18 --format dot -o r18.dot && dot -Tsvg r18.dot > r18.svg
+  archproof export resnet18 --format dot -o r18.dot && dot -Tsvg r18.dot > \\
+      r18.svg
   archproof inspect r18.json
-  archproof export model.onnx --format json -o model.json   # ONNX into the IR, weights included
-  archproof export resnet-mini:16 --input 3x32x32 --classes 10 --format onnx --init-seed 1 -o rm16.onnx")]
+  # ONNX into the IR, weights included
+  archproof export model.onnx --format json -o model.json
+  archproof export resnet-mini:16 --input 3x32x32 --classes 10 --format onnx \\
+      --init-seed 1 -o rm16.onnx")]
 pub struct Args {
     /// A zoo model, `nb201:<cell string>`, an IR .json file, or an .onnx model.
     model: String,

@@ -13,13 +13,16 @@ use super::common::{load_model, print_json, si, thousands};
 #[command(after_help = "Examples:
   archproof inspect resnet50
   archproof inspect resnet50 --json
-  archproof inspect 'nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'
-  archproof inspect 'nb201:<cell>' --input 3x16x16 --classes 120
+  archproof inspect 'nb201:|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'
+  archproof inspect mlp:64-32 --input 1x28x28 --classes 10
+  archproof inspect cnn-tiny --summary
   archproof inspect r18.json
-  archproof inspect model.onnx          # a PyTorch or archproof ONNX model, weights read")]
+  archproof inspect model.onnx   # PyTorch or archproof ONNX, weights read")]
 pub struct Args {
-    /// A zoo model (resnet18, resnet34, resnet50, mobilenet_v2), `nb201:<cell string>`, an
-    /// IR .json file written by `archproof export`, or an .onnx model.
+    /// A zoo model (`archproof zoo` lists them: resnet18, resnet34, resnet50, mobilenet_v2,
+    /// mlp:W1-W2-..., cnn-tiny, resnet-tiny, resnet-mini[:W]), a NAS-Bench-201 network
+    /// `nb201:<cell string>` (e.g. `nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|`),
+    /// an IR .json file written by `archproof export`, or an .onnx model.
     model: String,
     /// Input shape CxHxW (zoo models only), e.g. 3x32x32.
     #[arg(long)]

@@ -9,7 +9,6 @@ use archproof::cells::nb201::Nb201Cell;
 use archproof::cells::proxies::{self, NAMES};
 use archproof::cells::table::Table;
 use archproof::cells::SpaceSpec;
-use archproof::ir::zoo;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -17,16 +16,23 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use super::progress::Progress;
 use archproof::cells::proxies::ProxyInputs;
 use archproof::report::{Figure, Plot, RunPage, Table as ReportTable};
 
 /// Score sampled cells with training-free proxies (computed with candle on the IR) and rank-
 /// correlate each with the table's test accuracy.
+///
+/// At the defaults (seven proxies on 1,000 cells) this runs for hours on two cores; the first
+/// cell is timed and a run longer than two minutes is announced with its estimate.
+/// `--proxies synflow,params --sample 200` takes minutes.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof proxies --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv --sample 1000
-  archproof proxies --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
-      --proxies synflow,params --sample 200 --json --out runs/proxies")]
+  archproof proxies --space search-spaces/nb201.toml \\
+      --benchmark nb201-cifar10.csv --sample 1000
+  archproof proxies --space search-spaces/nb201.toml \\
+      --benchmark nb201-cifar10.csv --proxies synflow,params --sample 200 \\
+      --json --out runs/proxies")]
 pub struct Args {
     /// The cell space (a search-spaces/*.toml file or nb201).
     #[arg(long)]
@@ -62,6 +68,20 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// A run expected to take longer than this is announced with its estimate.
+const LONG_RUN_SECONDS: f64 = 120.0;
+
+/// `5400` -> `1.5 hours`, `300` -> `5 minutes`.
+fn duration_words(seconds: f64) -> String {
+    if seconds >= 5400.0 {
+        format!("{:.1} hours", seconds / 3600.0)
+    } else if seconds >= 90.0 {
+        format!("{:.0} minutes", seconds / 60.0)
+    } else {
+        format!("{seconds:.0} s")
+    }
 }
 
 #[derive(Serialize)]
@@ -102,27 +122,46 @@ pub fn run(a: Args) -> Result<ExitCode> {
             a.benchmark.display()
         );
     }
-    let bar = super::common::bar(
+    let bar = Progress::bar(
         cells.len() as u64,
         a.quiet || a.json,
         "{bar:40} {pos}/{len} cells  [{elapsed}<{eta}]",
+        "cells",
     );
     let names: Vec<&str> = a.proxies.iter().map(String::as_str).collect();
-    let rows: Vec<BTreeMap<String, (f64, f64)>> = cells
-        .par_iter()
-        .map(|(cell, _)| -> Result<BTreeMap<String, (f64, f64)>> {
-            let g = zoo::nb201(cell, spec.input_shape(), spec.classes)?;
-            let out = proxies::scores(
-                &names,
-                &g,
-                spec.classes,
-                &ProxyInputs::Random(a.batch),
-                a.seed,
-            )?;
-            bar.inc(1);
-            Ok(out)
-        })
-        .collect::<Result<_>>()?;
+    let score = |cell: &Nb201Cell| -> Result<BTreeMap<String, (f64, f64)>> {
+        let g = archproof::cells::nb201::network(cell, spec.input_shape(), spec.classes)?;
+        let out = proxies::scores(
+            &names,
+            &g,
+            spec.classes,
+            &ProxyInputs::Random(a.batch),
+            a.seed,
+        )?;
+        bar.inc(1);
+        Ok(out)
+    };
+    // The first cell alone, timed, says how long the whole sample will take before it starts.
+    let t0 = std::time::Instant::now();
+    let first = score(&cells[0].0)?;
+    let per_cell = t0.elapsed().as_secs_f64();
+    let estimate = per_cell * (cells.len() - 1) as f64 / rayon::current_num_threads() as f64;
+    if !a.quiet && !a.json && estimate > LONG_RUN_SECONDS {
+        bar.println(format!(
+            "scoring {} cells with {} proxies takes about {} here ({per_cell:.1} s a cell); \
+             --sample and --proxies shorten it",
+            cells.len(),
+            names.len(),
+            duration_words(estimate)
+        ));
+    }
+    let mut rows: Vec<BTreeMap<String, (f64, f64)>> = vec![first];
+    rows.extend(
+        cells[1..]
+            .par_iter()
+            .map(|(cell, _)| score(cell))
+            .collect::<Result<Vec<_>>>()?,
+    );
     bar.finish_and_clear();
     let acc: Vec<f64> = cells.iter().map(|c| c.1).collect();
     let mut spearman = BTreeMap::new();

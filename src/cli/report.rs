@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use archproof::report::html;
 
-use super::common::print_json;
+use super::common::{print_json, refuse_existing};
 
 /// Build an HTML report from finished runs: a page per run and an index.
 ///
-/// Every command that writes a run directory (search, bench, evonorm eval, proxies, verify
-/// --report, demo) leaves a run.json there. The report finds each one under RUNS, writes
+/// Every command that writes a run folder with --out (search cell, search deepmad, search
+/// evonorm, bench, evonorm eval, proxies, robustness, demo) leaves a run.json there. The report finds each one under RUNS, writes
 /// run.html for it and index.html over all of them, and copies the figures and files they name
 /// into OUT. The pages use no script and no file from elsewhere: open index.html offline in any
 /// browser.
@@ -19,7 +19,9 @@ use super::common::print_json;
 #[command(after_help = "Examples:
   archproof report runs/ --out reports/
   archproof report runs/demo            # writes runs/demo/index.html in place
-  archproof report runs/ --out reports/ --title 'Budgeted designs' --json")]
+  archproof report runs/ --out reports/ --title 'Budgeted designs' --json
+  # replace an earlier report there
+  archproof report runs/ --out reports/ --force")]
 pub struct Args {
     /// The folder of finished runs (searched recursively for run.json).
     runs: PathBuf,
@@ -29,6 +31,9 @@ pub struct Args {
     /// The index page's title.
     #[arg(long, default_value = "archproof report")]
     title: String,
+    /// Replace an earlier report in OUT (its index.html and pages).
+    #[arg(long)]
+    force: bool,
     /// Print what was written as JSON.
     #[arg(long)]
     json: bool,
@@ -36,6 +41,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let out = a.out.clone().unwrap_or_else(|| a.runs.clone());
+    refuse_existing(&[out.join("index.html")], a.force)?;
     let site = html::write_site(&a.runs, &out, &a.title).map_err(anyhow::Error::msg)?;
     for m in &site.missing {
         eprintln!("warning: {m} is named by its run but missing");

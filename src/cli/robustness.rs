@@ -12,9 +12,8 @@ use archproof::verify::radius::{self, RadiusResult};
 use archproof::verify::{self, Engine, Network, Options, Spec, Verdict};
 use serde::Serialize;
 
-use super::common::{
-    argmax, bar, command_line, print_json, refuse_existing, write_file, write_page,
-};
+use super::common::{argmax, command_line, print_json, refuse_existing, write_file, write_page};
+use super::progress::Progress;
 
 /// Verify the local robustness of a trained network at test points of a dataset.
 ///
@@ -28,9 +27,12 @@ use super::common::{
 /// and run.json for `archproof report`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof train --model mlp:64-32 --dataset shapes --epochs 10 --out nets/mlp.json
-  archproof robustness --net nets/mlp.json --dataset shapes --points 0..16 --out runs/robust
-  archproof robustness --net nets/mlp.json --points 0,5,9 --eps 0.01,0.02 --engines bounds,bab,smt --out runs/cactus --json")]
+  archproof train --model mlp:64-32 --dataset shapes --epochs 10 \\
+      --out nets/mlp.json
+  archproof robustness --net nets/mlp.json --dataset shapes --points 0..16 \\
+      --out runs/robust
+  archproof robustness --net nets/mlp.json --points 0,5,9 --eps 0.01,0.02 \\
+      --engines bounds,bab,smt --out runs/cactus --json")]
 pub struct Args {
     /// The network: .onnx, .nnet, or IR .json with weights.
     #[arg(long)]
@@ -166,10 +168,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     std::fs::create_dir_all(a.out.join("proofs")).with_context(|| a.out.display().to_string())?;
     let clip = Some((0.0, 1.0));
     let n_queries = points.len() * (1 + a.eps.len() * engines.len());
-    let progress = bar(
+    let progress = Progress::bar(
         n_queries as u64,
         a.quiet || a.json,
         "{bar:40} {pos}/{len} queries  {msg}  [{elapsed}<{eta}]",
+        "queries",
     );
     let base = Options {
         timeout: Duration::from_secs_f64(a.query_timeout),
@@ -392,10 +395,19 @@ fn write_outputs(
             ),
             image("difference (+-eps)".into(), diff, (-eps, eps)),
         ]);
-        if rows.len() == 6 {
+        if rows.len() == SHOWN_COUNTEREXAMPLES {
             break;
         }
     }
+    let refuted = s
+        .points_detail
+        .iter()
+        .filter(|r| {
+            r.radius
+                .as_ref()
+                .is_some_and(|x| x.counterexample.is_some())
+        })
+        .count();
     let mut page = RunPage::new(
         format!("Robustness of {} test points", s.points),
         command_line(),
@@ -456,13 +468,18 @@ fn write_outputs(
     page.tables.push(t);
     page.figure("radius.svg", "Proven and refuted radius per test point");
     if !rows.is_empty() {
-        Figure::new(
-            "Counterexamples beside their originals",
-            Plot::Images { rows },
-        )
-        .settings(settings.clone())
-        .save(&a.out.join("counterexamples.svg"))
-        .map_err(anyhow::Error::msg)?;
+        let title = if refuted > rows.len() {
+            format!(
+                "Counterexamples beside their originals: the first {} of {refuted} refuted points",
+                rows.len()
+            )
+        } else {
+            "Counterexamples beside their originals".to_string()
+        };
+        Figure::new(title, Plot::Images { rows })
+            .settings(settings.clone())
+            .save(&a.out.join("counterexamples.svg"))
+            .map_err(anyhow::Error::msg)?;
         page.figure(
             "counterexamples.svg",
             "Original, counterexample (class the network gives it) and their difference",
@@ -545,6 +562,10 @@ fn write_outputs(
     );
     write_page(&a.out, &page)
 }
+
+/// Refuted points drawn in counterexamples.svg (the first ones; the title says how many of
+/// how many).
+const SHOWN_COUNTEREXAMPLES: usize = 6;
 
 fn class_name(ds: &archproof::train::Dataset, c: usize) -> String {
     ds.class_names

@@ -22,12 +22,14 @@ use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 
 use super::common::{command_line, print_json, write_file, write_page};
+use super::progress::Progress;
 use archproof::report::{BandSeries, Figure, Plot, RunPage, Series, Table as ReportTable};
 
 /// Run an architecture search.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:
-  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv --out runs/rea")]
+  archproof search cell --space search-spaces/nb201.toml \\
+      --benchmark nb201-cifar10.csv --out runs/rea")]
 pub struct Args {
     #[command(subcommand)]
     kind: Kind,
@@ -47,17 +49,21 @@ enum Kind {
 /// with `--resume`, losing and repeating nothing, and ends as the uninterrupted run would.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
-      --strategy rea --budget-seconds 12000 --seed 1 --out runs/rea
-  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
-      --strategy random,rea,local,proxy-rea --runs 500 --budget-seconds 12000 --out runs/compare
-  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv --json
-  archproof search cell --space search-spaces/nb201.toml --evaluator proxy:synflow --trials 500 \\
-      --benchmark nb201-cifar10.csv
-  archproof search cell --space search-spaces/nasnet.toml --evaluator train --dataset shapes \\
-      --trials 40 --out runs/nasnet
-  archproof search cell --space search-spaces/nb201.toml --benchmark nb201-cifar10.csv \\
-      --objectives accuracy,latency_ms_pixel3 --budget-seconds 12000 --out runs/pareto
+  archproof search cell --space search-spaces/nb201.toml \\
+      --benchmark nb201-cifar10.csv --strategy rea --budget-seconds 12000 \\
+      --seed 1 --out runs/rea
+  archproof search cell --space search-spaces/nb201.toml \\
+      --benchmark nb201-cifar10.csv --strategy random,rea,local,proxy-rea \\
+      --runs 500 --budget-seconds 12000 --out runs/compare
+  archproof search cell --space search-spaces/nb201.toml \\
+      --benchmark nb201-cifar10.csv --json
+  archproof search cell --space search-spaces/nb201.toml \\
+      --evaluator proxy:synflow --trials 500 --benchmark nb201-cifar10.csv
+  archproof search cell --space search-spaces/nasnet.toml --evaluator train \\
+      --dataset shapes --trials 40 --out runs/nasnet
+  archproof search cell --space search-spaces/nb201.toml \\
+      --benchmark nb201-cifar10.csv --objectives accuracy,latency_ms_pixel3 \\
+      --budget-seconds 12000 --out runs/pareto
   archproof search cell --resume --out runs/rea")]
 pub struct CellArgs {
     /// The space: a search-spaces/*.toml file or a space name (nb201, nasnet).
@@ -614,7 +620,7 @@ where
     S: CellSpace + Clone + Send + 'static,
 {
     let sp = space.clone();
-    Arc::new(move |c: &S::Candidate| sp.network(c).map_err(|e| e.to_string()))
+    Arc::new(move |c: &S::Candidate| sp.network(c))
 }
 
 /// The evaluators that judge a candidate by its network: zero-cost proxies and training.
@@ -754,10 +760,11 @@ where
     let already = store.trials()?.len();
     let study = study.with_store(store)?;
 
-    let bar = super::common::bar(
+    let bar = Progress::bar(
         settings.trials as u64,
         a.quiet || a.json,
         "{bar:40} {pos}/{len} trials  {msg}  [{elapsed}]",
+        "trials",
     );
     bar.set_position(already as u64);
     let new_trials = AtomicUsize::new(0);
@@ -1311,10 +1318,11 @@ where
             a.force,
         )?;
     }
-    let bar = super::common::bar(
+    let bar = Progress::bar(
         (runs * all.len()) as u64,
         a.quiet || a.json,
         "{bar:40} {pos}/{len} runs  [{elapsed}<{eta}]",
+        "runs",
     );
     let mut summaries = Vec::with_capacity(all.len());
     for settings in all {
@@ -1421,6 +1429,14 @@ where
                 if runs == 1 { "" } else { "s" },
                 s.queries_mean
             );
+            // One run: its best cell, which is what a user without --out came for.
+            if let [r] = s.per_run.as_slice() {
+                println!("  best cell   {}", r.cell);
+                println!("  fitness     {:.4}", r.fitness);
+                if let Some(t) = r.test_acc {
+                    println!("  test acc    {t:.4}");
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,12 +9,12 @@ use archproof::deepmad::program::{self, ProgramOptions};
 use archproof::deepmad::{polish, space, Block, Convention, Score};
 use archproof::ir::io;
 use archproof::solvers::MilpSolver;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::common::{
     command_line, print_json, refuse_existing, si, thousands, write_file, write_page,
 };
+use super::progress::Progress;
 use archproof::report::{Figure, Plot, RunPage, Series, StageSeries, Table as ReportTable};
 
 /// Design a CNN for a budget by mathematical programming (DeepMAD): maximise the entropy
@@ -25,7 +25,8 @@ use archproof::report::{Figure, Plot, RunPage, Series, StageSeries, Table as Rep
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof search deepmad --space search-spaces/deepmad-r50.toml --out runs/r50
-  archproof search deepmad --space search-spaces/deepmad-r50.toml --convention tinynas --json")]
+  archproof search deepmad --space search-spaces/deepmad-r50.toml \\
+      --convention tinynas --json")]
 pub struct DeepmadArgs {
     /// The space and budget (a search-spaces/deepmad-*.toml file).
     #[arg(long)]
@@ -51,6 +52,10 @@ pub struct DeepmadArgs {
     /// Wall-clock limit of the whole solve, in seconds.
     #[arg(long, default_value_t = 60.0)]
     time_limit: f64,
+    /// Program: a budget of work instead of time, at most this many inner programs (each
+    /// solved to its end): the same design on any machine, at any load.
+    #[arg(long)]
+    max_programs: Option<usize>,
     /// Output directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -129,9 +134,16 @@ impl Summary {
             io::to_json(&graph)?.as_bytes(),
             force,
         )?;
+        // The block list with the resolution it was designed for, which `deepmad score`
+        // reads back.
+        let structure = serde_json::json!({
+            "structure": &self.structure,
+            "resolution": sp.resolution,
+            "space": &sp.name,
+        });
         write_file(
             &out.join("structure.json"),
-            serde_json::to_string_pretty(&self.structure)?.as_bytes(),
+            serde_json::to_string_pretty(&structure)?.as_bytes(),
             force,
         )?;
         write_file(
@@ -291,16 +303,12 @@ fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result
         )?
     };
     let study = study.with_store(store)?;
-    let bar = if a.quiet || a.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let b = indicatif::ProgressBar::new(a.iterations as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} candidates  {msg}  [{elapsed}]")
-                .expect("template"),
-        );
-        b
-    };
+    let bar = Progress::bar(
+        a.iterations as u64,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} candidates  {msg}  [{elapsed}]",
+        "candidates",
+    );
     let start = Instant::now();
     let trace = BestTrace::new();
     let result = study.run(&|t| {
@@ -366,30 +374,25 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
     if !(a.time_limit > 0.0 && a.time_limit.is_finite()) {
         return Err(anyhow!("--time-limit must be a positive number of seconds"));
     }
+    if a.max_programs == Some(0) {
+        return Err(anyhow!("--max-programs must be at least 1"));
+    }
     if let Some(out) = &a.out {
         refuse_existing(&OUTPUTS.map(|f| out.join(f)), a.force)?;
     }
-    let spinner = (!a.quiet && !a.json).then(|| {
-        let pb = ProgressBar::new_spinner();
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("template"),
-        );
-        pb.set_message(format!("solving {} with {}", sp.name, solver.name()));
-        pb.enable_steady_tick(Duration::from_millis(200));
-        pb
-    });
+    let spinner = Progress::spinner(a.quiet || a.json, "{spinner} {msg} [{elapsed}]", "solving");
+    spinner.set_message(format!("{} with {}", sp.name, solver.name()));
     let design = program::solve(
         &sp,
         &ProgramOptions {
             convention: a.convention,
             solver,
             time_limit: Duration::from_secs_f64(a.time_limit),
+            max_programs: a.max_programs,
         },
     )
     .map_err(|e| anyhow!("{}: {e}", a.space.display()))?;
-    if let Some(pb) = spinner {
-        pb.finish_and_clear();
-    }
+    spinner.finish_and_clear();
     let s = &design.score;
     let summary = Summary {
         optimality_gap: design.optimality_gap,

@@ -13,6 +13,7 @@ use archproof::train;
 use serde::{Deserialize, Serialize};
 
 use super::common::{command_line, print_json, write_file, write_page};
+use super::progress::Progress;
 use archproof::report::{Figure, Plot, RunPage, Series, Table as ReportTable};
 
 /// Evolve normalization-activation layers from primitive operations (EvoNorms).
@@ -24,7 +25,8 @@ use archproof::report::{Figure, Plot, RunPage, Series, Table as ReportTable};
 /// Pareto front of the anchors' accuracies. Every trial is committed to OUT/study.sqlite.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof search evonorm --dataset shapes --population 64 --trials 2000 --out runs/evo
+  archproof search evonorm --dataset shapes --population 64 --trials 2000 \\
+      --out runs/evo
   archproof search evonorm --resume runs/evo
   archproof evonorm show runs/evo/best.json")]
 pub struct EvonormArgs {
@@ -214,10 +216,11 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
     };
     let already = store.trials()?.len();
     let study = study.with_store(store)?;
-    let bar = super::common::bar(
+    let bar = Progress::bar(
         settings.trials as u64,
         a.quiet || a.json,
         "{bar:40} {pos}/{len} layers  {msg}  [{elapsed}<{eta}]",
+        "layers",
     );
     bar.set_position(already as u64);
     let result = study.run(&|t| {
@@ -485,8 +488,10 @@ fn print_human(s: &Summary, out: &Path) {
             r.formula
         );
     }
+    // best.json only exists when a layer passed both protocols.
+    let best = if s.best.is_empty() { "" } else { "best.json," };
     println!(
-        "  written     {}/{{study.sqlite,summary.json,best.json,progress.svg,rejections.svg}}",
+        "  written     {}/{{study.sqlite,summary.json,{best}progress.svg,rejections.svg}}",
         out.display()
     );
 }

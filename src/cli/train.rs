@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use archproof::ir::io;
 use archproof::report::{Figure, Plot, Series};
 use archproof::train::{self, data, export, Model, OptimizerKind, Progress, TrainConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::common::{load_model, print_json, refuse_existing, write_file};
@@ -20,12 +19,19 @@ use super::common::{load_model, print_json, refuse_existing, write_file};
 /// gives the same weights.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof train --model mlp:64-32 --dataset shapes --epochs 20 --out nets/shapes-mlp.onnx
-  archproof train --model cnn-tiny --dataset shapes --epochs 8 --out nets/cnn.json
-  archproof train --model 'nb201:|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|' --dataset cifar10-bin:DIR --epochs 12
-  archproof train --model resnet-tiny --dataset mnist-idx:DIR --optimizer sgd --lr 0.05 --json
-  archproof train --model nets/cnn.onnx --dataset shapes --epochs 2 --out nets/cnn-tuned.onnx
-  archproof verify --net nets/shapes-mlp.onnx --dataset shapes --index 7 --eps 0.01")]
+  archproof train --model mlp:64-32 --dataset shapes --epochs 20 \\
+      --out nets/shapes-mlp.onnx
+  archproof train --model cnn-tiny --dataset shapes --epochs 8 \\
+      --out nets/cnn.json
+  archproof train --model \\
+      'nb201:|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|' \\
+      --dataset cifar10-bin:DIR --epochs 12
+  archproof train --model resnet-tiny --dataset mnist-idx:DIR --optimizer sgd \\
+      --lr 0.05 --json
+  archproof train --model nets/cnn.onnx --dataset shapes --epochs 2 \\
+      --out nets/cnn-tuned.onnx
+  archproof verify --net nets/shapes-mlp.onnx --dataset shapes --index 7 \\
+      --eps 0.01")]
 pub struct Args {
     /// The network: a zoo name, an IR .json file, or an .onnx model (fine-tuned from its
     /// weights).
@@ -38,6 +44,12 @@ pub struct Args {
     /// Passes over the training split.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
+    /// Train on at most this many examples, each class in its share of the training split [default: all].
+    #[arg(long)]
+    train_examples: Option<usize>,
+    /// Test on at most this many examples, each class in its share of the test split [default: all].
+    #[arg(long)]
+    test_examples: Option<usize>,
     /// Examples per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -127,7 +139,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     outputs.extend(figure.iter().cloned());
     refuse_existing(&outputs, a.force)?;
 
-    let ds = data::load(&a.dataset)?;
+    let ds = data::load(&a.dataset)?.part(a.train_examples, a.test_examples)?;
     let shape = ds
         .shape
         .iter()
@@ -160,16 +172,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         cosine: !a.no_cosine,
         seed: a.seed,
     };
-    let pb = if a.quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {msg}  [{elapsed}]")
-                .expect("a valid template"),
-        );
-        b
-    };
+    let pb = super::progress::Progress::bar(
+        0,
+        a.quiet || a.json,
+        "{bar:40} {pos}/{len} steps  {msg}  [{elapsed}]",
+        "steps",
+    );
     let report = train::train(&mut model, &ds, &cfg, &|p| match p {
         Progress::Step(done, total, loss) => {
             pb.set_length(total as u64);

@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use archproof::verify::instances::{self, InstanceResult};
 use archproof::verify::{
-    self, radius, Bounding, Branching, Engine, Exact, Network, Options, Outcome, Spec, Verdict,
+    self, proof_log, radius, Bounding, Branching, Engine, Exact, Network, Options, Outcome, Spec,
+    Verdict,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::common::{argmax, print_json, refuse_existing, write_file};
+use super::common::{argmax, print_json, write_file};
+use super::progress::Progress;
 
 /// Prove or refute a property of a trained ReLU network (ONNX, NNet or IR JSON with weights).
 ///
@@ -20,15 +21,20 @@ use super::common::{argmax, print_json, refuse_existing, write_file};
 /// comes with a counterexample that a plain forward pass confirms (sat), "unknown" says why.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof verify --net ACASXU_run2a_1_1_batch_2000.onnx --spec prop_3.vnnlib --timeout 116
+  archproof verify --net ACASXU_run2a_1_1_batch_2000.onnx --spec prop_3.vnnlib \\
+      --timeout 116
   archproof verify --net net.nnet --spec prop.vnnlib --json
-  archproof verify --instances instances.csv --root DIR --out results.csv --expected expected.csv
+  archproof verify --instances instances.csv --root DIR --out results.csv \\
+      --expected expected.csv
   archproof verify --net net.onnx --input x.csv --eps 0.02 --label 3
   archproof verify --net net.onnx --input x.csv --max-radius
-  archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 --write-spec p3.vnnlib
+  archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 \\
+      --write-spec p3.vnnlib
   archproof verify --net net.onnx --spec prop.vnnlib --engine smt
-  archproof verify --net net.onnx --spec prop.vnnlib --bounding crown --branching area
-  archproof verify --net net.onnx --spec prop.vnnlib --exact z3 --vnncomp-out out.txt")]
+  archproof verify --net net.onnx --spec prop.vnnlib --bounding crown \\
+      --branching area
+  archproof verify --net net.onnx --spec prop.vnnlib --exact z3 \\
+      --vnncomp-out out.txt")]
 pub struct Args {
     /// The network: .onnx, .nnet, or IR .json with weights.
     #[arg(long, required_unless_present = "instances")]
@@ -245,7 +251,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(spec_path) = &args.spec {
         let spec = verify::load_spec(spec_path)?;
         let out = run_one(&args, &net, &spec, &net_path, spec_path, args.timeout)?;
-        report_one(&args, &spec, &out)?;
+        report_one(&args, &spec, &out, None)?;
         return Ok(ExitCode::SUCCESS);
     }
     let (x, input_path, true_label) = match (&args.input, &args.dataset) {
@@ -303,7 +309,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let out = run_one(args, &net, &spec, &net_path, input_path, args.timeout)?;
-    report_one(args, &spec, &out)?;
+    report_one(args, &spec, &out, Some(label))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -349,6 +355,7 @@ fn read_point(path: &Path, n: usize) -> Result<Vec<f64>> {
     Ok(x)
 }
 
+/// One verification run: the outcome, and the folder of its proof log unless --no-proof.
 fn run_one(
     args: &Args,
     net: &Network,
@@ -356,110 +363,66 @@ fn run_one(
     net_path: &Path,
     spec_path: &Path,
     timeout: f64,
-) -> Result<Outcome> {
-    let spinner = if args.quiet || args.json {
-        ProgressBar::hidden()
-    } else {
-        let s = ProgressBar::new_spinner();
-        s.set_style(
-            ProgressStyle::with_template("{spinner} verifying {msg} [{elapsed}]")
-                .expect("static template"),
-        );
-        s.set_message(spec.name.clone());
-        s.enable_steady_tick(Duration::from_millis(200));
-        s
-    };
-    let out = verify::verify(net, spec, &options(args, timeout)?)?;
+) -> Result<Reported> {
+    let spinner = Progress::spinner(
+        args.quiet || args.json,
+        "{spinner} verifying {msg} [{elapsed}]",
+        "verifying",
+    );
+    spinner.set_message(spec.name.clone());
+    let opts = options(args, timeout)?;
+    let out = verify::verify(net, spec, &opts)?;
     spinner.finish_and_clear();
     if let Some(path) = &args.vnncomp_out {
         write_file(path, out.vnncomp_result().as_bytes(), args.force)?;
     }
-    if !args.no_proof {
+    let proof_log = if args.no_proof {
+        None
+    } else {
         let dir = args
             .proof_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("proofs"));
-        write_proof_log(&dir, net_path, spec_path, spec, args, &out)?;
-    }
-    Ok(out)
-}
-
-#[derive(Serialize)]
-struct ProofLog<'a> {
-    network: String,
-    spec: String,
-    regions: usize,
-    engine: &'static str,
-    bounding: &'static str,
-    branching: &'static str,
-    exact: &'static str,
-    timeout_s: f64,
-    seed: u64,
-    outcome: &'a Outcome,
-    smt_queries: usize,
-    smt_queries_written: usize,
-}
-
-fn write_proof_log(
-    dir: &Path,
-    net_path: &Path,
-    spec_path: &Path,
-    spec: &Spec,
-    args: &Args,
-    out: &Outcome,
-) -> Result<()> {
-    const MAX_QUERIES: usize = 50;
-    let stem = |p: &Path| {
-        p.file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default()
+        Some(proof_log::write(&dir, net_path, spec_path, spec, &opts, &out)?.join("log.json"))
     };
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let run_dir = dir.join(format!("{}-{}-{stamp}", stem(net_path), stem(spec_path)));
-    let log = ProofLog {
-        network: net_path.display().to_string(),
-        spec: spec_path.display().to_string(),
-        regions: spec.regions.len(),
-        engine: Engine::from(args.engine).name(),
-        bounding: Bounding::from(args.bounding).name(),
-        branching: Branching::from(args.branching).name(),
-        exact: Exact::from(args.exact).name(),
-        timeout_s: args.timeout,
-        seed: args.seed,
+    Ok(Reported {
         outcome: out,
-        smt_queries: out.smt.len(),
-        smt_queries_written: out.smt.len().min(MAX_QUERIES),
-    };
-    write_file(
-        &run_dir.join("log.json"),
-        serde_json::to_string_pretty(&log)?.as_bytes(),
-        false,
-    )?;
-    if !out.smt.is_empty() {
-        let mut text = String::new();
-        for (i, q) in out.smt.iter().take(MAX_QUERIES).enumerate() {
-            text.push_str(&format!(
-                "; query {i}: {}\n(push)\n{}(check-sat)\n(pop)\n\n",
-                q.answer, q.smtlib
-            ));
-        }
-        write_file(&run_dir.join("queries.smt2"), text.as_bytes(), false)?;
-    }
-    Ok(())
+        proof_log,
+    })
 }
 
-fn report_one(args: &Args, spec: &Spec, out: &Outcome) -> Result<()> {
+/// What `verify` reports of one run (`--json`: the outcome's fields and `proof_log`).
+#[derive(Serialize)]
+struct Reported {
+    #[serde(flatten)]
+    outcome: Outcome,
+    proof_log: Option<PathBuf>,
+}
+
+/// Values printed of a counterexample's input or output; --json and the proof log have all.
+const SHOWN_VALUES: usize = 10;
+
+/// Prints one run. `label` is the class a robustness query keeps (its regions are the other
+/// classes), `None` for a property file.
+fn report_one(args: &Args, spec: &Spec, r: &Reported, label: Option<usize>) -> Result<()> {
     if args.json {
-        return print_json(out);
+        return print_json(r);
     }
+    let out = &r.outcome;
     let fmt = |v: &[f64]| {
-        v.iter()
+        let mut s = v
+            .iter()
+            .take(SHOWN_VALUES)
             .map(|x| format!("{x:.6}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        if v.len() > SHOWN_VALUES {
+            s.push_str(&format!(
+                ", ... ({} values; --json and the proof log have all)",
+                v.len()
+            ));
+        }
+        s
     };
     match out.result {
         Verdict::Holds => println!(
@@ -471,10 +434,14 @@ fn report_one(args: &Args, spec: &Spec, out: &Outcome) -> Result<()> {
                 .counterexample
                 .as_ref()
                 .expect("violated has a counterexample");
-            println!(
-                "violated: {} in {:.2} s (region {})",
-                spec.name, out.seconds, c.region
-            );
+            let which = match label {
+                Some(l) => format!(": classified {} instead of {l}", argmax(&c.output)),
+                None if spec.regions.len() > 1 => {
+                    format!(" (region {} of {})", c.region + 1, spec.regions.len())
+                }
+                None => String::new(),
+            };
+            println!("violated: {} in {:.2} s{which}", spec.name, out.seconds);
             println!("  input   [{}]", fmt(&c.input));
             println!("  output  [{}]", fmt(&c.output));
         }
@@ -485,6 +452,9 @@ fn report_one(args: &Args, spec: &Spec, out: &Outcome) -> Result<()> {
             out.reason.as_deref().unwrap_or("not settled")
         ),
     }
+    if let Some(p) = &r.proof_log {
+        println!("  proof log {}", p.display());
+    }
     Ok(())
 }
 
@@ -493,7 +463,7 @@ struct RegionReport<'a> {
     spec: &'a verify::dlv::ManipulationSpec,
     grid: verify::dlv::GridResult,
     grid_seconds: f64,
-    region: Outcome,
+    region: Reported,
 }
 
 fn region(
@@ -512,7 +482,7 @@ fn region(
         step: args.step.expect("clap requires --step"),
         label,
     };
-    spec.validate(net).map_err(anyhow::Error::msg)?;
+    spec.validate(net)?;
     let t0 = std::time::Instant::now();
     let grid = spec.exhaustive(net);
     let grid_seconds = t0.elapsed().as_secs_f64();
@@ -546,7 +516,7 @@ fn region(
         ),
     }
     print!("box:  ");
-    report_one(args, &box_spec, &report.region)?;
+    report_one(args, &box_spec, &report.region, Some(label))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -595,23 +565,27 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         .as_deref()
         .map(instances::read_expected)
         .transpose()?;
-    if let Some(out) = &args.out {
-        refuse_existing(std::slice::from_ref(out), args.force)?;
-    }
     let base = options(args, args.timeout)?;
-    let bar = if args.quiet || args.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(instances.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} instances {msg} [{elapsed}]")
-                .expect("static template"),
-        );
-        b
+    // Each row lands in the file as its instance finishes: a run stopped half way keeps them.
+    let mut log = match &args.out {
+        Some(out) => Some(archproof::files::CsvLog::create(
+            out,
+            &instances::RESULT_COLUMNS,
+            args.force,
+        )?),
+        None => None,
     };
+    let bar = Progress::bar(
+        instances.len() as u64,
+        args.quiet || args.json,
+        "{bar:40} {pos}/{len} instances {msg} [{elapsed}]",
+        "instances",
+    );
     let mut cache = instances::Cache::default();
     let mut rows = Vec::new();
     for inst in &instances {
+        let key = instances::instance_key(&inst.onnx, &inst.vnnlib);
+        bar.set_message(format!("running {} {}", key.0, key.1));
         let (row, out, spec) = instances::run_instance(
             &mut cache,
             &root,
@@ -619,28 +593,28 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
             &base,
             args.timeout,
             expected.as_ref(),
-        )?;
+        )
+        .with_context(|| list.display().to_string())?;
         if let Some(dir) = &args.proof_dir {
-            write_proof_log(
+            proof_log::write(
                 dir,
                 &instances::locate(&root, &inst.onnx, "onnx"),
                 &instances::locate(&root, &inst.vnnlib, "vnnlib"),
                 &spec,
-                args,
+                &base,
                 &out,
             )?;
         }
-        let key = instances::instance_key(&inst.onnx, &inst.vnnlib);
         bar.set_message(format!("{} {}: {}", key.0, key.1, row.result));
         bar.inc(1);
+        if let Some(log) = &mut log {
+            log.row(&row.csv_fields())?;
+        }
         rows.push(row);
     }
     bar.finish_and_clear();
     let summary = summarize(base.engine, rows);
     let t = &summary.totals;
-    if let Some(out) = &args.out {
-        write_file(out, &results_csv(&summary.rows)?, args.force)?;
-    }
     if args.json {
         print_json(&summary)?;
     } else {
@@ -662,21 +636,4 @@ fn summarize(engine: Engine, rows: Vec<InstanceResult>) -> InstancesSummary {
         totals: instances::Summary::of(&rows),
         rows,
     }
-}
-
-/// The per-instance CSV: onnx, vnnlib, result, seconds, expected, correct.
-pub fn results_csv(rows: &[InstanceResult]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["onnx", "vnnlib", "result", "seconds", "expected", "correct"])?;
-    for r in rows {
-        w.write_record([
-            r.onnx.clone(),
-            r.vnnlib.clone(),
-            r.result.clone(),
-            format!("{:.3}", r.seconds),
-            r.expected.clone().unwrap_or_default(),
-            r.correct.map(|c| c.to_string()).unwrap_or_default(),
-        ])?;
-    }
-    Ok(w.into_inner()?)
 }

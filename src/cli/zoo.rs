@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use archproof::ir::zoo;
 use serde::Serialize;
 
 use super::common::{print_json, si, thousands};
@@ -27,11 +26,15 @@ struct Entry {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut entries = Vec::new();
-    for &(name, description) in zoo::MODELS {
+    for (name, description) in archproof::models::names() {
         let totals = if name.contains('<') {
             None
         } else {
-            Some(zoo::build(name, None, None)?.analyze()?.totals)
+            Some(
+                archproof::models::build(name, None, None)?
+                    .analyze()?
+                    .totals,
+            )
         };
         entries.push(Entry {
             name,

@@ -16,7 +16,9 @@ use super::polish::{btn_bounds, feasible};
 use super::score::{score, Convention};
 use super::space::{round8, Space, CHANNEL_STEP};
 use super::structure::{Block, BlockKind};
-use crate::search::{self, Evaluation, SearchError, Study, StudyConfig, StudyResult, Trial};
+use crate::search::{
+    self, DecodeError, EvalError, Evaluation, SearchError, Study, StudyConfig, StudyResult, Trial,
+};
 
 /// A DeepMAD space seen by the study engine: candidates are block lists.
 pub struct DeepmadSpace {
@@ -56,7 +58,7 @@ impl DeepmadSpace {
         let picks: Vec<(usize, usize, usize)> = (1..chans.len())
             .map(|j| (btn_bounds(sp, chans[j]).0, k, 1))
             .collect();
-        super::program::assemble(sp, chans, &picks)
+        sp.assemble(chans, &picks)
     }
 
     /// One single mutation, by the official rules: the stem's channels, or one stage's
@@ -155,8 +157,8 @@ impl search::Space for DeepmadSpace {
         serde_json::to_string(c).expect("blocks serialise")
     }
 
-    fn decode(&self, text: &str) -> Result<Vec<Block>, String> {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+    fn decode(&self, text: &str) -> Result<Vec<Block>, DecodeError> {
+        serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))
     }
 }
 
@@ -176,9 +178,9 @@ impl search::Evaluator<Vec<Block>> for DeepmadEvaluator<'_> {
         )
     }
 
-    fn evaluate(&self, c: &Vec<Block>, _seed: u64) -> Result<Evaluation, String> {
+    fn evaluate(&self, c: &Vec<Block>, _seed: u64) -> Result<Evaluation, EvalError> {
         if super::structure::validate(c).is_err() {
-            return Err("not a valid structure".into());
+            return Err(EvalError("not a valid structure".into()));
         }
         let s = score(
             c,
@@ -187,10 +189,10 @@ impl search::Evaluator<Vec<Block>> for DeepmadEvaluator<'_> {
             &self.space.weights(),
         );
         if !feasible(self.space, c, &s) {
-            return Err(format!(
+            return Err(EvalError(format!(
                 "over budget or outside the space (FLOPs {:.3e}, params {:.3e}, rho {:.3})",
                 s.flops, s.params, s.rho
-            ));
+            )));
         }
         let mut metrics = BTreeMap::new();
         metrics.insert("flops".into(), s.flops);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::ir::{Activation, Builder, Graph, IrError, NodeId, Op, Shape};
 
 use super::score::se_width;
-use super::structure::{validate, Block, BlockKind};
+use super::structure::{validate, Block, BlockKind, StructureError};
 
 /// The IR of a structure at `resolution`, with a global-pool and linear classifier of
 /// `classes` outputs when given.
@@ -151,12 +151,14 @@ fn inverted(
 
 /// Reads a structure back from a graph written by [`to_graph`]; returns it with the input
 /// resolution.
-pub fn from_graph(graph: &Graph) -> Result<(Vec<Block>, usize), String> {
-    let analysis = graph.analyze().map_err(|e| e.to_string())?;
+pub fn from_graph(graph: &Graph) -> Result<(Vec<Block>, usize), StructureError> {
+    let analysis = graph.analyze().map_err(|e| StructureError(e.to_string()))?;
     let not_ours = || {
-        "this graph was not written by archproof's DeepMAD (its nodes are not named \
-         block{i}.conv / block{i}.unit{j}.conv1 ...)"
-            .to_string()
+        StructureError(
+            "this graph was not written by archproof's DeepMAD (its nodes are not named \
+             block{i}.conv / block{i}.unit{j}.conv1 ...)"
+                .to_string(),
+        )
     };
     let mut resolution = None;
     // Conv nodes by name: (input channels, out channels, kernel, stride, groups).
@@ -167,7 +169,9 @@ pub fn from_graph(graph: &Graph) -> Result<(Vec<Block>, usize), String> {
             Op::Input { shape } => {
                 let d = shape.dims();
                 if d.len() != 3 || d[1] != d[2] {
-                    return Err("the input must be a square [C, H, W] image".into());
+                    return Err(StructureError(
+                        "the input must be a square [C, H, W] image".into(),
+                    ));
                 }
                 resolution = Some(d[1]);
             }
@@ -188,7 +192,7 @@ pub fn from_graph(graph: &Graph) -> Result<(Vec<Block>, usize), String> {
             _ => {}
         }
     }
-    let resolution = resolution.ok_or("the graph has no input")?;
+    let resolution = resolution.ok_or_else(|| StructureError("the graph has no input".into()))?;
     let mut blocks = Vec::new();
     for i in 0.. {
         let p = format!("block{i}");

@@ -45,7 +45,14 @@ pub struct ProgramOptions {
     pub solver: MilpSolver,
     /// Longest the whole solve may run.
     pub time_limit: Duration,
+    /// A budget of work instead of time: at most this many inner programs, each solved to
+    /// its end, and starts from an evolution of a fixed number of trials, so that the design
+    /// does not depend on the machine's speed or load (`time_limit` still caps the solve).
+    pub max_programs: Option<usize>,
 }
+
+/// Trials of the evolutionary search that seeds the starts under a budget of work.
+const BUDGET_START_TRIALS: usize = 4_000;
 
 /// A solved design.
 #[derive(Debug, Clone, Serialize)]
@@ -108,46 +115,6 @@ fn input_resolutions(space: &Space) -> Vec<f64> {
     }
     v.push(r);
     v
-}
-
-/// The structure with these channels and choices.
-pub(super) fn assemble(
-    space: &Space,
-    chans: &[usize],
-    picks: &[(usize, usize, usize)],
-) -> Vec<Block> {
-    let mut blocks = vec![Block {
-        kind: BlockKind::Conv,
-        cin: 3,
-        cout: chans[0],
-        k: space.stem.kernel,
-        s: space.stem.stride,
-        depth: None,
-        btn: None,
-    }];
-    for (j, &(btn, k, l)) in picks.iter().enumerate() {
-        blocks.push(Block {
-            kind: space.block,
-            cin: chans[j],
-            cout: chans[j + 1],
-            k,
-            s: space.stages.strides[j],
-            depth: Some(l),
-            btn: Some(btn),
-        });
-    }
-    if let Some(f) = space.final_channels {
-        blocks.push(Block {
-            kind: BlockKind::Conv,
-            cin: *chans.last().expect("stages"),
-            cout: f,
-            k: 1,
-            s: 1,
-            depth: None,
-            btn: None,
-        });
-    }
-    blocks
 }
 
 /// Every non-dominated choice of stage `j` for input channels `cin` and channels `c`: among
@@ -232,7 +199,7 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     let res = input_resolutions(space);
     let w = space.weights();
     // Fixed parts: the stem and the final conv.
-    let stem = assemble(space, chans, &[])[0].clone();
+    let stem = space.assemble(chans, &[])[0].clone();
     let (p0, f0, e0, l0) = block_terms(&stem, res[0]);
     let fin = space.final_channels.map(|f| Block {
         kind: BlockKind::Conv,
@@ -293,7 +260,7 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     }
     let prefix = |upto: usize, v: &[Expression]| -> Expression { v[..=upto].iter().cloned().sum() };
     // The stage plan and resolutions, as the convention counts them.
-    let structure = assemble(space, chans, &vec![(CHANNEL_STEP, st.kernels[0], 1); n]);
+    let structure = space.assemble(chans, &vec![(CHANNEL_STEP, st.kernels[0], 1); n]);
     let plan = score(&structure, space.resolution, opts.convention, &w).stages;
     let half = if tinynas { 0.5 } else { 1.0 };
     let mut objective = Expression::default();
@@ -426,7 +393,7 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
         }
     };
     Some(Inner {
-        blocks: assemble(space, chans, &picks),
+        blocks: space.assemble(chans, &picks),
         bound,
     })
 }
@@ -512,7 +479,7 @@ fn estimate(
             (scaled.clamp(lo, hi.max(lo)), b.k, b.depth.unwrap_or(1))
         })
         .collect();
-    let blocks = super::polish::polish(space, assemble(space, c, &picks), convention);
+    let blocks = super::polish::polish(space, space.assemble(c, &picks), convention);
     let s = score(&blocks, space.resolution, convention, &space.weights());
     super::polish::feasible(space, &blocks, &s).then_some((s.score, blocks))
 }
@@ -523,11 +490,19 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
     let n = space.stages.strides.len();
     let wts = space.weights();
     let exact = |b: &[Block]| score(b, space.resolution, opts.convention, &wts);
-    let per_program = Duration::from_secs(5).min(opts.time_limit / 4);
+    // Under a budget of work each program runs to its end (the time limit only guards).
+    let per_program = match opts.max_programs {
+        Some(_) => opts.time_limit,
+        None => Duration::from_secs(5).min(opts.time_limit / 4),
+    };
     let programs = std::sync::atomic::AtomicUsize::new(0);
     let solved = std::sync::Mutex::new(std::collections::HashSet::<Vec<usize>>::new());
     // Programs per step of the channel search: the best-estimated neighbours, two per thread.
-    let screen = (2 * rayon::current_num_threads()).max(4);
+    // (Under a budget of work, a fixed number, so the design does not depend on the threads.)
+    let screen = match opts.max_programs {
+        Some(_) => 4,
+        None => (2 * rayon::current_num_threads()).max(4),
+    };
     let run = |c: &Vec<usize>| -> Option<(f64, Inner)> {
         let left = opts.time_limit.saturating_sub(start.elapsed());
         if left.is_zero() {
@@ -564,7 +539,11 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
     // More starts: the channels of the best structures of a short evolutionary search (a sixth
     // of the time). For those channels the inner program is at least as good as the structure
     // evolution found, since that structure is one of its feasible points.
-    for c in evolved_channels(space, opts, opts.time_limit / 6, 4) {
+    let (evo_time, evo_trials) = match opts.max_programs {
+        Some(_) => (opts.time_limit, BUDGET_START_TRIALS),
+        None => (opts.time_limit / 6, 500_000),
+    };
+    for c in evolved_channels(space, opts, evo_time, evo_trials, 4) {
         if channels_ok(space, &c) && !starts.contains(&c) {
             starts.push(c);
         }
@@ -613,6 +592,13 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
                 cand.push(c);
             }
         }
+        if let Some(m) = opts.max_programs {
+            let left = m.saturating_sub(programs.load(std::sync::atomic::Ordering::Relaxed));
+            if left == 0 {
+                break;
+            }
+            cand.truncate(left);
+        }
         tried_in_pass |= !cand.is_empty();
         let found = cand
             .par_iter()
@@ -656,10 +642,11 @@ fn evolved_channels(
     space: &Space,
     opts: &ProgramOptions,
     time: Duration,
+    trials: usize,
     count: usize,
 ) -> Vec<Vec<usize>> {
     let trace = super::evolution::BestTrace::new();
-    let Ok(result) = super::evolution::evolve_for(space, opts.convention, 0, time, 500_000, &trace)
+    let Ok(result) = super::evolution::evolve_for(space, opts.convention, 0, time, trials, &trace)
     else {
         return Vec::new();
     };
@@ -699,7 +686,7 @@ fn infeasibility(space: &Space) -> String {
     let picks: Vec<(usize, usize, usize)> = (0..n)
         .map(|j| (btn_bounds(space, chans[j + 1]).0, k, 1))
         .collect();
-    let blocks = assemble(space, &chans, &picks);
+    let blocks = space.assemble(&chans, &picks);
     let s = score(
         &blocks,
         space.resolution,

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::score::Weights;
-use super::structure::BlockKind;
+use super::structure::{Block, BlockKind};
 
 /// A DeepMAD search space with its budget.
 #[derive(Debug, Clone, Deserialize)]
@@ -112,7 +112,49 @@ pub fn round8(x: f64) -> usize {
     ((x / CHANNEL_STEP as f64).round() as usize).max(1) * CHANNEL_STEP
 }
 
+/// What is wrong with a DeepMAD space file (the message names the file and the field).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpaceError(pub String);
+
 impl Space {
+    /// The structure with stage channels `chans` (the stem's first) and, per stage, the
+    /// choice `(bottleneck, kernel, depth)`.
+    pub fn assemble(&self, chans: &[usize], picks: &[(usize, usize, usize)]) -> Vec<Block> {
+        let mut blocks = vec![Block {
+            kind: BlockKind::Conv,
+            cin: 3,
+            cout: chans[0],
+            k: self.stem.kernel,
+            s: self.stem.stride,
+            depth: None,
+            btn: None,
+        }];
+        for (j, &(btn, k, l)) in picks.iter().enumerate() {
+            blocks.push(Block {
+                kind: self.block,
+                cin: chans[j],
+                cout: chans[j + 1],
+                k,
+                s: self.stages.strides[j],
+                depth: Some(l),
+                btn: Some(btn),
+            });
+        }
+        if let Some(f) = self.final_channels {
+            blocks.push(Block {
+                kind: BlockKind::Conv,
+                cin: *chans.last().expect("stages"),
+                cout: f,
+                k: 1,
+                s: 1,
+                depth: None,
+                btn: None,
+            });
+        }
+        blocks
+    }
+
     /// The objective weights.
     pub fn weights(&self) -> Weights {
         Weights {
@@ -122,79 +164,93 @@ impl Space {
     }
 
     /// Checks the space for consistency; errors say which field is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpaceError> {
         if self.kind != "deepmad" {
-            return Err(format!("kind is '{}', expected 'deepmad'", self.kind));
+            return Err(SpaceError(format!(
+                "kind is '{}', expected 'deepmad'",
+                self.kind
+            )));
         }
         if self.block == BlockKind::Conv {
-            return Err("block must be SuperResK1KXK1 or SuperResK1DWSEK1".into());
+            return Err(SpaceError(
+                "block must be SuperResK1KXK1 or SuperResK1DWSEK1".into(),
+            ));
         }
         let s = &self.stages;
         let n = s.strides.len();
         if n == 0 {
-            return Err("stages.strides is empty".into());
+            return Err(SpaceError("stages.strides is empty".into()));
         }
         if s.max_depth.len() != n {
-            return Err(format!(
+            return Err(SpaceError(format!(
                 "stages.max_depth has {} entries for {n} stages",
                 s.max_depth.len()
-            ));
+            )));
         }
         if s.strides
             .iter()
             .chain([&self.stem.stride])
             .any(|&x| x != 1 && x != 2)
         {
-            return Err("strides must be 1 or 2".into());
+            return Err(SpaceError("strides must be 1 or 2".into()));
         }
         if s.kernels.is_empty() || s.kernels.iter().any(|&k| k == 0 || k % 2 == 0) {
-            return Err("stages.kernels must be odd positive sizes".into());
+            return Err(SpaceError(
+                "stages.kernels must be odd positive sizes".into(),
+            ));
         }
         if s.max_depth.contains(&0) {
-            return Err("stages.max_depth entries must be positive".into());
+            return Err(SpaceError(
+                "stages.max_depth entries must be positive".into(),
+            ));
         }
         let [lo, hi] = self.stem.channels;
         if lo == 0 || lo > hi || lo % CHANNEL_STEP != 0 || hi % CHANNEL_STEP != 0 {
-            return Err("stem.channels must be [min, max], multiples of 8, min <= max".into());
+            return Err(SpaceError(
+                "stem.channels must be [min, max], multiples of 8, min <= max".into(),
+            ));
         }
         if s.max_channels < CHANNEL_STEP || s.max_btn < CHANNEL_STEP {
-            return Err("stages.max_channels and max_btn must be at least 8".into());
+            return Err(SpaceError(
+                "stages.max_channels and max_btn must be at least 8".into(),
+            ));
         }
         match (self.block, s.btn_min_ratio, s.btn_ratio) {
             (BlockKind::K1KXK1, Some(r), None) if r > 0.0 && r <= 1.0 => {}
             (BlockKind::K1DWSEK1, None, Some([a, b])) if a > 0.0 && a <= b => {}
             _ => {
-                return Err(
+                return Err(SpaceError(
                     "K1KXK1 spaces need stages.btn_min_ratio in (0, 1]; K1DWSEK1 spaces need \
                      stages.btn_ratio = [min, max]"
                         .into(),
-                )
+                ))
             }
         }
         if !(self.budget.flops > 0.0 && self.budget.params > 0.0 && self.budget.rho > 0.0) {
-            return Err("budget.flops, budget.params and budget.rho must be positive".into());
+            return Err(SpaceError(
+                "budget.flops, budget.params and budget.rho must be positive".into(),
+            ));
         }
         if self.objective.alpha.is_empty() {
-            return Err("objective.alpha is empty".into());
+            return Err(SpaceError("objective.alpha is empty".into()));
         }
         if s.max_growth < 1.0 {
-            return Err("stages.max_growth must be at least 1".into());
+            return Err(SpaceError("stages.max_growth must be at least 1".into()));
         }
         Ok(())
     }
 }
 
 /// Reads and validates a space file; errors name the file.
-pub fn read(path: &Path) -> Result<Space, String> {
-    let err = |m: String| format!("{}: {m}", path.display());
+pub fn read(path: &Path) -> Result<Space, SpaceError> {
+    let err = |m: String| SpaceError(format!("{}: {m}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let space: Space = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|r| format!(" (line {})", text[..r.start].lines().count().max(1)))
-            .unwrap_or_default();
-        err(format!("malformed space{line}: {}", e.message()))
+        err(format!(
+            "malformed space: {}",
+            crate::files::toml_error(&text, &e)
+        ))
     })?;
-    space.validate().map_err(err)?;
+    space.validate().map_err(|e| err(e.0))?;
     Ok(space)
 }

@@ -60,12 +60,12 @@ pub type Structure = Vec<Block>;
 
 /// Checks a structure: known kinds, positive sizes, strides 1 or 2, residual blocks with `L` and
 /// `btn`, each block reading what the previous one writes.
-pub fn validate(blocks: &[Block]) -> Result<(), String> {
+pub fn validate(blocks: &[Block]) -> Result<(), StructureError> {
     if blocks.is_empty() {
-        return Err("the structure has no blocks".into());
+        return Err(StructureError("the structure has no blocks".into()));
     }
     for (i, b) in blocks.iter().enumerate() {
-        let at = |m: String| format!("block {i}: {m}");
+        let at = |m: String| StructureError(format!("block {i}: {m}"));
         if b.cin == 0 || b.cout == 0 || b.k == 0 {
             return Err(at("in, out and k must be positive".into()));
         }
@@ -90,18 +90,33 @@ pub fn validate(blocks: &[Block]) -> Result<(), String> {
     Ok(())
 }
 
+/// What is wrong with a structure or its file (the message names the block or the file).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct StructureError(pub String);
+
 /// Reads a structure from `FILE` or `FILE#NAME`: a JSON block list, an object with a
 /// `structure` list, or the released-structures file (`{"structures": {NAME: [...]}}`, where
 /// `#NAME` picks one). Errors name the file and the problem.
-pub fn read(spec: &str) -> Result<Structure, String> {
+pub fn read(spec: &str) -> Result<Structure, StructureError> {
+    read_with_resolution(spec).map(|(s, _)| s)
+}
+
+/// [`read`], and the input resolution the file states beside the list
+/// (`{"structure": [...], "resolution": 32}`, as `search deepmad` writes it), if any.
+pub fn read_with_resolution(spec: &str) -> Result<(Structure, Option<usize>), StructureError> {
     let (path, name) = match spec.rsplit_once('#') {
         Some((p, n)) => (p, Some(n)),
         None => (spec, None),
     };
-    let err = |m: String| format!("{path}: {m}");
+    let err = |m: String| StructureError(format!("{path}: {m}"));
     let text = std::fs::read_to_string(Path::new(path)).map_err(|e| err(e.to_string()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    let resolution = value
+        .get("resolution")
+        .and_then(|r| r.as_u64())
+        .map(|r| r as usize);
     let list = if let Some(all) = value.get("structures").and_then(|v| v.as_object()) {
         let Some(name) = name else {
             let names: Vec<&String> = all.keys().collect();
@@ -122,6 +137,6 @@ pub fn read(spec: &str) -> Result<Structure, String> {
             "not a DeepMAD block list ({e}); expected [{{\"class\": \"ConvKXBNRELU\", \"in\": 3, \"out\": 32, \"k\": 3, \"s\": 2}}, ...]"
         ))
     })?;
-    validate(&blocks).map_err(err)?;
-    Ok(blocks)
+    validate(&blocks).map_err(|e| err(e.0))?;
+    Ok((blocks, resolution))
 }

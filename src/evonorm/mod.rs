@@ -51,6 +51,17 @@ fn node(op: Prim, args: &[usize]) -> PrimNode {
     }
 }
 
+/// Why a layer could not be read, built or trained (the message names the file or layer).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvoNormError(pub String);
+
+impl From<EvoNormError> for crate::search::EvalError {
+    fn from(e: EvoNormError) -> Self {
+        crate::search::EvalError(e.0)
+    }
+}
+
 /// A published layer by name (see [`NAMES`]). Every variance carries `+ eps` (1e-5).
 ///
 /// - EvoNorm-B0: `x / max(sqrt(var_nhw(x)), v1 * x + sqrt(var_hw(x)))`
@@ -114,21 +125,22 @@ pub fn named(name: &str) -> Option<Layer> {
 
 /// Reads a layer: a name of [`NAMES`], or a JSON file of a [`NormActGraph`] (as `search
 /// evonorm` writes them), validated.
-pub fn load(spec: &str) -> Result<Layer, String> {
+pub fn load(spec: &str) -> Result<Layer, EvoNormError> {
     if let Some(l) = named(spec) {
         return Ok(l);
     }
     let path = std::path::Path::new(spec);
     if !path.exists() {
-        return Err(format!(
+        return Err(EvoNormError(format!(
             "{spec}: neither a layer name ({}) nor a file",
             NAMES.join(", ")
-        ));
+        )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{spec}: {e}"))?;
-    let g: NormActGraph =
-        serde_json::from_str(&text).map_err(|e| format!("{spec}: not a layer: {e}"))?;
-    g.validate().map_err(|e| format!("{spec}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| EvoNormError(format!("{spec}: {e}")))?;
+    let g: NormActGraph = serde_json::from_str(&text)
+        .map_err(|e| EvoNormError(format!("{spec}: not a layer: {e}")))?;
+    g.validate()
+        .map_err(|e| EvoNormError(format!("{spec}: {e}")))?;
     Ok(Layer::Graph(g))
 }
 
@@ -177,7 +189,7 @@ pub fn train_anchor(
     data: &Dataset,
     cfg: &AnchorTraining,
     seed: u64,
-) -> Result<f64, String> {
+) -> Result<f64, EvoNormError> {
     let g = anchors::build(
         anchor,
         layer,
@@ -185,7 +197,7 @@ pub fn train_anchor(
         data.classes,
         cfg.width,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| EvoNormError(e.to_string()))?;
     train_network(&g, data, cfg, seed)
 }
 
@@ -196,8 +208,8 @@ pub fn train_network(
     data: &Dataset,
     cfg: &AnchorTraining,
     seed: u64,
-) -> Result<f64, String> {
-    let mut model = Model::new(g, seed).map_err(|e| e.to_string())?;
+) -> Result<f64, EvoNormError> {
+    let mut model = Model::new(g, seed).map_err(|e| EvoNormError(e.to_string()))?;
     let tc = TrainConfig {
         epochs: cfg.epochs,
         batch_size: cfg.batch_size,
@@ -206,7 +218,8 @@ pub fn train_network(
         seed,
         ..TrainConfig::default()
     };
-    let report = train::train(&mut model, data, &tc, &|_| {}).map_err(|e| e.to_string())?;
+    let report =
+        train::train(&mut model, data, &tc, &|_| {}).map_err(|e| EvoNormError(e.to_string()))?;
     Ok(if report.test_accuracy.is_finite() {
         report.test_accuracy
     } else {

@@ -7,10 +7,13 @@ use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{anchors, canonicalize, mutate, random_layer, Anchor, AnchorTraining, Layer};
+use super::{
+    anchors, canonicalize, mutate, random_layer, Anchor, AnchorTraining, EvoNormError, Layer,
+};
 use crate::ir::normact::NormActGraph;
 use crate::ir::{Op, Shape};
-use crate::search::{Evaluation, Evaluator, Space};
+use crate::search::{DecodeError, EvalError, Evaluation, Evaluator, Space};
+use crate::train::data::DataError;
 use crate::train::{Dataset, Model};
 
 /// Layers as a search space: random layers of `initial_len` nodes, mutated up to `max_len`,
@@ -46,9 +49,9 @@ impl Space for LayerSpace {
         serde_json::to_string(c).expect("a layer serialises")
     }
 
-    fn decode(&self, text: &str) -> Result<NormActGraph, String> {
-        let g: NormActGraph = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        g.validate()?;
+    fn decode(&self, text: &str) -> Result<NormActGraph, DecodeError> {
+        let g: NormActGraph = serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))?;
+        g.validate().map_err(|e| e.0)?;
         Ok(g)
     }
 }
@@ -83,7 +86,12 @@ impl Default for Rejection {
 /// gradient-ascent steps on the layers' own parameters (gamma, beta, v0, v1) raise the loss of
 /// one batch; the layer is unstable when the gradient norm over all parameters passes `bound`
 /// or stops being finite. Returns the largest norm seen, or the reason for rejection.
-pub fn stability(model: &Model, x: &Tensor, y: &Tensor, r: &Rejection) -> Result<f64, String> {
+pub fn stability(
+    model: &Model,
+    x: &Tensor,
+    y: &Tensor,
+    r: &Rejection,
+) -> Result<f64, EvoNormError> {
     let layer_vars: Vec<candle_core::Var> = model
         .named_vars()
         .into_iter()
@@ -99,9 +107,12 @@ pub fn stability(model: &Model, x: &Tensor, y: &Tensor, r: &Rejection) -> Result
     let all = model.vars();
     let mut worst: f64 = 0.0;
     for step in 0..=r.ascent_steps {
-        let logits = model.forward_batch_stats(x).map_err(|e| e.to_string())?;
-        let loss = candle_nn::loss::cross_entropy(&logits, y).map_err(|e| e.to_string())?;
-        let grads = loss.backward().map_err(|e| e.to_string())?;
+        let logits = model
+            .forward_batch_stats(x)
+            .map_err(|e| EvoNormError(e.to_string()))?;
+        let loss =
+            candle_nn::loss::cross_entropy(&logits, y).map_err(|e| EvoNormError(e.to_string()))?;
+        let grads = loss.backward().map_err(|e| EvoNormError(e.to_string()))?;
         let mut sq = 0.0;
         for v in &all {
             if let Some(g) = grads.get(v.as_tensor()) {
@@ -110,14 +121,14 @@ pub fn stability(model: &Model, x: &Tensor, y: &Tensor, r: &Rejection) -> Result
                     .and_then(|t| t.sum_all())
                     .and_then(|t| t.to_dtype(candle_core::DType::F64))
                     .and_then(|t| t.to_scalar::<f64>())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| EvoNormError(e.to_string()))?;
             }
         }
         let norm = sq.sqrt();
         if !norm.is_finite() || norm > r.max_gradient_norm {
-            return Err(format!(
+            return Err(EvoNormError(format!(
                 "{REJECTED_STABILITY}: gradient norm {norm:.3e} after {step} ascent steps"
-            ));
+            )));
         }
         worst = worst.max(norm);
         for v in &layer_vars {
@@ -128,11 +139,12 @@ pub fn stability(model: &Model, x: &Tensor, y: &Tensor, r: &Rejection) -> Result
                     .and_then(|t| t.sqrt())
                     .and_then(|t| t.to_dtype(candle_core::DType::F64))
                     .and_then(|t| t.to_scalar::<f64>())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| EvoNormError(e.to_string()))?;
                 if gn > 0.0 && gn.is_finite() {
-                    let up = (v.as_tensor() + (g * (0.1 / gn)).map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?;
-                    v.set(&up).map_err(|e| e.to_string())?;
+                    let up = (v.as_tensor()
+                        + (g * (0.1 / gn)).map_err(|e| EvoNormError(e.to_string()))?)
+                    .map_err(|e| EvoNormError(e.to_string()))?;
+                    v.set(&up).map_err(|e| EvoNormError(e.to_string()))?;
                 }
             }
         }
@@ -165,9 +177,11 @@ impl LayerEvaluator {
         valid: usize,
         training: AnchorTraining,
         rejection: Rejection,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DataError> {
         if train == 0 {
-            return Err("the anchors need at least one training example".into());
+            return Err(DataError::Spec(
+                "the anchors need at least one training example".into(),
+            ));
         }
         let fit = data.hold_out(train, valid)?;
         Ok(LayerEvaluator {
@@ -194,7 +208,7 @@ impl Evaluator<NormActGraph> for LayerEvaluator {
         )
     }
 
-    fn evaluate(&self, g: &NormActGraph, seed: u64) -> Result<Evaluation, String> {
+    fn evaluate(&self, g: &NormActGraph, seed: u64) -> Result<Evaluation, EvalError> {
         let layer = Layer::Graph(g.clone());
         let shape = Shape::new(self.fit.shape.clone());
         let mut metrics = std::collections::BTreeMap::new();
@@ -207,28 +221,28 @@ impl Evaluator<NormActGraph> for LayerEvaluator {
                 self.fit.classes,
                 self.training.width,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| EvalError(e.to_string()))?;
             // Stability, on the anchor at its initial weights and one training batch.
-            let probe = Model::new(&net, seed).map_err(|e| e.to_string())?;
+            let probe = Model::new(&net, seed).map_err(|e| EvalError(e.to_string()))?;
             let b = self.training.batch_size.min(self.fit.train.len());
             let d = self.fit.input_len();
             let x = probe
                 .batch(&self.fit.train.x[..b * d], b)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| EvalError(e.to_string()))?;
             let y = Tensor::from_slice(&self.fit.train.y[..b], b, probe.device())
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| EvalError(e.to_string()))?;
             let norm = stability(&probe, &x, &y, &self.rejection)
-                .map_err(|e| format!("{e} on the {} anchor", anchor.name()))?;
+                .map_err(|e| EvalError(format!("{e} on the {} anchor", anchor.name())))?;
             metrics.insert(format!("max_grad_norm_{}", anchor.name()), norm);
             // Quality.
             let acc = super::train_network(&net, &self.fit, &self.training, seed)?;
             if acc < self.rejection.min_accuracy {
-                return Err(format!(
+                return Err(EvalError(format!(
                     "{REJECTED_QUALITY}: {:.1}% on the {} anchor (the least is {:.1}%)",
                     100.0 * acc,
                     anchor.name(),
                     100.0 * self.rejection.min_accuracy
-                ));
+                )));
             }
             metrics.insert(format!("acc_{}", anchor.name()), 100.0 * acc);
             sum += 100.0 * acc;

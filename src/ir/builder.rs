@@ -46,9 +46,9 @@ impl Builder {
     pub fn push(&mut self, name: &str, op: Op, inputs: &[NodeId]) -> Result<NodeId, IrError> {
         let full = self.full_name(name);
         let in_shapes: Vec<&Shape> = inputs.iter().map(|i| &self.shapes[i.index()]).collect();
-        let out = op.output_shape(&in_shapes).map_err(|msg| IrError::Shape {
+        let out = op.output_shape(&in_shapes).map_err(|e| IrError::Shape {
             node: full.clone(),
-            msg,
+            msg: e.0,
         })?;
         let id = self.graph.add_node(full, op, inputs);
         debug_assert_eq!(id.index(), self.shapes.len());

@@ -241,14 +241,14 @@ impl Graph {
             let out = node
                 .op
                 .output_shape(&in_shapes)
-                .map_err(|msg| IrError::Shape {
+                .map_err(|e| IrError::Shape {
                     node: node.name.clone(),
-                    msg,
+                    msg: e.0,
                 })?;
-            super::weights::check(&node.op, &in_shapes, &node.weights).map_err(|msg| {
+            super::weights::check(&node.op, &in_shapes, &node.weights).map_err(|e| {
                 IrError::Shape {
                     node: node.name.clone(),
-                    msg,
+                    msg: e.0,
                 }
             })?;
             let cost = node.op.cost(&in_shapes, &out);

@@ -28,11 +28,11 @@ pub const VERSION: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GraphFile {
+struct GraphFile<N> {
     format: String,
     version: u32,
     name: String,
-    nodes: Vec<NodeRecord>,
+    nodes: Vec<N>,
     outputs: Vec<String>,
 }
 
@@ -107,8 +107,30 @@ pub fn from_json(text: &str) -> Result<Graph, IrError> {
         }
         None => return Err(IrError::Invalid("no \"version\" field".into())),
     }
-    let file: GraphFile = serde_json::from_value(value)
+    // The envelope first, then each node on its own, so that an error names its node.
+    let file: GraphFile<serde_json::Value> = serde_json::from_value(value)
         .map_err(|e| IrError::Invalid(format!("malformed IR: {e}")))?;
+    let nodes = file
+        .nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let name = v
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(|n| format!(" '{n}'"))
+                .unwrap_or_default();
+            serde_json::from_value::<NodeRecord>(v)
+                .map_err(|e| IrError::Invalid(format!("malformed IR: node {i}{name}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let file = GraphFile {
+        format: file.format,
+        version: file.version,
+        name: file.name,
+        nodes,
+        outputs: file.outputs,
+    };
     // Nodes may be listed in any order: add them all, then connect.
     let mut wired = Graph::new(file.name);
     let mut new_ids = HashMap::new();
@@ -150,7 +172,13 @@ pub fn read_graph(path: &Path) -> Result<Graph, IrError> {
         path: path.display().to_string(),
         msg,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| file_err(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        file_err(
+            "not an IR JSON file: it is binary (an ONNX model is read by its .onnx extension)"
+                .into(),
+        )
+    })?;
     from_json(&text).map_err(|e| file_err(e.to_string()))
 }
 

@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::shape::ShapeError;
+
 /// The axes a statistic (mean or variance) is taken over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,29 +124,35 @@ impl NormActGraph {
     pub const INITIAL: usize = 4;
 
     /// Checks that every operand refers to an earlier node and arities match.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ShapeError> {
         if self.nodes.is_empty() {
-            return Err(format!("layer '{}' has no primitive nodes", self.name));
+            return Err(ShapeError(format!(
+                "layer '{}' has no primitive nodes",
+                self.name
+            )));
         }
         for (i, node) in self.nodes.iter().enumerate() {
             let id = i + Self::INITIAL;
             if node.args.len() != node.op.arity() {
-                return Err(format!(
+                return Err(ShapeError(format!(
                     "layer '{}' node {id}: {:?} takes {} operand(s), has {}",
                     self.name,
                     node.op,
                     node.op.arity(),
                     node.args.len()
-                ));
+                )));
             }
             if let Some(a) = node.args.iter().find(|&&a| a >= id) {
-                return Err(format!(
+                return Err(ShapeError(format!(
                     "layer '{}' node {id} reads node {a}, which is not earlier",
                     self.name
-                ));
+                )));
             }
             if let Prim::Mean(Axes::Group(0)) | Prim::Var(Axes::Group(0)) = node.op {
-                return Err(format!("layer '{}' node {id} has 0 groups", self.name));
+                return Err(ShapeError(format!(
+                    "layer '{}' node {id} has 0 groups",
+                    self.name
+                )));
             }
         }
         Ok(())
@@ -278,7 +286,7 @@ mod tests {
     fn forward_reference_is_rejected() {
         let mut g = s0_like();
         g.nodes[0].args = vec![NormActGraph::X, 7];
-        let err = g.validate().unwrap_err();
+        let err = g.validate().unwrap_err().0;
         assert!(err.contains("node 4 reads node 7"), "{err}");
     }
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::normact::NormActGraph;
-use super::shape::Shape;
+use super::shape::{Shape, ShapeError};
 
 /// Element-wise activation functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -275,19 +275,21 @@ impl Op {
     /// Infers the output shape from the input shapes (in argument order).
     ///
     /// Returns a message that says what does not fit; the caller names the node.
-    pub fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape, String> {
+    pub fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape, ShapeError> {
         let (lo, hi) = self.arity();
         if inputs.len() < lo || inputs.len() > hi {
-            return Err(if lo == hi {
+            return Err(ShapeError(if lo == hi {
                 format!("takes {lo} input(s), has {}", inputs.len())
             } else {
                 format!("takes at least {lo} inputs, has {}", inputs.len())
-            });
+            }));
         }
         match self {
             Op::Input { shape } => {
                 if shape.dims().is_empty() || shape.dims().contains(&0) {
-                    return Err(format!("input shape {shape} has an empty dimension"));
+                    return Err(ShapeError(format!(
+                        "input shape {shape} has an empty dimension"
+                    )));
                 }
                 Ok(shape.clone())
             }
@@ -302,12 +304,12 @@ impl Op {
             } => {
                 let [c, h, w] = inputs[0].as_chw()?;
                 if *groups == 0 || c % groups != 0 || out_channels % groups != 0 {
-                    return Err(format!(
+                    return Err(ShapeError(format!(
                         "groups {groups} must divide input channels {c} and output channels {out_channels}"
-                    ));
+                    )));
                 }
                 if *out_channels == 0 {
-                    return Err("has 0 output channels".into());
+                    return Err(ShapeError("has 0 output channels".into()));
                 }
                 let oh = window_out(h, kernel[0], stride[0], padding[0], dilation[0])?;
                 let ow = window_out(w, kernel[1], stride[1], padding[1], dilation[1])?;
@@ -316,13 +318,13 @@ impl Op {
             Op::Linear { out_features, .. } => {
                 let dims = inputs[0].dims();
                 if dims.len() != 1 {
-                    return Err(format!(
+                    return Err(ShapeError(format!(
                         "linear takes a vector [F], got {} (add a flatten)",
                         inputs[0]
-                    ));
+                    )));
                 }
                 if *out_features == 0 {
-                    return Err("has 0 output features".into());
+                    return Err(ShapeError("has 0 output features".into()));
                 }
                 Ok(Shape::new(vec![*out_features]))
             }
@@ -330,22 +332,24 @@ impl Op {
             Op::GroupNorm { groups } => {
                 let c = inputs[0].channels();
                 if *groups == 0 || c % groups != 0 {
-                    return Err(format!("groups {groups} must divide channels {c}"));
+                    return Err(ShapeError(format!(
+                        "groups {groups} must divide channels {c}"
+                    )));
                 }
                 Ok(inputs[0].clone())
             }
             Op::Act { .. } | Op::Identity | Op::Zero => Ok(inputs[0].clone()),
             Op::Clip { min, max } => {
                 if !min.is_finite() || !max.is_finite() || min > max {
-                    return Err(format!(
+                    return Err(ShapeError(format!(
                         "clip bounds {min}..{max} must be finite with min <= max"
-                    ));
+                    )));
                 }
                 Ok(inputs[0].clone())
             }
             Op::LeakyRelu { slope } => {
                 if !slope.is_finite() {
-                    return Err(format!("slope {slope} is not finite"));
+                    return Err(ShapeError(format!("slope {slope} is not finite")));
                 }
                 Ok(inputs[0].clone())
             }
@@ -356,21 +360,23 @@ impl Op {
             Op::Pad { pads, value } => {
                 let [c, h, w] = inputs[0].as_chw()?;
                 if !value.is_finite() {
-                    return Err(format!("pad value {value} is not finite"));
+                    return Err(ShapeError(format!("pad value {value} is not finite")));
                 }
                 Ok(Shape::chw(c, h + pads[0] + pads[2], w + pads[1] + pads[3]))
             }
             Op::Reshape { shape } => {
                 if shape.dims().is_empty() || shape.dims().contains(&0) {
-                    return Err(format!("reshape to {shape}, which has an empty dimension"));
+                    return Err(ShapeError(format!(
+                        "reshape to {shape}, which has an empty dimension"
+                    )));
                 }
                 if shape.numel() != inputs[0].numel() {
-                    return Err(format!(
+                    return Err(ShapeError(format!(
                         "cannot reshape {} ({} elements) to {shape} ({} elements)",
                         inputs[0],
                         inputs[0].numel(),
                         shape.numel()
-                    ));
+                    )));
                 }
                 Ok(shape.clone())
             }
@@ -379,7 +385,9 @@ impl Op {
                 let c = inputs[0].channels();
                 if let Some(groups) = g.groups() {
                     if c % groups.min(c) != 0 {
-                        return Err(format!("group count {groups} does not fit {c} channels"));
+                        return Err(ShapeError(format!(
+                            "group count {groups} does not fit {c} channels"
+                        )));
                     }
                 }
                 Ok(inputs[0].clone())
@@ -387,10 +395,10 @@ impl Op {
             Op::Add => {
                 for s in &inputs[1..] {
                     if *s != inputs[0] {
-                        return Err(format!(
+                        return Err(ShapeError(format!(
                             "adds tensors of different shapes {} and {}",
                             inputs[0], s
-                        ));
+                        )));
                     }
                 }
                 Ok(inputs[0].clone())
@@ -404,9 +412,9 @@ impl Op {
                 if b.dims() == [c, 1, 1] {
                     Ok(a.clone())
                 } else {
-                    Err(format!(
+                    Err(ShapeError(format!(
                         "multiplies {a} by {b}: the second factor must have the same shape or be [{c}, 1, 1]"
-                    ))
+                    )))
                 }
             }
             Op::Concat => {
@@ -415,10 +423,10 @@ impl Op {
                 for s in inputs {
                     let [c, sh, sw] = s.as_chw()?;
                     if (sh, sw) != (h, w) {
-                        return Err(format!(
+                        return Err(ShapeError(format!(
                             "concatenates maps of different sizes {} and {}",
                             inputs[0], s
-                        ));
+                        )));
                     }
                     c_total += c;
                 }
@@ -437,10 +445,10 @@ impl Op {
             } => {
                 let [c, h, w] = inputs[0].as_chw()?;
                 if padding[0] * 2 > kernel[0] || padding[1] * 2 > kernel[1] {
-                    return Err(format!(
+                    return Err(ShapeError(format!(
                         "padding {:?} exceeds half the window {:?}",
                         padding, kernel
-                    ));
+                    )));
                 }
                 let oh = window_out(h, kernel[0], stride[0], padding[0], 1)?;
                 let ow = window_out(w, kernel[1], stride[1], padding[1], 1)?;
@@ -505,7 +513,7 @@ impl Op {
 
 /// Checks that a constant of shape `small` broadcasts to `full` (numpy rules, right-aligned:
 /// each of its dimensions is 1 or equal to the one it meets) without growing it.
-pub fn broadcasts(small: &[usize], full: &[usize]) -> Result<(), String> {
+pub fn broadcasts(small: &[usize], full: &[usize]) -> Result<(), ShapeError> {
     let fits = small.len() <= full.len()
         && small
             .iter()
@@ -513,9 +521,9 @@ pub fn broadcasts(small: &[usize], full: &[usize]) -> Result<(), String> {
             .zip(full.iter().rev())
             .all(|(&a, &b)| a == 1 || a == b);
     if small.is_empty() || small.contains(&0) || !fits {
-        return Err(format!(
+        return Err(ShapeError(format!(
             "a constant of shape {small:?} does not broadcast to {full:?}"
-        ));
+        )));
     }
     Ok(())
 }
@@ -551,16 +559,18 @@ fn window_out(
     stride: usize,
     pad: usize,
     dilation: usize,
-) -> Result<usize, String> {
+) -> Result<usize, ShapeError> {
     if kernel == 0 || stride == 0 || dilation == 0 {
-        return Err("kernel, stride and dilation must be at least 1".into());
+        return Err(ShapeError(
+            "kernel, stride and dilation must be at least 1".into(),
+        ));
     }
     let span = dilation * (kernel - 1) + 1;
     let padded = len + 2 * pad;
     if padded < span {
-        return Err(format!(
+        return Err(ShapeError(format!(
             "window of {span} does not fit an input of {len} with padding {pad}"
-        ));
+        )));
     }
     Ok((padded - span) / stride + 1)
 }

@@ -36,25 +36,33 @@ impl Shape {
     }
 
     /// The dimensions of a feature map, or a message when this is not `[C, H, W]`.
-    pub fn as_chw(&self) -> Result<[usize; 3], String> {
+    pub fn as_chw(&self) -> Result<[usize; 3], ShapeError> {
         match self.0.as_slice() {
             &[c, h, w] => Ok([c, h, w]),
-            _ => Err(format!("needs a feature map [C, H, W], got {self}")),
+            _ => Err(ShapeError(format!(
+                "needs a feature map [C, H, W], got {self}"
+            ))),
         }
     }
 
     /// Parses `3x224x224` (or `10` for a vector).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ShapeError> {
         let dims: Result<Vec<usize>, _> =
             text.split(['x', 'X']).map(|p| p.trim().parse()).collect();
         match dims {
             Ok(d) if !d.is_empty() && !d.contains(&0) => Ok(Shape(d)),
-            _ => Err(format!(
+            _ => Err(ShapeError(format!(
                 "'{text}' is not a shape: write positive sizes joined by x, e.g. 3x224x224"
-            )),
+            ))),
         }
     }
 }
+
+/// Why shapes do not fit (an operator's inputs, a weight, a shape argument); the graph adds
+/// the node's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

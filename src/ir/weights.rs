@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ops::Op;
-use super::shape::Shape;
+use super::shape::{Shape, ShapeError};
 
 /// A dense tensor, row-major.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,39 +92,45 @@ pub fn is_learned(op: &Op, name: &str) -> bool {
 
 /// Checks a node's weights against what its operator expects: none at all, or exactly the
 /// expected names with the expected shapes and finite values.
-pub fn check(op: &Op, inputs: &[&Shape], weights: &Weights) -> Result<(), String> {
+pub fn check(op: &Op, inputs: &[&Shape], weights: &Weights) -> Result<(), ShapeError> {
     if weights.is_empty() {
         return Ok(());
     }
     let want = expected(op, inputs);
     if want.is_empty() {
-        return Err("this operator has no parameters, but weights are given".into());
+        return Err(ShapeError(
+            "this operator has no parameters, but weights are given".into(),
+        ));
     }
     for (name, shape) in &want {
         let t = weights
             .get(*name)
-            .ok_or_else(|| format!("weights lack '{name}' (shape {shape:?})"))?;
+            .ok_or_else(|| ShapeError(format!("weights lack '{name}' (shape {shape:?})")))?;
         if &t.shape != shape {
-            return Err(format!(
+            return Err(ShapeError(format!(
                 "weight '{name}' has shape {:?}, expected {shape:?}",
                 t.shape
-            ));
+            )));
         }
         if t.data.len() != shape.iter().product::<usize>() {
-            return Err(format!(
+            return Err(ShapeError(format!(
                 "weight '{name}' has {} values for shape {shape:?}",
                 t.data.len()
-            ));
+            )));
         }
         if t.data.iter().any(|v| !v.is_finite()) {
-            return Err(format!("weight '{name}' holds a non-finite value"));
+            return Err(ShapeError(format!(
+                "weight '{name}' holds a non-finite value"
+            )));
         }
     }
     if let Some(extra) = weights
         .keys()
         .find(|k| !want.iter().any(|(n, _)| n == &k.as_str()))
     {
-        return Err(format!("unknown weight '{extra}' for this operator"));
+        return Err(ShapeError(format!(
+            "unknown weight '{extra}' for this operator"
+        )));
     }
     Ok(())
 }

@@ -1,13 +1,12 @@
-//! Reference networks: torchvision's ResNet-18/34/50 and MobileNetV2, and the NAS-Bench-201
-//! network for any cell. Node names follow the reference implementations, so a per-layer table
-//! can be read beside theirs.
+//! Reference networks: torchvision's ResNet-18/34/50 and MobileNetV2, and small trainable
+//! ones (MLPs, cnn-tiny, resnet-tiny, resnet-mini). Node names follow the reference
+//! implementations, so a per-layer table can be read beside theirs.
 
 use super::builder::Builder;
 use super::graph::{Graph, NodeId};
 use super::ops::{Activation, Op};
 use super::shape::Shape;
 use super::IrError;
-use crate::cells::nb201::Nb201Cell;
 
 /// Names the zoo knows, with a one-line description each.
 pub const MODELS: &[(&str, &str)] = &[
@@ -18,10 +17,6 @@ pub const MODELS: &[(&str, &str)] = &[
         "torchvision ResNet-50 v1.5 (bottlenecks 3-4-6-3)",
     ),
     ("mobilenet_v2", "torchvision MobileNetV2 (width 1.0)"),
-    (
-        "nb201:<cell>",
-        "NAS-Bench-201 network (C=16, N=5) for a cell string",
-    ),
     (
         "mlp:<w1>-<w2>-...",
         "ReLU MLP with these hidden widths (default input 1x16x16, 6 classes)",
@@ -45,18 +40,10 @@ const SMALL_INPUT: [usize; 3] = [1, 16, 16];
 /// Default classes of the small trainable models.
 const SMALL_CLASSES: usize = 6;
 
-/// Builds a zoo network. `name` is a zoo name or `nb201:<cell string>`; `input` and `classes`
-/// override the defaults (3x224x224 and 1000 for ImageNet networks, 3x32x32 and 10 for
-/// NAS-Bench-201).
+/// Builds a zoo network by name; `input` and `classes` override the defaults (3x224x224 and
+/// 1000 for ImageNet networks, 1x16x16 and 6 for the small trainable ones). Networks of the
+/// search spaces (`nb201:<cell>`) are built by [`crate::models::build`].
 pub fn build(name: &str, input: Option<Shape>, classes: Option<usize>) -> Result<Graph, IrError> {
-    if let Some(cell) = name.strip_prefix("nb201:") {
-        let cell: Nb201Cell = cell.parse().map_err(IrError::Model)?;
-        return nb201(
-            &cell,
-            input.unwrap_or(Shape::chw(3, 32, 32)),
-            classes.unwrap_or(10),
-        );
-    }
     let small_input =
         input
             .clone()
@@ -335,45 +322,8 @@ fn mobilenet_v2(input: Shape, classes: usize) -> Result<Graph, IrError> {
     b.finish(&[fc])
 }
 
-/// The NAS-Bench-201 network: a 3x3 conv stem of `C = 16` channels, three stages of `N = 5`
-/// cells at 16, 32 and 64 channels separated by residual reduction blocks, BN-ReLU, global
-/// pooling and a linear classifier (the benchmark's `TinyNetwork`).
-pub fn nb201(cell: &Nb201Cell, input: Shape, classes: usize) -> Result<Graph, IrError> {
-    const C: usize = 16;
-    const N: usize = 5;
-    let mut b = Builder::new(format!("nb201:{cell}"));
-    let x = b.input("input", input)?;
-    b.enter("stem");
-    let s = b.conv("conv", x, C, 3, 1, 1, 1)?;
-    let mut x = b.bn("bn", s)?;
-    b.leave();
-    let mut k = 0;
-    for stage in 0..3 {
-        let channels = C << stage;
-        if stage > 0 {
-            b.enter(format!("cells.{k}"));
-            x = nb201_reduction(&mut b, x, channels)?;
-            b.leave();
-            k += 1;
-        }
-        for _ in 0..N {
-            b.enter(format!("cells.{k}"));
-            x = nb201_cell(&mut b, cell, x)?;
-            b.leave();
-            k += 1;
-        }
-    }
-    b.enter("lastact");
-    let y = b.bn("bn", x)?;
-    let y = b.relu("relu", y)?;
-    b.leave();
-    let f = b.pool_flatten(y)?;
-    let fc = b.linear("classifier", f, classes)?;
-    b.finish(&[fc])
-}
-
-/// ReLU-Conv-BN, the `nor_conv` of NAS-Bench-201.
-fn relu_conv_bn(
+/// ReLU-Conv-BN, the `nor_conv` of NAS-Bench-201 (and its reduction blocks).
+pub(crate) fn relu_conv_bn(
     b: &mut Builder,
     x: NodeId,
     out: usize,
@@ -383,64 +333,4 @@ fn relu_conv_bn(
     let r = b.relu("relu", x)?;
     let c = b.conv("conv", r, out, k, stride, k / 2, 1)?;
     b.bn("bn", c)
-}
-
-fn nb201_reduction(b: &mut Builder, x: NodeId, out: usize) -> Result<NodeId, IrError> {
-    b.enter("conv_a");
-    let y = relu_conv_bn(b, x, out, 3, 2)?;
-    b.leave();
-    b.enter("conv_b");
-    let y = relu_conv_bn(b, y, out, 3, 1)?;
-    b.leave();
-    b.enter("downsample");
-    let p = b.push(
-        "pool",
-        Op::AvgPool {
-            kernel: [2, 2],
-            stride: [2, 2],
-            padding: [0, 0],
-            count_include_pad: true,
-        },
-        &[x],
-    )?;
-    let d = b.conv("conv", p, out, 1, 1, 0, 1)?;
-    b.leave();
-    b.add("add", &[d, y])
-}
-
-fn nb201_cell(b: &mut Builder, cell: &Nb201Cell, x: NodeId) -> Result<NodeId, IrError> {
-    use crate::cells::nb201::Nb201Op;
-    let channels = b.channels(x);
-    let mut nodes = vec![x];
-    for j in 1..4 {
-        let mut terms = Vec::with_capacity(j);
-        for (i, &from) in nodes.iter().enumerate() {
-            b.enter(format!("edge_{j}_{i}"));
-            let t = match cell.edge(j, i) {
-                Nb201Op::None => b.push("zero", Op::Zero, &[from])?,
-                Nb201Op::Skip => b.push("skip", Op::Identity, &[from])?,
-                Nb201Op::Conv1x1 => relu_conv_bn(b, from, channels, 1, 1)?,
-                Nb201Op::Conv3x3 => relu_conv_bn(b, from, channels, 3, 1)?,
-                Nb201Op::AvgPool3x3 => b.push(
-                    "pool",
-                    Op::AvgPool {
-                        kernel: [3, 3],
-                        stride: [1, 1],
-                        padding: [1, 1],
-                        count_include_pad: false,
-                    },
-                    &[from],
-                )?,
-            };
-            b.leave();
-            terms.push(t);
-        }
-        let node = if terms.len() == 1 {
-            terms[0]
-        } else {
-            b.add(&format!("node{j}"), &terms)?
-        };
-        nodes.push(node);
-    }
-    Ok(nodes[3])
 }

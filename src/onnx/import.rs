@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{attr_f, attr_i, attr_ints, broadcast, OnnxError, Tensor};
+use super::{attr_f, attr_i, attr_ints, broadcast, NodeError, OnnxError, Tensor};
 use crate::ir::weights::{self, BATCH_NORM_EPS};
 use crate::ir::{Activation, Builder, Graph, IrError, NodeId, Op, Shape, Weights};
 
@@ -26,7 +26,7 @@ pub const SUPPORTED: &str =
 
 /// Imports an ONNX model (its bytes) as an IR graph called `name`, with its weights.
 pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
-    let opened = super::open(bytes).map_err(OnnxError::Model)?;
+    let opened = super::open(bytes).map_err(|e| OnnxError::Model(e.0))?;
     let batched = opened.batched;
     let mut consts = opened.consts.clone();
     let graph = opened.graph();
@@ -76,7 +76,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
         let shape_of = |n: &str| -> Option<Vec<usize>> {
             vars.get(n).map(|&id| st.b.shape(id).dims().to_vec())
         };
-        if super::constant_node(node, &mut consts, &shape_of, batched).map_err(&at)? {
+        if super::constant_node(node, &mut consts, &shape_of, batched).map_err(|e| at(e.0))? {
             continue;
         }
         let computed: Vec<usize> = (0..node.input.len())
@@ -222,7 +222,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 } else {
                     let k = c(1 - xpos)?;
                     let small = constant_shape(&k.dims, xs.len());
-                    crate::ir::broadcasts(&small, &xs).map_err(&at)?;
+                    crate::ir::broadcasts(&small, &xs).map_err(|e| at(e.0))?;
                     let v = &k.data;
                     let n = v.len();
                     let (scale, shift) = match (node.op_type.as_str(), xpos) {
@@ -252,13 +252,14 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                 if xpos != 0 {
                     return Err(at("only Gemm(x, W, b) with x computed is supported".into()));
                 }
-                let (weight, rows, cols, beta) = super::gemm_weight(node, c(1)?).map_err(&at)?;
-                let x = st.vector(&name, x, cols).map_err(&at)?;
+                let (weight, rows, cols, beta) =
+                    super::gemm_weight(node, c(1)?).map_err(|e| at(e.0))?;
+                let x = st.vector(&name, x, cols).map_err(|e| at(e.0))?;
 
                 let bias = if has(2) {
                     Some(
                         broadcast(c(2)?, &[rows])
-                            .map_err(&at)?
+                            .map_err(|e| at(e.0))?
                             .iter()
                             .map(|v| beta * v)
                             .collect(),
@@ -306,7 +307,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                     )));
                 }
                 let (cols, rows) = (w.dims[0], w.dims[1]);
-                let x = st.vector(&name, x, cols).map_err(&at)?;
+                let x = st.vector(&name, x, cols).map_err(|e| at(e.0))?;
                 let weight = transposed(w);
                 // A bias added to the product alone folds into the layer.
                 let mut bias = None;
@@ -340,7 +341,8 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                     )));
                 }
                 let groups = attr_i(node, "group").unwrap_or(1).max(1) as usize;
-                let win = super::window_of(node, [w.dims[2], w.dims[3]], &xs).map_err(&at)?;
+                let win =
+                    super::window_of(node, [w.dims[2], w.dims[3]], &xs).map_err(|e| at(e.0))?;
                 let (x, padding) = st.symmetric(&name, x, win.pads).map_err(op_at)?;
                 let oc = w.dims[0];
                 let mut wt = Weights::new();
@@ -411,7 +413,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                     )));
                 }
                 let win = super::window_of(node, [kernel[0] as usize, kernel[1] as usize], &xs)
-                    .map_err(&at)?;
+                    .map_err(|e| at(e.0))?;
                 if win.dilation != [1, 1] {
                     return Err(at("pooling with dilation is not supported".into()));
                 }
@@ -449,7 +451,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                         .and_then(|n| consts.get(n))
                 };
                 let (pads, value) =
-                    super::pad_of(node, input(1), input(2), &xs, batched).map_err(&at)?;
+                    super::pad_of(node, input(1), input(2), &xs, batched).map_err(|e| at(e.0))?;
                 push(&mut st, Op::Pad { pads, value }, &[x], Weights::new())?
             }
             "Concat" => {
@@ -500,7 +502,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
             }
             "Reshape" => {
                 let dims: Vec<i64> = c(1)?.data.iter().map(|v| *v as i64).collect();
-                let shape = super::reshaped(&dims, &xs, batched).map_err(&at)?;
+                let shape = super::reshaped(&dims, &xs, batched).map_err(|e| at(e.0))?;
                 st.reshape(&name, x, shape).map_err(op_at)?
             }
             "Squeeze" | "Unsqueeze" => {
@@ -510,7 +512,7 @@ pub fn import(bytes: &[u8], name: &str) -> Result<Graph, OnnxError> {
                     attr_ints(node, "axes")
                 };
                 let shape = super::squeezed(node.op_type == "Unsqueeze", axes, &xs, batched)
-                    .map_err(&at)?;
+                    .map_err(|e| at(e.0))?;
                 st.reshape(&name, x, shape).map_err(op_at)?
             }
             other => {
@@ -556,9 +558,9 @@ impl State {
         }
         let shapes: Vec<Shape> = ins.iter().map(|i| self.b.shape(*i).clone()).collect();
         let refs: Vec<&Shape> = shapes.iter().collect();
-        weights::check(&op, &refs, &w).map_err(|msg| IrError::Shape {
+        weights::check(&op, &refs, &w).map_err(|e| IrError::Shape {
             node: unique.clone(),
-            msg,
+            msg: e.0,
         })?;
         let id = self.b.push(&unique, op, ins)?;
         if !w.is_empty() {
@@ -599,25 +601,25 @@ impl State {
     }
 
     /// `x` as a vector of `len` elements (flattened when it is a map), for a linear layer.
-    fn vector(&mut self, name: &str, x: NodeId, len: usize) -> Result<NodeId, String> {
+    fn vector(&mut self, name: &str, x: NodeId, len: usize) -> Result<NodeId, NodeError> {
         let s = self.b.shape(x).clone();
         if s.numel() != len {
-            return Err(format!(
+            return Err(NodeError(format!(
                 "the weight takes {len} inputs, the layer gives {}",
                 s.numel()
-            ));
+            )));
         }
         if s.dims().len() == 1 {
             return Ok(x);
         }
         // A matrix product over the last axis of a map is not a dense layer on the whole map.
         if s.dims()[..s.dims().len() - 1].iter().any(|&d| d != 1) {
-            return Err(format!(
+            return Err(NodeError(format!(
                 "a matrix product of a tensor of shape {s} is not supported (flatten it first)"
-            ));
+            )));
         }
         self.push(&format!("{name}.flat"), Op::Flatten, &[x], Weights::new())
-            .map_err(|e| e.to_string())
+            .map_err(|e| NodeError(e.to_string()))
     }
 
     fn linear(

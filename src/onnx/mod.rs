@@ -31,6 +31,24 @@ pub enum OnnxError {
     Ir(#[from] crate::ir::IrError),
 }
 
+/// What is wrong with a node or a constant, before the importer names the node
+/// ([`OnnxError::Node`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NodeError(pub String);
+
+impl From<String> for NodeError {
+    fn from(msg: String) -> Self {
+        NodeError(msg)
+    }
+}
+
+impl From<&str> for NodeError {
+    fn from(msg: &str) -> Self {
+        NodeError(msg.to_string())
+    }
+}
+
 /// A constant tensor.
 #[derive(Debug, Clone)]
 pub(crate) struct Tensor {
@@ -65,11 +83,14 @@ impl Opened {
 }
 
 /// Parses a model and reads its initializers and its single non-constant input.
-pub(crate) fn open(bytes: &[u8]) -> Result<Opened, String> {
+pub(crate) fn open(bytes: &[u8]) -> Result<Opened, NodeError> {
     let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
         format!("not a valid ONNX model ({e}); the file may be truncated or of another format")
     })?;
-    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| NodeError("the model has no graph".into()))?;
     let mut consts: HashMap<String, Tensor> = HashMap::new();
     for t in &graph.initializer {
         consts.insert(t.name.clone(), tensor_from_proto(t)?);
@@ -80,10 +101,10 @@ pub(crate) fn open(bytes: &[u8]) -> Result<Opened, String> {
         .filter(|i| !consts.contains_key(&i.name))
         .collect();
     if inputs.len() != 1 {
-        return Err(format!(
+        return Err(NodeError(format!(
             "the graph has {} non-constant inputs; exactly one is supported",
             inputs.len()
-        ));
+        )));
     }
     let input = inputs[0];
     let mut shape: Vec<usize> = input
@@ -101,7 +122,7 @@ pub(crate) fn open(bytes: &[u8]) -> Result<Opened, String> {
         })
         .collect();
     if shape.is_empty() {
-        return Err(format!("input '{}' has no shape", input.name));
+        return Err(NodeError(format!("input '{}' has no shape", input.name)));
     }
     // Tensors are handled without their batch dimension; ONNX axes count it.
     let batched = shape.len() > 1 && shape[0] == 1;
@@ -141,21 +162,27 @@ pub(crate) fn constant_node(
     consts: &mut HashMap<String, Tensor>,
     shape_of: &dyn Fn(&str) -> Option<Vec<usize>>,
     batched: bool,
-) -> Result<bool, String> {
-    let out_name = node.output.first().cloned().ok_or("has no output")?;
+) -> Result<bool, NodeError> {
+    let out_name = node
+        .output
+        .first()
+        .cloned()
+        .ok_or_else(|| NodeError("has no output".into()))?;
     if node.op_type == "Constant" {
         let t = node
             .attribute
             .iter()
             .find(|a| a.name == "value")
             .and_then(|a| a.t.as_ref())
-            .ok_or("Constant without a tensor value")?;
+            .ok_or_else(|| NodeError("Constant without a tensor value".into()))?;
         consts.insert(out_name, tensor_from_proto(t)?);
         return Ok(true);
     }
     for i in node.input.iter().filter(|n| !n.is_empty()) {
         if !consts.contains_key(i) && shape_of(i).is_none() {
-            return Err(format!("reads '{i}', which no earlier node computes"));
+            return Err(NodeError(format!(
+                "reads '{i}', which no earlier node computes"
+            )));
         }
     }
     let computed = node
@@ -166,7 +193,7 @@ pub(crate) fn constant_node(
     if node.op_type == "Shape" && computed == 1 {
         // The shape of a computed tensor is known here: a constant.
         let mut dims: Vec<f64> = shape_of(&node.input[0])
-            .ok_or("Shape of a constant and a computed tensor")?
+            .ok_or_else(|| NodeError("Shape of a constant and a computed tensor".into()))?
             .iter()
             .map(|&d| d as f64)
             .collect();
@@ -193,7 +220,11 @@ pub(crate) fn constant_node(
 /// The shape (without the batch) a `Reshape` to `dims` gives a tensor of `shape`: ONNX's 0
 /// copies the input's dimension (the batch counted), one -1 is inferred, and a leading batch
 /// of 1 (or -1 standing for it) is dropped when the rest fits.
-pub(crate) fn reshaped(dims: &[i64], shape: &[usize], batched: bool) -> Result<Vec<usize>, String> {
+pub(crate) fn reshaped(
+    dims: &[i64],
+    shape: &[usize],
+    batched: bool,
+) -> Result<Vec<usize>, NodeError> {
     let numel: usize = shape.iter().product();
     let mut dims = dims.to_vec();
     let full: Vec<usize> = if batched {
@@ -205,7 +236,8 @@ pub(crate) fn reshaped(dims: &[i64], shape: &[usize], batched: bool) -> Result<V
         if *d == 0 {
             *d = *full
                 .get(i)
-                .ok_or("a 0 in the shape has no input dimension")? as i64;
+                .ok_or_else(|| NodeError("a 0 in the shape has no input dimension".into()))?
+                as i64;
         }
     }
     if dims.len() > 1 && (dims[0] == 1 || dims[0] == -1) {
@@ -216,7 +248,9 @@ pub(crate) fn reshaped(dims: &[i64], shape: &[usize], batched: bool) -> Result<V
     }
     let known: i64 = dims.iter().filter(|d| **d > 0).product();
     if dims.iter().any(|d| *d < -1) || dims.iter().filter(|d| **d == -1).count() > 1 {
-        return Err(format!("cannot reshape {numel} values to {dims:?}"));
+        return Err(NodeError(format!(
+            "cannot reshape {numel} values to {dims:?}"
+        )));
     }
     let out: Vec<usize> = dims
         .iter()
@@ -229,7 +263,9 @@ pub(crate) fn reshaped(dims: &[i64], shape: &[usize], batched: bool) -> Result<V
         })
         .collect();
     if out.iter().product::<usize>() != numel {
-        return Err(format!("cannot reshape {numel} values to {dims:?}"));
+        return Err(NodeError(format!(
+            "cannot reshape {numel} values to {dims:?}"
+        )));
     }
     Ok(out)
 }
@@ -241,13 +277,13 @@ pub(crate) fn squeezed(
     axes: Option<Vec<i64>>,
     shape: &[usize],
     batched: bool,
-) -> Result<Vec<usize>, String> {
+) -> Result<Vec<usize>, NodeError> {
     let mut full: Vec<usize> = shape.to_vec();
     if batched {
         full.insert(0, 1);
     }
     let mut out = if unsqueeze {
-        let axes = axes.ok_or("Unsqueeze without axes")?;
+        let axes = axes.ok_or_else(|| NodeError("Unsqueeze without axes".into()))?;
         let rank = full.len() + axes.len();
         let mut pos: Vec<usize> = axes
             .iter()
@@ -262,7 +298,7 @@ pub(crate) fn squeezed(
         pos.sort_unstable();
         for p in pos {
             if p > full.len() {
-                return Err(format!("axis {p} is out of range"));
+                return Err(NodeError(format!("axis {p} is out of range")));
             }
             full.insert(p, 1);
         }
@@ -304,12 +340,14 @@ pub(crate) fn squeezed(
 pub(crate) fn gemm_weight(
     node: &NodeProto,
     w: &Tensor,
-) -> Result<(Vec<f64>, usize, usize, f64), String> {
+) -> Result<(Vec<f64>, usize, usize, f64), NodeError> {
     if attr_i(node, "transA").unwrap_or(0) != 0 {
-        return Err("only Gemm(x, W, b) without transA is supported".into());
+        return Err(NodeError(
+            "only Gemm(x, W, b) without transA is supported".into(),
+        ));
     }
     if w.dims.len() != 2 {
-        return Err("Gemm needs a 2-D weight".into());
+        return Err(NodeError("Gemm needs a 2-D weight".into()));
     }
     let alpha = attr_f(node, "alpha").unwrap_or(1.0) as f64;
     let beta = attr_f(node, "beta").unwrap_or(1.0) as f64;
@@ -342,24 +380,26 @@ pub(crate) fn pad_of(
     value: Option<&Tensor>,
     shape: &[usize],
     batched: bool,
-) -> Result<([usize; 4], f64), String> {
+) -> Result<([usize; 4], f64), NodeError> {
     let mode = node
         .attribute
         .iter()
         .find(|a| a.name == "mode")
         .map(|a| String::from_utf8_lossy(&a.s).to_string());
     if mode.as_deref().is_some_and(|m| m != "constant") {
-        return Err(format!(
+        return Err(NodeError(format!(
             "Pad mode {} is not supported (constant is)",
             mode.unwrap_or_default()
-        ));
+        )));
     }
     if node.input.get(3).is_some_and(|n| !n.is_empty()) {
-        return Err("Pad with an axes input is not supported (pads of every axis are)".into());
+        return Err(NodeError(
+            "Pad with an axes input is not supported (pads of every axis are)".into(),
+        ));
     }
     let pads: Vec<i64> = match pads {
         Some(t) => t.data.iter().map(|v| *v as i64).collect(),
-        None => attr_ints(node, "pads").ok_or("has no pads")?,
+        None => attr_ints(node, "pads").ok_or_else(|| NodeError("has no pads".into()))?,
     };
     let value = match value {
         Some(t) => t.data.first().copied().unwrap_or(0.0),
@@ -367,9 +407,9 @@ pub(crate) fn pad_of(
     };
     let rank = shape.len() + batched as usize;
     if shape.len() != 3 || pads.len() != 2 * rank || pads.iter().any(|p| *p < 0) {
-        return Err(format!(
+        return Err(NodeError(format!(
             "only non-negative padding of [C, H, W] maps is supported (pads {pads:?})"
-        ));
+        )));
     }
     let off = batched as usize;
     if pads[..off + 1]
@@ -377,7 +417,9 @@ pub(crate) fn pad_of(
         .chain(&pads[rank..rank + off + 1])
         .any(|p| *p != 0)
     {
-        return Err("padding of the batch or channel axis is not supported".into());
+        return Err(NodeError(
+            "padding of the batch or channel axis is not supported".into(),
+        ));
     }
     let p = [
         pads[off + 1],
@@ -388,12 +430,13 @@ pub(crate) fn pad_of(
     Ok((p.map(|v| v as usize), value))
 }
 
-pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
+pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, NodeError> {
     let dims: Vec<usize> = t
         .dims
         .iter()
         .map(|&d| {
-            usize::try_from(d).map_err(|_| format!("tensor '{}' has a negative dimension", t.name))
+            usize::try_from(d)
+                .map_err(|_| NodeError(format!("tensor '{}' has a negative dimension", t.name)))
         })
         .collect::<Result<_, _>>()?;
     let n: usize = dims.iter().product();
@@ -421,25 +464,25 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
             .collect(),
         6 => t.int32_data.iter().map(|&v| v as f64).collect(),
         other => {
-            return Err(format!(
+            return Err(NodeError(format!(
                 "tensor '{}' has data type {other}; float, double, int32 and int64 are supported",
                 t.name
-            ))
+            )))
         }
     };
     if data.len() != n {
-        return Err(format!(
+        return Err(NodeError(format!(
             "tensor '{}' holds {} values for shape {:?} (truncated?)",
             t.name,
             data.len(),
             dims
-        ));
+        )));
     }
     if data.iter().any(|v| !v.is_finite()) {
-        return Err(format!(
+        return Err(NodeError(format!(
             "tensor '{}' holds a value that is not finite",
             t.name
-        ));
+        )));
     }
     Ok(Tensor { dims, data })
 }
@@ -460,7 +503,7 @@ pub(crate) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
 }
 
 /// Broadcasts a constant to `shape` (numpy rules, right-aligned) and flattens it.
-pub(crate) fn broadcast(t: &Tensor, shape: &[usize]) -> Result<Vec<f64>, String> {
+pub(crate) fn broadcast(t: &Tensor, shape: &[usize]) -> Result<Vec<f64>, NodeError> {
     let n: usize = shape.iter().product();
     let strip = |d: &[usize]| -> Vec<usize> { d.iter().copied().skip_while(|&x| x == 1).collect() };
     if t.numel() == n && strip(&t.dims) == strip(shape) {
@@ -478,10 +521,10 @@ pub(crate) fn broadcast(t: &Tensor, shape: &[usize]) -> Result<Vec<f64>, String>
     let (s, c) = (pad(shape), pad(&t.dims));
     for (a, b) in s.iter().zip(&c) {
         if *b != 1 && a != b {
-            return Err(format!(
+            return Err(NodeError(format!(
                 "a constant of shape {:?} does not broadcast to {:?}",
                 t.dims, shape
-            ));
+            )));
         }
     }
     let mut out = Vec::with_capacity(n);
@@ -519,12 +562,14 @@ pub(crate) fn window_of(
     node: &NodeProto,
     kernel: [usize; 2],
     shape: &[usize],
-) -> Result<Window2d, String> {
-    let two = |name: &str| -> Result<[usize; 2], String> {
+) -> Result<Window2d, NodeError> {
+    let two = |name: &str| -> Result<[usize; 2], NodeError> {
         match attr_ints(node, name).as_deref() {
             None => Ok([1, 1]),
             Some([a, b]) if *a > 0 && *b > 0 => Ok([*a as usize, *b as usize]),
-            Some(v) => Err(format!("{name} {v:?}: two positive values expected")),
+            Some(v) => Err(NodeError(format!(
+                "{name} {v:?}: two positive values expected"
+            ))),
         }
     };
     let (stride, dilation) = (two("strides")?, two("dilations")?);
@@ -540,7 +585,9 @@ pub(crate) fn window_of(
             Some([t, l, b, r]) if [t, l, b, r].iter().all(|v| **v >= 0) => {
                 [*t as usize, *l as usize, *b as usize, *r as usize]
             }
-            Some(v) => Err(format!("pads {v:?}: four non-negative values expected"))?,
+            Some(v) => Err(NodeError(format!(
+                "pads {v:?}: four non-negative values expected"
+            )))?,
         },
         "VALID" => [0; 4],
         "SAME_UPPER" | "SAME_LOWER" => {
@@ -559,7 +606,7 @@ pub(crate) fn window_of(
             }
             p
         }
-        other => return Err(format!("auto_pad {other} is not supported")),
+        other => return Err(NodeError(format!("auto_pad {other} is not supported"))),
     };
     Ok(Window2d {
         kernel,
@@ -573,12 +620,12 @@ pub(crate) fn window_of(
 pub(crate) fn fold_constant(
     node: &NodeProto,
     consts: &HashMap<String, Tensor>,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, NodeError> {
     let get = |i: usize| {
         node.input
             .get(i)
             .and_then(|n| consts.get(n))
-            .ok_or_else(|| format!("missing constant input {i}"))
+            .ok_or_else(|| NodeError(format!("missing constant input {i}")))
     };
     match node.op_type.as_str() {
         "Identity" => Ok(get(0)?.clone()),
@@ -613,7 +660,9 @@ pub(crate) fn fold_constant(
         "Transpose" => {
             let t = get(0)?;
             if t.dims.len() != 2 {
-                return Err("only 2-D constant transposes are supported".into());
+                return Err(NodeError(
+                    "only 2-D constant transposes are supported".into(),
+                ));
             }
             let (r, c) = (t.dims[0], t.dims[1]);
             let mut data = vec![0.0; r * c];
@@ -631,7 +680,9 @@ pub(crate) fn fold_constant(
         "Gather" => {
             let (t, idx) = (get(0)?, get(1)?);
             if t.dims.len() > 1 || attr_i(node, "axis").unwrap_or(0) != 0 {
-                return Err("only gathers from 1-D constants are supported".into());
+                return Err(NodeError(
+                    "only gathers from 1-D constants are supported".into(),
+                ));
             }
             let n = t.numel() as i64;
             let data = idx
@@ -642,9 +693,9 @@ pub(crate) fn fold_constant(
                     t.data
                         .get(i as usize)
                         .copied()
-                        .ok_or_else(|| format!("index {i} is out of range"))
+                        .ok_or_else(|| NodeError(format!("index {i} is out of range")))
                 })
-                .collect::<Result<Vec<f64>, String>>()?;
+                .collect::<Result<Vec<f64>, NodeError>>()?;
             Ok(Tensor {
                 dims: idx.dims.clone(),
                 data,
@@ -665,7 +716,9 @@ pub(crate) fn fold_constant(
             for i in 0..node.input.len() {
                 let t = get(i)?;
                 if t.dims.get(1..) != first.dims.get(1..) {
-                    return Err("concatenates constants of different shapes".into());
+                    return Err(NodeError(
+                        "concatenates constants of different shapes".into(),
+                    ));
                 }
                 lead += t.dims.first().copied().unwrap_or(1);
                 data.extend_from_slice(&t.data);
@@ -682,7 +735,7 @@ pub(crate) fn fold_constant(
             // The constant keeps its real shape: a per-channel constant reshaped to
             // [1, C, 1, 1] must broadcast along the channels, not the last axis.
             let t = get(0)?;
-            let axes = || -> Result<Option<Vec<i64>>, String> {
+            let axes = || -> Result<Option<Vec<i64>>, NodeError> {
                 Ok(match node.input.get(1).filter(|n| !n.is_empty()) {
                     Some(_) => Some(get(1)?.data.iter().map(|v| *v as i64).collect()),
                     None => attr_ints(node, "axes"),
@@ -702,16 +755,18 @@ pub(crate) fn fold_constant(
                 op => squeezed(op == "Unsqueeze", axes()?, &t.dims, false)?,
             };
             if dims.iter().product::<usize>() != t.numel() {
-                return Err(format!(
+                return Err(NodeError(format!(
                     "cannot give a constant of {} values the shape {dims:?}",
                     t.numel()
-                ));
+                )));
             }
             Ok(Tensor {
                 dims,
                 data: t.data.clone(),
             })
         }
-        other => Err(format!("unsupported operator {other} on constants")),
+        other => Err(NodeError(format!(
+            "unsupported operator {other} on constants"
+        ))),
     }
 }

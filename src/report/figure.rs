@@ -17,6 +17,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
+use super::{io_err, ReportError};
+
 /// Line and bar colours, in series order.
 const COLORS: [RGBColor; 10] = [
     RGBColor(214, 39, 40),
@@ -234,8 +236,8 @@ fn fonts() {
     });
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+fn err(e: impl std::fmt::Display) -> ReportError {
+    ReportError::Draw(e.to_string())
 }
 
 fn xml_escape(s: &str) -> String {
@@ -336,17 +338,17 @@ impl Figure {
 
     /// Writes the figure as SVG at `svg_path` (which should end in .svg) and as PNG beside it;
     /// returns the PNG's path.
-    pub fn save(&self, svg_path: &Path) -> Result<PathBuf, String> {
+    pub fn save(&self, svg_path: &Path) -> Result<PathBuf, ReportError> {
         let svg = self.to_svg()?;
-        std::fs::write(svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+        std::fs::write(svg_path, svg).map_err(io_err(svg_path))?;
         let png_path = svg_path.with_extension("png");
         let png = self.to_png()?;
-        std::fs::write(&png_path, png).map_err(|e| format!("{}: {e}", png_path.display()))?;
+        std::fs::write(&png_path, png).map_err(io_err(&png_path))?;
         Ok(png_path)
     }
 
     /// The SVG text, with the figure's data in its metadata element.
-    pub fn to_svg(&self) -> Result<String, String> {
+    pub fn to_svg(&self) -> Result<String, ReportError> {
         fonts();
         let size = self.size();
         let mut text = String::new();
@@ -361,56 +363,66 @@ impl Figure {
         let at = text
             .find('>')
             .map(|i| i + 1)
-            .ok_or("plotters wrote no SVG element")?;
+            .ok_or_else(|| err("plotters wrote no SVG element"))?;
         text.insert_str(at, &format!("\n{meta}"));
         Ok(text)
     }
 
-    /// The PNG bytes (RGB, 8 bits per channel).
-    pub fn to_png(&self) -> Result<Vec<u8>, String> {
-        fonts();
-        let (w, h) = self.size();
-        let mut buf = vec![255u8; (w * h * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            self.draw(&root)?;
-            root.present().map_err(err)?;
-        }
-        let mut out = Vec::new();
-        {
-            let mut enc = png::Encoder::new(&mut out, w, h);
-            enc.set_color(png::ColorType::Rgb);
-            enc.set_depth(png::BitDepth::Eight);
-            enc.set_compression(png::Compression::Best);
-            enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
-            let mut writer = enc.write_header().map_err(err)?;
-            writer.write_image_data(&buf).map_err(err)?;
-        }
-        Ok(out)
+    /// The PNG bytes: the SVG rasterised by resvg, with the bundled DejaVu Sans as every
+    /// sans-serif font, so that the PNG is the SVG pixel for pixel, text laid out with the
+    /// font's own advances and kerning.
+    pub fn to_png(&self) -> Result<Vec<u8>, ReportError> {
+        use resvg::{tiny_skia, usvg};
+        let svg = self.to_svg()?;
+        let mut db = usvg::fontdb::Database::new();
+        db.load_font_data(dejavu::sans::regular().to_vec());
+        db.load_font_data(dejavu::sans::bold().to_vec());
+        db.set_sans_serif_family("DejaVu Sans");
+        let opts = usvg::Options {
+            font_family: "DejaVu Sans".into(),
+            fontdb: std::sync::Arc::new(db),
+            ..usvg::Options::default()
+        };
+        let tree = usvg::Tree::from_str(&svg, &opts).map_err(err)?;
+        let size = tree.size().to_int_size();
+        let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or_else(|| {
+            err(format!(
+                "a figure of {}x{} pixels",
+                size.width(),
+                size.height()
+            ))
+        })?;
+        pixmap.fill(tiny_skia::Color::WHITE);
+        resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+        pixmap.encode_png().map_err(err)
     }
 
     /// Reads back the figure an SVG written by [`Figure::save`] carries.
-    pub fn read(svg_path: &Path) -> Result<Figure, String> {
-        let text = std::fs::read_to_string(svg_path)
-            .map_err(|e| format!("{}: {e}", svg_path.display()))?;
-        Figure::from_svg(&text).map_err(|e| format!("{}: {e}", svg_path.display()))
+    pub fn read(svg_path: &Path) -> Result<Figure, ReportError> {
+        let text = std::fs::read_to_string(svg_path).map_err(io_err(svg_path))?;
+        Figure::from_svg(&text).map_err(|e| ReportError::Invalid {
+            path: svg_path.to_path_buf(),
+            msg: e.to_string(),
+        })
     }
 
     /// Parses the figure out of SVG text.
-    pub fn from_svg(text: &str) -> Result<Figure, String> {
+    pub fn from_svg(text: &str) -> Result<Figure, ReportError> {
+        let missing = |m: &str| ReportError::NoFigureData(m.to_string());
         let start = text
             .find(META_OPEN)
-            .ok_or("no archproof figure data in this SVG")?
+            .ok_or_else(|| missing("no archproof figure data in this SVG"))?
             + META_OPEN.len();
         let end = start
             + text[start..]
                 .find(META_CLOSE)
-                .ok_or("unterminated figure data")?;
-        serde_json::from_str(&xml_unescape(&text[start..end])).map_err(err)
+                .ok_or_else(|| missing("unterminated figure data"))?;
+        serde_json::from_str(&xml_unescape(&text[start..end]))
+            .map_err(|e| missing(&format!("malformed figure data: {e}")))
     }
 
     /// Draws title, settings line and body.
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ReportError> {
         root.fill(&WHITE).map_err(err)?;
         let (w, _) = root.dim_in_pixel();
         let centre = Pos::new(HPos::Center, VPos::Top);
@@ -493,7 +505,7 @@ fn xy_chart<'a, DB: DrawingBackend + 'a>(
     y_desc: &str,
     x: Range<f64>,
     y: Range<f64>,
-) -> Result<XyChart<'a, DB>, String> {
+) -> Result<XyChart<'a, DB>, ReportError> {
     let mut chart = chart_on(area).build_cartesian_2d(x, y).map_err(err)?;
     style_mesh(&mut chart.configure_mesh(), x_desc, y_desc)
         .draw()
@@ -505,7 +517,7 @@ fn xy_chart<'a, DB: DrawingBackend + 'a>(
 fn legend<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
-) -> Result<(), String>
+) -> Result<(), ReportError>
 where
     DB: DrawingBackend + 'a,
     CT: CoordTranslate,
@@ -531,8 +543,29 @@ fn line_chart<DB: DrawingBackend>(
     series: &[Series],
     x_end: f64,
     steps: bool,
-) -> Result<(), String> {
-    let yr = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+) -> Result<(), ReportError> {
+    let mut yr = padded_range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+    // Best-so-far curves: the axis shows where they finish, which is what they are compared
+    // on; earlier values below it are drawn on its lower edge, and the figure says so.
+    let finals: Vec<f64> = series
+        .iter()
+        .filter_map(|s| s.points.last().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .collect();
+    let mut cut = None;
+    if steps && !finals.is_empty() {
+        let (lo_f, hi_f) = finals
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        let lo = lo_f - (2.0 * (hi_f - lo_f)).max(0.02 * hi_f.abs().max(1e-9));
+        if lo > yr.start {
+            cut = Some(lo);
+            yr = lo..yr.end;
+        }
+    }
+    let floor = |y: f64| cut.map_or(y, |lo| y.max(lo));
     let x0 = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -543,12 +576,12 @@ fn line_chart<DB: DrawingBackend>(
         let mut pts: Vec<(f64, f64)> = Vec::new();
         for (i, &(x, y)) in s.points.iter().enumerate() {
             if steps && i > 0 {
-                pts.push((x, s.points[i - 1].1));
+                pts.push((x, floor(s.points[i - 1].1)));
             }
-            pts.push((x, y));
+            pts.push((x, floor(y)));
         }
         if let (true, Some(&(_, y))) = (steps, s.points.last()) {
-            pts.push((x_end, y));
+            pts.push((x_end, floor(y)));
         }
         if !steps {
             chart
@@ -565,6 +598,22 @@ fn line_chart<DB: DrawingBackend>(
                 format!("{} (last {})", s.name, short(last))
             })
             .legend(line_legend(c));
+    }
+    if let Some(lo) = cut {
+        let below = series.iter().any(|s| s.points.iter().any(|p| p.1 < lo));
+        if below {
+            let style = ("sans-serif", 12)
+                .into_font()
+                .color(&RGBColor(90, 90, 90))
+                .pos(Pos::new(HPos::Left, VPos::Bottom));
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("earlier values below {}, drawn on the axis", short(lo)),
+                    (x0, lo),
+                    style,
+                )))
+                .map_err(err)?;
+        }
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
@@ -587,7 +636,7 @@ fn scatter<DB: DrawingBackend>(
     y_desc: &str,
     points: &[(f64, f64)],
     log_x: bool,
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let pts: Vec<(f64, f64)> = points
         .iter()
         .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0))
@@ -615,7 +664,7 @@ fn band<DB: DrawingBackend>(
     x_desc: &str,
     y_desc: &str,
     series: &[BandSeries],
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let pts = || series.iter().flat_map(|s| s.points.iter());
     let xr = padded_range(pts().map(|p| p.0));
     let yr = padded_range(pts().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
@@ -646,7 +695,7 @@ fn pareto<DB: DrawingBackend>(
     y_desc: &str,
     evaluated: &[(f64, f64)],
     fronts: &[Series],
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let all = || {
         evaluated
             .iter()
@@ -687,7 +736,7 @@ fn cactus<DB: DrawingBackend>(
     y_desc: &str,
     series: &[CactusSeries],
     instances: usize,
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let max_t = series
         .iter()
         .flat_map(|s| cactus_points(&s.solved_seconds).last().map(|p| p.1))
@@ -698,16 +747,36 @@ fn cactus<DB: DrawingBackend>(
     style_mesh(&mut chart.configure_mesh(), x_desc, y_desc)
         .draw()
         .map_err(err)?;
-    for (k, s) in series.iter().enumerate() {
+    // Published tools first, thin; archproof's engines on top, each with a marker of its
+    // own, so that curves that coincide stay visible (a cross over a circle).
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by_key(|&k| !series[k].published);
+    let mut own = 0;
+    for k in order {
+        let s = &series[k];
         let c = color(k);
         let pts: Vec<(usize, f64)> = cactus_points(&s.solved_seconds)
             .into_iter()
             .map(|(i, t)| (i, t.max(1e-3)))
             .collect();
-        let (dot, width) = if s.published { (2, 1) } else { (3, 2) };
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, dot, c.filled())))
-            .map_err(err)?;
+        let marker = if s.published {
+            None
+        } else {
+            own += 1;
+            Some((own - 1) % 4)
+        };
+        match marker {
+            None => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled()))),
+            Some(0) => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.stroke_width(2)))),
+            Some(1) => chart.draw_series(pts.iter().map(|&p| Cross::new(p, 4, c.stroke_width(2)))),
+            Some(2) => chart.draw_series(
+                pts.iter()
+                    .map(|&p| TriangleMarker::new(p, 5, c.stroke_width(2))),
+            ),
+            Some(_) => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled()))),
+        }
+        .map_err(err)?;
+        let width = if s.published { 1 } else { 2 };
         chart
             .draw_series(LineSeries::new(pts, c.stroke_width(width)))
             .map_err(err)?
@@ -724,7 +793,7 @@ fn bars<DB: DrawingBackend>(
     y_desc: &str,
     categories: &[String],
     series: &[BarSeries],
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let n = categories.len().max(1);
     let values = || {
         series
@@ -777,7 +846,7 @@ fn bars<DB: DrawingBackend>(
 fn stages<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     designs: &[StageSeries],
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let (w, _) = area.dim_in_pixel();
     let (left, right) = area.split_horizontally(w / 2);
     let n = designs.iter().map(|d| d.stages.len()).max().unwrap_or(0);
@@ -843,7 +912,7 @@ fn image_scale(rows: &[Vec<Image>]) -> u32 {
 fn images<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     rows: &[Vec<Image>],
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let (pw, ph) = image_panel(rows);
     let s = image_scale(rows) as i32;
     for (r, row) in rows.iter().enumerate() {
@@ -891,12 +960,16 @@ fn images<DB: DrawingBackend>(
 }
 
 struct DagLayout {
+    /// The row of each node.
+    depth: Vec<usize>,
     width: i32,
     height: i32,
     centres: Vec<(i32, i32)>,
 }
 
 const DAG_BOX: (i32, i32) = (150, 28);
+/// The margin left of the boxes for edges that skip rows (lanes 8 pixels apart).
+const DAG_LANES: i32 = 40;
 
 fn dag_layout(nodes: &[(String, Vec<usize>)]) -> DagLayout {
     let mut depth = vec![0usize; nodes.len()];
@@ -917,7 +990,8 @@ fn dag_layout(nodes: &[(String, Vec<usize>)]) -> DagLayout {
     }
     let widest = per_row.iter().copied().max().unwrap_or(1);
     let ((bw, bh), gap_x, gap_y) = (DAG_BOX, 20i32, 50i32);
-    let width = (widest as i32 * (bw + gap_x) + gap_x).max(500);
+    // Room on both sides for the lanes of edges that skip rows.
+    let width = (widest as i32 * (bw + gap_x) + gap_x + 2 * DAG_LANES).max(500);
     let height = rows as i32 * (bh + gap_y) + 20;
     let centres = (0..nodes.len())
         .map(|i| {
@@ -931,16 +1005,33 @@ fn dag_layout(nodes: &[(String, Vec<usize>)]) -> DagLayout {
         })
         .collect();
     DagLayout {
+        depth,
         width,
         height,
         centres,
     }
 }
 
+/// A filled arrowhead at `q` for a line arriving from `p`.
+fn arrowhead(p: (i32, i32), q: (i32, i32)) -> Polygon<(i32, i32)> {
+    let (dx, dy) = ((q.0 - p.0) as f64, (q.1 - p.1) as f64);
+    let len = (dx * dx + dy * dy).sqrt().max(1e-9);
+    let (ux, uy) = (dx / len, dy / len);
+    let (size, half) = (8.0, 4.0);
+    let base = (q.0 as f64 - ux * size, q.1 as f64 - uy * size);
+    let corner = |s: f64| {
+        (
+            (base.0 - uy * s).round() as i32,
+            (base.1 + ux * s).round() as i32,
+        )
+    };
+    Polygon::new(vec![q, corner(half), corner(-half)], BLACK.filled())
+}
+
 fn dag<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     nodes: &[(String, Vec<usize>)],
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let mut l = dag_layout(nodes);
     // Centred on a canvas made wider for the title.
     let shift = (area.dim_in_pixel().0 as i32 - l.width).max(0) / 2;
@@ -948,15 +1039,40 @@ fn dag<DB: DrawingBackend>(
         c.0 += shift;
     }
     let (bw, bh) = DAG_BOX;
+    // Edges between adjacent rows go straight; an edge that skips rows runs down a lane left
+    // of every box it passes, so that no edge crosses a box. Each ends in an arrowhead.
+    let half_gap = 25;
+    let mut lanes = 0;
     for (i, (_, args)) in nodes.iter().enumerate() {
         let (x, y) = l.centres[i];
+        let top = y - bh / 2;
         for &a in args.iter().filter(|&&a| a < i) {
             let (ax, ay) = l.centres[a];
-            area.draw(&PathElement::new(
-                vec![(ax, ay + bh / 2), (x, y - bh / 2)],
-                BLACK.stroke_width(1),
-            ))
-            .map_err(err)?;
+            let from = (ax, ay + bh / 2);
+            let path = if l.depth[i] == l.depth[a] + 1 {
+                vec![from, (x, top)]
+            } else {
+                let left = (0..nodes.len())
+                    .filter(|&k| l.depth[k] > l.depth[a] && l.depth[k] < l.depth[i])
+                    .map(|k| l.centres[k].0 - bw / 2)
+                    .min()
+                    .unwrap_or(ax.min(x) - bw / 2);
+                lanes += 1;
+                let lane = left - 8 * (1 + (lanes - 1) % (DAG_LANES / 8));
+                vec![
+                    from,
+                    (ax, from.1 + half_gap / 2),
+                    (lane, from.1 + half_gap / 2),
+                    (lane, top - half_gap / 2),
+                    (x, top - half_gap / 2),
+                    (x, top),
+                ]
+            };
+            let n = path.len();
+            let (p, q) = (path[n - 2], path[n - 1]);
+            area.draw(&PathElement::new(path, BLACK.stroke_width(1)))
+                .map_err(err)?;
+            area.draw(&arrowhead(p, q)).map_err(err)?;
         }
     }
     for (i, (label, _)) in nodes.iter().enumerate() {

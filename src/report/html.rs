@@ -6,6 +6,7 @@
 //! beside each and one `index.html` over all of them. Pages use inline CSS and no script, and
 //! every link is relative, so the folder can be copied anywhere and opened in any browser.
 
+use super::{io_err, ReportError};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -113,17 +114,19 @@ impl RunPage {
     }
 
     /// Writes the page description as `run.json` in `dir`.
-    pub fn write(&self, dir: &Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+    pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
+        let text = serde_json::to_string_pretty(self).expect("a page serialises");
         let path = dir.join(RUN_FILE);
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+        std::fs::write(&path, text).map_err(io_err(&path))
     }
 
     /// Reads a `run.json`.
-    pub fn read(path: &Path) -> Result<RunPage, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a run description: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<RunPage, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        serde_json::from_str(&text).map_err(|e| ReportError::Invalid {
+            path: path.to_path_buf(),
+            msg: format!("not a run description: {e}"),
+        })
     }
 }
 
@@ -153,17 +156,17 @@ pub struct Site {
 
 /// Every directory under `root` (itself included) that holds a `run.json`, relative to `root`,
 /// sorted; `skip` (the output folder, when it lies inside) is not searched.
-pub fn find_runs(root: &Path, skip: Option<&Path>) -> Result<Vec<PathBuf>, String> {
+pub fn find_runs(root: &Path, skip: Option<&Path>) -> Result<Vec<PathBuf>, ReportError> {
     fn walk(
         dir: &Path,
         rel: &Path,
         skip: Option<&Path>,
         out: &mut Vec<PathBuf>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReportError> {
         if dir.join(RUN_FILE).is_file() {
             out.push(rel.to_path_buf());
         }
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
         let mut subdirs: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -180,7 +183,10 @@ pub fn find_runs(root: &Path, skip: Option<&Path>) -> Result<Vec<PathBuf>, Strin
         Ok(())
     }
     if !root.is_dir() {
-        return Err(format!("{}: no such directory", root.display()));
+        return Err(ReportError::Invalid {
+            path: root.to_path_buf(),
+            msg: "no such directory".into(),
+        });
     }
     let mut out = Vec::new();
     walk(root, Path::new(""), skip, &mut out)?;
@@ -252,10 +258,12 @@ fn href(rel: &Path) -> String {
 
 const STYLE: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ccc}\
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left}\
+.wide{overflow-x:auto;max-width:100%}table{border-collapse:collapse;margin:.6em 0}\
+td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left;overflow-wrap:anywhere;max-width:40em}\
 th{background:#f0f0f0}code,pre{background:#f6f6f6;padding:.1em .3em}pre{padding:.6em;overflow-x:auto}\
-figure{display:inline-block;margin:.5em;vertical-align:top}figure img{border:1px solid #ddd;max-width:100%}\
-figcaption{font-size:.9em;color:#444;max-width:520px}.missing{color:#b00}.runs a{font-weight:bold}";
+figure{display:block;margin:1em 0}figure img{border:1px solid #ddd;width:100%;max-width:1000px;height:auto}\
+.thumbs figure{display:inline-block;width:48%;margin:.5em 1% .5em 0;vertical-align:top}\
+figcaption{font-size:.9em;color:#444}.missing{color:#b00}.runs a{font-weight:bold}";
 
 fn page_head(title: &str) -> String {
     format!(
@@ -271,7 +279,8 @@ fn table_html(t: &Table) -> String {
     if !t.caption.is_empty() {
         let _ = writeln!(s, "<h3>{}</h3>", escape(&t.caption));
     }
-    s.push_str("<table><tr>");
+    // Wide tables scroll inside their box instead of running off the page.
+    s.push_str("<div class=\"wide\"><table><tr>");
     for h in &t.header {
         let _ = write!(s, "<th>{}</th>", escape(h));
     }
@@ -283,7 +292,7 @@ fn table_html(t: &Table) -> String {
         }
         s.push_str("</tr>\n");
     }
-    s.push_str("</table>\n");
+    s.push_str("</table></div>\n");
     s
 }
 
@@ -324,7 +333,7 @@ fn run_html(page: &RunPage, index: &str, present: &dyn Fn(&str) -> bool) -> Stri
             if present(&f.file) {
                 let _ = writeln!(
                     s,
-                    "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{}\" width=\"520\"></a>\
+                    "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{}\"></a>\
                      <figcaption>{} (<a href=\"{svg}\">SVG</a>, <a href=\"{png}\">PNG</a>)</figcaption></figure>",
                     escape(&f.caption),
                     escape(&f.caption)
@@ -366,16 +375,13 @@ fn run_html(page: &RunPage, index: &str, present: &dyn Fn(&str) -> bool) -> Stri
 
 /// Writes the report of every run under `runs` into `out`: `run.html` per run (with its
 /// figures and files copied over when `out` is another folder) and `index.html`.
-pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> {
+pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, ReportError> {
     let in_place = out.exists() && same_path(runs, out);
     let dirs = find_runs(runs, if in_place { None } else { Some(out) })?;
     if dirs.is_empty() {
-        return Err(format!(
-            "{}: no finished runs (no {RUN_FILE} in it or below it)",
-            runs.display()
-        ));
+        return Err(ReportError::NoRuns(runs.to_path_buf()));
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
     let mut site = Site {
         index: out.join("index.html"),
         runs: Vec::new(),
@@ -388,7 +394,7 @@ pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> 
         let src = runs.join(rel);
         let page = RunPage::read(&src.join(RUN_FILE))?;
         let dst = out.join(rel);
-        std::fs::create_dir_all(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        std::fs::create_dir_all(&dst).map_err(io_err(&dst))?;
         let mut wanted: Vec<String> = page.files.iter().map(|f| f.file.clone()).collect();
         for f in &page.figures {
             wanted.push(f.file.clone());
@@ -405,14 +411,14 @@ pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> 
                 site.missing
                     .push(rel.join(file).to_string_lossy().into_owned());
             } else if !in_place {
-                copy_all(&from, &dst.join(file)).map_err(|e| format!("{}: {e}", from.display()))?;
+                copy_all(&from, &dst.join(file)).map_err(io_err(&from))?;
             }
         }
         let present = |f: &str| src.join(f).exists();
         // The link back to the index climbs out of the run's folder.
         let up = "../".repeat(rel.components().count());
         let html = run_html(&page, &format!("{up}index.html"), &present);
-        std::fs::write(dst.join(PAGE_FILE), html).map_err(|e| format!("{}: {e}", dst.display()))?;
+        std::fs::write(dst.join(PAGE_FILE), html).map_err(io_err(&dst))?;
         // The figures the index shows: (caption, link from the index), present ones only.
         let shown: Vec<(String, String)> = page
             .figures
@@ -432,13 +438,30 @@ pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> 
         });
         pages.push((rel.clone(), page, shown));
     }
+    // Two runs with one title are told apart by their folders.
+    let name = |rel: &Path, page: &RunPage| {
+        let same = pages
+            .iter()
+            .filter(|(_, p, _)| p.title == page.title)
+            .count();
+        if same > 1 {
+            let dir = if rel.as_os_str().is_empty() {
+                ".".to_string()
+            } else {
+                rel.to_string_lossy().into_owned()
+            };
+            format!("{} ({dir})", page.title)
+        } else {
+            page.title.clone()
+        }
+    };
     index.push_str("<h2>Runs</h2>\n<ul class=\"runs\">\n");
     for (rel, page, _) in &pages {
         let _ = writeln!(
             index,
             "<li><a href=\"{}\">{}</a>{}</li>",
             href(&rel.join(PAGE_FILE)),
-            escape(&page.title),
+            escape(&name(rel, page)),
             page.summary
                 .first()
                 .map(|s| format!(": {}", escape(s)))
@@ -451,21 +474,23 @@ pub fn write_site(runs: &Path, out: &Path, title: &str) -> Result<Site, String> 
             index,
             "<h2><a href=\"{}\">{}</a></h2>",
             href(&rel.join(PAGE_FILE)),
-            escape(&page.title)
+            escape(&name(rel, page))
         );
         for t in page.tables.iter().take(1) {
             index.push_str(&table_html(t));
         }
+        index.push_str("<div class=\"thumbs\">\n");
         for (caption, svg) in shown {
             let caption = escape(caption);
             let _ = writeln!(
                 index,
-                "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{caption}\" width=\"480\"></a>\
+                "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{caption}\"></a>\
                  <figcaption>{caption}</figcaption></figure>"
             );
         }
+        index.push_str("</div>\n");
     }
     index.push_str("</body></html>\n");
-    std::fs::write(&site.index, index).map_err(|e| format!("{}: {e}", site.index.display()))?;
+    std::fs::write(&site.index, index).map_err(io_err(&site.index))?;
     Ok(site)
 }

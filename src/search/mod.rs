@@ -39,7 +39,7 @@ pub trait Space: Sync {
     /// A canonical text form (stored in the study and reported).
     fn encode(&self, c: &Self::Candidate) -> String;
     /// Reads back [`Space::encode`]'s text.
-    fn decode(&self, text: &str) -> Result<Self::Candidate, String>;
+    fn decode(&self, text: &str) -> Result<Self::Candidate, DecodeError>;
 }
 
 /// What an evaluator says of a candidate.
@@ -58,7 +58,7 @@ pub trait Evaluator<C>: Sync {
     /// A description recorded with the study, e.g. `benchmark:nb201-cifar10.csv`.
     fn describe(&self) -> String;
     /// Evaluates one candidate; an `Err` marks the trial failed (it is recorded, not fatal).
-    fn evaluate(&self, candidate: &C, seed: u64) -> Result<Evaluation, String>;
+    fn evaluate(&self, candidate: &C, seed: u64) -> Result<Evaluation, EvalError>;
 }
 
 /// The outcome of one trial.
@@ -106,6 +106,41 @@ impl<C> Trial<C> {
             Outcome::Done(e) => e.metrics.get(name).copied(),
             Outcome::Failed(_) => None,
         }
+    }
+}
+
+/// Why a candidate's stored text does not decode (the message says where it goes wrong).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+/// Why an evaluation failed. The study records the message with the trial, which counts as
+/// failed; it does not stop the study.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+impl From<String> for EvalError {
+    fn from(msg: String) -> Self {
+        EvalError(msg)
+    }
+}
+
+impl From<crate::ir::IrError> for EvalError {
+    fn from(e: crate::ir::IrError) -> Self {
+        EvalError(e.to_string())
+    }
+}
+
+impl From<DecodeError> for EvalError {
+    fn from(e: DecodeError) -> Self {
+        EvalError(e.0)
+    }
+}
+
+impl From<String> for DecodeError {
+    fn from(msg: String) -> Self {
+        DecodeError(msg)
     }
 }
 

@@ -274,7 +274,7 @@ impl<'a, S: Space> Study<'a, S> {
                         .evaluate(&candidate, mix_seed(self.config.seed ^ EVAL_STREAM, id))
                     {
                         Ok(e) => Outcome::Done(e),
-                        Err(msg) => Outcome::Failed(msg),
+                        Err(e) => Outcome::Failed(e.0),
                     };
                     let trial = Trial {
                         id,
@@ -341,7 +341,7 @@ pub fn best_index<C>(trials: &[Trial<C>]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::cells::nb201::{Nb201Cell, Nb201Space};
-    use crate::search::{Evaluation, RandomSearch, RegularizedEvolution};
+    use crate::search::{EvalError, Evaluation, RandomSearch, RegularizedEvolution};
 
     /// A deterministic synthetic fitness: the number of 3x3 convs plus a small code-dependent
     /// term, so there is one optimum and many near-ties.
@@ -350,7 +350,7 @@ mod tests {
         fn describe(&self) -> String {
             "synthetic".into()
         }
-        fn evaluate(&self, c: &Nb201Cell, _seed: u64) -> Result<Evaluation, String> {
+        fn evaluate(&self, c: &Nb201Cell, _seed: u64) -> Result<Evaluation, EvalError> {
             let convs = c.edges.iter().filter(|&&e| e as usize == 3).count() as f64;
             Ok(Evaluation {
                 fitness: convs + (c.code() % 97) as f64 / 1000.0,

@@ -59,6 +59,47 @@ impl Split {
         let d = self.x.len() / self.y.len().max(1);
         &self.x[i * d..(i + 1) * d]
     }
+
+    /// `n` examples of the split, each class in its share of the split (stratified), the
+    /// first ones of each class in the split's order; all of them when `n` is at least its
+    /// length.
+    pub fn spread(&self, n: usize) -> Split {
+        let len = self.len();
+        if n >= len {
+            return self.clone();
+        }
+        let classes = self.y.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
+        let mut count = vec![0usize; classes];
+        for &c in &self.y {
+            count[c as usize] += 1;
+        }
+        // Each class's quota by largest remainders, so that the quotas sum to n.
+        let mut quota: Vec<usize> = count.iter().map(|&k| k * n / len).collect();
+        let mut rest: Vec<(usize, usize)> = count
+            .iter()
+            .enumerate()
+            .map(|(c, &k)| ((k * n) % len, c))
+            .collect();
+        rest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let short = n - quota.iter().sum::<usize>();
+        for &(_, c) in rest.iter().take(short) {
+            quota[c] += 1;
+        }
+        let d = self.x.len() / len.max(1);
+        let mut out = Split {
+            x: Vec::with_capacity(n * d),
+            y: Vec::with_capacity(n),
+        };
+        for i in 0..len {
+            let c = self.y[i] as usize;
+            if quota[c] > 0 {
+                quota[c] -= 1;
+                out.x.extend_from_slice(&self.x[i * d..(i + 1) * d]);
+                out.y.push(self.y[i]);
+            }
+        }
+        out
+    }
 }
 
 /// A classification dataset.
@@ -79,23 +120,39 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// At most `train` training and `test` test examples ([`Split::spread`], every class
+    /// kept in its share): a shorter run on
+    /// part of a dataset. `None` keeps a split whole; zero is refused.
+    pub fn part(&self, train: Option<usize>, test: Option<usize>) -> Result<Dataset, DataError> {
+        if train == Some(0) || test == Some(0) {
+            return Err(DataError::Spec(
+                "--train-examples and --test-examples must be at least 1".into(),
+            ));
+        }
+        Ok(Dataset {
+            train: train.map_or_else(|| self.train.clone(), |n| self.train.spread(n)),
+            test: test.map_or_else(|| self.test.clone(), |n| self.test.spread(n)),
+            ..self.clone()
+        })
+    }
+
     /// The first `train` examples of the training split to fit on (all but the held-out ones
     /// when `train` is 0), and its last `valid` examples as the `test` split: a validation set
     /// for searches, which must never see the real test split.
-    pub fn hold_out(&self, train: usize, valid: usize) -> Result<Dataset, String> {
+    pub fn hold_out(&self, train: usize, valid: usize) -> Result<Dataset, DataError> {
         let n = self.train.len();
         if valid == 0 || valid >= n {
-            return Err(format!(
+            return Err(DataError::Spec(format!(
                 "{}: cannot hold out {valid} of {n} training examples for validation",
                 self.name
-            ));
+            )));
         }
         let train = if train == 0 { n - valid } else { train };
         if train > n - valid {
-            return Err(format!(
+            return Err(DataError::Spec(format!(
                 "{}: {train} training plus {valid} validation examples is more than the {n} there are",
                 self.name
-            ));
+            )));
         }
         let d = self.input_len();
         let part = |from: usize, to: usize| Split {

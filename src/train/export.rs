@@ -14,7 +14,7 @@ use onnx_protobuf::{
 };
 
 use crate::ir::weights::BATCH_NORM_EPS;
-use crate::ir::{Activation, Graph, Op};
+use crate::ir::{Activation, Graph, IrError, Op};
 
 /// The opset the exporter writes.
 pub const OPSET: i64 = 13;
@@ -122,8 +122,10 @@ fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
 }
 
 /// The ONNX model of `graph`, whose every parameterised node must carry weights.
-pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
-    let analysis = graph.analyze().map_err(|e| e.to_string())?;
+pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, IrError> {
+    let analysis = graph
+        .analyze()
+        .map_err(|e| IrError::Invalid(e.to_string()))?;
     let mut g = GraphProto {
         name: graph.name.clone(),
         ..Default::default()
@@ -141,18 +143,20 @@ pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
         let want = crate::ir::weights::expected(&n.op, &in_shapes);
         let mut w_names = Vec::new();
         for (wn, shape) in &want {
-            let t = n
-                .weights
-                .get(*wn)
-                .ok_or_else(|| format!("node '{name}' has no weights to export ('{wn}')"))?;
+            let t = n.weights.get(*wn).ok_or_else(|| {
+                IrError::Invalid(format!("node '{name}' has no weights to export ('{wn}')"))
+            })?;
             let full = format!("{name}.{wn}");
             g.initializer.push(tensor(&full, shape, &t.data));
             w_names.push(full);
         }
         let w: Vec<&str> = w_names.iter().map(String::as_str).collect();
         let x: Vec<&str> = ins.iter().map(String::as_str).collect();
-        let unsupported =
-            |what: &str| format!("node '{name}': {what} has no ONNX opset {OPSET} export");
+        let unsupported = |what: &str| {
+            IrError::Invalid(format!(
+                "node '{name}': {what} has no ONNX opset {OPSET} export"
+            ))
+        };
         match &n.op {
             Op::Input { shape } => g.input.push(value_info(name, shape.dims())),
             Op::Conv2d {
@@ -358,5 +362,7 @@ pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, String> {
         graph: Some(g).into(),
         ..Default::default()
     };
-    model.write_to_bytes().map_err(|e| e.to_string())
+    model
+        .write_to_bytes()
+        .map_err(|e| IrError::Invalid(e.to_string()))
 }

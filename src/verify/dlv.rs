@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::graph::Network;
 use super::spec::Spec;
+use super::VerifyError;
 
 /// A region and its manipulations.
 #[derive(Debug, Clone, Serialize)]
@@ -52,35 +53,39 @@ impl ManipulationSpec {
     }
 
     /// Checks the settings against the network.
-    pub fn validate(&self, net: &Network) -> Result<(), String> {
+    pub fn validate(&self, net: &Network) -> Result<(), VerifyError> {
         if self.center.len() != net.input_dim() {
-            return Err(format!(
+            return Err(VerifyError::Mismatch(format!(
                 "the point has {} values, the network takes {}",
                 self.center.len(),
                 net.input_dim()
-            ));
+            )));
         }
         if let Some(d) = self.dims.iter().find(|d| **d >= net.input_dim()) {
-            return Err(format!("dimension {d} is not an input of the network"));
+            return Err(VerifyError::Mismatch(format!(
+                "dimension {d} is not an input of the network"
+            )));
         }
         if !(self.step > 0.0
             && self.radius >= 0.0
             && self.step.is_finite()
             && self.radius.is_finite())
         {
-            return Err("the step must be positive and the radius nonnegative".into());
+            return Err(VerifyError::Mismatch(
+                "the step must be positive and the radius nonnegative".into(),
+            ));
         }
         if self.label >= net.output_dim() {
-            return Err(format!(
+            return Err(VerifyError::Mismatch(format!(
                 "label {} is not an output of the network",
                 self.label
-            ));
+            )));
         }
         if self.grid_size() > MAX_POINTS {
-            return Err(format!(
+            return Err(VerifyError::Mismatch(format!(
                 "the grid has {} points, more than the {MAX_POINTS} searched exhaustively; use a larger step",
                 self.grid_size()
-            ));
+            )));
         }
         Ok(())
     }

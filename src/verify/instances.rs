@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{load_network, load_spec, verify, Network, Options, Spec, Verdict, VerifyError};
+use super::{
+    load_network, load_spec, verify, Answer, Network, Options, Spec, Verdict, VerifyError,
+};
 
 /// One instance of a list.
 #[derive(Debug, Clone)]
@@ -18,6 +20,8 @@ pub struct Instance {
     pub vnnlib: String,
     /// The instance's time limit.
     pub timeout: f64,
+    /// Its line in the list (from 1), for messages.
+    pub line: usize,
 }
 
 fn err(path: &Path, msg: String) -> VerifyError {
@@ -56,6 +60,7 @@ pub fn read_list(path: &Path) -> Result<Vec<Instance>, VerifyError> {
             onnx: f[0].to_string(),
             vnnlib: f[1].to_string(),
             timeout,
+            line: i + 1,
         });
     }
     if out.is_empty() {
@@ -64,8 +69,8 @@ pub fn read_list(path: &Path) -> Result<Vec<Instance>, VerifyError> {
     Ok(out)
 }
 
-/// Known answers keyed by `(network, property)`, e.g. `("1_9", "prop_7")`.
-pub type Expected = HashMap<(String, String), String>;
+/// Known answers (sat or unsat) keyed by `(network, property)`, e.g. `("1_9", "prop_7")`.
+pub type Expected = HashMap<(String, String), Answer>;
 
 /// Reads a table of known answers `network,property,expected` (with a header line; further
 /// columns are ignored). Names may carry their extension (`mnist-net_256x2.onnx`) or not
@@ -81,16 +86,20 @@ pub fn read_expected(path: &Path) -> Result<Expected, VerifyError> {
                 format!("line {}: expected network,property,expected", i + 2),
             ));
         }
-        let ans = rec[2].trim().to_string();
-        if ans == "unknown" {
-            continue;
-        }
-        if ans != "sat" && ans != "unsat" {
-            return Err(err(
-                path,
-                format!("line {}: '{ans}' is neither sat, unsat nor unknown", i + 2),
-            ));
-        }
+        let ans = match rec[2].trim() {
+            "unknown" => continue,
+            "sat" => Answer::Sat,
+            "unsat" => Answer::Unsat,
+            other => {
+                return Err(err(
+                    path,
+                    format!(
+                        "line {}: '{other}' is neither sat, unsat nor unknown",
+                        i + 2
+                    ),
+                ))
+            }
+        };
         let (net, prop) = (rec[0].trim(), rec[1].trim());
         let net = [".onnx", ".nnet"]
             .iter()
@@ -144,12 +153,12 @@ pub struct InstanceResult {
     pub onnx: String,
     /// The property file.
     pub vnnlib: String,
-    /// `sat`, `unsat`, `timeout` or `unknown`.
-    pub result: String,
+    /// The answer.
+    pub result: Answer,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// The known answer, if any.
-    pub expected: Option<String>,
+    pub expected: Option<Answer>,
     /// Whether the answer matches the known one (`None` when unknown or not known).
     pub correct: Option<bool>,
     /// For `sat`: the counterexample was re-checked by a forward pass.
@@ -160,6 +169,24 @@ pub struct InstanceResult {
     /// The process's peak resident memory while the instance ran, in MiB (Linux; `None`
     /// elsewhere). It includes what the process held before (loaded networks and specs).
     pub peak_memory_mib: Option<f64>,
+}
+
+/// The columns of a results CSV ([`InstanceResult::csv_fields`]).
+pub const RESULT_COLUMNS: [&str; 6] =
+    ["onnx", "vnnlib", "result", "seconds", "expected", "correct"];
+
+impl InstanceResult {
+    /// The row of a results CSV, in the order of [`RESULT_COLUMNS`].
+    pub fn csv_fields(&self) -> [String; 6] {
+        [
+            self.onnx.clone(),
+            self.vnnlib.clone(),
+            self.result.to_string(),
+            format!("{:.3}", self.seconds),
+            self.expected.map(|e| e.to_string()).unwrap_or_default(),
+            self.correct.map(|c| c.to_string()).unwrap_or_default(),
+        ]
+    }
 }
 
 /// Resets the process's peak resident set size (Linux `clear_refs`), so that the next
@@ -194,6 +221,22 @@ pub fn run_instance(
     cap: f64,
     expected: Option<&Expected>,
 ) -> Result<(InstanceResult, super::Outcome, Spec), VerifyError> {
+    run_located(cache, root, inst, base, cap, expected).map_err(|e| VerifyError::Instance {
+        line: inst.line,
+        onnx: inst.onnx.clone(),
+        vnnlib: inst.vnnlib.clone(),
+        source: Box::new(e),
+    })
+}
+
+fn run_located(
+    cache: &mut Cache,
+    root: &Path,
+    inst: &Instance,
+    base: &Options,
+    cap: f64,
+    expected: Option<&Expected>,
+) -> Result<(InstanceResult, super::Outcome, Spec), VerifyError> {
     let net_path = locate(root, &inst.onnx, "onnx");
     let spec_path = locate(root, &inst.vnnlib, "vnnlib");
     if !cache.nets.contains_key(&net_path) {
@@ -213,11 +256,11 @@ pub fn run_instance(
     reset_peak_memory();
     let out = verify(net, spec, &opts)?;
     let peak_memory_mib = peak_memory_mib();
-    let result = out.result.vnncomp(out.timed_out).to_string();
-    let exp = expected.and_then(|e| e.get(&instance_key(&inst.onnx, &inst.vnnlib)).cloned());
+    let result = out.result.vnncomp(out.timed_out);
+    let exp = expected.and_then(|e| e.get(&instance_key(&inst.onnx, &inst.vnnlib)).copied());
     let correct = match out.result {
         Verdict::Unknown => None,
-        _ => exp.as_ref().map(|e| *e == result),
+        _ => exp.map(|e| e == result),
     };
     let counterexample_checked = out.counterexample.as_ref().map(|c| {
         let y = net.forward(&c.input);
@@ -271,16 +314,14 @@ pub struct Summary {
 impl Summary {
     /// Totals of `rows`.
     pub fn of(rows: &[InstanceResult]) -> Summary {
-        let count = |w: &str| rows.iter().filter(|r| r.result == w).count();
-        let solved = rows
-            .iter()
-            .filter(|r| r.result == "sat" || r.result == "unsat");
+        let count = |w: Answer| rows.iter().filter(|r| r.result == w).count();
+        let solved = rows.iter().filter(|r| r.result.is_solved());
         Summary {
             instances: rows.len(),
-            solved: count("sat") + count("unsat"),
-            sat: count("sat"),
-            unsat: count("unsat"),
-            unknown: rows.len() - count("sat") - count("unsat"),
+            solved: count(Answer::Sat) + count(Answer::Unsat),
+            sat: count(Answer::Sat),
+            unsat: count(Answer::Unsat),
+            unknown: rows.len() - count(Answer::Sat) - count(Answer::Unsat),
             wrong: rows
                 .iter()
                 .filter(|r| {
@@ -410,7 +451,7 @@ impl Comparison {
                         continue;
                     };
                     c.instances += 1;
-                    let ours = r.result == "sat" || r.result == "unsat";
+                    let ours = r.result.is_solved();
                     c.solved += ours as usize;
                     if let Some(s) = times[t] {
                         c.tool_solved += 1;

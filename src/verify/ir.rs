@@ -10,14 +10,19 @@ use crate::ir::{Activation, Graph, Op};
 
 use super::graph::lower::Window;
 use super::graph::{Builder, Linear, Network, NodeId, Smooth};
+use super::VerifyError;
 
 /// Builds the verifier's network from an IR graph whose parametric nodes all carry weights.
 /// Errors name the node and the problem (an operator without an encoding, such as a
 /// data-dependent normalization; missing weights).
-pub fn from_graph(graph: &Graph) -> Result<Network, String> {
-    let analysis = graph.analyze().map_err(|e| e.to_string())?;
+pub fn from_graph(graph: &Graph) -> Result<Network, VerifyError> {
+    let analysis = graph
+        .analyze()
+        .map_err(|e| VerifyError::Model(e.to_string()))?;
     let [output] = graph.outputs() else {
-        return Err("the graph must have exactly one output".into());
+        return Err(VerifyError::Model(
+            "the graph must have exactly one output".into(),
+        ));
     };
     let inputs: Vec<_> = analysis
         .order
@@ -25,10 +30,10 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
         .filter(|&&id| matches!(graph.node(id).op, Op::Input { .. }))
         .collect();
     let [&input] = inputs.as_slice() else {
-        return Err(format!(
+        return Err(VerifyError::Model(format!(
             "the graph has {} inputs; the verifier reads networks with exactly one",
             inputs.len()
-        ));
+        )));
     };
     let mut b = Builder::new(analysis.shapes[input.index()].dims().to_vec());
     let mut at: Vec<Option<NodeId>> = vec![None; graph.len()];
@@ -36,19 +41,19 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
     for &id in &analysis.order {
         let node = graph.node(id);
         let name = node.name.as_str();
-        let err = |msg: String| format!("node '{name}': {msg}");
+        let err = |msg: String| VerifyError::Model(format!("node '{name}': {msg}"));
         let args: Vec<NodeId> = graph
             .inputs_of(id)
             .iter()
             .map(|a| at[a.index()].expect("inputs come first in topological order"))
             .collect();
-        let tensor = |w: &str| -> Result<Vec<f64>, String> {
+        let tensor = |w: &str| -> Result<Vec<f64>, VerifyError> {
             node.weights
                 .get(w)
                 .map(|t| t.data.iter().map(|&v| v as f64).collect())
                 .ok_or_else(|| err(format!("has no weights ('{w}' is missing)")))
         };
-        let ge = |e: super::graph::GraphError| e.to_string();
+        let ge = |e: super::graph::GraphError| VerifyError::Model(e.to_string());
         let x = args.first().copied();
         let out = match &node.op {
             Op::Input { .. } => continue,
@@ -216,7 +221,7 @@ pub fn from_graph(graph: &Graph) -> Result<Network, String> {
         at[id.index()] = Some(out);
     }
     let out = at[output.index()].expect("the output is in the order");
-    b.finish(out).map_err(|e| e.to_string())
+    b.finish(out).map_err(|e| VerifyError::Model(e.to_string()))
 }
 
 /// The window of the IR's convolutions and pools: the same padding on both sides.

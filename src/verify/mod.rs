@@ -18,6 +18,7 @@ pub mod instances;
 pub mod ir;
 pub mod milp;
 pub mod nnet;
+pub mod proof_log;
 pub mod radius;
 pub mod smt;
 pub mod spec;
@@ -60,6 +61,18 @@ pub enum VerifyError {
     /// The float32 checker (an external Python with onnxruntime) cannot run.
     #[error("{0}")]
     Checker(String),
+    /// An instance of a list failed to load or run.
+    #[error("line {line} ({onnx}, {vnnlib}): {source}")]
+    Instance {
+        /// The instance's line in the list.
+        line: usize,
+        /// The network as the list names it.
+        onnx: String,
+        /// The property as the list names it.
+        vnnlib: String,
+        /// What went wrong.
+        source: Box<VerifyError>,
+    },
     /// An unknown name of a setting (engine, bounding, branching).
     #[error("unknown {kind} '{name}' (known: {known})")]
     UnknownSetting {
@@ -70,6 +83,24 @@ pub enum VerifyError {
         /// The names there are.
         known: String,
     },
+}
+
+/// What is wrong with the text of a network or property file, with its place (the loader
+/// adds the file's name).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl From<String> for ParseError {
+    fn from(msg: String) -> Self {
+        ParseError(msg)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(msg: &str) -> Self {
+        ParseError(msg.to_string())
+    }
 }
 
 /// The member of `all` called `name`, or the error listing the known names.
@@ -122,16 +153,16 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
             let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
             nnet::parse(&text)
                 .map(|(n, _)| n)
-                .map_err(|m| file_err(path, m))
+                .map_err(|e| file_err(path, e.0))
         }
         "json" => {
             let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
             if text.contains(&format!("\"{}\"", crate::ir::io::FORMAT)) {
                 let graph =
                     crate::ir::io::from_json(&text).map_err(|e| file_err(path, e.to_string()))?;
-                ir::from_graph(&graph).map_err(|m| file_err(path, m))
+                ir::from_graph(&graph).map_err(|e| file_err(path, e.to_string()))
             } else {
-                parse_layer_list(&text).map_err(|m| file_err(path, m))
+                parse_layer_list(&text).map_err(|e| file_err(path, e.0))
             }
         }
         _ => Err(file_err(
@@ -145,7 +176,7 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
 /// Errors name the node and say what is wrong (the caller adds the file).
 pub fn onnx_network(bytes: &[u8], name: &str) -> Result<Network, VerifyError> {
     let graph = crate::onnx::import(bytes, name).map_err(|e| VerifyError::Model(e.to_string()))?;
-    ir::from_graph(&graph).map_err(VerifyError::Model)
+    ir::from_graph(&graph)
 }
 
 /// Loads a VNN-LIB spec.
@@ -155,7 +186,7 @@ pub fn load_spec(path: &Path) -> Result<Spec, VerifyError> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    vnnlib::parse(&text, &name).map_err(|m| file_err(path, m))
+    vnnlib::parse(&text, &name).map_err(|e| file_err(path, e.0))
 }
 
 /// Which engine decides the property.
@@ -265,14 +296,51 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The VNN-COMP word: `unsat`, `sat` or `timeout`/`unknown`.
-    pub fn vnncomp(self, timed_out: bool) -> &'static str {
+    /// The VNN-COMP answer: `unsat`, `sat`, or `timeout`/`unknown`.
+    pub fn vnncomp(self, timed_out: bool) -> Answer {
         match self {
-            Verdict::Holds => "unsat",
-            Verdict::Violated => "sat",
-            Verdict::Unknown if timed_out => "timeout",
-            Verdict::Unknown => "unknown",
+            Verdict::Holds => Answer::Unsat,
+            Verdict::Violated => Answer::Sat,
+            Verdict::Unknown if timed_out => Answer::Timeout,
+            Verdict::Unknown => Answer::Unknown,
         }
+    }
+}
+
+/// An answer as VNN-COMP words it: about the unsafe set, so `sat` means a counterexample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Answer {
+    /// A counterexample exists (the property is violated).
+    Sat,
+    /// No input reaches the unsafe set (the property holds).
+    Unsat,
+    /// Not settled within the time limit.
+    Timeout,
+    /// Not settled for another reason.
+    Unknown,
+}
+
+impl Answer {
+    /// The word of result files and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Sat => "sat",
+            Answer::Unsat => "unsat",
+            Answer::Timeout => "timeout",
+            Answer::Unknown => "unknown",
+        }
+    }
+
+    /// `sat` or `unsat`.
+    pub fn is_solved(self) -> bool {
+        matches!(self, Answer::Sat | Answer::Unsat)
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -515,7 +583,7 @@ pub fn verify(net: &Network, spec: &Spec, opts: &Options) -> Result<Outcome, Ver
 /// Loads the layer-list JSON format: `{"layers": [{"W_in_by_out": [[..]], "b": [..],
 /// "activation": "relu" | "linear"}, ...]}`, weights stored input-by-output (as Keras does). A
 /// layer without `activation` is ReLU except the last, which is linear.
-pub fn parse_layer_list(text: &str) -> Result<Network, String> {
+pub fn parse_layer_list(text: &str) -> Result<Network, ParseError> {
     #[derive(serde::Deserialize)]
     struct File {
         layers: Vec<DenseLayer>,
@@ -527,11 +595,11 @@ pub fn parse_layer_list(text: &str) -> Result<Network, String> {
         b: Vec<f64>,
         activation: Option<String>,
     }
-    let file: File =
-        serde_json::from_str(text).map_err(|e| format!("not a layer-list network: {e}"))?;
+    let file: File = serde_json::from_str(text)
+        .map_err(|e| ParseError(format!("not a layer-list network: {e}")))?;
     let n = file.layers.len();
     if n == 0 {
-        return Err("the network has no layers".into());
+        return Err(ParseError("the network has no layers".into()));
     }
     let mut layers = Vec::new();
     let input = file.layers[0].w.len();
@@ -539,9 +607,9 @@ pub fn parse_layer_list(text: &str) -> Result<Network, String> {
         let cols = l.w.len();
         let rows = l.b.len();
         if l.w.iter().any(|r| r.len() != rows) {
-            return Err(format!(
+            return Err(ParseError(format!(
                 "layer {k}: every row of W_in_by_out needs {rows} values (one per bias)"
-            ));
+            )));
         }
         let mut w = vec![0.0; rows * cols];
         for (i, row) in l.w.iter().enumerate() {
@@ -557,13 +625,13 @@ pub fn parse_layer_list(text: &str) -> Result<Network, String> {
             Some("relu") => true,
             Some("linear") | Some("none") => false,
             Some(other) => {
-                return Err(format!(
+                return Err(ParseError(format!(
                     "layer {k}: activation '{other}' is not relu or linear"
-                ))
+                )))
             }
             None => k + 1 < n,
         };
         layers.push((affine, relu));
     }
-    Network::chain(vec![input], layers).map_err(|e| e.to_string())
+    Network::chain(vec![input], layers).map_err(|e| ParseError(e.to_string()))
 }

@@ -7,6 +7,7 @@
 //! ONNX versions of the same networks use; the normalisation constants are returned beside it.
 
 use super::graph::{Affine, Linear, Network};
+use super::ParseError;
 
 /// Normalisation constants of an NNet file.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,16 +33,18 @@ impl Normalization {
 }
 
 /// Parses NNet text; errors carry the line number (the caller adds the file name).
-pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
+pub fn parse(text: &str) -> Result<(Network, Normalization), ParseError> {
     // Every non-comment line, with its number, split into numeric fields.
     let mut lines = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim_start().starts_with("//") && !l.trim().is_empty());
-    let mut fields = |what: &str| -> Result<(usize, Vec<f64>), String> {
-        let (i, l) = lines
-            .next()
-            .ok_or_else(|| format!("the file ends before the {what} (it may be truncated)"))?;
+    let mut fields = |what: &str| -> Result<(usize, Vec<f64>), ParseError> {
+        let (i, l) = lines.next().ok_or_else(|| {
+            ParseError(format!(
+                "the file ends before the {what} (it may be truncated)"
+            ))
+        })?;
         let v = l
             .split(',')
             .map(str::trim)
@@ -50,33 +53,44 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
                 s.parse::<f64>()
                     .ok()
                     .filter(|v| v.is_finite())
-                    .ok_or_else(|| format!("line {}: '{s}' is not a number ({what})", i + 1))
+                    .ok_or_else(|| {
+                        ParseError(format!("line {}: '{s}' is not a number ({what})", i + 1))
+                    })
             })
-            .collect::<Result<Vec<f64>, String>>()?;
+            .collect::<Result<Vec<f64>, ParseError>>()?;
         Ok((i + 1, v))
     };
     let (line, head) = fields("header")?;
     if head.len() < 3 || head[..3].iter().any(|v| *v < 1.0 || v.fract() != 0.0) {
-        return Err(format!(
+        return Err(ParseError(format!(
             "line {line}: the header must give the number of layers, the input size and the output size"
-        ));
+        )));
     }
     let (n_layers, n_in, n_out) = (head[0] as usize, head[1] as usize, head[2] as usize);
     if n_layers > 10_000 || n_in > 10_000_000 || n_out > 10_000_000 {
-        return Err(format!("line {line}: implausible sizes in the header"));
+        return Err(ParseError(format!(
+            "line {line}: implausible sizes in the header"
+        )));
     }
     let (line, sizes) = fields("layer sizes")?;
+    if sizes.iter().any(|v| *v < 1.0 || v.fract() != 0.0) {
+        return Err(ParseError(format!(
+            "line {line}: layer sizes are positive whole numbers, got {sizes:?}"
+        )));
+    }
     let sizes: Vec<usize> = sizes.iter().map(|v| *v as usize).collect();
-    if sizes.len() != n_layers + 1
-        || sizes[0] != n_in
-        || sizes[n_layers] != n_out
-        || sizes.contains(&0)
-    {
-        return Err(format!(
-            "line {line}: {} layer sizes given, {} expected from {n_in} to {n_out}",
+    if sizes.len() != n_layers + 1 {
+        return Err(ParseError(format!(
+            "line {line}: {} layer sizes given, the header's {n_layers} layers need {}",
             sizes.len(),
             n_layers + 1
-        ));
+        )));
+    }
+    if sizes[0] != n_in || sizes[n_layers] != n_out {
+        return Err(ParseError(format!(
+            "line {line}: the layer sizes run from {} to {}, the header says from {n_in} to {n_out}",
+            sizes[0], sizes[n_layers]
+        )));
     }
     fields("symmetric flag")?;
     let (line, min) = fields("input minimums")?;
@@ -84,10 +98,10 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
     let (_, mean) = fields("means")?;
     let (_, range) = fields("ranges")?;
     if min.len() != n_in || max.len() != n_in || mean.len() != n_in + 1 || range.len() != n_in + 1 {
-        return Err(format!(
+        return Err(ParseError(format!(
             "line {line}: normalisation needs {n_in} minimums and maximums and {} means and ranges",
             n_in + 1
-        ));
+        )));
     }
     let mut layers = Vec::new();
     for k in 0..n_layers {
@@ -96,12 +110,12 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
         for r in 0..rows {
             let (line, row) = fields(&format!("weights of layer {}", k + 1))?;
             if row.len() != cols {
-                return Err(format!(
+                return Err(ParseError(format!(
                     "line {line}: weight row {} of layer {} has {} values, expected {cols}",
                     r + 1,
                     k + 1,
                     row.len()
-                ));
+                )));
             }
             w.extend(row);
         }
@@ -109,10 +123,10 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
         for _ in 0..rows {
             let (line, b) = fields(&format!("biases of layer {}", k + 1))?;
             if b.len() != 1 {
-                return Err(format!(
+                return Err(ParseError(format!(
                     "line {line}: a bias line holds one value, not {}",
                     b.len()
-                ));
+                )));
             }
             bias.push(b[0]);
         }
@@ -125,12 +139,12 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), String> {
         ));
     }
     if let Some((i, _)) = lines.next() {
-        return Err(format!(
+        return Err(ParseError(format!(
             "line {}: unexpected data after the last layer",
             i + 1
-        ));
+        )));
     }
-    let net = Network::chain(vec![n_in], layers).map_err(|e| e.to_string())?;
+    let net = Network::chain(vec![n_in], layers).map_err(|e| ParseError(e.to_string()))?;
     Ok((
         net,
         Normalization {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::spec::{InputBox, OutputConstraint, Region, Spec};
+use super::ParseError;
 
 /// An S-expression with the position where it starts.
 #[derive(Debug, Clone)]
@@ -35,7 +36,7 @@ impl Sexp {
     }
 }
 
-fn parse_sexps(text: &str) -> Result<Vec<Sexp>, String> {
+fn parse_sexps(text: &str) -> Result<Vec<Sexp>, ParseError> {
     let mut stack: Vec<(Vec<Sexp>, Pos)> = Vec::new();
     let mut top = Vec::new();
     let mut chars = text.char_indices().peekable();
@@ -74,7 +75,7 @@ fn parse_sexps(text: &str) -> Result<Vec<Sexp>, String> {
                 flush(&mut atom, atom_pos, &mut stack, &mut top);
                 let (items, pos) = stack
                     .pop()
-                    .ok_or_else(|| format!("{here}: ')' without a matching '('"))?;
+                    .ok_or_else(|| ParseError(format!("{here}: ')' without a matching '('")))?;
                 let l = Sexp::List(items, pos);
                 match stack.last_mut() {
                     Some((v, _)) => v.push(l),
@@ -98,9 +99,9 @@ fn parse_sexps(text: &str) -> Result<Vec<Sexp>, String> {
     }
     flush(&mut atom, atom_pos, &mut stack, &mut top);
     if let Some((_, pos)) = stack.last() {
-        return Err(format!(
+        return Err(ParseError(format!(
             "{pos}: '(' is never closed (the file may be truncated)"
-        ));
+        )));
     }
     Ok(top)
 }
@@ -164,7 +165,7 @@ struct Parser {
 }
 
 impl Parser {
-    fn term(&self, e: &Sexp) -> Result<Term, String> {
+    fn term(&self, e: &Sexp) -> Result<Term, ParseError> {
         match e {
             Sexp::Atom(a, pos) => {
                 if let Some(v) = self.vars.get(a) {
@@ -176,7 +177,7 @@ impl Parser {
                     format!("{pos}: '{a}' is neither a declared variable nor a number")
                 })?;
                 if !x.is_finite() {
-                    return Err(format!("{pos}: '{a}' is not a finite number"));
+                    return Err(ParseError(format!("{pos}: '{a}' is not a finite number")));
                 }
                 Ok(Term {
                     constant: x,
@@ -186,7 +187,11 @@ impl Parser {
             Sexp::List(items, pos) => {
                 let (head, args) = match items.split_first() {
                     Some((Sexp::Atom(h, _), rest)) => (h.as_str(), rest),
-                    _ => return Err(format!("{pos}: expected an operator such as +, - or *")),
+                    _ => {
+                        return Err(ParseError(format!(
+                            "{pos}: expected an operator such as +, - or *"
+                        )))
+                    }
                 };
                 let terms = args
                     .iter()
@@ -211,37 +216,45 @@ impl Parser {
                             } else if t.is_constant() {
                                 acc = acc.scale(t.constant);
                             } else {
-                                return Err(format!(
+                                return Err(ParseError(format!(
                                     "{pos}: a product of two variables is not linear"
-                                ));
+                                )));
                             }
                         }
                         Ok(acc)
                     }
-                    (op, _) => Err(format!(
+                    (op, _) => Err(ParseError(format!(
                         "{pos}: unsupported term operator '{op}' with {} argument(s)",
                         args.len()
-                    )),
+                    ))),
                 }
             }
         }
     }
 
     /// A formula in disjunctive normal form: a list of conjunctions.
-    fn formula(&self, e: &Sexp) -> Result<Vec<Vec<Atom>>, String> {
+    fn formula(&self, e: &Sexp) -> Result<Vec<Vec<Atom>>, ParseError> {
         let Sexp::List(items, pos) = e else {
-            return Err(format!("{}: expected a formula in parentheses", e.pos()));
+            return Err(ParseError(format!(
+                "{}: expected a formula in parentheses",
+                e.pos()
+            )));
         };
         let (head, args) = match items.split_first() {
             Some((Sexp::Atom(h, _), rest)) => (h.as_str(), rest),
-            _ => return Err(format!("{pos}: expected and, or, <=, >=, <, > or =")),
+            _ => {
+                return Err(ParseError(format!(
+                    "{pos}: expected and, or, <=, >=, <, > or ="
+                )))
+            }
         };
         match head {
             "and" => {
                 let mut acc: Vec<Vec<Atom>> = vec![Vec::new()];
                 for a in args {
-                    acc = conjoin(&acc, &self.formula(a)?)
-                        .ok_or_else(|| format!("{pos}: the formula is too large to expand"))?;
+                    acc = conjoin(&acc, &self.formula(a)?).ok_or_else(|| {
+                        ParseError(format!("{pos}: the formula is too large to expand"))
+                    })?;
                 }
                 Ok(acc)
             }
@@ -254,10 +267,10 @@ impl Parser {
             }
             "<=" | ">=" | "<" | ">" | "=" => {
                 if args.len() != 2 {
-                    return Err(format!(
+                    return Err(ParseError(format!(
                         "{pos}: '{head}' takes two terms, has {}",
                         args.len()
-                    ));
+                    )));
                 }
                 let (l, r) = (self.term(&args[0])?, self.term(&args[1])?);
                 let le = l.clone().add(r.clone().scale(-1.0)); // l - r
@@ -291,14 +304,16 @@ impl Parser {
                     ],
                 }])
             }
-            other => Err(format!("{pos}: unsupported formula operator '{other}'")),
+            other => Err(ParseError(format!(
+                "{pos}: unsupported formula operator '{other}'"
+            ))),
         }
     }
 }
 
 /// Parses VNN-LIB text. `name` names the spec; errors carry line and column (the caller adds
 /// the file name).
-pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
+pub fn parse(text: &str, name: &str) -> Result<Spec, ParseError> {
     let sexps = parse_sexps(text)?;
     let mut parser = Parser {
         vars: BTreeMap::new(),
@@ -308,22 +323,24 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
     let mut asserted = false;
     for s in &sexps {
         let Sexp::List(items, pos) = s else {
-            return Err(format!(
+            return Err(ParseError(format!(
                 "{}: expected '(declare-const ...)' or '(assert ...)'",
                 s.pos()
-            ));
+            )));
         };
         match items.first() {
             Some(Sexp::Atom(h, _)) if h == "declare-const" => {
                 let (Some(Sexp::Atom(name, npos)), Some(Sexp::Atom(sort, spos))) =
                     (items.get(1), items.get(2))
                 else {
-                    return Err(format!("{pos}: expected (declare-const NAME Real)"));
+                    return Err(ParseError(format!(
+                        "{pos}: expected (declare-const NAME Real)"
+                    )));
                 };
                 if sort != "Real" {
-                    return Err(format!(
+                    return Err(ParseError(format!(
                         "{spos}: only Real variables are supported, not {sort}"
-                    ));
+                    )));
                 }
                 let var = if let Some(i) = name.strip_prefix("X_").and_then(|i| i.parse().ok()) {
                     n_x = n_x.max(i + 1);
@@ -332,31 +349,34 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
                     n_y = n_y.max(i + 1);
                     Var::Y(i)
                 } else {
-                    return Err(format!(
+                    return Err(ParseError(format!(
                         "{npos}: variable '{name}' must be named X_<i> (input) or Y_<j> (output)"
-                    ));
+                    )));
                 };
                 if parser.vars.insert(name.clone(), var).is_some() {
-                    return Err(format!("{npos}: '{name}' is declared twice"));
+                    return Err(ParseError(format!("{npos}: '{name}' is declared twice")));
                 }
             }
             Some(Sexp::Atom(h, _)) if h == "assert" => {
                 if items.len() != 2 {
-                    return Err(format!("{pos}: assert takes one formula"));
+                    return Err(ParseError(format!("{pos}: assert takes one formula")));
                 }
                 asserted = true;
-                conj = conjoin(&conj, &parser.formula(&items[1])?)
-                    .ok_or_else(|| format!("{pos}: the assertions expand to too many cases"))?;
+                conj = conjoin(&conj, &parser.formula(&items[1])?).ok_or_else(|| {
+                    ParseError(format!("{pos}: the assertions expand to too many cases"))
+                })?;
             }
             _ => {
-                return Err(format!(
+                return Err(ParseError(format!(
                     "{pos}: expected '(declare-const ...)' or '(assert ...)'"
-                ))
+                )))
             }
         }
     }
     if n_x == 0 || n_y == 0 {
-        return Err("no input (X_i) or no output (Y_j) variable is declared".into());
+        return Err(ParseError(
+            "no input (X_i) or no output (Y_j) variable is declared".into(),
+        ));
     }
     let declared_x = parser
         .vars
@@ -369,10 +389,12 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
         .filter(|v| matches!(v, Var::Y(_)))
         .count();
     if declared_x != n_x || declared_y != n_y {
-        return Err("variables must be numbered from 0 without gaps (X_0.., Y_0..)".into());
+        return Err(ParseError(
+            "variables must be numbered from 0 without gaps (X_0.., Y_0..)".into(),
+        ));
     }
     if !asserted {
-        return Err("the file asserts nothing".into());
+        return Err(ParseError("the file asserts nothing".into()));
     }
     let mut regions = Vec::new();
     'conj: for atoms in conj {
@@ -431,7 +453,9 @@ pub fn parse(text: &str, name: &str) -> Result<Spec, String> {
             }
         }
         if let Some(i) = (0..n_x).find(|&i| !lower[i].is_finite() || !upper[i].is_finite()) {
-            return Err(format!("input X_{i} is not bounded on both sides"));
+            return Err(ParseError(format!(
+                "input X_{i} is not bounded on both sides"
+            )));
         }
         if (0..n_x).any(|i| lower[i] > upper[i]) {
             continue; // an empty box
@@ -482,17 +506,24 @@ mod tests {
 
     #[test]
     fn errors_carry_positions() {
-        let e = parse("(declare-const X_0 Real)\n(assert (<= X_0 foo))", "t").unwrap_err();
+        let e = parse("(declare-const X_0 Real)\n(assert (<= X_0 foo))", "t")
+            .unwrap_err()
+            .0;
         assert!(e.contains("line 2") && e.contains("'foo'"), "{e}");
-        let e = parse("(declare-const X_0 Real)\n(assert (<= X_0 1)", "t").unwrap_err();
+        let e = parse("(declare-const X_0 Real)\n(assert (<= X_0 1)", "t")
+            .unwrap_err()
+            .0;
         assert!(e.contains("never closed"), "{e}");
         let e = parse(
             "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= X_0 1))",
             "t",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .0;
         assert!(e.contains("X_0 is not bounded"), "{e}");
-        let e = parse("(declare-const X_0 Real)(assert (<= (* X_0 X_0) 1))", "t").unwrap_err();
+        let e = parse("(declare-const X_0 Real)(assert (<= (* X_0 X_0) 1))", "t")
+            .unwrap_err()
+            .0;
         assert!(e.contains("not linear"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 use z3::ast::Real;
 
-use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::rules::{PhaseOf, Rows, Rules, SizeError, Z3Encoding};
 use super::zonotope::Zonotope;
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
@@ -16,19 +16,19 @@ pub struct Add {
 }
 
 impl Rules for Add {
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError> {
         if inputs.len() != self.coeffs.len() || inputs.is_empty() {
-            return Err(format!(
+            return Err(SizeError(format!(
                 "a sum of {} terms receives {} inputs",
                 self.coeffs.len(),
                 inputs.len()
-            ));
+            )));
         }
         if let Some(n) = inputs.iter().find(|n| **n != inputs[0]) {
-            return Err(format!(
+            return Err(SizeError(format!(
                 "adds tensors of different sizes {} and {n}",
                 inputs[0]
-            ));
+            )));
         }
         Ok(inputs[0])
     }

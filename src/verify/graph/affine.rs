@@ -4,21 +4,21 @@
 use z3::ast::Real;
 
 use super::linear::{dot, Affine};
-use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::rules::{PhaseOf, Rows, Rules, SizeError, Z3Encoding};
 use super::zonotope::Zonotope;
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
 
 impl Rules for Affine {
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError> {
         match inputs {
             [n] if *n == self.linear.in_dim() => {
                 if self.bias.len() != self.linear.out_dim() {
-                    return Err(format!(
+                    return Err(SizeError(format!(
                         "{} biases for {} outputs",
                         self.bias.len(),
                         self.linear.out_dim()
-                    ));
+                    )));
                 }
                 if self
                     .bias
@@ -26,15 +26,15 @@ impl Rules for Affine {
                     .chain(self.linear.weights())
                     .any(|v| !v.is_finite())
                 {
-                    return Err("a weight is not a finite number".into());
+                    return Err(SizeError("a weight is not a finite number".into()));
                 }
                 Ok(self.linear.out_dim())
             }
-            [n] => Err(format!(
+            [n] => Err(SizeError(format!(
                 "takes {} inputs but receives {n}",
                 self.linear.in_dim()
-            )),
-            _ => Err("an affine map takes one input".into()),
+            ))),
+            _ => Err(SizeError("an affine map takes one input".into())),
         }
     }
 

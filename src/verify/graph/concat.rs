@@ -4,7 +4,7 @@
 
 use z3::ast::Real;
 
-use super::rules::{PhaseOf, Rows, Rules, Z3Encoding};
+use super::rules::{PhaseOf, Rows, Rules, SizeError, Z3Encoding};
 use super::zonotope::Zonotope;
 use crate::verify::bounds::LayerBounds;
 
@@ -42,19 +42,19 @@ impl Concat {
 }
 
 impl Rules for Concat {
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError> {
         if inputs.len() != self.inner.len() {
-            return Err(format!(
+            return Err(SizeError(format!(
                 "concatenates {} tensors but receives {}",
                 self.inner.len(),
                 inputs.len()
-            ));
+            )));
         }
         for (n, i) in inputs.iter().zip(&self.inner) {
             if *n != self.outer * i {
-                return Err(format!(
+                return Err(SizeError(format!(
                     "an input of {n} elements does not fit the concatenation"
-                ));
+                )));
             }
         }
         Ok(inputs.iter().sum())

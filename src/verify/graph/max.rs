@@ -12,7 +12,9 @@
 
 use z3::ast::{Bool, Real};
 
-use super::rules::{minus, widen, MilpEncoding, PhaseOf, Rows, Rules, Sense, Z3Encoding};
+use super::rules::{
+    minus, widen, MilpEncoding, PhaseOf, Rows, Rules, Sense, SizeError, Z3Encoding,
+};
 use super::zonotope::{Band, Zonotope};
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
@@ -107,19 +109,24 @@ impl Max {
 }
 
 impl Rules for Max {
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError> {
         match inputs {
             [n] if *n == self.in_dim => {
                 if self.windows.iter().any(|w| w.is_empty()) {
-                    Err("a window is empty".into())
+                    Err(SizeError("a window is empty".into()))
                 } else if self.windows.iter().flatten().any(|&i| i >= *n) {
-                    Err(format!("a window reaches past the input's {n} elements"))
+                    Err(SizeError(format!(
+                        "a window reaches past the input's {n} elements"
+                    )))
                 } else {
                     Ok(self.windows.len())
                 }
             }
-            [n] => Err(format!("pools {} elements but receives {n}", self.in_dim)),
-            _ => Err("a max pooling takes one input".into()),
+            [n] => Err(SizeError(format!(
+                "pools {} elements but receives {n}",
+                self.in_dim
+            ))),
+            _ => Err(SizeError("a max pooling takes one input".into())),
         }
     }
 

@@ -188,7 +188,7 @@ impl Builder {
             return Err(err(format!("reads node {i}, which does not exist yet")));
         }
         let dims: Vec<usize> = inputs.iter().map(|&i| self.nodes[i].dim()).collect();
-        let n = op.rules().out_dim(&dims).map_err(err)?;
+        let n = op.rules().out_dim(&dims).map_err(|e| err(e.0))?;
         if n != shape.iter().product::<usize>() {
             return Err(err(format!(
                 "gives {n} elements, not the {} of shape {shape:?}",

@@ -1,7 +1,7 @@
 //! The element-wise product of two tensors of one size (the gate of squeeze-excitation, SiLU
 //! as `x * sigmoid(x)`), relaxed by McCormick planes. Bilinear: no exact linear encoding.
 
-use super::rules::{Rows, Rules};
+use super::rules::{Rows, Rules, SizeError};
 use crate::verify::bounds::LayerBounds;
 
 /// `z = x * y` element-wise.
@@ -33,11 +33,13 @@ fn mccormick(lx: f64, ux: f64, ly: f64, uy: f64) -> (Plane, Plane) {
 }
 
 impl Rules for Mul {
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError> {
         match inputs {
             [a, b] if a == b => Ok(*a),
-            [a, b] => Err(format!("multiplies tensors of different sizes {a} and {b}")),
-            _ => Err("a product takes two inputs".into()),
+            [a, b] => Err(SizeError(format!(
+                "multiplies tensors of different sizes {a} and {b}"
+            ))),
+            _ => Err(SizeError("a product takes two inputs".into())),
         }
     }
 

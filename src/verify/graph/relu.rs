@@ -4,7 +4,9 @@
 
 use z3::ast::{Bool, Real};
 
-use super::rules::{minus, widen, MilpEncoding, PhaseOf, Rows, Rules, Sense, Z3Encoding};
+use super::rules::{
+    minus, widen, MilpEncoding, PhaseOf, Rows, Rules, Sense, SizeError, Z3Encoding,
+};
 use super::zonotope::{Band, Zonotope};
 use crate::verify::bounds::LayerBounds;
 use crate::verify::smt::exact;
@@ -14,10 +16,10 @@ use crate::verify::smt::exact;
 pub struct Relu;
 
 impl Rules for Relu {
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError> {
         match inputs {
             [n] => Ok(*n),
-            _ => Err("a ReLU takes one input".into()),
+            _ => Err(SizeError("a ReLU takes one input".into())),
         }
     }
 

@@ -256,6 +256,11 @@ pub fn widen(lower: f64, upper: f64) -> (f64, f64) {
 /// per-pattern LPs: `Some(true)` active, `Some(false)` inactive, `None` when the bounds decide.
 pub type PhaseOf<'a> = &'a dyn Fn(usize) -> Option<bool>;
 
+/// Why a node's inputs do not fit its operator (the builder adds the node's name and kind).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SizeError(pub String);
+
 /// One operator's whole meaning for the verifier.
 ///
 /// Soundness contract: `interval` and `back` must hold for every input within the given
@@ -264,7 +269,7 @@ pub type PhaseOf<'a> = &'a dyn Fn(usize) -> Option<bool>;
 /// points (a tolerance), never fewer.
 pub trait Rules {
     /// The output size for these input sizes, or what does not fit.
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String>;
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError>;
 
     /// The plain forward pass in f64.
     fn forward(&self, x: &[&[f64]]) -> Vec<f64>;

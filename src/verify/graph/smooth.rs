@@ -6,7 +6,7 @@
 //! otherwise), and the intercept is the extreme of `f(x) - s x` over `[l, u]`, which lies at an
 //! end or where `f'(x) = s`, and `f'(x) = s` is solved in closed form.
 
-use super::rules::{Rows, Rules};
+use super::rules::{Rows, Rules, SizeError};
 use super::zonotope::{Band, Zonotope};
 use crate::verify::bounds::LayerBounds;
 
@@ -115,10 +115,10 @@ impl Smooth {
 }
 
 impl Rules for Smooth {
-    fn out_dim(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn out_dim(&self, inputs: &[usize]) -> Result<usize, SizeError> {
         match inputs {
             [n] => Ok(*n),
-            _ => Err("an activation takes one input".into()),
+            _ => Err(SizeError("an activation takes one input".into())),
         }
     }
 
