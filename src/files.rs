@@ -13,16 +13,13 @@ pub enum FileError {
     #[error("{} exists; pass --force to overwrite it", .0.display())]
     Exists(PathBuf),
     /// The folder could not be created.
-    #[error("cannot create {}: {source}", .dir.display())]
-    CreateDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot create {}: {cause}", .dir.display())]
+    CreateDir { dir: PathBuf, cause: std::io::Error },
     /// The file could not be written.
-    #[error("cannot write {}: {source}", .path.display())]
+    #[error("cannot write {}: {cause}", .path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -41,9 +38,9 @@ fn parent_dir(path: &Path) -> Result<&Path, FileError> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir).map_err(|source| FileError::CreateDir {
+    std::fs::create_dir_all(dir).map_err(|cause| FileError::CreateDir {
         dir: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(dir)
 }
@@ -54,9 +51,9 @@ fn parent_dir(path: &Path) -> Result<&Path, FileError> {
 pub fn write_atomic(path: &Path, contents: &[u8], force: bool) -> Result<(), FileError> {
     refuse_existing(&[path], force)?;
     let dir = parent_dir(path)?;
-    let err = |source| FileError::Write {
+    let err = |cause| FileError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".archproof-")
@@ -84,9 +81,9 @@ impl CsvLog {
     ) -> Result<Self, FileError> {
         refuse_existing(&[path], force)?;
         parent_dir(path)?;
-        let file = std::fs::File::create(path).map_err(|source| FileError::Write {
+        let file = std::fs::File::create(path).map_err(|cause| FileError::Write {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let mut log = CsvLog {
             path: path.to_path_buf(),
@@ -99,9 +96,9 @@ impl CsvLog {
     /// Appends one row and flushes it to the file.
     pub fn row<S: AsRef<[u8]>>(&mut self, fields: &[S]) -> Result<(), FileError> {
         let path = &self.path;
-        let err = |source| FileError::Write {
+        let err = |cause| FileError::Write {
             path: path.clone(),
-            source,
+            cause,
         };
         self.writer
             .write_record(fields)

@@ -37,8 +37,9 @@ enum Kind {
   archproof bench verify --instances acasxu/instances.csv \\
       --expected acasxu/expected.csv --smt-timeout 10 --out bench/acasxu
   archproof bench verify --instances acasxu/instances.csv \\
-      --expected acasxu/expected.csv --engines bab --reference 'nnenum on this \\
-      machine=669.6' --ort-python ort/bin/python --out bench/acas
+      --expected acasxu/expected.csv --engines bab \\
+      --reference 'nnenum on this machine=669.6' \\
+      --ort-python ort/bin/python --out bench/acas
   archproof bench verify --instances mnistfc/mnistfc_instances.csv \\
       --expected mnistfc/expected.csv --engines bab,bab:alpha-beta:babsr:z3 \\
       --timeout 60 --out bench/mnistfc")]

@@ -160,6 +160,13 @@ mod tests {
                  (clap wraps it, and pasting it fails): {line}"
             );
         }
+        for line in help.lines().filter(|l| l.ends_with('\\')) {
+            let quotes = line.matches('\'').count() + line.matches('"').count();
+            assert!(
+                quotes % 2 == 0,
+                "`archproof {name} --help`: a line continues inside a quoted argument: {line}"
+            );
+        }
         let joined = help.replace("\\\n", " ");
         let mut seen = 0;
         for line in joined.lines() {

@@ -175,14 +175,14 @@ impl Progress {
         }
     }
 
-    /// Removes the bar; off a terminal, says where the work ended.
+    /// Removes the bar; off a terminal, says where the work ended (the count and the last
+    /// message; the caller says whether it succeeded).
     pub fn finish_and_clear(&self) {
         self.bar.finish_and_clear();
         self.plain(|p| {
             let said = p.done;
             p.done = true;
-            p.msg = "done".into();
-            !said
+            !said && p.pos > 0
         });
     }
 }

@@ -18,7 +18,7 @@ use super::common::{print_json, refuse_existing};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof report runs/ --out reports/
-  archproof report runs/demo            # writes runs/demo/index.html in place
+  archproof report runs/demo --force    # rewrites runs/demo/index.html in place
   archproof report runs/ --out reports/ --title 'Budgeted designs' --json
   # replace an earlier report there
   archproof report runs/ --out reports/ --force")]

@@ -540,13 +540,17 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
     // of the time). For those channels the inner program is at least as good as the structure
     // evolution found, since that structure is one of its feasible points.
     let (evo_time, evo_trials) = match opts.max_programs {
-        Some(_) => (opts.time_limit, BUDGET_START_TRIALS),
+        Some(_) => (opts.time_limit / 6, BUDGET_START_TRIALS),
         None => (opts.time_limit / 6, 500_000),
     };
     for c in evolved_channels(space, opts, evo_time, evo_trials, 4) {
         if channels_ok(space, &c) && !starts.contains(&c) {
             starts.push(c);
         }
+    }
+    // The starts count towards a budget of work too.
+    if let Some(m) = opts.max_programs {
+        starts.truncate(m);
     }
     let mut best: Option<(f64, Vec<usize>, Inner)> = starts
         .par_iter()

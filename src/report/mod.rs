@@ -15,15 +15,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// Drawing failed (plotters or the rasteriser).
-    #[error("cannot draw the figure: {0}")]
+    #[error("{0}")]
     Draw(String),
     /// A file or folder could not be read or written.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {cause}", .path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The system's reason.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file is not what it should be (an SVG without figure data, a malformed run.json).
     #[error("{}: {msg}", .path.display())]
@@ -43,8 +43,8 @@ pub enum ReportError {
 
 /// `ReportError::Io` for `path`.
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
-    move |source| ReportError::Io {
+    move |cause| ReportError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }

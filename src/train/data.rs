@@ -130,9 +130,12 @@ impl Dataset {
             ));
         }
         Ok(Dataset {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            classes: self.classes,
+            class_names: self.class_names.clone(),
             train: train.map_or_else(|| self.train.clone(), |n| self.train.spread(n)),
             test: test.map_or_else(|| self.test.clone(), |n| self.test.spread(n)),
-            ..self.clone()
         })
     }
 

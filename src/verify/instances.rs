@@ -225,7 +225,7 @@ pub fn run_instance(
         line: inst.line,
         onnx: inst.onnx.clone(),
         vnnlib: inst.vnnlib.clone(),
-        source: Box::new(e),
+        error: Box::new(e),
     })
 }
 

@@ -62,7 +62,7 @@ pub enum VerifyError {
     #[error("{0}")]
     Checker(String),
     /// An instance of a list failed to load or run.
-    #[error("line {line} ({onnx}, {vnnlib}): {source}")]
+    #[error("line {line} ({onnx}, {vnnlib}): {error}")]
     Instance {
         /// The instance's line in the list.
         line: usize,
@@ -71,7 +71,7 @@ pub enum VerifyError {
         /// The property as the list names it.
         vnnlib: String,
         /// What went wrong.
-        source: Box<VerifyError>,
+        error: Box<VerifyError>,
     },
     /// An unknown name of a setting (engine, bounding, branching).
     #[error("unknown {kind} '{name}' (known: {known})")]
