@@ -933,3 +933,36 @@ fn a_matrix_times_a_column_is_a_column() {
     let x64: Vec<f64> = x.iter().map(|v| *v as f64).collect();
     close(&want, &net.forward(&x64), 1e-6, "W @ column");
 }
+
+/// Off a terminal (here, a pipe) progress comes as plain lines, not nothing; an instance list
+/// run to its end leaves every row in --out.
+#[test]
+fn progress_is_plain_lines_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir, "ok.vnnlib", SPEC.as_bytes());
+    write(&dir, "ok.nnet", NNET.as_bytes());
+    let list = write(
+        &dir,
+        "list.csv",
+        b"ok.nnet,ok.vnnlib,10\nok.nnet,ok.vnnlib,10\n",
+    );
+    let results = dir.path().join("results.csv");
+    let out = archproof(&[
+        "verify",
+        "--instances",
+        &list,
+        "--out",
+        results.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("instances 2/2"), "no progress line: {err}");
+    assert!(
+        !err.contains('\r') && !err.contains("\x1b["),
+        "terminal codes: {err:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&results).unwrap().lines().count(),
+        3
+    );
+}
