@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use archproof::report::{CactusSeries, Figure, Plot, RunPage, Table as ReportTable};
-use archproof::verify::instances::{self, InstanceResult};
+use archproof::verify::instances;
 use archproof::verify::{vnncomp, Bounding, Branching, Engine, Exact, Options};
 use clap::Subcommand;
 use serde::Serialize;
@@ -202,47 +202,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         engines.push((e.clone(), engine_settings(e, &a)?));
     }
     // Rows land in results.csv as each run finishes: a benchmark stopped half way keeps them.
-    let mut header: Vec<String> = [
-        "engine",
-        "onnx",
-        "vnnlib",
-        "result",
-        "seconds",
-        "expected",
-        "correct",
-        "peak_mib",
-        "f32_check",
-    ]
-    .iter()
-    .map(|h| h.to_string())
-    .collect();
-    header.extend(published.tools.iter().map(|t| format!("{t}_s")));
-    let mut log = archproof::files::CsvLog::create(&results, &header, a.force)?;
-    let record = |engine: &str, x: &InstanceResult| -> Vec<String> {
-        let theirs = published
-            .times
-            .get(&instances::instance_key(&x.onnx, &x.vnnlib));
-        let mut record = vec![
-            engine.to_string(),
-            x.onnx.clone(),
-            x.vnnlib.clone(),
-            x.result.to_string(),
-            format!("{:.3}", x.seconds),
-            x.expected.map(|e| e.to_string()).unwrap_or_default(),
-            x.correct.map(|c| c.to_string()).unwrap_or_default(),
-            x.peak_memory_mib
-                .map(|m| format!("{m:.0}"))
-                .unwrap_or_default(),
-            x.counterexample_f32
-                .map(|ok| if ok { "pass" } else { "fail" }.to_string())
-                .unwrap_or_default(),
-        ];
-        record.extend((0..published.tools.len()).map(|t| match theirs {
-            None => String::new(),
-            Some(v) => v[t].map_or("timeout".into(), |s| format!("{s:.2}")),
-        }));
-        record
-    };
+    let mut log = archproof::files::CsvLog::create(&results, &published.bench_columns(), a.force)?;
     let bar = Progress::bar(
         (list.len() * engines.len()) as u64,
         a.quiet || a.json,
@@ -278,7 +238,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
             }
             bar.set_message(format!("{name} {} {}: {}", key.0, key.1, r.result));
             bar.inc(1);
-            log.row(&record(name, &r))?;
+            log.row(&published.bench_fields(name, &r))?;
             mine.push(r);
         }
         let solved: Vec<f64> = mine

@@ -399,15 +399,6 @@ fn write_outputs(
             break;
         }
     }
-    let refuted = s
-        .points_detail
-        .iter()
-        .filter(|r| {
-            r.radius
-                .as_ref()
-                .is_some_and(|x| x.counterexample.is_some())
-        })
-        .count();
     let mut page = RunPage::new(
         format!("Robustness of {} test points", s.points),
         command_line(),
@@ -468,6 +459,7 @@ fn write_outputs(
     page.tables.push(t);
     page.figure("radius.svg", "Proven and refuted radius per test point");
     if !rows.is_empty() {
+        let refuted = s.refuted;
         let title = if refuted > rows.len() {
             format!(
                 "Counterexamples beside their originals: the first {} of {refuted} refuted points",

@@ -236,6 +236,39 @@ fn fonts() {
     });
 }
 
+/// The PNG of SVG text, rendered by resvg with the bundled fonts (loaded once per process).
+fn rasterise(svg: &str) -> Result<Vec<u8>, ReportError> {
+    use resvg::{tiny_skia, usvg};
+    static FONTS: std::sync::OnceLock<std::sync::Arc<usvg::fontdb::Database>> =
+        std::sync::OnceLock::new();
+    let fontdb = FONTS
+        .get_or_init(|| {
+            let mut db = usvg::fontdb::Database::new();
+            db.load_font_data(dejavu::sans::regular().to_vec());
+            db.load_font_data(dejavu::sans::bold().to_vec());
+            db.set_sans_serif_family("DejaVu Sans");
+            std::sync::Arc::new(db)
+        })
+        .clone();
+    let opts = usvg::Options {
+        font_family: "DejaVu Sans".into(),
+        fontdb,
+        ..usvg::Options::default()
+    };
+    let tree = usvg::Tree::from_str(svg, &opts).map_err(err)?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or_else(|| {
+        err(format!(
+            "a figure of {}x{} pixels",
+            size.width(),
+            size.height()
+        ))
+    })?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(err)
+}
+
 fn err(e: impl std::fmt::Display) -> ReportError {
     ReportError::Draw(e.to_string())
 }
@@ -340,9 +373,9 @@ impl Figure {
     /// returns the PNG's path.
     pub fn save(&self, svg_path: &Path) -> Result<PathBuf, ReportError> {
         let svg = self.to_svg()?;
+        let png = rasterise(&svg)?;
         std::fs::write(svg_path, svg).map_err(io_err(svg_path))?;
         let png_path = svg_path.with_extension("png");
-        let png = self.to_png()?;
         std::fs::write(&png_path, png).map_err(io_err(&png_path))?;
         Ok(png_path)
     }
@@ -372,29 +405,7 @@ impl Figure {
     /// sans-serif font, so that the PNG is the SVG pixel for pixel, text laid out with the
     /// font's own advances and kerning.
     pub fn to_png(&self) -> Result<Vec<u8>, ReportError> {
-        use resvg::{tiny_skia, usvg};
-        let svg = self.to_svg()?;
-        let mut db = usvg::fontdb::Database::new();
-        db.load_font_data(dejavu::sans::regular().to_vec());
-        db.load_font_data(dejavu::sans::bold().to_vec());
-        db.set_sans_serif_family("DejaVu Sans");
-        let opts = usvg::Options {
-            font_family: "DejaVu Sans".into(),
-            fontdb: std::sync::Arc::new(db),
-            ..usvg::Options::default()
-        };
-        let tree = usvg::Tree::from_str(&svg, &opts).map_err(err)?;
-        let size = tree.size().to_int_size();
-        let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or_else(|| {
-            err(format!(
-                "a figure of {}x{} pixels",
-                size.width(),
-                size.height()
-            ))
-        })?;
-        pixmap.fill(tiny_skia::Color::WHITE);
-        resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
-        pixmap.encode_png().map_err(err)
+        rasterise(&self.to_svg()?)
     }
 
     /// Reads back the figure an SVG written by [`Figure::save`] carries.

@@ -123,9 +123,7 @@ fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
 
 /// The ONNX model of `graph`, whose every parameterised node must carry weights.
 pub fn to_onnx(graph: &Graph) -> Result<Vec<u8>, IrError> {
-    let analysis = graph
-        .analyze()
-        .map_err(|e| IrError::Invalid(e.to_string()))?;
+    let analysis = graph.analyze()?;
     let mut g = GraphProto {
         name: graph.name.clone(),
         ..Default::default()

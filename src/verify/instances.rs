@@ -355,6 +355,41 @@ pub struct Published {
     pub times: HashMap<(String, String), Vec<Option<f64>>>,
 }
 
+impl Published {
+    /// The columns of `bench verify`'s results.csv: the engine, [`RESULT_COLUMNS`], peak
+    /// memory, the float32 check, then each tool's published seconds.
+    pub fn bench_columns(&self) -> Vec<String> {
+        let mut h = vec!["engine".to_string()];
+        h.extend(RESULT_COLUMNS.iter().map(|c| c.to_string()));
+        h.extend(["peak_mib".to_string(), "f32_check".to_string()]);
+        h.extend(self.tools.iter().map(|t| format!("{t}_s")));
+        h
+    }
+
+    /// One row of [`Published::bench_columns`] (a tool's cell is `timeout` where it did not
+    /// decide the instance, empty where the table does not list it).
+    pub fn bench_fields(&self, engine: &str, r: &InstanceResult) -> Vec<String> {
+        let mut row = vec![engine.to_string()];
+        row.extend(r.csv_fields());
+        row.push(
+            r.peak_memory_mib
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_default(),
+        );
+        row.push(
+            r.counterexample_f32
+                .map(|ok| if ok { "pass" } else { "fail" }.to_string())
+                .unwrap_or_default(),
+        );
+        let theirs = self.times.get(&instance_key(&r.onnx, &r.vnnlib));
+        row.extend((0..self.tools.len()).map(|t| match theirs {
+            None => String::new(),
+            Some(v) => v[t].map_or("timeout".into(), |s| format!("{s:.2}")),
+        }));
+        row
+    }
+}
+
 /// Reads the published run times of a known-answers table; a table without `TOOL_s` columns
 /// gives no tools.
 pub fn read_published(path: &Path) -> Result<Published, VerifyError> {
