@@ -214,45 +214,25 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
         .as_ref()
         .map(|b| block_terms(b, res[n + 1]))
         .unwrap_or((0.0, 0.0, 0.0, 0));
-    let opts_by_stage: Vec<Vec<Choice>> = (0..n)
+    let choices: Vec<Vec<Choice>> = (0..n)
         .map(|j| choices(space, j, chans[j], chans[j + 1], res[j + 1]))
         .collect();
-    if opts_by_stage.iter().any(Vec::is_empty) {
+    if choices.iter().any(Vec::is_empty) {
         return None;
     }
-    let mut vars = ProblemVariables::new();
-    let z: Vec<Vec<Variable>> = opts_by_stage
-        .iter()
-        .map(|o| o.iter().map(|_| vars.add(variable().binary())).collect())
-        .collect();
-    let mut cons: Vec<good_lp::Constraint> = Vec::new();
-    let sum_of = |j: usize, f: &dyn Fn(&Choice) -> f64| -> Expression {
-        z[j].iter()
-            .zip(&opts_by_stage[j])
-            .map(|(&v, c)| f(c) * v)
-            .sum()
-    };
-    for zj in &z {
-        let s: Expression = zj.iter().copied().sum();
-        cons.push(constraint!(s == 1));
-    }
+    let mut p = Program::new(choices);
     let mega = 1e-6;
-    let flops: Expression = (0..n)
-        .map(|j| sum_of(j, &|c| mega * c.flops))
-        .sum::<Expression>()
-        + mega * (f0 + ff);
-    let params: Expression = (0..n)
-        .map(|j| sum_of(j, &|c| mega * c.params))
-        .sum::<Expression>()
-        + mega * (p0 + pf);
-    cons.push(constraint!(flops <= mega * space.budget.flops));
-    cons.push(constraint!(params <= mega * space.budget.params));
+    let flops = p.stage_sum(&|c| mega * c.flops) + mega * (f0 + ff);
+    let params = p.stage_sum(&|c| mega * c.params) + mega * (p0 + pf);
+    p.cons.push(constraint!(flops <= mega * space.budget.flops));
+    p.cons
+        .push(constraint!(params <= mega * space.budget.params));
     // Entropy sums and layers per block (stem, stages, final).
     let mut e_blocks: Vec<Expression> = vec![Expression::from(e0)];
     let mut l_blocks: Vec<Expression> = vec![Expression::from(l0 as f64)];
     for j in 0..n {
-        e_blocks.push(sum_of(j, &|c| c.log_w));
-        l_blocks.push(sum_of(j, &|c| c.layers as f64));
+        e_blocks.push(p.sum_of(j, &|c| c.log_w));
+        l_blocks.push(p.sum_of(j, &|c| c.layers as f64));
     }
     if fin.is_some() {
         e_blocks.push(Expression::from(ef));
@@ -277,125 +257,207 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     };
     let lmax: usize = l0 + lf + (0..n).map(|j| 3 * st.max_depth[j]).sum::<usize>();
     for b in rho_ends {
-        // Named once, so that each secant row has three entries.
-        let layers_v = vars.add(variable().min(0.0));
-        let lw_v = vars.add(variable());
-        cons.push(constraint!(layers_v == prefix(b, &l_blocks)));
-        cons.push(constraint!(lw_v == prefix(b, &e_blocks)));
-        let (layers, lw) = (Expression::from(layers_v), Expression::from(lw_v));
-        for l in 1..lmax {
-            let (a0, a1) = (
-                rho_lhs(l as f64, space.budget.rho),
-                rho_lhs((l + 1) as f64, space.budget.rho),
-            );
-            cons.push(constraint!(
-                lw.clone() >= a0 + (a1 - a0) * (layers.clone() - l as f64)
-            ));
-        }
+        p.effectiveness(
+            prefix(b, &l_blocks),
+            prefix(b, &e_blocks),
+            lmax,
+            space.budget.rho,
+        );
     }
-    // Depth penalty.
+    // Depth penalty (the first two searchable stages of K1KXK1 networks left out in tinynas).
     let skip = if tinynas && space.block == BlockKind::K1KXK1 {
         2
     } else {
         0
     };
-    let pen: Vec<usize> = (skip..n).collect();
-    if w.beta != 0.0 && !pen.is_empty() {
-        let k = pen.len() as f64;
-        // W = k sum L^2 - (sum L)^2 = k^2 var(L) = sum over pairs of (L_i - L_j)^2. Each square
-        // is bounded from below by the secants of x^2 between consecutive integers, on both
-        // signs of the difference: exact at integer depths, and no binaries (a one-hot over the
-        // total depth made the relaxation weak and the programs slow).
-        let dvars: Vec<Variable> = pen
+    let penalised: Vec<usize> = (skip..n).collect();
+    if w.beta != 0.0 && !penalised.is_empty() {
+        objective -= p.depth_penalty(&penalised, &st.max_depth, w.beta);
+    }
+    let (picks, bound) = p.solve(objective, opts.solver, limit)?;
+    Some(Inner {
+        blocks: space.assemble(chans, &picks),
+        bound,
+    })
+}
+
+/// The inner program under construction: one binary per choice of each stage (exactly one
+/// chosen), the variables and constraints added so far.
+struct Program {
+    vars: ProblemVariables,
+    cons: Vec<good_lp::Constraint>,
+    /// `z[j][i]`: stage `j` takes choice `i`.
+    z: Vec<Vec<Variable>>,
+    choices: Vec<Vec<Choice>>,
+}
+
+impl Program {
+    fn new(choices: Vec<Vec<Choice>>) -> Program {
+        let mut vars = ProblemVariables::new();
+        let z: Vec<Vec<Variable>> = choices
+            .iter()
+            .map(|o| o.iter().map(|_| vars.add(variable().binary())).collect())
+            .collect();
+        let cons = z
+            .iter()
+            .map(|zj| {
+                let s: Expression = zj.iter().copied().sum();
+                constraint!(s == 1)
+            })
+            .collect();
+        Program {
+            vars,
+            cons,
+            z,
+            choices,
+        }
+    }
+
+    /// A constant of stage `j`'s chosen option.
+    fn sum_of(&self, j: usize, f: &dyn Fn(&Choice) -> f64) -> Expression {
+        self.z[j]
+            .iter()
+            .zip(&self.choices[j])
+            .map(|(&v, c)| f(c) * v)
+            .sum()
+    }
+
+    /// A constant of every stage's chosen option, summed over the stages.
+    fn stage_sum(&self, f: &dyn Fn(&Choice) -> f64) -> Expression {
+        (0..self.z.len()).map(|j| self.sum_of(j, f)).sum()
+    }
+
+    /// The effectiveness bound `L ln(L / rho0) <= sum ln w` of a prefix with `layers` layers
+    /// and entropy sum `log_w`: convex in the integer layer count, written exactly by its
+    /// secants between consecutive integers up to `lmax`.
+    fn effectiveness(&mut self, layers: Expression, log_w: Expression, lmax: usize, rho: f64) {
+        // Named once, so that each secant row has three entries.
+        let layers_v = self.vars.add(variable().min(0.0));
+        let lw_v = self.vars.add(variable());
+        self.cons.push(constraint!(layers_v == layers));
+        self.cons.push(constraint!(lw_v == log_w));
+        let (layers, lw) = (Expression::from(layers_v), Expression::from(lw_v));
+        for l in 1..lmax {
+            let (a0, a1) = (rho_lhs(l as f64, rho), rho_lhs((l + 1) as f64, rho));
+            self.cons.push(constraint!(
+                lw.clone() >= a0 + (a1 - a0) * (layers.clone() - l as f64)
+            ));
+        }
+    }
+
+    /// A variable bounding `beta exp(std of the depths of `stages`)` from below, exact at
+    /// integer depths.
+    ///
+    /// `W = k sum L^2 - (sum L)^2 = k^2 var(L)` is the sum over pairs of `(L_i - L_j)^2`. Each
+    /// square is bounded from below by the secants of `x^2` between consecutive integers, on
+    /// both signs of the difference: exact at integer depths, and no binaries (a one-hot over
+    /// the total depth made the relaxation weak and the programs slow). `exp(sqrt(W) / k)` is
+    /// concave below `W = k^2` (one chord, chosen by a binary) and convex above it (secants).
+    fn depth_penalty(&mut self, stages: &[usize], max_depth: &[usize], beta: f64) -> Variable {
+        let k = stages.len() as f64;
+        let dvars: Vec<Variable> = stages
             .iter()
             .map(|&j| {
-                let d = vars.add(variable().min(1.0));
-                cons.push(constraint!(d == sum_of(j, &|c| c.depth as f64)));
+                let d = self.vars.add(variable().min(1.0));
+                let depth = self.sum_of(j, &|c| c.depth as f64);
+                self.cons.push(constraint!(d == depth));
                 d
             })
             .collect();
         let mut pairs = Expression::default();
-        for (a, &i) in pen.iter().enumerate() {
-            for (b, &j) in pen.iter().enumerate().skip(a + 1) {
-                let s = vars.add(variable().min(0.0));
+        for (a, &i) in stages.iter().enumerate() {
+            for (b, &j) in stages.iter().enumerate().skip(a + 1) {
+                let s = self.vars.add(variable().min(0.0));
                 let (di, dj) = (dvars[a], dvars[b]);
-                let reach = st.max_depth[i].max(st.max_depth[j]);
+                let reach = max_depth[i].max(max_depth[j]);
                 for m in 0..reach {
                     let (m, slope) = (m as f64, (2 * m + 1) as f64);
-                    cons.push(constraint!(s >= slope * (di - dj) - m * (m + 1.0)));
-                    cons.push(constraint!(s >= slope * (dj - di) - m * (m + 1.0)));
+                    self.cons
+                        .push(constraint!(s >= slope * (di - dj) - m * (m + 1.0)));
+                    self.cons
+                        .push(constraint!(s >= slope * (dj - di) - m * (m + 1.0)));
                 }
                 pairs += s;
             }
         }
-        let wv = vars.add(variable().min(0.0));
-        cons.push(constraint!(wv == pairs));
+        let wv = self.vars.add(variable().min(0.0));
+        self.cons.push(constraint!(wv == pairs));
         let wexpr = Expression::from(wv);
-        let h = |x: f64| w.beta * (x.max(0.0).sqrt() / k).exp();
-        let dmax = st.max_depth.iter().copied().max().unwrap_or(1) as f64;
+        let h = |x: f64| beta * (x.max(0.0).sqrt() / k).exp();
+        let dmax = max_depth.iter().copied().max().unwrap_or(1) as f64;
         let wmax = k * k * dmax * dmax / 4.0 + 1.0;
         let kk = k * k;
-        let p = vars.add(variable().min(w.beta));
-        let u = vars.add(variable().binary());
+        let p = self.vars.add(variable().min(beta));
+        let u = self.vars.add(variable().binary());
         let big = 2.0 * h(wmax) + 10.0;
-        cons.push(constraint!(wexpr.clone() >= kk * u));
-        cons.push(constraint!(wexpr.clone() <= (kk - 1.0) + wmax * u));
+        self.cons.push(constraint!(wexpr.clone() >= kk * u));
+        self.cons
+            .push(constraint!(wexpr.clone() <= (kk - 1.0) + wmax * u));
         let (h0, h1) = (h(0.0), h(kk));
-        cons.push(constraint!(
+        self.cons.push(constraint!(
             p >= h0 + (h1 - h0) / kk * wexpr.clone() - big * u
         ));
         let mut x = kk;
         while x < wmax {
             let nx = (x + 1.0).min(wmax);
             let (a, b) = (h(x), h(nx));
-            cons.push(constraint!(
+            self.cons.push(constraint!(
                 p >= a + (b - a) / (nx - x) * (wexpr.clone() - x) - big * (1 - u)
             ));
             x = nx;
         }
-        objective -= p;
+        p
     }
-    let problem = vars.maximise(objective.clone());
-    let (picks, bound) = match opts.solver {
-        MilpSolver::Highs => {
-            let mut model = problem
-                .using(good_lp::highs)
-                .set_time_limit(limit.as_secs_f64().max(0.05))
-                .set_threads(1)
-                // Probing in presolve costs seconds on these models and gains little.
-                .set_option("presolve_rule_off", 32768)
-                // Sub-MIP heuristics took most of the time; without RINS and the root
-                // reduced-cost heuristic (RENS stays) the programs were fastest.
-                .set_option("mip_heuristic_run_rins", false)
-                .set_option("mip_heuristic_run_root_reduced_cost", false);
-            model = model.set_mip_rel_gap(1e-7).ok()?;
-            model.set_verbose(false);
-            for c in cons {
-                model = model.with(c);
+
+    /// Maximises `objective`: each stage's picked (bottleneck, kernel, depth) and, when the
+    /// solver proved it, the optimum (an upper bound on the score for these channels).
+    fn solve(
+        self,
+        objective: Expression,
+        solver: MilpSolver,
+        limit: Duration,
+    ) -> Option<(Vec<(usize, usize, usize)>, Option<f64>)> {
+        let problem = self.vars.maximise(objective.clone());
+        match solver {
+            MilpSolver::Highs => {
+                let mut model = problem
+                    .using(good_lp::highs)
+                    .set_time_limit(limit.as_secs_f64().max(0.05))
+                    .set_threads(1)
+                    // Probing in presolve costs seconds on these models and gains little.
+                    .set_option("presolve_rule_off", 32768)
+                    // Sub-MIP heuristics took most of the time; without RINS and the root
+                    // reduced-cost heuristic (RENS stays) the programs were fastest.
+                    .set_option("mip_heuristic_run_rins", false)
+                    .set_option("mip_heuristic_run_root_reduced_cost", false);
+                model = model.set_mip_rel_gap(1e-7).ok()?;
+                model.set_verbose(false);
+                for c in self.cons {
+                    model = model.with(c);
+                }
+                let sol = model.solve().ok()?;
+                let proven = matches!(
+                    sol.status(),
+                    good_lp::SolutionStatus::Optimal | good_lp::SolutionStatus::GapLimit
+                );
+                Some((
+                    pick(&sol, &self.z, &self.choices),
+                    proven.then(|| sol.eval(&objective)),
+                ))
             }
-            let sol = model.solve().ok()?;
-            let proven = matches!(
-                sol.status(),
-                good_lp::SolutionStatus::Optimal | good_lp::SolutionStatus::GapLimit
-            );
-            (
-                pick(&sol, &z, &opts_by_stage),
-                proven.then(|| sol.eval(&objective)),
-            )
-        }
-        MilpSolver::Microlp => {
-            let mut model = problem.using(good_lp::microlp);
-            for c in cons {
-                model = model.with(c);
+            MilpSolver::Microlp => {
+                let mut model = problem.using(good_lp::microlp);
+                for c in self.cons {
+                    model = model.with(c);
+                }
+                let sol = model.solve().ok()?;
+                Some((
+                    pick(&sol, &self.z, &self.choices),
+                    Some(sol.eval(&objective)),
+                ))
             }
-            let sol = model.solve().ok()?;
-            (pick(&sol, &z, &opts_by_stage), Some(sol.eval(&objective)))
         }
-    };
-    Some(Inner {
-        blocks: space.assemble(chans, &picks),
-        bound,
-    })
+    }
 }
 
 fn pick(
