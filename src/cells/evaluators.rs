@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::metric;
 use crate::ir::{Graph, IrError};
 use crate::search::{EvalError, Evaluation, Evaluator};
 use crate::train::data::DataError;
@@ -142,8 +143,8 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
         }
         let (_, test) =
             train::evaluate(&model, &self.test).map_err(|e| EvalError(e.to_string()))?;
-        metrics.insert("valid_acc".into(), valid);
-        metrics.insert("test_acc".into(), 100.0 * test);
+        metrics.insert(metric::TRAINED_VALID.into(), valid);
+        metrics.insert(metric::TRAINED_TEST.into(), 100.0 * test);
         metrics.insert("train_seconds".into(), report.train_seconds);
         if let Some(e) = report.epochs.last() {
             metrics.insert("train_loss".into(), e.train_loss);

@@ -2,9 +2,12 @@
 //! benchmark, zero-cost proxies, short training, and cost-model evaluators that need no data.
 
 pub mod evaluators;
+pub mod figures;
+pub mod metric;
 pub mod nasnet;
 pub mod nb201;
 pub mod proxies;
+pub mod search;
 pub mod table;
 
 use std::path::Path;
@@ -26,6 +29,13 @@ pub enum CellsError {
     /// A cell's or genotype's text is not one of the space.
     #[error("{0}")]
     Cell(String),
+    /// A search's settings are impossible or do not fit together (the message names the
+    /// setting as the command line spells it).
+    #[error("{0}")]
+    Settings(String),
+    /// The dataset a search trains on or feeds its proxies could not be read.
+    #[error("{0}")]
+    Data(String),
 }
 
 impl From<CellsError> for DecodeError {
@@ -90,6 +100,33 @@ impl CellSpace for Nb201Networks {
     }
 }
 
+/// The cell spaces archproof knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpaceKind {
+    /// NAS-Bench-201: one cell of 4 nodes and 6 edges, a fixed network around it.
+    Nb201,
+    /// NASNet: a normal and a reduction cell of 5 blocks each.
+    Nasnet,
+}
+
+impl SpaceKind {
+    /// The space's name as files and the command line write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpaceKind::Nb201 => "nb201",
+            SpaceKind::Nasnet => "nasnet",
+        }
+    }
+
+    /// Reads a space's name.
+    pub fn parse(name: &str) -> Option<SpaceKind> {
+        [SpaceKind::Nb201, SpaceKind::Nasnet]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
 /// A cell space as described by a `search-spaces/*.toml` file.
 ///
 /// ```toml
@@ -102,8 +139,8 @@ impl CellSpace for Nb201Networks {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceSpec {
-    /// The space: `nb201` or `nasnet`.
-    pub kind: String,
+    /// The space.
+    pub kind: SpaceKind,
     /// The network's input shape.
     #[serde(default = "default_input")]
     pub input: Vec<usize>,
@@ -137,33 +174,33 @@ impl SpaceSpec {
                 CellsError::Space(format!("{spec}: {}", crate::files::toml_error(&text, &e)))
             })?
         } else {
+            let Some(kind) = SpaceKind::parse(spec) else {
+                return Err(CellsError::Space(format!(
+                    "{spec}: neither a space file nor a cell space (known: nb201, nasnet)"
+                )));
+            };
             SpaceSpec {
-                kind: spec.to_string(),
+                kind,
                 input: default_input(),
                 classes: default_classes(),
                 channels: None,
                 cells_per_stage: None,
             }
         };
-        match s.kind.as_str() {
-            "nb201" => {
+        match s.kind {
+            SpaceKind::Nb201 => {
                 if s.channels.is_some() || s.cells_per_stage.is_some() {
                     return Err(CellsError::Space(format!(
                         "{spec}: channels and cells_per_stage belong to nasnet; the NAS-Bench-201 network is fixed (C = 16, N = 5)"
                     )));
                 }
             }
-            "nasnet" => {
+            SpaceKind::Nasnet => {
                 if s.channels == Some(0) || s.cells_per_stage == Some(0) {
                     return Err(CellsError::Space(format!(
                         "{spec}: channels and cells_per_stage must be at least 1"
                     )));
                 }
-            }
-            other => {
-                return Err(CellsError::Space(format!(
-                    "{spec}: unknown cell space '{other}' (known: nb201, nasnet)"
-                )))
             }
         }
         if s.input.len() != 3 || s.input.contains(&0) || s.classes == 0 {

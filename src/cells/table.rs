@@ -10,13 +10,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use super::metric::{TABLE_FITNESS, TABLE_TEST, TABLE_TRAIN_TIME};
 use super::nb201::Nb201Cell;
 use super::CellsError;
 use crate::ir::Shape;
-use crate::search::{EvalError, Evaluation, Evaluator};
+use crate::search::{EvalError, Evaluation, Evaluator, Objective};
 
 /// Columns every table must have.
-pub const REQUIRED: [&str; 4] = ["arch", "valid_acc_12", "test_acc_200", "train_time_s_200"];
+pub const REQUIRED: [&str; 4] = ["arch", TABLE_FITNESS, TABLE_TEST, TABLE_TRAIN_TIME];
 
 /// One row of a table.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,14 +84,14 @@ impl Table {
                     _ => {} // a non-numeric extra column (e.g. an index) is not a metric
                 }
             }
-            for acc in ["valid_acc_12", "test_acc_200"] {
+            for acc in [TABLE_FITNESS, TABLE_TEST] {
                 let a = values[acc];
                 if !(0.0..=100.0).contains(&a) {
                     return Err(at(format!("'{acc}' is {a}, not a percentage")));
                 }
             }
-            if values["train_time_s_200"] < 0.0 {
-                return Err(at("'train_time_s_200' is negative".into()));
+            if values[TABLE_TRAIN_TIME] < 0.0 {
+                return Err(at(format!("'{TABLE_TRAIN_TIME}' is negative")));
             }
             if let Some(prev) = rows.insert(cell, Row { line, values }) {
                 return Err(at(format!(
@@ -130,12 +131,41 @@ impl Table {
         self.rows.iter()
     }
 
+    /// Every row as an oriented objective vector (higher is better; the fitness is the
+    /// table's search signal), in the table's order of cells; an objective that is not a
+    /// column is an error naming the columns.
+    pub fn objective_points(&self, objectives: &[Objective]) -> Result<Vec<Vec<f64>>, CellsError> {
+        let mut out = Vec::with_capacity(self.len());
+        for (_, row) in self.iter() {
+            let mut v = Vec::with_capacity(objectives.len());
+            for o in objectives {
+                let x = match o {
+                    Objective::Fitness => row.values.get(TABLE_FITNESS).copied(),
+                    Objective::Minimize(m) => row.values.get(m).map(|x| -x),
+                };
+                match x {
+                    Some(x) => v.push(x),
+                    None => {
+                        return Err(CellsError::Table(format!(
+                            "{}: objective '{}' is not a column (columns: {})",
+                            self.source,
+                            o.name(),
+                            row.values.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )))
+                    }
+                }
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
     /// The cell of highest `test_acc_200` (the optimum a search can reach); among equals,
     /// the one listed first.
     pub fn best_test(&self) -> (Nb201Cell, f64) {
         self.rows
             .iter()
-            .map(|(c, r)| (*c, r.values["test_acc_200"], r.line))
+            .map(|(c, r)| (*c, r.values[TABLE_TEST], r.line))
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)))
             .map(|(c, acc, _)| (c, acc))
             .expect("a loaded table has rows")
@@ -158,8 +188,8 @@ impl Evaluator<Nb201Cell> for Table {
             .get(cell)
             .ok_or_else(|| EvalError(format!("cell {cell} is not in {}", self.source)))?;
         Ok(Evaluation {
-            fitness: row.values["valid_acc_12"],
-            cost: row.values["train_time_s_200"] * 12.0 / 200.0,
+            fitness: row.values[TABLE_FITNESS],
+            cost: row.values[TABLE_TRAIN_TIME] * 12.0 / 200.0,
             metrics: row.values.clone(),
         })
     }

@@ -15,7 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use super::common::{
+    command_line, print_json, refuse_existing, write_file, write_page, OutputFlags,
+};
 use super::progress::Progress;
 use archproof::cells::proxies::ProxyInputs;
 use archproof::report::{Figure, Plot, RunPage, Table as ReportTable};
@@ -59,15 +61,8 @@ pub struct Args {
     /// Directory for scores.csv, summary.json and a scatter figure per proxy.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Replace files in --out.
-    #[arg(long)]
-    force: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 /// A run expected to take longer than this is announced with its estimate.
@@ -105,13 +100,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--sample must be at least 3 (a rank correlation needs points)");
     }
     if let Some(out) = &a.out {
-        refuse_existing(&[out.join("scores.csv"), out.join("summary.json")], a.force)?;
+        refuse_existing(
+            &[out.join("scores.csv"), out.join("summary.json")],
+            a.output.force,
+        )?;
     }
     let spec = SpaceSpec::load(&a.space).map_err(anyhow::Error::msg)?;
     let table = Table::load(&a.benchmark).map_err(anyhow::Error::msg)?;
     let mut cells: Vec<(Nb201Cell, f64)> = table
         .iter()
-        .filter_map(|(c, row)| row.values.get("test_acc_200").map(|&t| (*c, t)))
+        .filter_map(|(c, row)| {
+            row.values
+                .get(archproof::cells::metric::TABLE_TEST)
+                .map(|&t| (*c, t))
+        })
         .collect();
     cells.sort_by_key(|c| c.0.code());
     cells.shuffle(&mut ChaCha8Rng::seed_from_u64(a.seed));
@@ -124,7 +126,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let bar = Progress::bar(
         cells.len() as u64,
-        a.quiet || a.json,
+        a.output.no_progress(),
         "{bar:40} {pos}/{len} cells  [{elapsed}<{eta}]",
         "cells",
     );
@@ -146,7 +148,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let first = score(&cells[0].0)?;
     let per_cell = t0.elapsed().as_secs_f64();
     let estimate = per_cell * (cells.len() - 1) as f64 / rayon::current_num_threads() as f64;
-    if !a.quiet && !a.json && estimate > LONG_RUN_SECONDS {
+    if a.output.talk() && estimate > LONG_RUN_SECONDS {
         bar.println(format!(
             "scoring {} cells with {} proxies takes about {} here ({per_cell:.1} s a cell); \
              --sample and --proxies shorten it",
@@ -242,7 +244,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         page.file("summary.json", "the correlations");
         write_page(out, &page)?;
     }
-    if a.json {
+    if a.output.json {
         print_json(&summary)?;
     } else {
         println!(

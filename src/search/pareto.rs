@@ -34,6 +34,14 @@ impl Objective {
         }
     }
 
+    /// An oriented value back as the objective is written (a minimised metric negated back).
+    pub fn as_written(&self, oriented: f64) -> f64 {
+        match self {
+            Objective::Fitness => oriented,
+            Objective::Minimize(_) => -oriented,
+        }
+    }
+
     /// The objective's value of a trial, oriented so that higher is better (a minimised
     /// metric is negated); `None` for a failed trial or a missing metric.
     pub fn oriented<C>(&self, t: &Trial<C>) -> Option<f64> {
@@ -85,6 +93,79 @@ pub fn hypervolume_2d(points: &[Vec<f64>], reference: [f64; 2]) -> f64 {
         }
     }
     area
+}
+
+/// The reference point of a hypervolume: the worst of each of two objectives over `points`
+/// (oriented, higher is better).
+pub fn reference_point(points: &[Vec<f64>]) -> [f64; 2] {
+    let worst = |k: usize| points.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
+    [worst(0), worst(1)]
+}
+
+/// Every point a search could reach (e.g. each row of a benchmark table) as an oriented
+/// two-objective vector, with the hypervolume reference point (the worst of each objective)
+/// and the hypervolume of its own front: the most any search can cover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReachableFront {
+    /// Every reachable point, oriented.
+    pub points: Vec<Vec<f64>>,
+    /// The worst of each objective over `points`.
+    pub reference: [f64; 2],
+    /// The hypervolume of `points` above `reference`.
+    pub hypervolume: f64,
+}
+
+impl ReachableFront {
+    /// The reference point and hypervolume of `points` (two objectives each).
+    pub fn new(points: Vec<Vec<f64>>) -> ReachableFront {
+        let reference = reference_point(&points);
+        let hypervolume = hypervolume_2d(&points, reference);
+        ReachableFront {
+            points,
+            reference,
+            hypervolume,
+        }
+    }
+}
+
+/// The hypervolume of the trials' front for two objectives, measured from the reachable
+/// front's reference point (or, without one, from the worst of the trials' own values).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coverage {
+    /// The hypervolume of the trials' points.
+    pub hypervolume: f64,
+    /// The reference point it is measured from (oriented).
+    pub reference: [f64; 2],
+    /// The reachable front's hypervolume, when there is one.
+    pub reachable: Option<f64>,
+    /// `hypervolume / reachable`.
+    pub ratio: Option<f64>,
+}
+
+impl Coverage {
+    /// The coverage of `trials`; `None` unless there are exactly two objectives.
+    pub fn of<C>(
+        trials: &[Trial<C>],
+        objectives: &[Objective],
+        reachable: Option<&ReachableFront>,
+    ) -> Option<Coverage> {
+        if objectives.len() != 2 {
+            return None;
+        }
+        let points: Vec<Vec<f64>> = trials
+            .iter()
+            .filter_map(|t| oriented(objectives, t))
+            .collect();
+        let reference = reachable.map_or_else(|| reference_point(&points), |r| r.reference);
+        let hypervolume = hypervolume_2d(&points, reference);
+        let reachable = reachable.map(|r| r.hypervolume);
+        Some(Coverage {
+            hypervolume,
+            reference,
+            reachable,
+            ratio: reachable.map(|r| hypervolume / r),
+        })
+    }
 }
 
 /// Pareto-front evolution (SEMO, Laumanns et al. 2004, with a random start): after
