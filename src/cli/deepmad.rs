@@ -82,7 +82,7 @@ fn score(a: ScoreArgs) -> Result<ExitCode> {
     }
     let is_ir = !a.structure.contains('#')
         && std::fs::read_to_string(&a.structure)
-            .map(|t| t.contains(&format!("\"{}\"", archproof::ir::io::FORMAT)))
+            .map(|t| archproof::ir::io::is_ir_json(&t))
             .unwrap_or(false);
     let (blocks, stated) = if is_ir {
         let g = archproof::ir::io::read_graph(std::path::Path::new(&a.structure))?;

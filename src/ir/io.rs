@@ -26,6 +26,16 @@ pub const FORMAT: &str = "archproof-ir";
 /// The version this build writes and reads.
 pub const VERSION: u32 = 1;
 
+/// Whether JSON text is an IR file: an object whose top-level `format` is [`FORMAT`] (other
+/// JSON files, such as layer lists and block structures, are arrays or lack the field).
+pub fn is_ir_json(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        format: Option<String>,
+    }
+    serde_json::from_str::<Probe>(text).is_ok_and(|p| p.format.as_deref() == Some(FORMAT))
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GraphFile<N> {
@@ -218,4 +228,21 @@ pub fn to_dot(graph: &Graph, analysis: &Analysis) -> String {
     let _ = writeln!(out, "// {} (archproof IR)", graph.name);
     out.push_str(&body.replacen("digraph {", "digraph {\n    rankdir=TB;", 1));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ir_json;
+
+    #[test]
+    fn ir_files_are_told_by_their_format_field() {
+        assert!(is_ir_json(
+            r#"{"format": "archproof-ir", "version": 1, "nodes": []}"#
+        ));
+        // The string elsewhere (a name, a nested field) does not make an IR file.
+        assert!(!is_ir_json(r#"[{"name": "archproof-ir"}]"#));
+        assert!(!is_ir_json(r#"{"meta": {"format": "archproof-ir"}}"#));
+        assert!(!is_ir_json(r#"{"format": "onnx"}"#));
+        assert!(!is_ir_json("not json"));
+    }
 }

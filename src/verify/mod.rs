@@ -157,7 +157,7 @@ pub fn load_network(path: &Path) -> Result<Network, VerifyError> {
         }
         "json" => {
             let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
-            if text.contains(&format!("\"{}\"", crate::ir::io::FORMAT)) {
+            if crate::ir::io::is_ir_json(&text) {
                 let graph =
                     crate::ir::io::from_json(&text).map_err(|e| file_err(path, e.to_string()))?;
                 ir::from_graph(&graph).map_err(|e| file_err(path, e.to_string()))
