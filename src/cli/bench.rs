@@ -10,7 +10,9 @@ use archproof::verify::{vnncomp, Bounding, Branching, Engine, Exact, Options};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use super::common::{
+    command_line, print_json, refuse_existing, write_file, write_page, OutputFlags,
+};
 use super::progress::Progress;
 
 /// Benchmarks that compare engines in one run.
@@ -79,15 +81,8 @@ pub struct VerifyArgs {
     /// Output directory: results.csv, summary.json, cactus.svg.
     #[arg(long)]
     out: PathBuf,
-    /// Replace existing outputs.
-    #[arg(long)]
-    force: bool,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 #[derive(Serialize)]
@@ -191,7 +186,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         .map(|r| parse_reference(r))
         .collect::<Result<Vec<_>>>()?;
     let results = a.out.join("results.csv");
-    refuse_existing(std::slice::from_ref(&results), a.force)?;
+    refuse_existing(std::slice::from_ref(&results), a.output.force)?;
     let checker = a
         .ort_python
         .as_deref()
@@ -202,10 +197,11 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
         engines.push((e.clone(), engine_settings(e, &a)?));
     }
     // Rows land in results.csv as each run finishes: a benchmark stopped half way keeps them.
-    let mut log = archproof::files::CsvLog::create(&results, &published.bench_columns(), a.force)?;
+    let mut log =
+        archproof::files::CsvLog::create(&results, &published.bench_columns(), a.output.force)?;
     let bar = Progress::bar(
         (list.len() * engines.len()) as u64,
-        a.quiet || a.json,
+        a.output.no_progress(),
         "{bar:40} {pos}/{len} runs {msg} [{elapsed}]",
         "runs",
     );
@@ -402,7 +398,7 @@ fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
     );
     page.file("summary.json", "totals per engine");
     write_page(&a.out, &page)?;
-    if a.json {
+    if a.output.json {
         print_json(&summaries)?;
     } else {
         println!(

@@ -13,7 +13,9 @@ use archproof::report::{Figure, Plot, Series, StageSeries};
 use archproof::solvers::MilpSolver;
 use serde::Serialize;
 
-use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use super::common::{
+    command_line, print_json, refuse_existing, write_file, write_page, OutputFlags,
+};
 use archproof::ir::io;
 use archproof::report::{RunPage, Table as ReportTable};
 
@@ -50,15 +52,8 @@ pub struct DeepmadBenchArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
-    /// Replace existing outputs.
-    #[arg(long)]
-    force: bool,
-    /// Print the results as JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress messages.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 #[derive(Serialize)]
@@ -116,7 +111,7 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
     }
     refuse_existing(
         &["results.json", "progress.svg", "stages.svg"].map(|f| a.out.join(f)),
-        a.force,
+        a.output.force,
     )?;
     let released = a
         .released
@@ -125,7 +120,7 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
         .transpose()
         .map_err(|m| anyhow!(m))?;
     let limit = Duration::from_secs_f64(a.time_limit);
-    let talk = !a.json && !a.quiet;
+    let talk = a.output.talk();
     if talk {
         eprintln!("program: {:.0} s ...", a.time_limit);
     }
@@ -295,7 +290,7 @@ pub fn run(a: DeepmadBenchArgs) -> Result<ExitCode> {
     page.figure("stages.svg", "Stage widths and depths of the designs");
     page.file("results.json", "both methods' designs, scores and traces");
     write_page(&a.out, &page)?;
-    if a.json {
+    if a.output.json {
         print_json(&results)?;
     } else {
         println!("{} ({conv}, {:.0} s each)", sp.name, a.time_limit);

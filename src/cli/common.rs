@@ -119,3 +119,29 @@ pub fn argmax(v: &[f64]) -> usize {
 pub fn write_page(dir: &Path, page: &archproof::report::RunPage) -> Result<()> {
     page.write(dir).map_err(anyhow::Error::msg)
 }
+
+/// The flags of every command that writes results and runs long enough to show progress.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputFlags {
+    /// Replace outputs that exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress (a bar on a terminal, plain lines off one).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl OutputFlags {
+    /// Whether progress stays hidden: asked for, or stdout carries JSON.
+    pub fn no_progress(&self) -> bool {
+        self.quiet || self.json
+    }
+
+    /// Whether to print human-readable lines as work goes on.
+    pub fn talk(&self) -> bool {
+        !self.no_progress()
+    }
+}

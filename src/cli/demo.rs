@@ -15,7 +15,7 @@ use archproof::report::{RunPage, Table as ReportTable};
 use archproof::solvers;
 use serde::Serialize;
 
-use super::common::{print_json, shell_words, si, thousands, write_file, write_page};
+use super::common::{print_json, shell_words, si, thousands, write_file, write_page, OutputFlags};
 
 /// The small DeepMAD budget of the demo (the CIFAR-size space of search-spaces/).
 const DEEPMAD_SPACE: &str = include_str!("../../search-spaces/deepmad-cifar.toml");
@@ -49,15 +49,8 @@ pub struct Args {
     /// Smaller budgets throughout (about a minute): for a first look and for tests.
     #[arg(long)]
     quick: bool,
-    /// Replace a demo already in --out.
-    #[arg(long)]
-    force: bool,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
-    /// No progress.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 /// One part of the demo.
@@ -121,13 +114,13 @@ fn s(v: &[&str]) -> Vec<String> {
 pub fn run(a: Args) -> Result<ExitCode> {
     let start = Instant::now();
     let out = a.out.clone();
-    if out.join("index.html").exists() && !a.force {
+    if out.join("index.html").exists() && !a.output.force {
         anyhow::bail!(
             "{} holds a demo already; pass --force to replace it",
             out.display()
         );
     }
-    if a.force && out.exists() {
+    if a.output.force && out.exists() {
         for sub in [
             "workbench",
             "deepmad",
@@ -285,7 +278,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     ));
 
     let total = plan.len() + 1;
-    let talk = !a.quiet && !a.json;
+    let talk = a.output.talk();
     let mut parts = Vec::new();
     if talk {
         eprintln!("[1/{total}] workbench: reference networks and solvers");
@@ -355,7 +348,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         true,
     )?;
     let failed = summary.parts.iter().filter(|p| !p.ok).count();
-    if a.json {
+    if a.output.json {
         print_json(&summary)?;
     } else {
         for p in &summary.parts {

@@ -11,7 +11,9 @@ use archproof::train;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::common::{command_line, print_json, refuse_existing, write_file, write_page};
+use super::common::{
+    command_line, print_json, refuse_existing, write_file, write_page, OutputFlags,
+};
 use super::progress::Progress;
 use archproof::report::{BandSeries, Figure, Plot, RunPage, Table as ReportTable};
 
@@ -95,15 +97,8 @@ struct EvalArgs {
     /// Directory for results.json and batch-sizes.svg.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Replace files in --out.
-    #[arg(long)]
-    force: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -293,7 +288,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         refuse_existing(
             &[out.join("results.json"), out.join("batch-sizes.svg")],
-            a.force,
+            a.output.force,
         )?;
     }
     let mut data = train::data::load(&a.dataset)?;
@@ -311,7 +306,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         .collect();
     let bar = Progress::bar(
         jobs.len() as u64,
-        a.quiet || a.json,
+        a.output.no_progress(),
         "{bar:40} {pos}/{len} trainings  {msg}  [{elapsed}<{eta}]",
         "trainings",
     );
@@ -454,7 +449,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         );
         write_page(out, &page)?;
     }
-    if a.json {
+    if a.output.json {
         print_json(&summary)?;
     } else {
         println!(

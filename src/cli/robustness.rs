@@ -12,7 +12,9 @@ use archproof::verify::radius::{self, RadiusResult};
 use archproof::verify::{self, Engine, Network, Options, Spec, Verdict};
 use serde::Serialize;
 
-use super::common::{argmax, command_line, print_json, refuse_existing, write_file, write_page};
+use super::common::{
+    argmax, command_line, print_json, refuse_existing, write_file, write_page, OutputFlags,
+};
 use super::progress::Progress;
 
 /// Verify the local robustness of a trained network at test points of a dataset.
@@ -63,15 +65,8 @@ pub struct Args {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
-    /// Replace outputs that exist.
-    #[arg(long)]
-    force: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 /// One point's result.
@@ -164,13 +159,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(&p) = points.iter().find(|&&p| p >= ds.test.len()) {
         bail!("--points: {p} is past the {} test points", ds.test.len());
     }
-    refuse_existing(&[a.out.join("radii.csv")], a.force)?;
+    refuse_existing(&[a.out.join("radii.csv")], a.output.force)?;
     std::fs::create_dir_all(a.out.join("proofs")).with_context(|| a.out.display().to_string())?;
     let clip = Some((0.0, 1.0));
     let n_queries = points.len() * (1 + a.eps.len() * engines.len());
     let progress = Progress::bar(
         n_queries as u64,
-        a.quiet || a.json,
+        a.output.no_progress(),
         "{bar:40} {pos}/{len} queries  {msg}  [{elapsed}<{eta}]",
         "queries",
     );
@@ -263,7 +258,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         queries,
     };
     write_outputs(&a, &ds, &summary, &engines)?;
-    if a.json {
+    if a.output.json {
         print_json(&summary)?;
     } else {
         println!(

@@ -12,7 +12,7 @@ use archproof::solvers::MilpSolver;
 use serde::Serialize;
 
 use super::common::{
-    command_line, print_json, refuse_existing, si, thousands, write_file, write_page,
+    command_line, print_json, refuse_existing, si, thousands, write_file, write_page, OutputFlags,
 };
 use super::progress::Progress;
 use archproof::report::{Figure, Plot, RunPage, Series, StageSeries, Table as ReportTable};
@@ -59,15 +59,8 @@ pub struct DeepmadArgs {
     /// Output directory.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Replace existing outputs.
-    #[arg(long)]
-    force: bool,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress spinner.
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 #[derive(Serialize)]
@@ -299,13 +292,13 @@ fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result
         Store::create(
             &db,
             &study.header(serde_json::json!({"space": a.space})),
-            a.force,
+            a.output.force,
         )?
     };
     let study = study.with_store(store)?;
     let bar = Progress::bar(
         a.iterations as u64,
-        a.quiet || a.json,
+        a.output.no_progress(),
         "{bar:40} {pos}/{len} candidates  {msg}  [{elapsed}]",
         "candidates",
     );
@@ -337,7 +330,7 @@ fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result
     };
     // Resuming rewrites the outputs of the same search.
     summary.write(&out, &sp, true)?;
-    if a.json {
+    if a.output.json {
         print_json(&summary)?;
     } else {
         println!(
@@ -378,9 +371,13 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
         return Err(anyhow!("--max-programs must be at least 1"));
     }
     if let Some(out) = &a.out {
-        refuse_existing(&OUTPUTS.map(|f| out.join(f)), a.force)?;
+        refuse_existing(&OUTPUTS.map(|f| out.join(f)), a.output.force)?;
     }
-    let spinner = Progress::spinner(a.quiet || a.json, "{spinner} {msg} [{elapsed}]", "solving");
+    let spinner = Progress::spinner(
+        a.output.no_progress(),
+        "{spinner} {msg} [{elapsed}]",
+        "solving",
+    );
     spinner.set_message(format!("{} with {}", sp.name, solver.name()));
     let design = program::solve(
         &sp,
@@ -409,9 +406,9 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
         )
     };
     if let Some(out) = &a.out {
-        summary.write(out, &sp, a.force)?;
+        summary.write(out, &sp, a.output.force)?;
     }
-    if a.json {
+    if a.output.json {
         print_json(&summary)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -12,7 +12,7 @@ use archproof::search::{Outcome, ParetoTournament, Store, Study, StudyConfig};
 use archproof::train;
 use serde::{Deserialize, Serialize};
 
-use super::common::{command_line, print_json, write_file, write_page};
+use super::common::{command_line, print_json, write_file, write_page, OutputFlags};
 use super::progress::Progress;
 use archproof::report::{Figure, Plot, RunPage, Series, Table as ReportTable};
 
@@ -67,15 +67,8 @@ pub struct EvonormArgs {
     /// Continue the study in this directory with its stored settings.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
-    /// Replace a study in OUT.
-    #[arg(long)]
-    force: bool,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 /// The settings stored with the study.
@@ -211,14 +204,14 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
         None => Store::create(
             &out.join("study.sqlite"),
             &study.header(serde_json::to_value(&settings)?),
-            a.force,
+            a.output.force,
         )?,
     };
     let already = store.trials()?.len();
     let study = study.with_store(store)?;
     let bar = Progress::bar(
         settings.trials as u64,
-        a.quiet || a.json,
+        a.output.no_progress(),
         "{bar:40} {pos}/{len} layers  {msg}  [{elapsed}<{eta}]",
         "layers",
     );
@@ -317,7 +310,7 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
         ),
     )?;
     write_page(&out, &page(&summary))?;
-    if a.json {
+    if a.output.json {
         print_json(&summary)?;
     } else {
         print_human(&summary, &out);

@@ -9,7 +9,7 @@ use archproof::report::{Figure, Plot, Series};
 use archproof::train::{self, data, export, Model, OptimizerKind, Progress, TrainConfig};
 use serde::Serialize;
 
-use super::common::{load_model, print_json, refuse_existing, write_file};
+use super::common::{load_model, print_json, refuse_existing, write_file, OutputFlags};
 
 /// Train a network on a dataset (candle, CPU) and export it as ONNX or IR JSON with weights.
 ///
@@ -77,15 +77,8 @@ pub struct Args {
     /// The training-curve figure [default: beside --out, as <name>.curves.svg].
     #[arg(long)]
     figure: Option<PathBuf>,
-    /// Replace output files that exist.
-    #[arg(long)]
-    force: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -137,7 +130,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .or_else(|| a.out.as_ref().map(|p| p.with_extension("curves.svg")));
     let mut outputs: Vec<PathBuf> = a.out.iter().cloned().collect();
     outputs.extend(figure.iter().cloned());
-    refuse_existing(&outputs, a.force)?;
+    refuse_existing(&outputs, a.output.force)?;
 
     let ds = data::load(&a.dataset)?.part(a.train_examples, a.test_examples)?;
     let shape = ds
@@ -174,7 +167,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let pb = super::progress::Progress::bar(
         0,
-        a.quiet || a.json,
+        a.output.no_progress(),
         "{bar:40} {pos}/{len} steps  {msg}  [{elapsed}]",
         "steps",
     );
@@ -204,7 +197,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         } else {
             io::to_json(&trained)?.into_bytes()
         };
-        write_file(path, &bytes, a.force)?;
+        write_file(path, &bytes, a.output.force)?;
     }
     if let Some(fig) = &figure {
         if let Some(dir) = fig.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -248,7 +241,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .save(fig)
         .map_err(anyhow::Error::msg)?;
     }
-    if a.json {
+    if a.output.json {
         print_json(&Summary {
             model: &a.model,
             dataset: ds.info(),

@@ -12,7 +12,7 @@ use archproof::verify::{
 };
 use serde::Serialize;
 
-use super::common::{argmax, print_json, write_file};
+use super::common::{argmax, print_json, write_file, OutputFlags};
 use super::progress::Progress;
 
 /// Prove or refute a property of a trained ReLU network (ONNX, NNet or IR JSON with weights).
@@ -132,15 +132,8 @@ pub struct Args {
     /// Write no proof log.
     #[arg(long, conflicts_with = "proof_dir")]
     no_proof: bool,
-    /// Replace output files that exist.
-    #[arg(long)]
-    force: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    output: OutputFlags,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -295,8 +288,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let spec = Spec::robustness(&x, eps, label, net.output_dim(), args.clip);
     if let Some(path) = &args.write_spec {
-        write_file(path, verify::vnnlib::write(&spec).as_bytes(), args.force)?;
-        if args.json {
+        write_file(
+            path,
+            verify::vnnlib::write(&spec).as_bytes(),
+            args.output.force,
+        )?;
+        if args.output.json {
             print_json(&serde_json::json!({
                 "written": path,
                 "label": label,
@@ -365,7 +362,7 @@ fn run_one(
     timeout: f64,
 ) -> Result<Reported> {
     let spinner = Progress::spinner(
-        args.quiet || args.json,
+        args.output.no_progress(),
         "{spinner} verifying {msg} [{elapsed}]",
         "verifying",
     );
@@ -374,7 +371,7 @@ fn run_one(
     let out = verify::verify(net, spec, &opts)?;
     spinner.finish_and_clear();
     if let Some(path) = &args.vnncomp_out {
-        write_file(path, out.vnncomp_result().as_bytes(), args.force)?;
+        write_file(path, out.vnncomp_result().as_bytes(), args.output.force)?;
     }
     let proof_log = if args.no_proof {
         None
@@ -405,7 +402,7 @@ const SHOWN_VALUES: usize = 10;
 /// Prints one run. `label` is the class a robustness query keeps (its regions are the other
 /// classes), `None` for a property file.
 fn report_one(args: &Args, spec: &Spec, r: &Reported, label: Option<usize>) -> Result<()> {
-    if args.json {
+    if args.output.json {
         return print_json(r);
     }
     let out = &r.outcome;
@@ -494,7 +491,7 @@ fn region(
         grid_seconds,
         region: out,
     };
-    if args.json {
+    if args.output.json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -530,7 +527,7 @@ fn max_radius(args: &Args, net: &Network, x: &[f64], label: usize) -> Result<Exi
         Duration::from_secs_f64(args.timeout),
     )?;
     let hi = report.steps.last().map(|s| s.eps).unwrap_or(1.0);
-    if args.json {
+    if args.output.json {
         print_json(&report)?;
     } else {
         println!(
@@ -571,13 +568,13 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         Some(out) => Some(archproof::files::CsvLog::create(
             out,
             &instances::RESULT_COLUMNS,
-            args.force,
+            args.output.force,
         )?),
         None => None,
     };
     let bar = Progress::bar(
         instances.len() as u64,
-        args.quiet || args.json,
+        args.output.no_progress(),
         "{bar:40} {pos}/{len} instances {msg} [{elapsed}]",
         "instances",
     );
@@ -615,7 +612,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
     bar.finish_and_clear();
     let summary = summarize(base.engine, rows);
     let t = &summary.totals;
-    if args.json {
+    if args.output.json {
         print_json(&summary)?;
     } else {
         println!(
