@@ -225,88 +225,8 @@ pub fn solve_regions(
             return SpecResult::Violated(r, x);
         }
     }
-    // One search per region and split rule. Input splitting is guided by lookahead alone:
-    // measured on all 186 ACAS Xu instances, lookahead alone took 65.8 s where a portfolio of
-    // lookahead and the static widest-dimension rule taking turns took 114.5 s (the widest
-    // rule alone does not close 3_3 or 4_2 prop_2 in 60 s; the portfolio won only 1_1
-    // prop_6, 5.9 s against 9.2 s).
-    let rules: &[SplitRule] = if cfg.input_split {
-        &[SplitRule::Lookahead]
-    } else {
-        &[SplitRule::Widest]
-    };
-    struct Search {
-        region: usize,
-        stack: Vec<Domain>,
-        unknown: Option<String>,
-        spent: Duration,
-    }
-    // The regions of a robustness property share one input box, and the bounds of the
-    // activations depend only on the box: computed once, they are every root's parent (its
-    // own pass then refines only what is still unstable).
-    type Root = (Arc<Vec<LayerBounds>>, Option<Arc<NeuronSlopes>>);
-    let mut roots: Vec<(InputBox, Option<Root>)> = Vec::new();
-    for region in regions {
-        if !roots.iter().any(|(b, _)| *b == region.input) {
-            let root = crown_until(net, &region.input, &[], None, 0, cfg.deadline, None).map(|b| {
-                // Optimised slopes tighten the root's intermediate bounds once: every
-                // subdomain's bounds are intersected with them, and its later layers are
-                // re-bounded with those slopes.
-                match &cfg.alpha_beta {
-                    Some(ab) => {
-                        let (b, slopes) = alpha_beta::intermediate_bounds(
-                            net,
-                            &region.input,
-                            b,
-                            ab,
-                            Some(cfg.deadline),
-                        );
-                        // Slopes fitted to the root box suit its ReLU-split children (the
-                        // same box), not the small boxes of input splitting (measured on ACAS
-                        // Xu: slower there than CROWN's adaptive slopes).
-                        let slopes = (!cfg.input_split).then(|| Arc::new(slopes));
-                        (Arc::new(b), slopes)
-                    }
-                    None => (Arc::new(b), None),
-                }
-            });
-            roots.push((region.input.clone(), root));
-        }
-    }
-    let root_of = |b: &InputBox| {
-        roots
-            .iter()
-            .find(|(r, _)| r == b)
-            .and_then(|(_, p)| p.clone())
-    };
-    let mut searches: Vec<Search> = regions
-        .iter()
-        .enumerate()
-        .flat_map(|(r, region)| {
-            let root = root_of(&region.input);
-            let (parent, slopes) = match root {
-                Some((b, s)) => (Some(b), s),
-                None => (None, None),
-            };
-            rules.iter().map(move |&rule| Search {
-                region: r,
-                stack: vec![Domain {
-                    input: region.input.clone(),
-                    splits: Vec::new(),
-                    parent: parent.clone(),
-                    inherited: None,
-                    rule,
-                    look: true,
-                    keep: 0,
-                    warm: None,
-                    slopes: slopes.clone(),
-                    depth: 0,
-                }],
-                unknown: None,
-                spent: Duration::ZERO,
-            })
-        })
-        .collect();
+    let roots = root_bounds(net, regions, cfg);
+    let mut searches = searches_of(regions, &roots, cfg);
     // Each region's constraints as bound-propagation objectives, built once.
     let objectives: Vec<Vec<(Vec<f64>, f64)>> = regions
         .iter()
@@ -318,28 +238,10 @@ pub fn solve_regions(
         })
         .collect();
     let mut proven = vec![false; regions.len()];
-    let started = Instant::now();
-    let mut next_attack = started + Duration::from_secs(2);
-    let mut round = 0u32;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.attack_seed.unwrap_or(0));
+    let mut attacks = Attacks::new(cfg);
     loop {
-        if cfg.attack_seed.is_some() && Instant::now() >= next_attack {
-            round += 1;
-            let f = Falsifier::default().scaled(4usize.pow(round.min(4)));
-            // A round takes at most `attack_share` of the time: on a large network the
-            // samples cost more than the bounds.
-            let share = cfg.attack_share.clamp(0.0, 0.9);
-            let until = (Instant::now() + started.elapsed().mul_f64(share / (1.0 - share)))
-                .min(cfg.deadline);
-            for (r, region) in regions.iter().enumerate() {
-                if proven[r] {
-                    continue;
-                }
-                if let Some(x) = f.run(net, region, &mut rng, until) {
-                    return SpecResult::Violated(r, x);
-                }
-            }
-            next_attack = Instant::now() + started.elapsed();
+        if let Some((r, x)) = attacks.round_if_due(net, regions, &proven, cfg) {
+            return SpecResult::Violated(r, x);
         }
         // The open search that has had the least time goes next: the regions share the time,
         // whatever their cost per subdomain.
@@ -359,11 +261,10 @@ pub fn solve_regions(
             return SpecResult::Unknown(format!("region {r}: timeout with {open} subdomains open"));
         }
         let search = &mut searches[k];
-        let region = &regions[r];
         let take = cfg.batch.min(search.stack.len());
         let batch: Vec<Domain> = search.stack.split_off(search.stack.len() - take);
         let t0 = Instant::now();
-        let steps = steps(net, region, &objectives[r], batch, cfg, stats, records);
+        let steps = steps(net, &regions[r], &objectives[r], batch, cfg, stats, records);
         search.spent += t0.elapsed();
         for s in steps {
             match s {
@@ -386,6 +287,162 @@ pub fn solve_regions(
                 .unwrap_or_default()
         )),
         None => SpecResult::Holds,
+    }
+}
+
+/// One depth-first search of [`solve_regions`]: a region's open subdomains under one split
+/// rule, and the time it has had.
+struct Search {
+    region: usize,
+    stack: Vec<Domain>,
+    unknown: Option<String>,
+    spent: Duration,
+}
+
+/// The bounds of the activations over a root box, and the root's optimised slopes.
+type Root = (Arc<Vec<LayerBounds>>, Option<Arc<NeuronSlopes>>);
+
+/// The root bounds of each distinct input box of the regions (`None` past the deadline). The
+/// regions of a robustness property share one input box, and the bounds of the activations
+/// depend only on the box: computed once, they are every root's parent (its own pass then
+/// refines only what is still unstable).
+fn root_bounds(
+    net: &Network,
+    regions: &[Region],
+    cfg: &BabConfig,
+) -> Vec<(InputBox, Option<Root>)> {
+    let mut roots: Vec<(InputBox, Option<Root>)> = Vec::new();
+    for region in regions {
+        if roots.iter().any(|(b, _)| *b == region.input) {
+            continue;
+        }
+        let root = crown_until(net, &region.input, &[], None, 0, cfg.deadline, None).map(|b| {
+            // Optimised slopes tighten the root's intermediate bounds once: every subdomain's
+            // bounds are intersected with them, and its later layers are re-bounded with
+            // those slopes.
+            match &cfg.alpha_beta {
+                Some(ab) => {
+                    let (b, slopes) = alpha_beta::intermediate_bounds(
+                        net,
+                        &region.input,
+                        b,
+                        ab,
+                        Some(cfg.deadline),
+                    );
+                    // Slopes fitted to the root box suit its ReLU-split children (the same
+                    // box), not the small boxes of input splitting (measured on ACAS Xu:
+                    // slower there than CROWN's adaptive slopes).
+                    let slopes = (!cfg.input_split).then(|| Arc::new(slopes));
+                    (Arc::new(b), slopes)
+                }
+                None => (Arc::new(b), None),
+            }
+        });
+        roots.push((region.input.clone(), root));
+    }
+    roots
+}
+
+/// One search per region and split rule, each starting from its region's root. Input
+/// splitting is guided by lookahead alone: measured on all 186 ACAS Xu instances, lookahead
+/// alone took 65.8 s where a portfolio of lookahead and the static widest-dimension rule
+/// taking turns took 114.5 s (the widest rule alone does not close 3_3 or 4_2 prop_2 in 60 s;
+/// the portfolio won only 1_1 prop_6, 5.9 s against 9.2 s).
+fn searches_of(
+    regions: &[Region],
+    roots: &[(InputBox, Option<Root>)],
+    cfg: &BabConfig,
+) -> Vec<Search> {
+    let rules: &[SplitRule] = if cfg.input_split {
+        &[SplitRule::Lookahead]
+    } else {
+        &[SplitRule::Widest]
+    };
+    let root_of = |b: &InputBox| {
+        roots
+            .iter()
+            .find(|(r, _)| r == b)
+            .and_then(|(_, p)| p.clone())
+    };
+    regions
+        .iter()
+        .enumerate()
+        .flat_map(|(r, region)| {
+            let (parent, slopes) = match root_of(&region.input) {
+                Some((b, s)) => (Some(b), s),
+                None => (None, None),
+            };
+            rules.iter().map(move |&rule| Search {
+                region: r,
+                stack: vec![Domain {
+                    input: region.input.clone(),
+                    splits: Vec::new(),
+                    parent: parent.clone(),
+                    inherited: None,
+                    rule,
+                    look: true,
+                    keep: 0,
+                    warm: None,
+                    slopes: slopes.clone(),
+                    depth: 0,
+                }],
+                unknown: None,
+                spent: Duration::ZERO,
+            })
+        })
+        .collect()
+}
+
+/// The falsifier rounds that run between batches of [`solve_regions`] (when the config has
+/// an attack seed): each round samples more than the last and the rounds are spaced so that
+/// they take at most `attack_share` of the time.
+struct Attacks {
+    started: Instant,
+    next: Instant,
+    round: u32,
+    rng: ChaCha8Rng,
+}
+
+impl Attacks {
+    fn new(cfg: &BabConfig) -> Attacks {
+        let started = Instant::now();
+        Attacks {
+            started,
+            next: started + Duration::from_secs(2),
+            round: 0,
+            rng: ChaCha8Rng::seed_from_u64(cfg.attack_seed.unwrap_or(0)),
+        }
+    }
+
+    /// Runs a round on the regions not yet proven if one is due; a confirmed counterexample
+    /// and its region, if the round found one.
+    fn round_if_due(
+        &mut self,
+        net: &Network,
+        regions: &[Region],
+        proven: &[bool],
+        cfg: &BabConfig,
+    ) -> Option<(usize, Vec<f64>)> {
+        if cfg.attack_seed.is_none() || Instant::now() < self.next {
+            return None;
+        }
+        self.round += 1;
+        let f = Falsifier::default().scaled(4usize.pow(self.round.min(4)));
+        // A round takes at most `attack_share` of the time: on a large network the samples
+        // cost more than the bounds.
+        let share = cfg.attack_share.clamp(0.0, 0.9);
+        let until = (Instant::now() + self.started.elapsed().mul_f64(share / (1.0 - share)))
+            .min(cfg.deadline);
+        for (r, region) in regions.iter().enumerate() {
+            if proven[r] {
+                continue;
+            }
+            if let Some(x) = f.run(net, region, &mut self.rng, until) {
+                return Some((r, x));
+            }
+        }
+        self.next = Instant::now() + self.started.elapsed();
+        None
     }
 }
 

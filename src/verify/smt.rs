@@ -163,7 +163,6 @@ fn solve_here(
         solver.assert(x.ge(exact(region.input.lower[j])));
         solver.assert(x.le(exact(region.input.upper[j])));
     }
-    let zero = Real::from_rational(0, 1);
     let Some(v) = encode(net, &solver, &xs, bounds) else {
         return (
             SmtOutcome::Unknown(
@@ -173,6 +172,24 @@ fn solve_here(
             None,
         );
     };
+    assert_constraints(&solver, region, &v);
+    let smtlib = record.then(|| solver.to_smt2());
+    let outcome = outcome_of(check_watched(&solver, timeout), &solver, &xs, net, region);
+    let record = smtlib.map(|smtlib| SmtRecord {
+        smtlib,
+        answer: match &outcome {
+            SmtOutcome::Sat(_) => "sat",
+            SmtOutcome::Unsat => "unsat",
+            SmtOutcome::Unknown(_) => "unknown",
+        }
+        .into(),
+    });
+    (outcome, record)
+}
+
+/// Asserts the region's output constraints (a conjunction) on the output terms `v`.
+fn assert_constraints(solver: &Solver, region: &Region, v: &[Real]) {
+    let zero = Real::from_rational(0, 1);
     for c in &region.constraints {
         let mut terms: Vec<Real> = c
             .coeffs
@@ -190,11 +207,14 @@ fn solve_here(
             lhs.le(&zero)
         });
     }
-    let smtlib = record.then(|| solver.to_smt2());
-    // Z3's own timeout is not honoured on every path; a watchdog interrupts the context.
+}
+
+/// `solver.check()`, interrupted by a watchdog thread shortly after `timeout`: Z3's own
+/// timeout is not honoured on every path.
+fn check_watched(solver: &Solver, timeout: Duration) -> SatResult {
     let handle = solver.get_context().handle();
     let (done, wait) = std::sync::mpsc::channel::<()>();
-    let result = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handle = &handle;
         s.spawn(move || {
             if wait
@@ -207,8 +227,19 @@ fn solve_here(
         let r = solver.check();
         let _ = done.send(());
         r
-    });
-    let outcome = match result {
+    })
+}
+
+/// What a check's answer means for the region: a model becomes a counterexample only if it
+/// survives the f64 forward pass.
+fn outcome_of(
+    result: SatResult,
+    solver: &Solver,
+    xs: &[Real],
+    net: &Network,
+    region: &Region,
+) -> SmtOutcome {
+    match result {
         SatResult::Unsat => SmtOutcome::Unsat,
         SatResult::Unknown => SmtOutcome::Unknown(
             solver
@@ -237,17 +268,7 @@ fn solve_here(
             }
             None => SmtOutcome::Unknown("Z3 reported sat without a model".into()),
         },
-    };
-    let record = smtlib.map(|smtlib| SmtRecord {
-        smtlib,
-        answer: match &outcome {
-            SmtOutcome::Sat(_) => "sat",
-            SmtOutcome::Unsat => "unsat",
-            SmtOutcome::Unknown(_) => "unknown",
-        }
-        .into(),
-    });
-    (outcome, record)
+    }
 }
 
 /// The network's output as Z3 terms of the inputs `xs`, node by node through each operator's
