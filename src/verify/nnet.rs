@@ -73,7 +73,10 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), ParseError> {
         )));
     }
     let (line, sizes) = fields("layer sizes")?;
-    if sizes.iter().any(|v| *v < 1.0 || v.fract() != 0.0) {
+    if sizes
+        .iter()
+        .any(|v| *v < 1.0 || v.fract() != 0.0 || *v > 10_000_000.0)
+    {
         return Err(ParseError(format!(
             "line {line}: layer sizes are positive whole numbers, got {sizes:?}"
         )));
@@ -106,7 +109,8 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), ParseError> {
     let mut layers = Vec::new();
     for k in 0..n_layers {
         let (cols, rows) = (sizes[k], sizes[k + 1]);
-        let mut w = Vec::with_capacity(rows * cols);
+        // Reserved as the rows arrive: the sizes line alone does not prove the file holds them.
+        let mut w = Vec::with_capacity(rows.saturating_mul(cols).min(1 << 20));
         for r in 0..rows {
             let (line, row) = fields(&format!("weights of layer {}", k + 1))?;
             if row.len() != cols {
@@ -119,7 +123,7 @@ pub fn parse(text: &str) -> Result<(Network, Normalization), ParseError> {
             }
             w.extend(row);
         }
-        let mut bias = Vec::with_capacity(rows);
+        let mut bias = Vec::with_capacity(rows.min(1 << 20));
         for _ in 0..rows {
             let (line, b) = fields(&format!("biases of layer {}", k + 1))?;
             if b.len() != 1 {
