@@ -12,6 +12,8 @@ pub mod cells;
 pub mod deepmad;
 pub mod evonorm;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ir;
 pub mod models;
 pub mod onnx;

@@ -8,6 +8,7 @@ mod common;
 mod deepmad_score;
 mod deepmad_search;
 mod evonorm;
+mod fuzz_cases;
 mod ir_json;
 mod nb201_table;
 mod report;
