@@ -126,7 +126,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "instances")]
     vnncomp_out: Option<PathBuf>,
     /// Directory of proof logs (spec, settings, verdict, SMT-LIB of the Z3 queries)
-    /// [default: proofs/ for a single property; none for an instance list].
+    /// [default: proofs/logs/ for a single property; none for an instance list].
     #[arg(long)]
     proof_dir: Option<PathBuf>,
     /// Write no proof log.
@@ -379,7 +379,7 @@ fn run_one(
         let dir = args
             .proof_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("proofs"));
+            .unwrap_or_else(|| PathBuf::from("proofs").join("logs"));
         Some(proof_log::write(&dir, net_path, spec_path, spec, &opts, &out)?.join("log.json"))
     };
     Ok(Reported {

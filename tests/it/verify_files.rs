@@ -966,3 +966,52 @@ fn progress_is_plain_lines_off_a_terminal() {
         3
     );
 }
+
+/// The specs shipped in proofs/shapes still say what their names say: each is the robustness
+/// ball, clipped to [0, 1], of the `shapes` test point K with its true label, and they cover
+/// the six classes.
+#[test]
+fn shipped_shapes_specs_match_their_dataset_points() {
+    let data = archproof::train::data::load("shapes").unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proofs/shapes");
+    let mut labels = std::collections::BTreeSet::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let (k, eps) = stem
+            .strip_prefix("point-")
+            .and_then(|r| r.split_once("-eps-"))
+            .unwrap_or_else(|| panic!("{stem}: not point-K-eps-E"));
+        let (k, eps): (usize, f64) = (k.parse().unwrap(), eps.parse().unwrap());
+        let spec = load_spec(&path).unwrap();
+        let x: Vec<f64> = data.test.input(k).iter().map(|&v| v as f64).collect();
+        let label = data.test.y[k] as usize;
+        let want = archproof::verify::spec::Spec::robustness(
+            &x,
+            eps,
+            label,
+            data.classes,
+            Some((0.0, 1.0)),
+        );
+        assert_eq!(spec.n_inputs, 256, "{stem}");
+        assert_eq!(spec.regions.len(), want.regions.len(), "{stem}");
+        for (got, want) in spec.regions.iter().zip(&want.regions) {
+            for (a, b) in got.input.lower.iter().zip(&want.input.lower) {
+                assert!((a - b).abs() < 1e-12, "{stem}: lower {a} vs {b}");
+            }
+            for (a, b) in got.input.upper.iter().zip(&want.input.upper) {
+                assert!((a - b).abs() < 1e-12, "{stem}: upper {a} vs {b}");
+            }
+            assert_eq!(got.constraints.len(), 1, "{stem}");
+            assert_eq!(
+                got.constraints[0].coeffs, want.constraints[0].coeffs,
+                "{stem}"
+            );
+        }
+        labels.insert(label);
+        files += 1;
+    }
+    assert_eq!(files, 12);
+    assert_eq!(labels.len(), 6, "one point per class");
+}
