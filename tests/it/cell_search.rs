@@ -23,13 +23,7 @@ fn runs(table: &std::path::Path, strategy: Option<&str>) -> serde_json::Value {
     if let Some(s) = strategy {
         args.extend(["--strategy", s]);
     }
-    let out = archproof(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    run_json(&args)
 }
 
 fn f(v: &serde_json::Value, key: &str) -> f64 {
@@ -103,12 +97,7 @@ fn synflow_correlates_with_test_accuracy_over_1000_cells() {
         "synflow,params",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::ok_json(&out);
     eprintln!("{v}");
     assert_eq!(v["cells"], 1000);
     assert!(f(&v["spearman"], "synflow") >= 0.7, "{v}");
@@ -180,12 +169,7 @@ fn runs_and_proxies_write_their_files_and_figures() {
         runs_dir.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = common::ok_json(&out);
     let stored: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(runs_dir.join("runs.json")).unwrap())
             .unwrap();
@@ -241,15 +225,9 @@ fn runs_and_proxies_write_their_files_and_figures() {
     assert_eq!(points, rows);
 }
 
-fn ok_json(args: &[&str]) -> serde_json::Value {
-    let out = archproof(args);
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// Runs archproof with `args` and parses its JSON output.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    common::ok_json(&archproof(args))
 }
 
 /// Pareto-front evolution covers the accuracy-latency front of the table better than random
@@ -263,7 +241,7 @@ fn ok_json(args: &[&str]) -> serde_json::Value {
 fn pareto_search_beats_random_on_the_accuracy_latency_front() {
     let data = shared_data();
     let table = data.join("nb201/nb201-cifar10.csv");
-    let v = ok_json(&[
+    let v = run_json(&[
         "search",
         "cell",
         "--space",
@@ -293,7 +271,7 @@ fn pareto_search_beats_random_on_the_accuracy_latency_front() {
     // One run with files: the reported front is non-dominated and the figure is drawn.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pareto");
-    let one = ok_json(&[
+    let one = run_json(&[
         "search",
         "cell",
         "--space",
@@ -346,7 +324,7 @@ fn pareto_search_beats_random_on_the_accuracy_latency_front() {
 fn a_synflow_search_is_judged_by_the_table() {
     let data = shared_data();
     let table = data.join("nb201/nb201-cifar10.csv");
-    let v = ok_json(&[
+    let v = run_json(&[
         "search",
         "cell",
         "--space",
@@ -388,7 +366,7 @@ fn nasnet_cells_build_and_train() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nasnet");
-    let v = ok_json(&[
+    let v = run_json(&[
         "search",
         "cell",
         "--space",

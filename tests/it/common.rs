@@ -31,6 +31,22 @@ pub fn archproof(args: &[&str]) -> Output {
         .expect("the archproof binary runs")
 }
 
+/// Asserts a run succeeded (showing its stderr if not) and parses its `--json` output.
+pub fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// Asserts a run failed with exit 2, one error line, no panic, and a message containing each
 /// of `needles`.
 pub fn assert_bad_input(out: &Output, needles: &[&str]) {

@@ -282,12 +282,7 @@ fn evonorm_commands_from_the_cli() {
         "8",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::ok_json(&out);
     assert_eq!(v["layers"].as_array().unwrap().len(), 2);
     let acc = v["layers"][1]["results"][0]["accuracy_mean"]
         .as_f64()

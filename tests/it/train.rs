@@ -582,12 +582,7 @@ fn train_uses_part_of_a_dataset() {
         "60",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::ok_json(&out);
     assert_eq!(v["dataset"]["train"], 120, "{v}");
     assert_eq!(v["dataset"]["test"], 60, "{v}");
     let ds = data::load("shapes")
@@ -620,12 +615,7 @@ fn cli_trains_exports_and_verifies_a_dataset_point() {
         onnx.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::ok_json(&out);
     assert_eq!(v["epochs"].as_array().unwrap().len(), 2);
     assert!(v["test_accuracy"].as_f64().unwrap() > 0.3);
     assert!(v["train_seconds"].as_f64().unwrap() > 0.0);
@@ -643,12 +633,7 @@ fn cli_trains_exports_and_verifies_a_dataset_point() {
         "--no-proof",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::ok_json(&out);
     assert!(v["result"].is_string(), "{v}");
     // Far outside any robust radius, for people: the class it flips to, the first values of
     // the 256-pixel counterexample, and where the proof log went (a name without '#').

@@ -44,12 +44,7 @@ fn known_answers_on_a_sample_of_acas_xu() {
         "60",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = common::ok_json(&out);
     assert_eq!(s["wrong"], 0);
     assert_eq!(s["checked_against_expected"], 9);
     assert_eq!(s["sat"], 3, "{s}");
@@ -84,12 +79,7 @@ fn a_single_property_reports_json_and_a_proof_log() {
         "--vnncomp-out",
         dir.path().join("result.txt").to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::ok_json(&out);
     assert_eq!(v["result"], "violated");
     let input: Vec<f64> = serde_json::from_value(v["counterexample"]["input"].clone()).unwrap();
     let output: Vec<f64> = serde_json::from_value(v["counterexample"]["output"].clone()).unwrap();
