@@ -572,14 +572,16 @@ pub fn write(spec: &Spec) -> String {
             };
             parts.extend(r.constraints.iter().map(constraint));
             match parts.len() {
-                0 => "true".to_string(),
+                // Nothing to meet: every input of the box violates. VNN-LIB has no `true`.
+                0 => "(<= 0.0 0.0)".to_string(),
                 1 => parts.pop().expect("one"),
                 _ => format!("(and {})", parts.join(" ")),
             }
         })
         .collect();
     match disjuncts.len() {
-        0 => {}
+        // No region (every case was empty): nothing can violate, which VNN-LIB says as false.
+        0 => out.push_str("(assert (<= 1.0 0.0))\n"),
         1 => out.push_str(&format!("(assert {})\n", disjuncts[0])),
         _ => out.push_str(&format!("(assert (or\n  {}\n))\n", disjuncts.join("\n  "))),
     }
@@ -616,10 +618,11 @@ fn constraint(c: &OutputConstraint) -> String {
                 .iter()
                 .map(|(j, k)| format!("(* {} Y_{j})", num(*k)))
                 .collect();
-            let sum = if terms.len() == 1 {
-                terms[0].clone()
-            } else {
-                format!("(+ {})", terms.join(" "))
+            // No output left in it (`(<= Y_0 Y_0)` reads as 0 <= 0): a comparison of constants.
+            let sum = match terms.len() {
+                0 => "0.0".to_string(),
+                1 => terms[0].clone(),
+                _ => format!("(+ {})", terms.join(" ")),
             };
             format!("({rel} {sum} {})", num(-c.constant))
         }
@@ -670,6 +673,22 @@ mod write_tests {
             assert_eq!(back.n_inputs, spec.n_inputs);
             assert_eq!(back.n_outputs, spec.n_outputs);
             assert_eq!(back.regions, spec.regions, "{text}");
+        }
+    }
+
+    /// Found by fuzzing: a region with nothing to meet, and a spec with no region at all (an
+    /// empty box), are written so that they read back.
+    #[test]
+    fn trivial_regions_and_no_region_are_written_as_vnnlib() {
+        let decl = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n";
+        let always =
+            format!("{decl}(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n(assert (<= Y_0 Y_0))\n");
+        let never =
+            format!("{decl}(assert (>= X_0 2.0))\n(assert (<= X_0 1.0))\n(assert (<= Y_0 Y_1))\n");
+        for text in [always, never] {
+            let spec = parse(&text, "t").unwrap();
+            let back = parse(&write(&spec), "back").unwrap();
+            assert_eq!(back.regions, spec.regions, "{}", write(&spec));
         }
     }
 }
