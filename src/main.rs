@@ -5,6 +5,13 @@ use std::process::ExitCode;
 mod cli;
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like: end quietly when the reader goes, as other
+    // command-line tools do, instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of a signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::parse();
     match cli::run(args) {
         Ok(code) => code,
