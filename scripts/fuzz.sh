@@ -56,7 +56,13 @@ if [ -x "$bin" ]; then
     "$bin" export mlp:4-8-3 --format json -o "$seeds/ir_json/mlp.json" --force >/dev/null || true
     "$bin" export resnet-mini:4 --input 1x8x8 --classes 3 --format json \
         -o "$seeds/ir_json/resnet-mini.json" --force >/dev/null || true
-    "$bin" export mlp:4-8-3 --format onnx -o "$seeds/onnx/mlp.onnx" --force >/dev/null || true
+    for layer in evonorm-b0 evonorm-s0 bn-relu; do
+        "$bin" evonorm show "$layer" --json >"$seeds/evonorm_layer/$layer.show.json" || true
+        python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["graph"]))' \
+            "$seeds/evonorm_layer/$layer.show.json" >"$seeds/evonorm_layer/$layer.json" || true
+        rm -f "$seeds/evonorm_layer/$layer.show.json"
+    done
+    "$bin" export mlp:4-8-3 --init-seed 1 --format onnx -o "$seeds/onnx/mlp.onnx" --force >/dev/null || true
 fi
 # Small datasets in each format (written by the standard library, no NumPy needed).
 python3 - "$seeds" <<'PY'
@@ -79,6 +85,7 @@ put("npy", "f32.npy", npy("<f4", "(3,)", struct.pack("<3f", 0.5, -1.0, 2.0)))
 put("npy", "i64.npy", npy("<i8", "(2,)", struct.pack("<2q", 1, 7)))
 PY
 
+failed=()
 for t in "${targets[@]}"; do
     corpus="$cache/fuzz-corpus/$t"
     mkdir -p "$corpus" "$seeds/$t"
@@ -91,6 +98,10 @@ for t in "${targets[@]}"; do
     if ((status != 0)); then
         grep -E "panicked|ERROR|==[0-9]+==|Test unit written|artifact_prefix" "$log" | head -20 >&2
         echo "fuzz $t: failed (exit $status); the input is under fuzz/artifacts/$t" >&2
-        exit 1
+        failed+=("$t")
     fi
 done
+if ((${#failed[@]})); then
+    echo "fuzzing found failing inputs for: ${failed[*]}" >&2
+    exit 1
+fi
