@@ -53,16 +53,25 @@ pub fn run(target: &str, data: &[u8]) -> bool {
 /// Writes `data` to a file named `name` in a folder of this process's own (on tmpfs where
 /// there is one), for the readers that take a path.
 fn file_with(name: &str, data: &[u8]) -> PathBuf {
+    let dir = scratch_dir();
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("a scratch file");
+    path
+}
+
+/// The folder of this thread's scratch files (on tmpfs where there is one); the caller of
+/// the harnesses may remove it when done.
+pub fn scratch_dir() -> PathBuf {
     let base = if std::path::Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
         std::env::temp_dir()
     };
-    let dir = base.join(format!("archproof-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a scratch folder");
-    let path = dir.join(name);
-    std::fs::write(&path, data).expect("a scratch file");
-    path
+    // One per thread, so that tests running side by side never remove each other's files.
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    base.join(format!("archproof-fuzz-{}-{thread}", std::process::id()))
 }
 
 /// A network that parses must evaluate at a point of its input box (the origin) to as many

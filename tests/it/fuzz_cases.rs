@@ -28,6 +28,7 @@ fn every_fuzz_case_is_handled_without_a_panic() {
             assert!(caught.is_ok(), "{}: panicked", case.display());
         }
     }
+    let _ = std::fs::remove_dir_all(fuzzing::scratch_dir());
 }
 
 /// The fuzz crate has one target per harness, and the harnesses run.
@@ -49,4 +50,5 @@ fn the_fuzz_targets_match_the_harnesses() {
     }
     assert_eq!(manifest.matches("[[bin]]").count(), TARGETS.len());
     assert!(!fuzzing::run("no-such-target", b""));
+    let _ = std::fs::remove_dir_all(fuzzing::scratch_dir());
 }
