@@ -68,6 +68,10 @@ pub struct Args {
     /// Keep the learning rate constant (default: cosine decay to 0).
     #[arg(long)]
     no_cosine: bool,
+    /// The back end of the steps: the kernel engine where it has a kernel for every
+    /// operator (auto), always the kernels, or always candle's autograd.
+    #[arg(long, value_enum, default_value = "auto")]
+    engine: archproof::train::TrainEngine,
     /// Seed of the initial weights and the example order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -164,6 +168,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         weight_decay: a.weight_decay,
         cosine: !a.no_cosine,
         seed: a.seed,
+        engine: a.engine,
     };
     let pb = super::progress::Progress::bar(
         0,

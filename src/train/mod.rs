@@ -5,6 +5,7 @@
 //! same seed on the same machine gives the same weights.
 
 pub mod data;
+pub mod engine;
 pub mod export;
 pub mod model;
 pub mod unfold;
@@ -50,6 +51,21 @@ pub struct TrainConfig {
     pub cosine: bool,
     /// Seed of the initial weights and the example order.
     pub seed: u64,
+    /// Which back end runs the steps.
+    pub engine: TrainEngine,
+}
+
+/// The back end of training steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainEngine {
+    /// The kernel engine where it has a kernel for every operator, else candle.
+    #[default]
+    Auto,
+    /// The kernel engine; an operator without a kernel is an error.
+    Kernels,
+    /// candle's tensors and autograd, for every graph.
+    Candle,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +79,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             cosine: true,
             seed: 0,
+            engine: TrainEngine::Auto,
         }
     }
 }
@@ -139,9 +156,125 @@ impl Sgd {
     }
 }
 
-enum Opt {
-    Sgd(Sgd),
-    Adam(candle_nn::AdamW),
+/// The back end that runs the steps of a training run.
+enum Backend {
+    /// The kernel engine with its optimizer.
+    Kernels(Box<engine::Engine>, engine::Optimizer),
+    /// candle, with SGD or AdamW over the model's variables.
+    CandleSgd(Sgd),
+    CandleAdam(candle_nn::AdamW),
+}
+
+impl Backend {
+    /// The back end `cfg` asks for, for steps of up to `batch` examples.
+    fn new(model: &Model, cfg: &TrainConfig, batch: usize) -> Result<Backend, ModelError> {
+        if cfg.engine != TrainEngine::Candle {
+            match engine::Engine::new(model, batch) {
+                Ok(e) => {
+                    let opt = match cfg.optimizer {
+                        OptimizerKind::Sgd => engine::Optimizer::Sgd {
+                            momentum: cfg.momentum as f32,
+                            weight_decay: cfg.weight_decay as f32,
+                        },
+                        OptimizerKind::Adam => engine::Optimizer::adam(cfg.weight_decay),
+                    };
+                    return Ok(Backend::Kernels(Box::new(e), opt));
+                }
+                Err(e @ engine::EngineError::Unsupported { .. })
+                    if cfg.engine == TrainEngine::Auto =>
+                {
+                    let _ = e;
+                }
+                Err(e) => return Err(ModelError::Graph(e.to_string())),
+            }
+        }
+        let vars = model.vars();
+        Ok(match cfg.optimizer {
+            OptimizerKind::Sgd => Backend::CandleSgd(Sgd {
+                velocity: vec![None; vars.len()],
+                vars,
+                momentum: cfg.momentum,
+                weight_decay: cfg.weight_decay,
+            }),
+            OptimizerKind::Adam => Backend::CandleAdam(candle_nn::AdamW::new(
+                vars,
+                candle_nn::ParamsAdamW {
+                    lr: cfg.lr,
+                    weight_decay: cfg.weight_decay,
+                    ..Default::default()
+                },
+            )?),
+        })
+    }
+
+    /// The back end's name, as `bench train` reports it.
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Kernels(..) => "kernels",
+            _ => "candle",
+        }
+    }
+
+    /// One step on `n` examples; returns the batch's mean loss and correct predictions.
+    fn step(
+        &mut self,
+        model: &mut Model,
+        x: &[f32],
+        y: &[u32],
+        n: usize,
+        lr: f64,
+    ) -> Result<(f64, usize), ModelError> {
+        if let Backend::Kernels(e, opt) = self {
+            return Ok(e.train_step(x, y, n, *opt, lr));
+        }
+        let xt = model.batch(x, n)?;
+        let yt = Tensor::from_slice(y, n, model.device())?;
+        let logits = model.forward_train(&xt)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &yt)?;
+        let grads = loss.backward()?;
+        match self {
+            Backend::CandleSgd(s) => s.step(&grads, lr)?,
+            Backend::CandleAdam(a) => {
+                a.set_learning_rate(lr);
+                a.step(&grads)?;
+            }
+            Backend::Kernels(..) => unreachable!("handled above"),
+        }
+        Ok((
+            loss.to_scalar::<f32>()? as f64,
+            count_correct(&logits, &yt)?,
+        ))
+    }
+
+    /// The forward pass alone, in evaluation mode, on `n` examples.
+    fn infer(&mut self, model: &Model, x: &[f32], n: usize) -> Result<(), ModelError> {
+        match self {
+            Backend::Kernels(e, _) => {
+                std::hint::black_box(e.forward(x, n, false));
+            }
+            _ => {
+                std::hint::black_box(model.forward(&model.batch(x, n)?)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Loss and accuracy on a split in evaluation mode.
+    fn evaluate(&mut self, model: &Model, split: &Split) -> Result<(f64, f64), ModelError> {
+        match self {
+            Backend::Kernels(e, _) => Ok(e.evaluate(&split.x, &split.y, split.len())),
+            _ => evaluate(model, split),
+        }
+    }
+
+    /// Leaves the trained parameters and statistics in `model`.
+    fn finish(self, model: &mut Model) -> Result<(), ModelError> {
+        if let Backend::Kernels(e, _) = self {
+            e.store(model)
+                .map_err(|e| ModelError::Graph(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Loss and accuracy of `model` on a split, in evaluation mode.
@@ -194,23 +327,7 @@ pub fn train(
     let bs = cfg.batch_size.clamp(1, n);
     let steps_per_epoch = n.div_ceil(bs);
     let total = steps_per_epoch * cfg.epochs;
-    let vars = model.vars();
-    let mut opt = match cfg.optimizer {
-        OptimizerKind::Sgd => Opt::Sgd(Sgd {
-            velocity: vec![None; vars.len()],
-            vars,
-            momentum: cfg.momentum,
-            weight_decay: cfg.weight_decay,
-        }),
-        OptimizerKind::Adam => Opt::Adam(candle_nn::AdamW::new(
-            vars,
-            candle_nn::ParamsAdamW {
-                lr: cfg.lr,
-                weight_decay: cfg.weight_decay,
-                ..Default::default()
-            },
-        )?),
-    };
+    let mut backend = Backend::new(model, cfg, bs)?;
     let d = data.input_len();
     let mut order: Vec<usize> = (0..n).collect();
     let mut epochs = Vec::new();
@@ -229,31 +346,19 @@ pub fn train(
                 xb.extend_from_slice(data.train.input(i));
                 yb.push(data.train.y[i]);
             }
-            let x = model.batch(&xb, chunk.len())?;
-            let y = Tensor::from_slice(&yb, chunk.len(), model.device())?;
-            let logits = model.forward_train(&x)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             let lr = if cfg.cosine {
                 cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos())
             } else {
                 cfg.lr
             };
-            let grads = loss.backward()?;
-            match &mut opt {
-                Opt::Sgd(s) => s.step(&grads, lr)?,
-                Opt::Adam(a) => {
-                    a.set_learning_rate(lr);
-                    a.step(&grads)?;
-                }
-            }
-            let l = loss.to_scalar::<f32>()? as f64;
+            let (l, c) = backend.step(model, &xb, &yb, chunk.len(), lr)?;
             loss_sum += l * chunk.len() as f64;
-            correct += count_correct(&logits, &y)?;
+            correct += c;
             seen += chunk.len();
             step += 1;
             progress(Progress::Step(step, total, l));
         }
-        let (test_loss, test_accuracy) = evaluate(model, &data.test)?;
+        let (test_loss, test_accuracy) = backend.evaluate(model, &data.test)?;
         let stats = EpochStats {
             epoch,
             train_loss: loss_sum / seen as f64,
@@ -267,8 +372,9 @@ pub fn train(
     }
     let test_accuracy = match epochs.last() {
         Some(e) => e.test_accuracy,
-        None => evaluate(model, &data.test)?.1,
+        None => backend.evaluate(model, &data.test)?.1,
     };
+    backend.finish(model)?;
     Ok(TrainReport {
         epochs,
         test_accuracy,
@@ -278,30 +384,32 @@ pub fn train(
 }
 
 /// Images per second of `model` on random inputs in batches of `batch`, measured for about
-/// `seconds` after one warm-up batch: the forward pass alone (evaluation mode), or the
-/// forward pass in training mode with the backward pass of a cross-entropy loss.
+/// `seconds` after one warm-up batch: the forward pass alone (evaluation mode), or a whole
+/// training step (forward pass in training mode, cross-entropy, backward pass and an Adam
+/// update, learning rate 1e-3). Returns the rate and the back end's name.
 pub fn throughput(
     model: &mut Model,
     batch: usize,
     classes: usize,
     seconds: f64,
-    backward: bool,
-) -> Result<f64, ModelError> {
+    train: bool,
+    engine: TrainEngine,
+) -> Result<(f64, &'static str), ModelError> {
     use rand::Rng;
     let d: usize = model.input_shape().iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let x: Vec<f32> = (0..batch * d).map(|_| rng.random()).collect();
     let y: Vec<u32> = (0..batch).map(|i| (i % classes.max(1)) as u32).collect();
-    let x = model.batch(&x, batch)?;
-    let y = Tensor::from_slice(&y, batch, model.device())?;
-    let step = |m: &mut Model| -> Result<(), ModelError> {
-        if backward {
-            let logits = m.forward_train(&x)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let grads = loss.backward()?;
-            std::hint::black_box(grads);
+    let cfg = TrainConfig {
+        engine,
+        ..TrainConfig::default()
+    };
+    let mut backend = Backend::new(model, &cfg, batch)?;
+    let mut step = |m: &mut Model| -> Result<(), ModelError> {
+        if train {
+            backend.step(m, &x, &y, batch, cfg.lr)?;
         } else {
-            std::hint::black_box(m.forward(&x)?);
+            backend.infer(m, &x, batch)?;
         }
         Ok(())
     };
@@ -312,5 +420,6 @@ pub fn throughput(
         step(model)?;
         images += batch;
     }
-    Ok(images as f64 / start.elapsed().as_secs_f64())
+    let rate = images as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, backend.name()))
 }

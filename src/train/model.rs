@@ -38,17 +38,17 @@ type Result<T> = std::result::Result<T, ModelError>;
 
 /// A trainable model of an IR graph.
 pub struct Model {
-    graph: Graph,
-    order: Vec<NodeId>,
+    pub(super) graph: Graph,
+    pub(super) order: Vec<NodeId>,
     /// Argument nodes of each node (by index), looked up once rather than on every pass.
-    inputs: Vec<Vec<NodeId>>,
-    shapes: Vec<Shape>,
+    pub(super) inputs: Vec<Vec<NodeId>>,
+    pub(super) shapes: Vec<Shape>,
     /// Learned parameters by (node index, name).
-    params: BTreeMap<(usize, String), Var>,
+    pub(super) params: BTreeMap<(usize, String), Var>,
     /// Moving statistics by (node index, name).
-    buffers: BTreeMap<(usize, String), Tensor>,
+    pub(super) buffers: BTreeMap<(usize, String), Tensor>,
     device: Device,
-    dtype: DType,
+    pub(super) dtype: DType,
 }
 
 fn err(node: &str, msg: impl std::fmt::Display) -> ModelError {
