@@ -27,7 +27,7 @@ use crate::search::{
     RegularizedEvolution, SearchError, Space, Strategy, Study, StudyConfig, StudyHeader,
     StudyResult, Trial,
 };
-use crate::train::{self, Dataset, OptimizerKind, TrainConfig};
+use crate::train::{self, Dataset, OptimizerKind, TrainConfig, TrainEngine};
 
 /// Why a cell search could not run or report.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +224,13 @@ pub struct TrainSettings {
     pub valid_examples: usize,
     /// Adam's learning rate (cosine decay).
     pub lr: f64,
+    /// The back end of the training steps (studies stored before it existed used candle).
+    #[serde(default = "candle_engine")]
+    pub engine: TrainEngine,
+}
+
+fn candle_engine() -> TrainEngine {
+    TrainEngine::Candle
 }
 
 impl Default for TrainSettings {
@@ -233,6 +240,7 @@ impl Default for TrainSettings {
             train_examples: 3000,
             valid_examples: 1000,
             lr: 0.003,
+            engine: TrainEngine::Auto,
         }
     }
 }
@@ -491,6 +499,7 @@ where
                 epochs: t.epochs,
                 lr: t.lr,
                 optimizer: OptimizerKind::Adam,
+                engine: t.engine,
                 ..TrainConfig::default()
             };
             let ev = TrainEvaluator::new(

@@ -116,6 +116,10 @@ pub struct CellArgs {
     /// --evaluator train: Adam's learning rate (cosine decay) [default: 0.003].
     #[arg(long)]
     lr: Option<f64>,
+    /// --evaluator train: the back end of the training steps [default: auto, the kernel
+    /// engine where it runs every operator, else candle].
+    #[arg(long, value_enum)]
+    train_engine: Option<archproof::train::TrainEngine>,
     /// --evaluator proxy:NAME: size of the random batch [default: 16].
     #[arg(long)]
     proxy_batch: Option<usize>,
@@ -180,6 +184,7 @@ fn settings_from_args(a: &CellArgs) -> Result<Vec<CellSettings>> {
             train_examples: a.train_examples.unwrap_or(d.train_examples),
             valid_examples: a.valid_examples.unwrap_or(d.valid_examples),
             lr: a.lr.unwrap_or(d.lr),
+            engine: a.train_engine.unwrap_or(d.engine),
         },
         proxy_batch: a.proxy_batch.unwrap_or(DEFAULT_PROXY_BATCH),
     };
@@ -255,6 +260,7 @@ fn resumed(stored: CellSettings, a: &CellArgs) -> Result<CellSettings> {
         stored.train.valid_examples,
     )?;
     same("--lr", a.lr, stored.train.lr)?;
+    same("--train-engine", a.train_engine, stored.train.engine)?;
     same("--proxy-batch", a.proxy_batch, stored.proxy_batch)?;
     Ok(CellSettings {
         trials: a.trials.unwrap_or(stored.trials),

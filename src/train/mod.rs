@@ -56,7 +56,9 @@ pub struct TrainConfig {
 }
 
 /// The back end of training steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TrainEngine {
     /// The kernel engine where it has a kernel for every operator, else candle.

@@ -1,6 +1,8 @@
 //! The kernels of the training engine: each operator's forward pass and the adjoint of it, on
 //! contiguous `f32` buffers in `[N, C, H, W]` order. Backward kernels add into the input
-//! gradients (`+=`), so a tensor read by several operators collects all its gradients.
+//! gradients (`+=`), so a tensor read by several operators collects all its gradients, or,
+//! for the first gradient a tensor receives in a pass, assign it (`set`), which spares a
+//! zeroing pass over every gradient buffer.
 //!
 //! Work is split over images (convolutions, pools, element-wise maps) or channels (batch
 //! statistics) with rayon. Sums that cross images (weight gradients) are taken per fixed chunk
@@ -33,6 +35,8 @@ pub struct Scratch {
     pub dw: Vec<f32>,
     /// This chunk's share of a bias gradient.
     pub db: Vec<f32>,
+    /// Outputs (or their gradients) of a group of images as one matrix.
+    pub tmp: Vec<f32>,
 }
 
 /// The geometry of a convolution over one image (padding applied on the fly).
@@ -80,6 +84,12 @@ impl Conv {
             self.taps() * self.ho * self.wo
         }
     }
+    /// Stride 1 and an output as large as the input ("same" padding): each tap's window is
+    /// the plane shifted by one offset.
+    fn same_stride_one(&self) -> bool {
+        self.stride == [1, 1] && self.ho == self.h && self.wo == self.w
+    }
+
     /// A 1x1 convolution with stride 1 and no padding: the image is its own window matrix.
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
@@ -116,29 +126,56 @@ fn for_taps(g: &Conv, mut f: impl FnMut(usize, (usize, usize), (usize, usize), i
     }
 }
 
-/// The windows of one image: `col[(ci * kk + tap) * HoWo + oy * Wo + ox]`.
-fn im2col(g: &Conv, x: &[f32], col: &mut [f32]) {
+/// The windows of one image into the columns `at..at + HoWo` of a matrix with rows of `ld`:
+/// `col[(ci * kk + tap) * ld + at + oy * Wo + ox]`. Rows are short
+/// (a feature map's width), so they are written element by element, which the compiler
+/// vectorises, rather than through `memcpy` calls.
+fn im2col(g: &Conv, x: &[f32], col: &mut [f32], ld: usize, at: usize) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
+    let (wo, sx) = (g.wo, g.stride[1]);
+    let same = g.same_stride_one();
     for ci in 0..g.c {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
-            let dst = &mut col[(ci * kk + tap) * howo..(ci * kk + tap + 1) * howo];
-            for oy in 0..g.ho {
-                let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
-                if oy < ylo || oy >= yhi {
-                    d.fill(0.0);
-                    continue;
-                }
+            let row = (ci * kk + tap) * ld + at;
+            let dst = &mut col[row..row + howo];
+            if same {
+                // The tap's window is the plane shifted by one offset: one copy, then the
+                // columns that wrapped around from the next row are set to zero.
+                let shift = offy * g.w as isize + offx;
+                let (lo, hi) = shifted_range(ylo * wo, yhi * wo, shift, hw);
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                let from = (lo as isize + shift) as usize;
+                dst[lo..hi].copy_from_slice(&plane[from..from + (hi - lo)]);
+                zero_edges(dst, wo, (ylo, yhi), (xlo, xhi));
+                return;
+            }
+            for v in &mut dst[..ylo * wo] {
+                *v = 0.0;
+            }
+            for v in &mut dst[yhi * wo..] {
+                *v = 0.0;
+            }
+            for oy in ylo..yhi {
+                let d = &mut dst[oy * wo..(oy + 1) * wo];
                 let iy = ((oy * g.stride[0]) as isize + offy) as usize;
                 let src = &plane[iy * g.w..(iy + 1) * g.w];
-                d[..xlo].fill(0.0);
-                d[xhi..].fill(0.0);
-                if g.stride[1] == 1 {
+                for v in &mut d[..xlo] {
+                    *v = 0.0;
+                }
+                for v in &mut d[xhi..] {
+                    *v = 0.0;
+                }
+                if sx == 1 {
                     let ix0 = (xlo as isize + offx) as usize;
-                    d[xlo..xhi].copy_from_slice(&src[ix0..ix0 + (xhi - xlo)]);
+                    for (v, s) in d[xlo..xhi].iter_mut().zip(&src[ix0..]) {
+                        *v = *s;
+                    }
                 } else {
-                    for (ox, v) in d.iter_mut().enumerate().take(xhi).skip(xlo) {
-                        *v = src[((ox * g.stride[1]) as isize + offx) as usize];
+                    let ix0 = ((xlo * sx) as isize + offx) as usize;
+                    for (v, s) in d[xlo..xhi].iter_mut().zip(src[ix0..].chunks(sx)) {
+                        *v = s[0];
                     }
                 }
             }
@@ -147,28 +184,85 @@ fn im2col(g: &Conv, x: &[f32], col: &mut [f32]) {
 }
 
 /// The adjoint of [`im2col`]: adds the windows' gradients into the image's.
-fn col2im(g: &Conv, col: &[f32], dx: &mut [f32]) {
+/// `col` is used as scratch: its entries for positions outside the input are set to zero.
+fn col2im(g: &Conv, col: &mut [f32], ld: usize, at: usize, dx: &mut [f32]) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
+    let sx = g.stride[1];
+    let same = g.same_stride_one();
     for ci in 0..g.c {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
-            let src = &col[(ci * kk + tap) * howo..(ci * kk + tap + 1) * howo];
+            let row = (ci * kk + tap) * ld + at;
+            if same {
+                let src = &mut col[row..row + howo];
+                zero_edges(src, g.wo, (ylo, yhi), (xlo, xhi));
+                let shift = offy * g.w as isize + offx;
+                let (lo, hi) = shifted_range(ylo * g.wo, yhi * g.wo, shift, hw);
+                let from = (lo as isize + shift) as usize;
+                for (a, b) in plane[from..from + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                    *a += b;
+                }
+                return;
+            }
+            let src = &col[row..row + howo];
             for oy in ylo..yhi {
                 let iy = ((oy * g.stride[0]) as isize + offy) as usize;
                 let d = &mut plane[iy * g.w..(iy + 1) * g.w];
-                let s = &src[oy * g.wo..(oy + 1) * g.wo];
-                if g.stride[1] == 1 {
+                let s = &src[oy * g.wo + xlo..oy * g.wo + xhi];
+                if sx == 1 {
                     let ix0 = (xlo as isize + offx) as usize;
-                    for (a, b) in d[ix0..ix0 + (xhi - xlo)].iter_mut().zip(&s[xlo..xhi]) {
+                    for (a, b) in d[ix0..].iter_mut().zip(s) {
                         *a += b;
                     }
                 } else {
-                    for (ox, v) in s.iter().enumerate().take(xhi).skip(xlo) {
-                        d[((ox * g.stride[1]) as isize + offx) as usize] += v;
+                    let ix0 = ((xlo * sx) as isize + offx) as usize;
+                    for (a, b) in d[ix0..].chunks_mut(sx).zip(s) {
+                        a[0] += b;
                     }
                 }
             }
         });
+    }
+}
+
+/// Elements of the window matrix of a group of images: images are put side by side in one
+/// matrix product while it stays this small (so it stays in the core's cache), which keeps
+/// the products wide on small feature maps.
+const GROUP_ELEMENTS: usize = 1;
+
+impl Conv {
+    /// Images per matrix product for chunks of `per` images.
+    fn group(&self, per: usize) -> usize {
+        if self.depthwise || self.pointwise() {
+            return 1;
+        }
+        (GROUP_ELEMENTS / (self.taps() * self.ho * self.wo).max(1)).clamp(1, per)
+    }
+
+    /// The scratch lengths this convolution needs for chunks of `per` images: window matrix
+    /// (and its gradient), and output-shaped matrix.
+    pub fn scratch_len(&self, per: usize) -> (usize, usize) {
+        let gi = self.group(per);
+        (self.col_len() * gi, if gi > 1 { self.out_len() * gi } else { 0 })
+    }
+}
+
+/// The part of `lo..hi` whose positions shifted by `shift` fall inside `0..len`.
+fn shifted_range(lo: usize, hi: usize, shift: isize, len: usize) -> (usize, usize) {
+    let lo = lo.max((-shift).max(0) as usize);
+    let hi = hi.min((len as isize - shift).max(0) as usize);
+    (lo.min(hi), hi)
+}
+
+/// Sets to zero, in rows `ylo..yhi` of a `[Ho, wo]` block, the columns outside `xlo..xhi`.
+fn zero_edges(block: &mut [f32], wo: usize, (ylo, yhi): (usize, usize), (xlo, xhi): (usize, usize)) {
+    if xlo == 0 && xhi == wo {
+        return;
+    }
+    for oy in ylo..yhi {
+        let r = &mut block[oy * wo..(oy + 1) * wo];
+        r[..xlo].iter_mut().for_each(|v| *v = 0.0);
+        r[xhi..].iter_mut().for_each(|v| *v = 0.0);
     }
 }
 
@@ -182,35 +276,46 @@ pub fn conv_forward(
     n: usize,
     scratch: &mut [Scratch],
 ) {
-    let (il, ol, howo) = (g.in_len(), g.out_len(), g.ho * g.wo);
+    let (il, ol, howo, k) = (g.in_len(), g.out_len(), g.ho * g.wo, g.taps());
     let per = chunk_images(n);
+    let gi = g.group(per);
     y[..n * ol]
         .par_chunks_mut(per * ol)
         .zip(x[..n * il].par_chunks(per * il))
         .zip(scratch.par_iter_mut())
         .for_each(|((yc, xc), s)| {
-            for (yn, xn) in yc.chunks_mut(ol).zip(xc.chunks(il)) {
+            for (yg, xg) in yc.chunks_mut(gi * ol).zip(xc.chunks(gi * il)) {
+                let m = yg.len() / ol;
                 if g.depthwise {
-                    depthwise_forward(g, xn, w, yn);
+                    for (yn, xn) in yg.chunks_mut(ol).zip(xg.chunks(il)) {
+                        depthwise_forward(g, xn, w, yn);
+                    }
+                } else if g.pointwise() {
+                    matmul(yg, (g.o, howo, k), View::rows(w, k), View::rows(xg, howo), false);
                 } else {
-                    let cols: &[f32] = if g.pointwise() {
-                        xn
+                    let ld = m * howo;
+                    for (j, xn) in xg.chunks(il).enumerate() {
+                        im2col(g, xn, &mut s.col, ld, j * howo);
+                    }
+                    let cols = View::rows(&s.col[..k * ld], ld);
+                    if m == 1 {
+                        matmul(yg, (g.o, howo, k), View::rows(w, k), cols, false);
                     } else {
-                        im2col(g, xn, &mut s.col[..g.col_len()]);
-                        &s.col[..g.col_len()]
-                    };
-                    let k = g.taps();
-                    matmul(
-                        yn,
-                        (g.o, howo, k),
-                        View::rows(w, k),
-                        View::rows(cols, howo),
-                        false,
-                    );
+                        let t = &mut s.tmp[..g.o * ld];
+                        matmul(t, (g.o, ld, k), View::rows(w, k), cols, false);
+                        // [O, m * HoWo] to m images of [O, HoWo].
+                        for (j, yn) in yg.chunks_mut(ol).enumerate() {
+                            for (oc, row) in yn.chunks_mut(howo).enumerate() {
+                                row.copy_from_slice(&t[oc * ld + j * howo..oc * ld + (j + 1) * howo]);
+                            }
+                        }
+                    }
                 }
                 if let Some(b) = b {
-                    for (row, &bo) in yn.chunks_mut(howo).zip(b) {
-                        row.iter_mut().for_each(|v| *v += bo);
+                    for row_set in yg.chunks_mut(ol) {
+                        for (row, &bo) in row_set.chunks_mut(howo).zip(b) {
+                            row.iter_mut().for_each(|v| *v += bo);
+                        }
                     }
                 }
             }
@@ -224,14 +329,17 @@ pub fn conv_backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    dx: Option<&mut [f32]>,
+    dx: Option<(&mut [f32], bool)>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
     n: usize,
     scratch: &mut [Scratch],
 ) {
     let (il, ol, howo, k) = (g.in_len(), g.out_len(), g.ho * g.wo, g.taps());
+    let set = dx.as_ref().is_some_and(|d| d.1);
+    let dx = dx.map(|d| d.0);
     let per = chunk_images(n);
+    let gi = g.group(per);
     let chunks = n.div_ceil(per);
     let mut dxs: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx[..n * il].chunks_mut(per * il).map(Some).collect(),
@@ -246,50 +354,70 @@ pub fn conv_backward(
     jobs.into_par_iter().for_each(|(ci, mut dxc, s)| {
         s.dw[..g.weight_len()].fill(0.0);
         s.db[..g.o].fill(0.0);
-        let imgs = (ci * per..((ci + 1) * per).min(n)).enumerate();
-        for (j, img) in imgs {
-            let xn = &x[img * il..(img + 1) * il];
-            let dyn_ = &dy[img * ol..(img + 1) * ol];
+        let first = ci * per;
+        let last = ((ci + 1) * per).min(n);
+        for dyn_ in dy[first * ol..last * ol].chunks(ol) {
             for (row, dbo) in dyn_.chunks(howo).zip(s.db.iter_mut()) {
                 *dbo += row.iter().sum::<f32>();
             }
-            let dxn = dxc.as_deref_mut().map(|d| &mut d[j * il..(j + 1) * il]);
+        }
+        let mut start = first;
+        while start < last {
+            let m = gi.min(last - start);
+            let xg = &x[start * il..(start + m) * il];
+            let dyg = &dy[start * ol..(start + m) * ol];
+            let j0 = start - first;
+            let mut dxg = dxc.as_deref_mut().map(|d| &mut d[j0 * il..(j0 + m) * il]);
+            start += m;
+            let pointwise = g.pointwise() && !g.depthwise;
+            if set && !pointwise {
+                // Kernels below add into the input gradient: start it at zero, in cache.
+                if let Some(d) = dxg.as_deref_mut() {
+                    d.fill(0.0);
+                }
+            }
             if g.depthwise {
-                depthwise_backward(g, xn, w, dyn_, dxn, &mut s.dw);
+                for (j, (xn, dyn_)) in xg.chunks(il).zip(dyg.chunks(ol)).enumerate() {
+                    let dxn = dxg.as_deref_mut().map(|d| &mut d[j * il..(j + 1) * il]);
+                    depthwise_backward(g, xn, w, dyn_, dxn, &mut s.dw);
+                }
                 continue;
             }
-            let cols: &[f32] = if g.pointwise() {
-                xn
+            if g.pointwise() {
+                matmul(&mut s.dw, (g.o, k, howo), View::rows(dyg, howo), View::rows_t(xg, howo), true);
+                if let Some(dxn) = dxg {
+                    matmul(dxn, (k, howo, g.o), View::rows_t(w, k), View::rows(dyg, howo), !set);
+                }
+                continue;
+            }
+            let ld = m * howo;
+            for (j, xn) in xg.chunks(il).enumerate() {
+                im2col(g, xn, &mut s.col, ld, j * howo);
+            }
+            // The output gradient as one [O, m * HoWo] matrix.
+            let dmat: &[f32] = if m == 1 {
+                dyg
             } else {
-                im2col(g, xn, &mut s.col[..g.col_len()]);
-                &s.col[..g.col_len()]
+                let t = &mut s.tmp[..g.o * ld];
+                for (j, dyn_) in dyg.chunks(ol).enumerate() {
+                    for (oc, row) in dyn_.chunks(howo).enumerate() {
+                        t[oc * ld + j * howo..oc * ld + (j + 1) * howo].copy_from_slice(row);
+                    }
+                }
+                &s.tmp[..g.o * ld]
             };
             matmul(
                 &mut s.dw,
-                (g.o, k, howo),
-                View::rows(dyn_, howo),
-                View::rows_t(cols, howo),
+                (g.o, k, ld),
+                View::rows(dmat, ld),
+                View::rows_t(&s.col[..k * ld], ld),
                 true,
             );
-            if let Some(dxn) = dxn {
-                if g.pointwise() {
-                    matmul(
-                        dxn,
-                        (k, howo, g.o),
-                        View::rows_t(w, k),
-                        View::rows(dyn_, howo),
-                        true,
-                    );
-                } else {
-                    let dcol = &mut s.dcol[..g.col_len()];
-                    matmul(
-                        dcol,
-                        (k, howo, g.o),
-                        View::rows_t(w, k),
-                        View::rows(dyn_, howo),
-                        false,
-                    );
-                    col2im(g, dcol, dxn);
+            if let Some(dxg) = dxg {
+                let dcol = &mut s.dcol[..k * ld];
+                matmul(dcol, (k, ld, g.o), View::rows_t(w, k), View::rows(dmat, ld), false);
+                for (j, dxn) in dxg.chunks_mut(il).enumerate() {
+                    col2im(g, dcol, ld, j * howo, dxn);
                 }
             }
         }
@@ -382,7 +510,7 @@ pub fn linear_backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    dx: Option<&mut [f32]>,
+    dx: Option<(&mut [f32], bool)>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
     (n, i, o): (usize, usize, usize),
@@ -393,8 +521,8 @@ pub fn linear_backward(
             add_into(db, row);
         }
     }
-    if let Some(dx) = dx {
-        matmul(dx, (n, i, o), View::rows(dy, o), View::rows(w, i), true);
+    if let Some((dx, set)) = dx {
+        matmul(dx, (n, i, o), View::rows(dy, o), View::rows(w, i), !set);
     }
 }
 
@@ -491,7 +619,7 @@ pub fn batch_norm_apply(
 pub fn batch_norm_backward(
     x: &[f32],
     dy: &[f32],
-    dx: Option<&mut [f32]>,
+    dx: Option<(&mut [f32], bool)>,
     (n, c, hw): (usize, usize, usize),
     gamma: &[f32],
     mean: &[f32],
@@ -516,7 +644,7 @@ pub fn batch_norm_backward(
         .collect();
     add_into(dbeta, &sdy);
     add_into(dgamma, &sdx);
-    let Some(dx) = dx else { return };
+    let Some((dx, set)) = dx else { return };
     dx[..n * c * hw]
         .par_chunks_mut(c * hw)
         .zip(x[..n * c * hw].par_chunks(c * hw))
@@ -527,8 +655,15 @@ pub fn batch_norm_backward(
                 let (mb, mg) = (sdy[ch] / m, sdx[ch] / m);
                 let (mu, is) = (mean[ch], invstd[ch]);
                 let r = ch * hw..(ch + 1) * hw;
-                for ((d, v), g) in dxn[r.clone()].iter_mut().zip(&xn[r.clone()]).zip(&dyn_[r]) {
-                    *d += k * (g - mb - (v - mu) * is * mg);
+                let it = dxn[r.clone()].iter_mut().zip(&xn[r.clone()]).zip(&dyn_[r]);
+                if set {
+                    for ((d, v), g) in it {
+                        *d = k * (g - mb - (v - mu) * is * mg);
+                    }
+                } else {
+                    for ((d, v), g) in it {
+                        *d += k * (g - mb - (v - mu) * is * mg);
+                    }
                 }
             }
         });
@@ -541,15 +676,45 @@ pub fn map(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
         .for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a)));
 }
 
-/// `out[i] += f(a[i], b[i])` in parallel.
-pub fn acc_map(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+/// `out[i] += f(a[i], b[i])` in parallel, or `out[i] = f(a[i], b[i])` when `set`.
+pub fn acc_map(
+    out: &mut [f32],
+    set: bool,
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    out.par_chunks_mut(MAP_CHUNK)
+        .zip(a.par_chunks(MAP_CHUNK))
+        .zip(b.par_chunks(MAP_CHUNK))
+        .for_each(|((o, a), b)| {
+            let it = o.iter_mut().zip(a.iter().zip(b));
+            if set {
+                it.for_each(|(o, (&a, &b))| *o = f(a, b));
+            } else {
+                it.for_each(|(o, (&a, &b))| *o += f(a, b));
+            }
+        });
+}
+
+/// `out = a` when `set`, else `out += a`.
+pub fn put(out: &mut [f32], a: &[f32], set: bool) {
+    if set {
+        out.copy_from_slice(a);
+    } else {
+        add_into(out, a);
+    }
+}
+
+/// `out = a + b` in parallel.
+pub fn sum2(out: &mut [f32], a: &[f32], b: &[f32]) {
     out.par_chunks_mut(MAP_CHUNK)
         .zip(a.par_chunks(MAP_CHUNK))
         .zip(b.par_chunks(MAP_CHUNK))
         .for_each(|((o, a), b)| {
             o.iter_mut()
                 .zip(a.iter().zip(b))
-                .for_each(|(o, (&a, &b))| *o += f(a, b))
+                .for_each(|(o, (a, b))| *o = a + b)
         });
 }
 
@@ -674,13 +839,22 @@ pub fn max_pool_forward(g: &Pool, x: &[f32], y: &mut [f32], arg: &mut [u32], pla
 }
 
 /// Gradient of max pooling: each output's gradient goes to its recorded source.
-pub fn max_pool_backward(g: &Pool, dy: &[f32], arg: &[u32], dx: &mut [f32], planes: usize) {
+pub fn max_pool_backward(
+    g: &Pool,
+    dy: &[f32],
+    arg: &[u32],
+    (dx, set): (&mut [f32], bool),
+    planes: usize,
+) {
     let (hw, howo) = (g.h * g.w, g.ho * g.wo);
     dx[..planes * hw]
         .par_chunks_mut(hw)
         .zip(dy[..planes * howo].par_chunks(howo))
         .zip(arg[..planes * howo].par_chunks(howo))
         .for_each(|((dp, d), a)| {
+            if set {
+                dp.fill(0.0);
+            }
             for (&i, &v) in a.iter().zip(d) {
                 if i != u32::MAX {
                     dp[i as usize] += v;
@@ -729,13 +903,22 @@ pub fn avg_pool_forward(g: &Pool, div: &[f32], x: &[f32], y: &mut [f32], planes:
 }
 
 /// Gradient of average pooling.
-pub fn avg_pool_backward(g: &Pool, div: &[f32], dy: &[f32], dx: &mut [f32], planes: usize) {
+pub fn avg_pool_backward(
+    g: &Pool,
+    div: &[f32],
+    dy: &[f32],
+    (dx, set): (&mut [f32], bool),
+    planes: usize,
+) {
     let (hw, howo) = (g.h * g.w, g.ho * g.wo);
     let cg = g.as_conv();
     dx[..planes * hw]
         .par_chunks_mut(hw)
         .zip(dy[..planes * howo].par_chunks(howo))
         .for_each(|(dp, d)| {
+            if set {
+                dp.fill(0.0);
+            }
             for_taps(&cg, |_, (ylo, yhi), (xlo, xhi), offy, offx| {
                 for oy in ylo..yhi {
                     let iy = ((oy * g.stride[0]) as isize + offy) as usize;
@@ -788,9 +971,10 @@ mod tests {
                 .map(|i| (i as f32 * 0.7).cos())
                 .collect();
             let mut col = vec![0.0; c.len()];
-            im2col(&g, &x, &mut col);
+            let howo = g.ho * g.wo;
+            im2col(&g, &x, &mut col, howo, 0);
             let mut back = vec![0.0; x.len()];
-            col2im(&g, &c, &mut back);
+            col2im(&g, &mut c.clone(), howo, 0, &mut back);
             let lhs: f64 = col.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
             assert!(

@@ -133,6 +133,9 @@ pub struct Engine {
     numel: Vec<usize>,
     /// Whether a node's gradient is needed (it or something before it has parameters).
     needs_grad: Vec<bool>,
+    /// During a backward pass: the node's gradient buffer holds nothing of this pass yet, so
+    /// the first gradient written into it is assigned rather than added (no zeroing pass).
+    fresh: Vec<bool>,
     values: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
     params: Vec<Param>,
@@ -190,7 +193,7 @@ impl Engine {
         let param = |i: usize, name: &str| param_of.get(&(i, name.to_string())).copied();
         let mut kernels: Vec<Kernel> = (0..nodes).map(|_| Kernel::Zero).collect();
         let mut bn = Vec::new();
-        let (mut col, mut wlen, mut olen) = (0usize, 0usize, 0usize);
+        let (mut col, mut tmp, mut wlen, mut olen) = (0usize, 0usize, 0usize, 0usize);
         let mut input = None;
         for &id in &model.order {
             let i = id.index();
@@ -238,7 +241,9 @@ impl Engine {
                         wo,
                         depthwise,
                     };
-                    col = col.max(g.col_len());
+                    let (c_len, t_len) = g.scratch_len(kernels::chunk_images(capacity));
+                    col = col.max(c_len);
+                    tmp = tmp.max(t_len);
                     wlen = wlen.max(g.weight_len());
                     olen = olen.max(g.o);
                     Kernel::Conv {
@@ -355,6 +360,7 @@ impl Engine {
                 dcol: vec![0.0; col],
                 dw: vec![0.0; wlen],
                 db: vec![0.0; olen],
+                tmp: vec![0.0; tmp],
             })
             .collect();
         let output = graph.outputs()[0].index();
@@ -374,6 +380,7 @@ impl Engine {
                 .collect(),
             kernels,
             inputs,
+            fresh: vec![true; nodes],
             needs_grad,
             params,
             bn,
@@ -505,8 +512,11 @@ impl Engine {
                 kernels::map(out, arg(0), move |v| v.clamp(lo, hi));
             }
             Kernel::Add => {
-                out.copy_from_slice(arg(0));
-                for k in 1..self.inputs[i].len() {
+                match self.inputs[i].len() {
+                    1 => out.copy_from_slice(arg(0)),
+                    _ => kernels::sum2(out, arg(0), arg(1)),
+                }
+                for k in 2..self.inputs[i].len() {
                     kernels::add_into(out, arg(k));
                 }
             }
@@ -543,19 +553,17 @@ impl Engine {
     /// parameter gradients of `sum(outputs * dout)`, added to the gradients held.
     pub fn backward(&mut self, dout: &[f32]) {
         let n = self.batch;
-        for (g, &k) in self.grads.iter_mut().zip(&self.numel) {
-            if !g.is_empty() {
-                g[..n * k].fill(0.0);
-            }
-        }
+        self.fresh.fill(true);
         let ko = self.numel[self.output];
         if self.grads[self.output].is_empty() {
             return;
         }
         self.grads[self.output][..n * ko].copy_from_slice(&dout[..n * ko]);
+        self.fresh[self.output] = false;
         for k in (0..self.order.len()).rev() {
             let i = self.order[k];
-            if !self.needs_grad[i] {
+            // A node no gradient reached (it only feeds a zero) has a zero gradient.
+            if !self.needs_grad[i] || self.fresh[i] {
                 continue;
             }
             let dy = std::mem::take(&mut self.grads[i]);
@@ -568,11 +576,22 @@ impl Engine {
         let j0 = self.inputs[i].first().copied();
         let x = j0.map(|j| &self.values[j][..n * self.numel[j]]);
         // The first input's gradient, when it is needed.
-        let (grads, needs) = (&mut self.grads, &self.needs_grad);
+        let (grads, needs, fresh) = (&mut self.grads, &self.needs_grad, &mut self.fresh);
+        // Whether the first input's gradient is to be assigned rather than added to.
+        let set0 = j0.is_some_and(|j| fresh[j]);
         let mut dx0: Option<&mut [f32]> = match j0 {
-            Some(j) if needs[j] => Some(&mut grads[j][..n * self.numel[j]]),
+            Some(j) if needs[j] => {
+                fresh[j] = false;
+                Some(&mut grads[j][..n * self.numel[j]])
+            }
             _ => None,
         };
+        if let Some(j) = j0 {
+            // A zero gives its input no gradient; the input keeps its state.
+            if matches!(self.kernels[i], Kernel::Zero) {
+                fresh[j] = set0;
+            }
+        }
         match &self.kernels[i] {
             Kernel::Input | Kernel::Zero => {}
             Kernel::Conv { g, weight, bias } => {
@@ -583,7 +602,7 @@ impl Engine {
                     x.expect("an input"),
                     &self.params[*weight].value,
                     dy,
-                    dx0,
+                    dx0.map(|d| (d, set0)),
                     &mut dw,
                     db.as_deref_mut(),
                     n,
@@ -606,7 +625,7 @@ impl Engine {
                     x.expect("an input"),
                     &self.params[*weight].value,
                     dy,
-                    dx0,
+                    dx0.map(|d| (d, set0)),
                     &mut dw,
                     db.as_deref_mut(),
                     (n, *fi, *o),
@@ -629,7 +648,7 @@ impl Engine {
                 kernels::batch_norm_backward(
                     x.expect("an input"),
                     dy,
-                    dx0,
+                    dx0.map(|d| (d, set0)),
                     (n, *c, *hw),
                     &self.params[*weight].value,
                     &s.mean,
@@ -643,7 +662,7 @@ impl Engine {
             Kernel::Act(f) => {
                 if let Some(dx) = dx0 {
                     let f = *f;
-                    kernels::acc_map(dx, dy, x.expect("an input"), move |d, v| {
+                    kernels::acc_map(dx, set0, dy, x.expect("an input"), move |d, v| {
                         d * kernels::act_grad(f, v)
                     });
                 }
@@ -651,7 +670,7 @@ impl Engine {
             Kernel::LeakyRelu(s) => {
                 if let Some(dx) = dx0 {
                     let s = *s;
-                    kernels::acc_map(dx, dy, x.expect("an input"), move |d, v| {
+                    kernels::acc_map(dx, set0, dy, x.expect("an input"), move |d, v| {
                         if v > 0.0 {
                             d
                         } else {
@@ -663,7 +682,7 @@ impl Engine {
             Kernel::Clip(lo, hi) => {
                 if let Some(dx) = dx0 {
                     let (lo, hi) = (*lo, *hi);
-                    kernels::acc_map(dx, dy, x.expect("an input"), move |d, v| {
+                    kernels::acc_map(dx, set0, dy, x.expect("an input"), move |d, v| {
                         if v > lo && v < hi {
                             d
                         } else {
@@ -673,9 +692,12 @@ impl Engine {
                 }
             }
             Kernel::Add => {
-                for &j in &self.inputs[i] {
+                for (k, &j) in self.inputs[i].iter().enumerate() {
                     if needs[j] {
-                        kernels::add_into(&mut grads[j][..n * self.numel[j]], dy);
+                        // The first input's flag was taken above.
+                        let set = if k == 0 { set0 } else { fresh[j] };
+                        kernels::put(&mut grads[j][..n * self.numel[j]], dy, set);
+                        fresh[j] = false;
                     }
                 }
             }
@@ -685,12 +707,15 @@ impl Engine {
                 for &j in &self.inputs[i] {
                     let pj = self.numel[j];
                     if needs[j] {
+                        let set = if at == 0 { set0 } else { fresh[j] };
                         for img in 0..n {
-                            kernels::add_into(
+                            kernels::put(
                                 &mut grads[j][img * pj..(img + 1) * pj],
                                 &dy[img * per + at..img * per + at + pj],
+                                set,
                             );
                         }
+                        fresh[j] = false;
                     }
                     at += pj;
                 }
@@ -700,23 +725,27 @@ impl Engine {
                     let hw = *hw;
                     dx.par_chunks_mut(hw).zip(dy.par_iter()).for_each(|(p, d)| {
                         let v = d / hw as f32;
-                        p.iter_mut().for_each(|x| *x += v);
+                        if set0 {
+                            p.fill(v);
+                        } else {
+                            p.iter_mut().for_each(|x| *x += v);
+                        }
                     });
                 }
             }
             Kernel::MaxPool { g, arg } => {
                 if let Some(dx) = dx0 {
-                    kernels::max_pool_backward(g, dy, arg, dx, n * g.c);
+                    kernels::max_pool_backward(g, dy, arg, (dx, set0), n * g.c);
                 }
             }
             Kernel::AvgPool { g, div } => {
                 if let Some(dx) = dx0 {
-                    kernels::avg_pool_backward(g, div, dy, dx, n * g.c);
+                    kernels::avg_pool_backward(g, div, dy, (dx, set0), n * g.c);
                 }
             }
             Kernel::Copy => {
                 if let Some(dx) = dx0 {
-                    kernels::add_into(dx, dy);
+                    kernels::put(dx, dy, set0);
                 }
             }
         }
