@@ -4,6 +4,7 @@
 //!
 //! - `shared_data`: `../shared/data` (the reference data beside the repository) exists.
 //! - `ort_python`: `ARCHPROOF_ORT_PYTHON` names a Python with onnxruntime (the float32 check).
+//! - `torch_python`: `ARCHPROOF_TORCH_PYTHON` names a Python with torch (the training baseline).
 //!
 //! The library and the binary ignore both flags.
 
@@ -12,6 +13,8 @@ use std::path::Path;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(shared_data)");
     println!("cargo::rustc-check-cfg=cfg(ort_python)");
+    println!("cargo::rustc-check-cfg=cfg(torch_python)");
+    println!("cargo::rerun-if-env-changed=ARCHPROOF_TORCH_PYTHON");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=ARCHPROOF_ORT_PYTHON");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
@@ -23,5 +26,8 @@ fn main() {
     }
     if std::env::var_os("ARCHPROOF_ORT_PYTHON").is_some_and(|p| !p.is_empty()) {
         println!("cargo::rustc-cfg=ort_python");
+    }
+    if std::env::var_os("ARCHPROOF_TORCH_PYTHON").is_some_and(|p| !p.is_empty()) {
+        println!("cargo::rustc-cfg=torch_python");
     }
 }

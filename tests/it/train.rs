@@ -613,6 +613,75 @@ fn kernel_engine_and_candle_train_alike() {
     );
 }
 
+/// The kernel engine's weights after training are the same, bit for bit, on one thread and
+/// on two: sums over images are taken per fixed chunk and added in order.
+#[test]
+fn kernel_engine_results_do_not_depend_on_the_thread_count() {
+    let ds = small_shapes();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let g = archproof::models::build("resnet-mini", Some(Shape::chw(1, 16, 16)), Some(6)).unwrap();
+            let mut m = Model::new(&g, 5).unwrap();
+            let cfg = TrainConfig {
+                epochs: 1,
+                batch_size: 50,
+                seed: 5,
+                engine: train::TrainEngine::Kernels,
+                ..TrainConfig::default()
+            };
+            train::train(&mut m, &ds, &cfg, &|_| {}).unwrap();
+            weights_of(&m)
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one, two, "weights differ between 1 and 2 threads");
+}
+
+/// `bench train`'s baselines: PyTorch needs --python, a Python without torch is named with
+/// how to install it, and --python belongs to the PyTorch baseline only.
+#[test]
+fn bench_train_baselines_say_what_they_need() {
+    let out = archproof(&["bench", "train", "--baseline", "pytorch"]);
+    assert_bad_input(&out, &["--python"]);
+    let out = archproof(&["bench", "train", "--python", "python3"]);
+    assert_bad_input(&out, &["--baseline pytorch"]);
+    let has_torch = std::process::Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_torch {
+        eprintln!("python3 has torch here: the missing-torch message is not exercised");
+    } else {
+        let out = archproof(&["bench", "train", "--baseline", "pytorch", "--python", "python3"]);
+        assert_bad_input(&out, &["has no torch", "pip install torch"]);
+    }
+}
+
+/// The PyTorch mirrors of cnn-tiny, resnet-tiny and an NB201 network have archproof's
+/// parameter counts (the command refuses otherwise), and one short round gives ratios.
+#[test]
+#[cfg_attr(
+    not(torch_python),
+    ignore = "needs ARCHPROOF_TORCH_PYTHON, a Python with torch (see the README)"
+)]
+fn pytorch_mirrors_match_and_measure() {
+    let py = std::env::var("ARCHPROOF_TORCH_PYTHON").unwrap();
+    let cell = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|";
+    let out = archproof(&[
+        "bench", "train", "--model", "cnn-tiny", "--model", "resnet-tiny", "--model", cell,
+        "--baseline", "pytorch", "--python", &py, "--seconds", "0.2", "--rounds", "1", "--json",
+    ]);
+    let v = common::ok_json(&out);
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3);
+    for m in models {
+        assert!(m["ratio_train"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["baseline"]["train_images_per_s"].as_f64().unwrap() > 0.0, "{m}");
+    }
+    assert_eq!(models[0]["params"], 39110);
+}
+
 /// Acceptance: for every IR operator, candle's gradients agree with finite differences.
 #[test]
 fn gradients_match_finite_differences_for_every_operator() {
