@@ -225,12 +225,8 @@ pub struct TrainSettings {
     /// Adam's learning rate (cosine decay).
     pub lr: f64,
     /// The back end of the training steps (studies stored before it existed used candle).
-    #[serde(default = "candle_engine")]
+    #[serde(default = "TrainEngine::before_choice")]
     pub engine: TrainEngine,
-}
-
-fn candle_engine() -> TrainEngine {
-    TrainEngine::Candle
 }
 
 impl Default for TrainSettings {

@@ -94,6 +94,10 @@ struct EvalArgs {
     /// Adam's learning rate (cosine decay).
     #[arg(long, default_value_t = 0.002)]
     lr: f64,
+    /// The back end of the training steps: the kernel engine where it runs every operator
+    /// (auto), always the kernels, or always candle.
+    #[arg(long, value_enum, default_value = "auto")]
+    train_engine: archproof::train::TrainEngine,
     /// Directory for results.json and batch-sizes.svg.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -319,6 +323,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
                 batch_size: b,
                 epochs: a.epochs,
                 lr: a.lr,
+                engine: a.train_engine,
             };
             let acc = evonorm::train_anchor(&layers[l], anchor, &data, &cfg, s)
                 .map_err(anyhow::Error::msg)

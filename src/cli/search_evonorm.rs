@@ -60,6 +60,10 @@ pub struct EvonormArgs {
     /// Accuracy (%) under which a layer is rejected on any anchor.
     #[arg(long)]
     min_accuracy: Option<f64>,
+    /// The back end of the anchors' training steps [default: auto, the kernel engine where
+    /// it runs every operator, else candle].
+    #[arg(long, value_enum)]
+    train_engine: Option<archproof::train::TrainEngine>,
     /// Directory of the study: study.sqlite, summary.json, best.json, progress.svg,
     /// rejections.svg.
     #[arg(long)]
@@ -104,6 +108,7 @@ impl Settings {
                 batch_size: a.batch_size.unwrap_or(16),
                 epochs: 1,
                 lr: 0.003,
+                engine: a.train_engine.unwrap_or_default(),
             },
             rejection: Rejection {
                 min_accuracy: a.min_accuracy.map_or(0.3, |p| p / 100.0),

@@ -179,6 +179,9 @@ pub struct AnchorTraining {
     pub epochs: usize,
     /// Adam's learning rate (cosine decay).
     pub lr: f64,
+    /// The back end of the training steps (studies stored before it existed used candle).
+    #[serde(default = "crate::train::TrainEngine::before_choice")]
+    pub engine: crate::train::TrainEngine,
 }
 
 /// Trains `anchor` with `layer` on `data`'s training split and returns its accuracy on
@@ -216,6 +219,7 @@ pub fn train_network(
         lr: cfg.lr,
         optimizer: OptimizerKind::Adam,
         seed,
+        engine: cfg.engine,
         ..TrainConfig::default()
     };
     let report =

@@ -70,6 +70,14 @@ pub enum TrainEngine {
     Candle,
 }
 
+impl TrainEngine {
+    /// The back end of settings stored before there was a choice: candle. Studies resumed
+    /// from them keep training as they started.
+    pub fn before_choice() -> Self {
+        TrainEngine::Candle
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {

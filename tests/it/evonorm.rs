@@ -172,6 +172,7 @@ fn rejection_protocols_reject_known_bad_layers_and_keep_bn_relu() {
             batch_size: 16,
             epochs: 1,
             lr: 0.003,
+            engine: archproof::train::TrainEngine::Auto,
         },
         Rejection::default(),
     )

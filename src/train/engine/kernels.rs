@@ -243,7 +243,10 @@ impl Conv {
     /// (and its gradient), and output-shaped matrix.
     pub fn scratch_len(&self, per: usize) -> (usize, usize) {
         let gi = self.group(per);
-        (self.col_len() * gi, if gi > 1 { self.out_len() * gi } else { 0 })
+        (
+            self.col_len() * gi,
+            if gi > 1 { self.out_len() * gi } else { 0 },
+        )
     }
 }
 
@@ -255,7 +258,12 @@ fn shifted_range(lo: usize, hi: usize, shift: isize, len: usize) -> (usize, usiz
 }
 
 /// Sets to zero, in rows `ylo..yhi` of a `[Ho, wo]` block, the columns outside `xlo..xhi`.
-fn zero_edges(block: &mut [f32], wo: usize, (ylo, yhi): (usize, usize), (xlo, xhi): (usize, usize)) {
+fn zero_edges(
+    block: &mut [f32],
+    wo: usize,
+    (ylo, yhi): (usize, usize),
+    (xlo, xhi): (usize, usize),
+) {
     if xlo == 0 && xhi == wo {
         return;
     }
@@ -291,7 +299,13 @@ pub fn conv_forward(
                         depthwise_forward(g, xn, w, yn);
                     }
                 } else if g.pointwise() {
-                    matmul(yg, (g.o, howo, k), View::rows(w, k), View::rows(xg, howo), false);
+                    matmul(
+                        yg,
+                        (g.o, howo, k),
+                        View::rows(w, k),
+                        View::rows(xg, howo),
+                        false,
+                    );
                 } else {
                     let ld = m * howo;
                     for (j, xn) in xg.chunks(il).enumerate() {
@@ -306,7 +320,9 @@ pub fn conv_forward(
                         // [O, m * HoWo] to m images of [O, HoWo].
                         for (j, yn) in yg.chunks_mut(ol).enumerate() {
                             for (oc, row) in yn.chunks_mut(howo).enumerate() {
-                                row.copy_from_slice(&t[oc * ld + j * howo..oc * ld + (j + 1) * howo]);
+                                row.copy_from_slice(
+                                    &t[oc * ld + j * howo..oc * ld + (j + 1) * howo],
+                                );
                             }
                         }
                     }
@@ -384,9 +400,21 @@ pub fn conv_backward(
                 continue;
             }
             if g.pointwise() {
-                matmul(&mut s.dw, (g.o, k, howo), View::rows(dyg, howo), View::rows_t(xg, howo), true);
+                matmul(
+                    &mut s.dw,
+                    (g.o, k, howo),
+                    View::rows(dyg, howo),
+                    View::rows_t(xg, howo),
+                    true,
+                );
                 if let Some(dxn) = dxg {
-                    matmul(dxn, (k, howo, g.o), View::rows_t(w, k), View::rows(dyg, howo), !set);
+                    matmul(
+                        dxn,
+                        (k, howo, g.o),
+                        View::rows_t(w, k),
+                        View::rows(dyg, howo),
+                        !set,
+                    );
                 }
                 continue;
             }
@@ -415,7 +443,13 @@ pub fn conv_backward(
             );
             if let Some(dxg) = dxg {
                 let dcol = &mut s.dcol[..k * ld];
-                matmul(dcol, (k, ld, g.o), View::rows_t(w, k), View::rows(dmat, ld), false);
+                matmul(
+                    dcol,
+                    (k, ld, g.o),
+                    View::rows_t(w, k),
+                    View::rows(dmat, ld),
+                    false,
+                );
                 for (j, dxn) in dxg.chunks_mut(il).enumerate() {
                     col2im(g, dcol, ld, j * howo, dxn);
                 }

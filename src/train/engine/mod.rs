@@ -17,6 +17,7 @@
 
 pub mod gemm;
 pub mod kernels;
+pub mod normact;
 
 use candle_core::{Tensor, Var};
 use rayon::prelude::*;
@@ -98,6 +99,14 @@ enum Kernel {
     AvgPool {
         g: Pool,
         div: Vec<f32>,
+    },
+    /// A normalization-activation layer and its parameters.
+    NormAct {
+        layer: Box<normact::NormAct>,
+        weight: usize,
+        bias: usize,
+        v0: Option<usize>,
+        v1: Option<usize>,
     },
     /// Identity, flatten and reshape: the same numbers.
     Copy,
@@ -342,6 +351,22 @@ impl Engine {
                         }
                     }
                 }
+                Op::NormAct(layer) => {
+                    let (c, h, w) = chw(dims(0)).ok_or_else(|| {
+                        unsupported(i, "a normalization-activation layer of a non-image".into())
+                    })?;
+                    let mut layer = normact::NormAct::new(layer, c, h * w, capacity);
+                    for (k, m) in &mut layer.moving {
+                        *m = read(&model.buffers[&(i, format!("moving.{k}"))])?;
+                    }
+                    Kernel::NormAct {
+                        layer: Box::new(layer),
+                        weight: param(i, "weight").expect("a layer has a scale"),
+                        bias: param(i, "bias").expect("a layer has a shift"),
+                        v0: param(i, "v0"),
+                        v1: param(i, "v1"),
+                    }
+                }
                 Op::Flatten | Op::Reshape { .. } | Op::Identity => Kernel::Copy,
                 Op::Zero => Kernel::Zero,
                 other => return Err(unsupported(i, format!("the {} operator", other.kind()))),
@@ -544,6 +569,22 @@ impl Engine {
             Kernel::AvgPool { g, div } => {
                 kernels::avg_pool_forward(g, div, arg(0), out, n * g.c);
             }
+            Kernel::NormAct {
+                layer,
+                weight,
+                bias,
+                v0,
+                v1,
+            } => layer.forward(
+                arg(0),
+                out,
+                n,
+                train,
+                v0.map(|k| p[k].value.as_slice()),
+                v1.map(|k| p[k].value.as_slice()),
+                &p[*weight].value,
+                &p[*bias].value,
+            ),
             Kernel::Copy => out.copy_from_slice(arg(0)),
             Kernel::Zero => out.fill(0.0),
         }
@@ -592,8 +633,37 @@ impl Engine {
                 fresh[j] = set0;
             }
         }
-        match &self.kernels[i] {
+        match &mut self.kernels[i] {
             Kernel::Input | Kernel::Zero => {}
+            Kernel::NormAct {
+                layer,
+                weight,
+                bias,
+                v0,
+                v1,
+            } => {
+                let mut take = |k: usize| std::mem::take(&mut self.params[k].grad);
+                let (mut dg, mut db) = (take(*weight), take(*bias));
+                let mut d0 = v0.map(&mut take);
+                let mut d1 = v1.map(&mut take);
+                layer.backward(
+                    dy,
+                    dx0.map(|d| (d, set0)),
+                    n,
+                    &self.params[*weight].value,
+                    &mut dg,
+                    &mut db,
+                    d0.as_deref_mut(),
+                    d1.as_deref_mut(),
+                );
+                self.params[*weight].grad = dg;
+                self.params[*bias].grad = db;
+                for (k, d) in [(*v0, d0), (*v1, d1)] {
+                    if let (Some(k), Some(d)) = (k, d) {
+                        self.params[k].grad = d;
+                    }
+                }
+            }
             Kernel::Conv { g, weight, bias } => {
                 let mut dw = std::mem::take(&mut self.params[*weight].grad);
                 let mut db = bias.map(|b| std::mem::take(&mut self.params[b].grad));
@@ -890,6 +960,14 @@ impl Engine {
             let t = Tensor::from_slice(&p.value, p.dims.as_slice(), model.device())?;
             let var: &Var = &model.params[&(p.node, p.name.clone())];
             var.set(&t)?;
+        }
+        for (i, k) in self.kernels.iter().enumerate() {
+            if let Kernel::NormAct { layer, .. } = k {
+                for (prim, m) in &layer.moving {
+                    let t = Tensor::from_slice(m, m.len(), model.device())?;
+                    model.buffers.insert((i, format!("moving.{prim}")), t);
+                }
+            }
         }
         for s in &self.bn {
             for (name, v) in [
