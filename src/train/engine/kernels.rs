@@ -173,9 +173,16 @@ fn im2col(g: &Conv, x: &[f32], col: &mut [f32], ld: usize, at: usize) {
                         *v = *s;
                     }
                 } else {
+                    // Every `sx`-th input: fixed-size chunks (which compile to strided loads)
+                    // up to the last, which may end the row.
                     let ix0 = ((xlo * sx) as isize + offx) as usize;
-                    for (v, s) in d[xlo..xhi].iter_mut().zip(src[ix0..].chunks(sx)) {
-                        *v = s[0];
+                    if xhi > xlo {
+                        let n = xhi - xlo - 1;
+                        let run = &src[ix0..ix0 + n * sx];
+                        for (v, s) in d[xlo..xhi - 1].iter_mut().zip(run.chunks_exact(sx)) {
+                            *v = s[0];
+                        }
+                        d[xhi - 1] = src[ix0 + n * sx];
                     }
                 }
             }
@@ -216,8 +223,13 @@ fn col2im(g: &Conv, col: &mut [f32], ld: usize, at: usize, dx: &mut [f32]) {
                     }
                 } else {
                     let ix0 = ((xlo * sx) as isize + offx) as usize;
-                    for (a, b) in d[ix0..].chunks_mut(sx).zip(s) {
-                        a[0] += b;
+                    if let Some((last, body)) = s.split_last() {
+                        let n = body.len();
+                        let run = &mut d[ix0..ix0 + n * sx];
+                        for (a, b) in run.chunks_exact_mut(sx).zip(body) {
+                            a[0] += b;
+                        }
+                        d[ix0 + n * sx] += last;
                     }
                 }
             }
