@@ -25,8 +25,9 @@ const PYTORCH_SCRIPT: &str = include_str!("../../scripts/pytorch_train_bench.py"
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof bench train
-  archproof bench train --model cnn-tiny --model resnet-tiny --baseline pytorch --python V/bin/python
-  archproof bench train --model 'nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|' --baseline pytorch --python V/bin/python --json")]
+  archproof bench train --model cnn-tiny --model resnet-tiny \\
+      --baseline pytorch --python V/bin/python
+  archproof bench train --model resnet-mini --rounds 5 --seconds 2 --json")]
 pub struct TrainBenchArgs {
     /// The networks (zoo name, nb201:<cell>, or IR JSON), built for 1x16x16 inputs and 6
     /// classes; repeat the flag for several.
