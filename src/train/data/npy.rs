@@ -76,6 +76,13 @@ pub fn check_sizes(b: &[u8]) -> Result<(), Malformed> {
             )))
         }
     };
+    // candle reads the shape as the text between the first '(' and the last ')' of its part
+    // of the header: with one of each, that is the tuple checked here.
+    if header.matches('(').count() != 1 || header.matches(')').count() != 1 {
+        return Err(Malformed(
+            "the NPY header's shape must be one tuple of sizes, e.g. (60000, 28, 28)".into(),
+        ));
+    }
     let dims = value_of("'shape'")
         .and_then(|r| r.strip_prefix('('))
         .and_then(|r| r.split(')').next())
@@ -175,5 +182,9 @@ mod tests {
         assert!(check_sizes(b"\x93NUMPY\x01\x00\xff\xff{").is_err());
         // A second shape, which candle would take, is refused.
         assert!(check_sizes(&npy("<f4", "(1,), shape: (99999999999,)", &[0; 4])).is_err());
+        // Parentheses after the tuple, which candle would read as one huge size (found by
+        // fuzzing: candle then tried to allocate exabytes).
+        assert!(check_sizes(&npy("<f2", "(,)((((777777777777777777", &[0; 4])).is_err());
+        assert!(check_sizes(&npy("<f4", "(1,)", &[0; 4])).is_ok());
     }
 }
