@@ -35,8 +35,6 @@ pub struct Scratch {
     pub dw: Vec<f32>,
     /// This chunk's share of a bias gradient.
     pub db: Vec<f32>,
-    /// Outputs (or their gradients) of a group of images as one matrix.
-    pub tmp: Vec<f32>,
 }
 
 /// The geometry of a convolution over one image (padding applied on the fly).
@@ -237,31 +235,6 @@ fn col2im(g: &Conv, col: &mut [f32], ld: usize, at: usize, dx: &mut [f32]) {
     }
 }
 
-/// Elements of the window matrix of a group of images: images are put side by side in one
-/// matrix product while it stays this small (so it stays in the core's cache), which keeps
-/// the products wide on small feature maps.
-const GROUP_ELEMENTS: usize = 1;
-
-impl Conv {
-    /// Images per matrix product for chunks of `per` images.
-    fn group(&self, per: usize) -> usize {
-        if self.depthwise || self.pointwise() {
-            return 1;
-        }
-        (GROUP_ELEMENTS / (self.taps() * self.ho * self.wo).max(1)).clamp(1, per)
-    }
-
-    /// The scratch lengths this convolution needs for chunks of `per` images: window matrix
-    /// (and its gradient), and output-shaped matrix.
-    pub fn scratch_len(&self, per: usize) -> (usize, usize) {
-        let gi = self.group(per);
-        (
-            self.col_len() * gi,
-            if gi > 1 { self.out_len() * gi } else { 0 },
-        )
-    }
-}
-
 /// The part of `lo..hi` whose positions shifted by `shift` fall inside `0..len`.
 fn shifted_range(lo: usize, hi: usize, shift: isize, len: usize) -> (usize, usize) {
     let lo = lo.max((-shift).max(0) as usize);
@@ -286,7 +259,8 @@ fn zero_edges(
     }
 }
 
-/// `y = conv(x, w) + b` for a batch of `n` images.
+/// `y = conv(x, w) + b` for a batch of `n` images: one matrix product per image (images side
+/// by side in one wider product measured slower on these networks' small maps).
 pub fn conv_forward(
     g: &Conv,
     x: &[f32],
@@ -298,52 +272,32 @@ pub fn conv_forward(
 ) {
     let (il, ol, howo, k) = (g.in_len(), g.out_len(), g.ho * g.wo, g.taps());
     let per = chunk_images(n);
-    let gi = g.group(per);
     y[..n * ol]
         .par_chunks_mut(per * ol)
         .zip(x[..n * il].par_chunks(per * il))
         .zip(scratch.par_iter_mut())
         .for_each(|((yc, xc), s)| {
-            for (yg, xg) in yc.chunks_mut(gi * ol).zip(xc.chunks(gi * il)) {
-                let m = yg.len() / ol;
+            for (yn, xn) in yc.chunks_mut(ol).zip(xc.chunks(il)) {
                 if g.depthwise {
-                    for (yn, xn) in yg.chunks_mut(ol).zip(xg.chunks(il)) {
-                        depthwise_forward(g, xn, w, yn);
-                    }
-                } else if g.pointwise() {
+                    depthwise_forward(g, xn, w, yn);
+                } else {
+                    let cols: &[f32] = if g.pointwise() {
+                        xn
+                    } else {
+                        im2col(g, xn, &mut s.col, howo, 0);
+                        &s.col[..g.col_len()]
+                    };
                     matmul(
-                        yg,
+                        yn,
                         (g.o, howo, k),
                         View::rows(w, k),
-                        View::rows(xg, howo),
+                        View::rows(cols, howo),
                         false,
                     );
-                } else {
-                    let ld = m * howo;
-                    for (j, xn) in xg.chunks(il).enumerate() {
-                        im2col(g, xn, &mut s.col, ld, j * howo);
-                    }
-                    let cols = View::rows(&s.col[..k * ld], ld);
-                    if m == 1 {
-                        matmul(yg, (g.o, howo, k), View::rows(w, k), cols, false);
-                    } else {
-                        let t = &mut s.tmp[..g.o * ld];
-                        matmul(t, (g.o, ld, k), View::rows(w, k), cols, false);
-                        // [O, m * HoWo] to m images of [O, HoWo].
-                        for (j, yn) in yg.chunks_mut(ol).enumerate() {
-                            for (oc, row) in yn.chunks_mut(howo).enumerate() {
-                                row.copy_from_slice(
-                                    &t[oc * ld + j * howo..oc * ld + (j + 1) * howo],
-                                );
-                            }
-                        }
-                    }
                 }
                 if let Some(b) = b {
-                    for row_set in yg.chunks_mut(ol) {
-                        for (row, &bo) in row_set.chunks_mut(howo).zip(b) {
-                            row.iter_mut().for_each(|v| *v += bo);
-                        }
+                    for (row, &bo) in yn.chunks_mut(howo).zip(b) {
+                        row.iter_mut().for_each(|v| *v += bo);
                     }
                 }
             }
@@ -367,7 +321,6 @@ pub fn conv_backward(
     let set = dx.as_ref().is_some_and(|d| d.1);
     let dx = dx.map(|d| d.0);
     let per = chunk_images(n);
-    let gi = g.group(per);
     let chunks = n.div_ceil(per);
     let mut dxs: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx[..n * il].chunks_mut(per * il).map(Some).collect(),
@@ -389,82 +342,59 @@ pub fn conv_backward(
                 *dbo += row.iter().sum::<f32>();
             }
         }
-        let mut start = first;
-        while start < last {
-            let m = gi.min(last - start);
-            let xg = &x[start * il..(start + m) * il];
-            let dyg = &dy[start * ol..(start + m) * ol];
-            let j0 = start - first;
-            let mut dxg = dxc.as_deref_mut().map(|d| &mut d[j0 * il..(j0 + m) * il]);
-            start += m;
+        for img in first..last {
+            let xn = &x[img * il..(img + 1) * il];
+            let dyn_ = &dy[img * ol..(img + 1) * ol];
+            let j = img - first;
+            let mut dxn = dxc.as_deref_mut().map(|d| &mut d[j * il..(j + 1) * il]);
             let pointwise = g.pointwise() && !g.depthwise;
             if set && !pointwise {
                 // Kernels below add into the input gradient: start it at zero, in cache.
-                if let Some(d) = dxg.as_deref_mut() {
+                if let Some(d) = dxn.as_deref_mut() {
                     d.fill(0.0);
                 }
             }
             if g.depthwise {
-                for (j, (xn, dyn_)) in xg.chunks(il).zip(dyg.chunks(ol)).enumerate() {
-                    let dxn = dxg.as_deref_mut().map(|d| &mut d[j * il..(j + 1) * il]);
-                    depthwise_backward(g, xn, w, dyn_, dxn, &mut s.dw);
-                }
+                depthwise_backward(g, xn, w, dyn_, dxn, &mut s.dw);
                 continue;
             }
-            if g.pointwise() {
+            if pointwise {
                 matmul(
                     &mut s.dw,
                     (g.o, k, howo),
-                    View::rows(dyg, howo),
-                    View::rows_t(xg, howo),
+                    View::rows(dyn_, howo),
+                    View::rows_t(xn, howo),
                     true,
                 );
-                if let Some(dxn) = dxg {
+                if let Some(dxn) = dxn {
                     matmul(
                         dxn,
                         (k, howo, g.o),
                         View::rows_t(w, k),
-                        View::rows(dyg, howo),
+                        View::rows(dyn_, howo),
                         !set,
                     );
                 }
                 continue;
             }
-            let ld = m * howo;
-            for (j, xn) in xg.chunks(il).enumerate() {
-                im2col(g, xn, &mut s.col, ld, j * howo);
-            }
-            // The output gradient as one [O, m * HoWo] matrix.
-            let dmat: &[f32] = if m == 1 {
-                dyg
-            } else {
-                let t = &mut s.tmp[..g.o * ld];
-                for (j, dyn_) in dyg.chunks(ol).enumerate() {
-                    for (oc, row) in dyn_.chunks(howo).enumerate() {
-                        t[oc * ld + j * howo..oc * ld + (j + 1) * howo].copy_from_slice(row);
-                    }
-                }
-                &s.tmp[..g.o * ld]
-            };
+            im2col(g, xn, &mut s.col, howo, 0);
             matmul(
                 &mut s.dw,
-                (g.o, k, ld),
-                View::rows(dmat, ld),
-                View::rows_t(&s.col[..k * ld], ld),
+                (g.o, k, howo),
+                View::rows(dyn_, howo),
+                View::rows_t(&s.col[..g.col_len()], howo),
                 true,
             );
-            if let Some(dxg) = dxg {
-                let dcol = &mut s.dcol[..k * ld];
+            if let Some(dxn) = dxn {
+                let dcol = &mut s.dcol[..g.col_len()];
                 matmul(
                     dcol,
-                    (k, ld, g.o),
+                    (k, howo, g.o),
                     View::rows_t(w, k),
-                    View::rows(dmat, ld),
+                    View::rows(dyn_, howo),
                     false,
                 );
-                for (j, dxn) in dxg.chunks_mut(il).enumerate() {
-                    col2im(g, dcol, ld, j * howo, dxn);
-                }
+                col2im(g, dcol, howo, 0, dxn);
             }
         }
     });

@@ -202,7 +202,7 @@ impl Engine {
         let param = |i: usize, name: &str| param_of.get(&(i, name.to_string())).copied();
         let mut kernels: Vec<Kernel> = (0..nodes).map(|_| Kernel::Zero).collect();
         let mut bn = Vec::new();
-        let (mut col, mut tmp, mut wlen, mut olen) = (0usize, 0usize, 0usize, 0usize);
+        let (mut col, mut wlen, mut olen) = (0usize, 0usize, 0usize);
         let mut input = None;
         for &id in &model.order {
             let i = id.index();
@@ -250,9 +250,7 @@ impl Engine {
                         wo,
                         depthwise,
                     };
-                    let (c_len, t_len) = g.scratch_len(kernels::chunk_images(capacity));
-                    col = col.max(c_len);
-                    tmp = tmp.max(t_len);
+                    col = col.max(g.col_len());
                     wlen = wlen.max(g.weight_len());
                     olen = olen.max(g.o);
                     Kernel::Conv {
@@ -385,7 +383,6 @@ impl Engine {
                 dcol: vec![0.0; col],
                 dw: vec![0.0; wlen],
                 db: vec![0.0; olen],
-                tmp: vec![0.0; tmp],
             })
             .collect();
         let output = graph.outputs()[0].index();
