@@ -83,10 +83,19 @@ pub fn check_sizes(b: &[u8]) -> Result<(), Malformed> {
             "the NPY header's shape must be one tuple of sizes, e.g. (60000, 28, 28)".into(),
         ));
     }
-    let dims = value_of("'shape'")
+    let (dims, after) = value_of("'shape'")
         .and_then(|r| r.strip_prefix('('))
-        .and_then(|r| r.split(')').next())
+        .and_then(|r| r.split_once(')'))
         .ok_or_else(|| Malformed("the NPY header has no shape".into()))?;
+    // candle takes the shape's text up to the next comma outside parentheses, less brackets
+    // and commas at its ends: anything but the next key or the end of the header after the
+    // tuple would become part of a size.
+    if !matches!(after.trim_start().chars().next(), None | Some(',') | Some('}')) {
+        return Err(Malformed(format!(
+            "the NPY header has text after its shape ({dims}): '{}'",
+            after.trim().chars().take(20).collect::<String>()
+        )));
+    }
     let mut need: Option<usize> = Some(item);
     for d in dims.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let d: usize = d
@@ -185,6 +194,7 @@ mod tests {
         // Parentheses after the tuple, which candle would read as one huge size (found by
         // fuzzing: candle then tried to allocate exabytes).
         assert!(check_sizes(&npy("<f2", "(,)((((777777777777777777", &[0; 4])).is_err());
+        assert!(check_sizes(&npy("<f2", "(,)0000014347467612885", &[0; 4])).is_err());
         assert!(check_sizes(&npy("<f4", "(1,)", &[0; 4])).is_ok());
     }
 }
