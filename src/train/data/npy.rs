@@ -90,7 +90,10 @@ pub fn check_sizes(b: &[u8]) -> Result<(), Malformed> {
     // candle takes the shape's text up to the next comma outside parentheses, less brackets
     // and commas at its ends: anything but the next key or the end of the header after the
     // tuple would become part of a size.
-    if !matches!(after.trim_start().chars().next(), None | Some(',') | Some('}')) {
+    if !matches!(
+        after.trim_start().chars().next(),
+        None | Some(',') | Some('}')
+    ) {
         return Err(Malformed(format!(
             "the NPY header has text after its shape ({dims}): '{}'",
             after.trim().chars().take(20).collect::<String>()
