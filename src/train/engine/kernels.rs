@@ -124,18 +124,17 @@ fn for_taps(g: &Conv, mut f: impl FnMut(usize, (usize, usize), (usize, usize), i
     }
 }
 
-/// The windows of one image into the columns `at..at + HoWo` of a matrix with rows of `ld`:
-/// `col[(ci * kk + tap) * ld + at + oy * Wo + ox]`. Rows are short
+/// The windows of one image: `col[(ci * kk + tap) * HoWo + oy * Wo + ox]`. Rows are short
 /// (a feature map's width), so they are written element by element, which the compiler
 /// vectorises, rather than through `memcpy` calls.
-fn im2col(g: &Conv, x: &[f32], col: &mut [f32], ld: usize, at: usize) {
+fn im2col(g: &Conv, x: &[f32], col: &mut [f32]) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
     let (wo, sx) = (g.wo, g.stride[1]);
     let same = g.same_stride_one();
     for ci in 0..g.c {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
-            let row = (ci * kk + tap) * ld + at;
+            let row = (ci * kk + tap) * howo;
             let dst = &mut col[row..row + howo];
             if same {
                 // The tap's window is the plane shifted by one offset: one copy, then the
@@ -190,14 +189,14 @@ fn im2col(g: &Conv, x: &[f32], col: &mut [f32], ld: usize, at: usize) {
 
 /// The adjoint of [`im2col`]: adds the windows' gradients into the image's.
 /// `col` is used as scratch: its entries for positions outside the input are set to zero.
-fn col2im(g: &Conv, col: &mut [f32], ld: usize, at: usize, dx: &mut [f32]) {
+fn col2im(g: &Conv, col: &mut [f32], dx: &mut [f32]) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
     let sx = g.stride[1];
     let same = g.same_stride_one();
     for ci in 0..g.c {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
-            let row = (ci * kk + tap) * ld + at;
+            let row = (ci * kk + tap) * howo;
             if same {
                 let src = &mut col[row..row + howo];
                 zero_edges(src, g.wo, (ylo, yhi), (xlo, xhi));
@@ -284,7 +283,7 @@ pub fn conv_forward(
                     let cols: &[f32] = if g.pointwise() {
                         xn
                     } else {
-                        im2col(g, xn, &mut s.col, howo, 0);
+                        im2col(g, xn, &mut s.col);
                         &s.col[..g.col_len()]
                     };
                     matmul(
@@ -377,7 +376,7 @@ pub fn conv_backward(
                 }
                 continue;
             }
-            im2col(g, xn, &mut s.col, howo, 0);
+            im2col(g, xn, &mut s.col);
             matmul(
                 &mut s.dw,
                 (g.o, k, howo),
@@ -394,7 +393,7 @@ pub fn conv_backward(
                     View::rows(dyn_, howo),
                     false,
                 );
-                col2im(g, dcol, howo, 0, dxn);
+                col2im(g, dcol, dxn);
             }
         }
     });
@@ -947,10 +946,9 @@ mod tests {
                 .map(|i| (i as f32 * 0.7).cos())
                 .collect();
             let mut col = vec![0.0; c.len()];
-            let howo = g.ho * g.wo;
-            im2col(&g, &x, &mut col, howo, 0);
+            im2col(&g, &x, &mut col);
             let mut back = vec![0.0; x.len()];
-            col2im(&g, &mut c.clone(), howo, 0, &mut back);
+            col2im(&g, &mut c.clone(), &mut back);
             let lhs: f64 = col.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
             assert!(
