@@ -624,12 +624,6 @@ impl Engine {
             }
             _ => None,
         };
-        if let Some(j) = j0 {
-            // A zero gives its input no gradient; the input keeps its state.
-            if matches!(self.kernels[i], Kernel::Zero) {
-                fresh[j] = set0;
-            }
-        }
         match &mut self.kernels[i] {
             Kernel::Input | Kernel::Zero => {}
             Kernel::NormAct {
