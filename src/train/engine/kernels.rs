@@ -110,18 +110,37 @@ fn valid(out: usize, s: usize, off: isize, len: usize) -> (usize, usize) {
     (lo, hi.clamp(lo, out))
 }
 
-/// For each tap `(ky, kx)` of plane geometry `g`: its index, the valid output rows and
-/// columns, and the input offsets, calling `f(tap, (ylo, yhi), (xlo, xhi), offy, offx)`.
-fn for_taps(g: &Conv, mut f: impl FnMut(usize, (usize, usize), (usize, usize), isize, isize)) {
+/// One tap `(ky, kx)` of a window: its index, the output rows and columns whose input lies
+/// inside the plane, and the input offsets.
+#[derive(Clone, Copy)]
+struct Tap {
+    index: usize,
+    ys: (usize, usize),
+    xs: (usize, usize),
+    offy: isize,
+    offx: isize,
+}
+
+/// The taps of plane geometry `g`, computed once per call rather than per channel (the ranges
+/// take divisions).
+fn tap_table(g: &Conv) -> Vec<Tap> {
+    let mut taps = Vec::with_capacity(g.kh * g.kw);
     for ky in 0..g.kh {
         let offy = (ky * g.dil[0]) as isize - g.pad[0] as isize;
         let ys = valid(g.ho, g.stride[0], offy, g.h);
         for kx in 0..g.kw {
             let offx = (kx * g.dil[1]) as isize - g.pad[1] as isize;
             let xs = valid(g.wo, g.stride[1], offx, g.w);
-            f(ky * g.kw + kx, ys, xs, offy, offx);
+            taps.push(Tap {
+                index: ky * g.kw + kx,
+                ys,
+                xs,
+                offy,
+                offx,
+            });
         }
     }
+    taps
 }
 
 /// The windows of one image: `col[(ci * kk + tap) * HoWo + oy * Wo + ox]`. Rows are short
@@ -131,9 +150,17 @@ fn im2col(g: &Conv, x: &[f32], col: &mut [f32]) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
     let (wo, sx) = (g.wo, g.stride[1]);
     let same = g.same_stride_one();
+    let taps = tap_table(g);
     for ci in 0..g.c {
         let plane = &x[ci * hw..(ci + 1) * hw];
-        for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
+        for &Tap {
+            index: tap,
+            ys: (ylo, yhi),
+            xs: (xlo, xhi),
+            offy,
+            offx,
+        } in &taps
+        {
             let row = (ci * kk + tap) * howo;
             let dst = &mut col[row..row + howo];
             if same {
@@ -146,7 +173,7 @@ fn im2col(g: &Conv, x: &[f32], col: &mut [f32]) {
                 let from = (lo as isize + shift) as usize;
                 dst[lo..hi].copy_from_slice(&plane[from..from + (hi - lo)]);
                 zero_edges(dst, wo, (ylo, yhi), (xlo, xhi));
-                return;
+                continue;
             }
             for v in &mut dst[..ylo * wo] {
                 *v = 0.0;
@@ -183,7 +210,7 @@ fn im2col(g: &Conv, x: &[f32], col: &mut [f32]) {
                     }
                 }
             }
-        });
+        }
     }
 }
 
@@ -193,9 +220,17 @@ fn col2im(g: &Conv, col: &mut [f32], dx: &mut [f32]) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
     let sx = g.stride[1];
     let same = g.same_stride_one();
+    let taps = tap_table(g);
     for ci in 0..g.c {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
-        for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
+        for &Tap {
+            index: tap,
+            ys: (ylo, yhi),
+            xs: (xlo, xhi),
+            offy,
+            offx,
+        } in &taps
+        {
             let row = (ci * kk + tap) * howo;
             if same {
                 let src = &mut col[row..row + howo];
@@ -206,7 +241,7 @@ fn col2im(g: &Conv, col: &mut [f32], dx: &mut [f32]) {
                 for (a, b) in plane[from..from + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
                     *a += b;
                 }
-                return;
+                continue;
             }
             let src = &col[row..row + howo];
             for oy in ylo..yhi {
@@ -230,7 +265,7 @@ fn col2im(g: &Conv, col: &mut [f32], dx: &mut [f32]) {
                     }
                 }
             }
-        });
+        }
     }
 }
 
@@ -248,13 +283,16 @@ fn zero_edges(
     (ylo, yhi): (usize, usize),
     (xlo, xhi): (usize, usize),
 ) {
-    if xlo == 0 && xhi == wo {
+    if (xlo == 0 && xhi == wo) || ylo >= yhi {
         return;
     }
-    for oy in ylo..yhi {
-        let r = &mut block[oy * wo..(oy + 1) * wo];
-        r[..xlo].iter_mut().for_each(|v| *v = 0.0);
-        r[xhi..].iter_mut().for_each(|v| *v = 0.0);
+    // Column by column, one element per row: the runs are a padding wide, too short for a
+    // `memset` call per row to pay.
+    let rows = &mut block[ylo * wo..yhi * wo];
+    for x in (0..xlo).chain(xhi..wo) {
+        for v in rows[x..].iter_mut().step_by(wo) {
+            *v = 0.0;
+        }
     }
 }
 
@@ -410,12 +448,20 @@ pub fn conv_backward(
 
 fn depthwise_forward(g: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
+    let taps = tap_table(g);
     for ch in 0..g.c {
         let plane = &x[ch * hw..(ch + 1) * hw];
         let out = &mut y[ch * howo..(ch + 1) * howo];
         out.fill(0.0);
         let wc = &w[ch * kk..(ch + 1) * kk];
-        for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
+        for &Tap {
+            index: tap,
+            ys: (ylo, yhi),
+            xs: (xlo, xhi),
+            offy,
+            offx,
+        } in &taps
+        {
             let wt = wc[tap];
             for oy in ylo..yhi {
                 let iy = ((oy * g.stride[0]) as isize + offy) as usize;
@@ -425,7 +471,7 @@ fn depthwise_forward(g: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
                     d[ox] += wt * src[((ox * g.stride[1]) as isize + offx) as usize];
                 }
             }
-        });
+        }
     }
 }
 
@@ -439,13 +485,21 @@ fn depthwise_backward(
     dw: &mut [f32],
 ) {
     let (hw, howo, kk) = (g.h * g.w, g.ho * g.wo, g.kh * g.kw);
+    let taps = tap_table(g);
     for ch in 0..g.c {
         let plane = &x[ch * hw..(ch + 1) * hw];
         let d = &dy[ch * howo..(ch + 1) * howo];
         let wc = &w[ch * kk..(ch + 1) * kk];
         let dwc = &mut dw[ch * kk..(ch + 1) * kk];
         let mut dplane = dx.as_deref_mut().map(|dx| &mut dx[ch * hw..(ch + 1) * hw]);
-        for_taps(g, |tap, (ylo, yhi), (xlo, xhi), offy, offx| {
+        for &Tap {
+            index: tap,
+            ys: (ylo, yhi),
+            xs: (xlo, xhi),
+            offy,
+            offx,
+        } in &taps
+        {
             let mut acc = 0.0f32;
             for oy in ylo..yhi {
                 let iy = ((oy * g.stride[0]) as isize + offy) as usize;
@@ -459,7 +513,7 @@ fn depthwise_backward(
                 }
             }
             dwc[tap] += acc;
-        });
+        }
     }
 }
 
@@ -789,7 +843,7 @@ impl Pool {
 /// Max pooling (padding counts as -inf); records each output's source index in its plane.
 pub fn max_pool_forward(g: &Pool, x: &[f32], y: &mut [f32], arg: &mut [u32], planes: usize) {
     let (hw, howo) = (g.h * g.w, g.ho * g.wo);
-    let cg = g.as_conv();
+    let taps = tap_table(&g.as_conv());
     y[..planes * howo]
         .par_chunks_mut(howo)
         .zip(arg[..planes * howo].par_chunks_mut(howo))
@@ -797,7 +851,14 @@ pub fn max_pool_forward(g: &Pool, x: &[f32], y: &mut [f32], arg: &mut [u32], pla
         .for_each(|((yp, ap), xp)| {
             yp.fill(f32::NEG_INFINITY);
             ap.fill(u32::MAX);
-            for_taps(&cg, |_, (ylo, yhi), (xlo, xhi), offy, offx| {
+            for &Tap {
+                ys: (ylo, yhi),
+                xs: (xlo, xhi),
+                offy,
+                offx,
+                ..
+            } in &taps
+            {
                 for oy in ylo..yhi {
                     let iy = ((oy * g.stride[0]) as isize + offy) as usize;
                     for ox in xlo..xhi {
@@ -809,7 +870,7 @@ pub fn max_pool_forward(g: &Pool, x: &[f32], y: &mut [f32], arg: &mut [u32], pla
                         }
                     }
                 }
-            });
+            }
         });
 }
 
@@ -844,26 +905,39 @@ pub fn avg_pool_divisors(g: &Pool) -> Vec<f32> {
         return vec![(g.kernel[0] * g.kernel[1]) as f32; g.ho * g.wo];
     }
     let mut d = vec![0.0f32; g.ho * g.wo];
-    for_taps(&g.as_conv(), |_, (ylo, yhi), (xlo, xhi), _, _| {
+    let taps = tap_table(&g.as_conv());
+    for &Tap {
+        ys: (ylo, yhi),
+        xs: (xlo, xhi),
+        ..
+    } in &taps
+    {
         for oy in ylo..yhi {
             for v in &mut d[oy * g.wo + xlo..oy * g.wo + xhi] {
                 *v += 1.0;
             }
         }
-    });
+    }
     d
 }
 
 /// Average pooling (padding counts as 0).
 pub fn avg_pool_forward(g: &Pool, div: &[f32], x: &[f32], y: &mut [f32], planes: usize) {
     let (hw, howo) = (g.h * g.w, g.ho * g.wo);
-    let cg = g.as_conv();
+    let taps = tap_table(&g.as_conv());
     y[..planes * howo]
         .par_chunks_mut(howo)
         .zip(x[..planes * hw].par_chunks(hw))
         .for_each(|(yp, xp)| {
             yp.fill(0.0);
-            for_taps(&cg, |_, (ylo, yhi), (xlo, xhi), offy, offx| {
+            for &Tap {
+                ys: (ylo, yhi),
+                xs: (xlo, xhi),
+                offy,
+                offx,
+                ..
+            } in &taps
+            {
                 for oy in ylo..yhi {
                     let iy = ((oy * g.stride[0]) as isize + offy) as usize;
                     let src = &xp[iy * g.w..(iy + 1) * g.w];
@@ -872,7 +946,7 @@ pub fn avg_pool_forward(g: &Pool, div: &[f32], x: &[f32], y: &mut [f32], planes:
                         d[ox] += src[((ox * g.stride[1]) as isize + offx) as usize];
                     }
                 }
-            });
+            }
             yp.iter_mut().zip(div).for_each(|(v, d)| *v /= d);
         });
 }
@@ -886,7 +960,7 @@ pub fn avg_pool_backward(
     planes: usize,
 ) {
     let (hw, howo) = (g.h * g.w, g.ho * g.wo);
-    let cg = g.as_conv();
+    let taps = tap_table(&g.as_conv());
     dx[..planes * hw]
         .par_chunks_mut(hw)
         .zip(dy[..planes * howo].par_chunks(howo))
@@ -894,7 +968,14 @@ pub fn avg_pool_backward(
             if set {
                 dp.fill(0.0);
             }
-            for_taps(&cg, |_, (ylo, yhi), (xlo, xhi), offy, offx| {
+            for &Tap {
+                ys: (ylo, yhi),
+                xs: (xlo, xhi),
+                offy,
+                offx,
+                ..
+            } in &taps
+            {
                 for oy in ylo..yhi {
                     let iy = ((oy * g.stride[0]) as isize + offy) as usize;
                     let row = &mut dp[iy * g.w..(iy + 1) * g.w];
@@ -903,7 +984,7 @@ pub fn avg_pool_backward(
                         row[((ox * g.stride[1]) as isize + offx) as usize] += d[o] / div[o];
                     }
                 }
-            });
+            }
         });
 }
 
