@@ -5,8 +5,12 @@
 //! - `shared_data`: `../shared/data` (the reference data beside the repository) exists.
 //! - `ort_python`: `ARCHPROOF_ORT_PYTHON` names a Python with onnxruntime (the float32 check).
 //! - `torch_python`: `ARCHPROOF_TORCH_PYTHON` names a Python with torch (the training baseline).
+//! - `test_postgres`: `ARCHPROOF_TEST_POSTGRES` is the URL of a PostgreSQL database whose role
+//!   may create databases (the shared-study tests make scratch ones).
+//! - `test_postgres_restart`: `ARCHPROOF_TEST_POSTGRES_RESTART` is a shell command that
+//!   restarts that server (the test of workers reconnecting).
 //!
-//! The library and the binary ignore both flags.
+//! The library and the binary ignore these flags.
 
 use std::path::Path;
 
@@ -14,6 +18,10 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(shared_data)");
     println!("cargo::rustc-check-cfg=cfg(ort_python)");
     println!("cargo::rustc-check-cfg=cfg(torch_python)");
+    println!("cargo::rustc-check-cfg=cfg(test_postgres)");
+    println!("cargo::rustc-check-cfg=cfg(test_postgres_restart)");
+    println!("cargo::rerun-if-env-changed=ARCHPROOF_TEST_POSTGRES");
+    println!("cargo::rerun-if-env-changed=ARCHPROOF_TEST_POSTGRES_RESTART");
     println!("cargo::rerun-if-env-changed=ARCHPROOF_TORCH_PYTHON");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=ARCHPROOF_ORT_PYTHON");
@@ -29,5 +37,11 @@ fn main() {
     }
     if std::env::var_os("ARCHPROOF_TORCH_PYTHON").is_some_and(|p| !p.is_empty()) {
         println!("cargo::rustc-cfg=torch_python");
+    }
+    if std::env::var_os("ARCHPROOF_TEST_POSTGRES").is_some_and(|p| !p.is_empty()) {
+        println!("cargo::rustc-cfg=test_postgres");
+    }
+    if std::env::var_os("ARCHPROOF_TEST_POSTGRES_RESTART").is_some_and(|p| !p.is_empty()) {
+        println!("cargo::rustc-cfg=test_postgres_restart");
     }
 }

@@ -134,6 +134,58 @@ pub struct OutputFlags {
     pub quiet: bool,
 }
 
+/// Where a study is stored, for the commands that run one: the run folder's own SQLite file,
+/// or a store that many worker processes share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreFlags {
+    /// A study store that worker processes share: postgresql://USER:PASSWORD@HOST/DATABASE,
+    /// or sqlite:PATH (processes of one machine) [default: OUT/study.sqlite]. Every process
+    /// given the same --storage and --study joins the study and claims its trials.
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// The study's name in --storage (letters, digits, '-', '_', '.') [default: default].
+    #[arg(long, requires = "storage")]
+    pub study: Option<String>,
+    /// Seconds between a worker's heartbeats.
+    #[arg(long, default_value_t = 5.0)]
+    pub heartbeat: f64,
+    /// Seconds without a heartbeat after which another worker takes over a running trial
+    /// (at once, on the same machine, when the worker's process is gone).
+    #[arg(long, default_value_t = 60.0)]
+    pub heartbeat_grace: f64,
+}
+
+impl StoreFlags {
+    /// The storage and study name: --storage, or OUT/study.sqlite; `None` with neither.
+    /// The flag says whether --storage was given (a shared study, joined rather than created).
+    pub fn target(
+        &self,
+        out: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<(archproof::search::Storage, String, bool)>> {
+        use archproof::search::store::DEFAULT_STUDY;
+        let name = self.study.clone().unwrap_or_else(|| DEFAULT_STUDY.into());
+        archproof::search::store::check_study_name(&name)?;
+        Ok(match (&self.storage, out) {
+            (Some(url), _) => Some((url.parse()?, name, true)),
+            (None, Some(out)) => Some((
+                archproof::search::Storage::Sqlite(out.join("study.sqlite")),
+                name,
+                false,
+            )),
+            (None, None) => None,
+        })
+    }
+
+    /// Heartbeat settings of this process's workers.
+    pub fn options(&self) -> archproof::search::WorkerOptions {
+        archproof::search::WorkerOptions {
+            heartbeat: self.heartbeat,
+            grace: self.heartbeat_grace,
+            slots: None,
+        }
+    }
+}
+
 impl OutputFlags {
     /// Whether progress stays hidden: asked for, or stdout carries JSON.
     pub fn no_progress(&self) -> bool {

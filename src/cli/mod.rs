@@ -18,6 +18,7 @@ mod robustness;
 mod search;
 mod search_deepmad;
 mod search_evonorm;
+mod study;
 mod train;
 mod verify;
 mod zoo;
@@ -57,6 +58,7 @@ enum Command {
     Proxies(proxies::Args),
     Evonorm(evonorm::Args),
     Report(report::Args),
+    Study(study::Args),
     Robustness(robustness::Args),
     Completions(CompletionsArgs),
 }
@@ -117,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxies(a) => proxies::run(a),
         Command::Evonorm(a) => evonorm::run(a),
         Command::Report(a) => report::run(a),
+        Command::Study(a) => study::run(a),
         Command::Robustness(a) => robustness::run(a),
         Command::Completions(a) => {
             use clap::CommandFactory;

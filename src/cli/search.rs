@@ -10,10 +10,10 @@ use archproof::cells::search::{
     Summary, TrainSettings, DEFAULT_PROXY_BATCH,
 };
 use archproof::cells::{figures, metric, CellSpace};
-use archproof::search::{Store, Study};
+use archproof::search::{Attach, Delayed, Evaluator, Storage, Study};
 use clap::Subcommand;
 
-use super::common::{command_line, print_json, refuse_existing, OutputFlags};
+use super::common::{command_line, print_json, refuse_existing, OutputFlags, StoreFlags};
 use super::progress::Progress;
 
 /// Run an architecture search.
@@ -38,6 +38,9 @@ enum Kind {
 ///
 /// Every finished trial is committed to OUT/study.sqlite at once; a killed search continues
 /// with `--resume`, losing and repeating nothing, and ends as the uninterrupted run would.
+/// With `--storage postgresql://...` (or sqlite:PATH) and `--study NAME`, every process
+/// started with the same command joins the study and claims trials from it: run it on as many
+/// machines as you like; the trials and the best result are those of a single process.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof search cell --space search-spaces/nb201.toml \\
@@ -55,7 +58,10 @@ enum Kind {
   archproof search cell --space search-spaces/nb201.toml \\
       --benchmark nb201-cifar10.csv --objectives accuracy,latency_ms_pixel3 \\
       --budget-seconds 12000 --out runs/pareto
-  archproof search cell --resume --out runs/rea")]
+  archproof search cell --resume --out runs/rea
+  archproof search cell --space search-spaces/nasnet.toml --evaluator train \
+      --dataset shapes --trials 400 --batch 8 --seed 1 \
+      --storage postgresql://ann:PASSWORD@dbhost/archproof --study nasnet-shapes")]
 pub struct CellArgs {
     /// The space: a search-spaces/*.toml file or a space name (nb201, nasnet).
     #[arg(long)]
@@ -133,14 +139,19 @@ pub struct CellArgs {
     /// paper's protocol repeats 500 runs).
     #[arg(long, conflicts_with_all = ["resume", "halt_after"])]
     runs: Option<usize>,
-    /// Continue the study in OUT with its stored settings.
+    /// Continue the study in OUT (or --storage/--study) with its stored settings.
     #[arg(long, conflicts_with = "force")]
     resume: bool,
+    #[command(flatten)]
+    store: StoreFlags,
     #[command(flatten)]
     output: OutputFlags,
     /// Abort the process after this many new trials (to test resuming).
     #[arg(long, hide = true)]
     halt_after: Option<usize>,
+    /// Wait this many seconds in every evaluation (to test and measure shared studies).
+    #[arg(long, hide = true)]
+    evaluation_delay: Option<f64>,
 }
 
 /// The settings of each strategy the arguments name (one unless --runs compares several).
@@ -286,77 +297,89 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn run_cell(a: CellArgs) -> Result<ExitCode> {
-    let stored_store = if a.resume {
-        let Some(out) = &a.out else {
-            bail!("--resume needs --out DIR (where the study is stored)");
+    let target = a.store.target(a.out.as_deref())?;
+    let resumed_settings = if a.resume {
+        let Some((storage, name, _)) = &target else {
+            bail!("--resume needs --out DIR or --storage URL (where the study is stored)");
         };
-        let db = out.join("study.sqlite");
-        let store = Store::open(&db)?;
-        let stored: CellSettings = serde_json::from_value(store.header()?.settings)
-            .with_context(|| format!("{}: not a cell search", db.display()))?;
-        Some((resumed(stored, &a)?, store))
+        let header = storage.open_existing(name)?.existing_header()?;
+        let stored: CellSettings = serde_json::from_value(header.settings)
+            .with_context(|| format!("{storage} (study {name}): not a cell search"))?;
+        Some(resumed(stored, &a)?)
     } else {
         None
     };
-    let all = match &stored_store {
-        Some((s, _)) => vec![s.clone()],
+    let all = match &resumed_settings {
+        Some(s) => vec![s.clone()],
         None => settings_from_args(&a)?,
     };
     for s in &all {
         s.check()?;
     }
-    let store = stored_store.map(|s| s.1);
     match CellSearch::new(&all[0])? {
-        CellSearch::Nb201(setup) => dispatch(&a, &all, store, &setup),
-        CellSearch::Nasnet(setup) => dispatch(&a, &all, store, &setup),
+        CellSearch::Nb201(setup) => dispatch(&a, &all, target, &setup),
+        CellSearch::Nasnet(setup) => dispatch(&a, &all, target, &setup),
     }
 }
 
 fn dispatch<S>(
     a: &CellArgs,
     all: &[CellSettings],
-    store: Option<Store>,
+    target: Option<(Storage, String, bool)>,
     setup: &Setup<S>,
 ) -> Result<ExitCode>
 where
     S: CellSpace + Clone + Send + 'static,
     S::Candidate: 'static,
 {
-    match (&a.out, a.runs) {
-        (Some(out), None) => run_single(a, &all[0], store, setup, out),
+    match (target, a.runs) {
+        (Some(target), None) => run_single(a, &all[0], target, setup),
+        (Some((_, _, true)), Some(_)) => {
+            bail!("--runs repeats searches in memory; it does not take --storage")
+        }
         (_, runs) => run_many(a, all, runs.unwrap_or(1), setup),
     }
 }
 
-/// One study, stored in OUT/study.sqlite as each trial finishes.
+/// One study, stored (in OUT/study.sqlite or --storage) as each trial finishes.
 fn run_single<S>(
     a: &CellArgs,
     settings: &CellSettings,
-    store: Option<Store>,
+    (storage, name, shared): (Storage, String, bool),
     setup: &Setup<S>,
-    out: &Path,
 ) -> Result<ExitCode>
 where
     S: CellSpace + Clone + Send + 'static,
     S::Candidate: 'static,
 {
     let strategy = strategy_for(settings, &setup.space);
+    let mode = match (a.resume, shared, a.output.force) {
+        (true, _, _) => Attach::Resume,
+        (false, true, false) => Attach::Join,
+        (false, _, force) => Attach::Create { force },
+    };
+    let delayed = Delayed {
+        inner: setup.evaluator.as_ref(),
+        delay: std::time::Duration::from_secs_f64(a.evaluation_delay.unwrap_or(0.0).max(0.0)),
+    };
+    let evaluator: &dyn Evaluator<S::Candidate> = match a.evaluation_delay {
+        Some(_) => &delayed,
+        None => setup.evaluator.as_ref(),
+    };
     let study = Study::new(
         &setup.space,
         strategy.as_ref(),
-        setup.evaluator.as_ref(),
+        evaluator,
         settings.study_config(settings.seed),
+    )?
+    .attach(
+        &storage,
+        &name,
+        serde_json::to_value(settings)?,
+        mode,
+        a.store.options(),
     )?;
-    let store = match store {
-        Some(s) => s,
-        None => Store::create(
-            &out.join("study.sqlite"),
-            &study.header(serde_json::to_value(settings)?),
-            a.output.force,
-        )?,
-    };
-    let already = store.trials()?.len();
-    let study = study.with_store(store)?;
+    let already = study.finished_so_far()?;
 
     let bar = Progress::bar(
         settings.trials as u64,
@@ -385,23 +408,25 @@ where
         settings,
         setup,
     );
-    figures::write_single(
-        out,
-        &summary,
-        &result.trials,
-        settings,
-        setup,
-        &command_line(),
-    )?;
+    if let Some(out) = &a.out {
+        figures::write_single(
+            out,
+            &summary,
+            &result.trials,
+            settings,
+            setup,
+            &command_line(),
+        )?;
+    }
     if a.output.json {
         print_json(&summary)?;
     } else {
-        print_human(&summary, out);
+        print_human(&summary, a.out.as_deref(), &storage, &name);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_human(s: &Summary, out: &Path) {
+fn print_human(s: &Summary, out: Option<&Path>, storage: &Storage, name: &str) {
     println!(
         "{} on {} with {} (seed {})",
         s.strategy, s.space, s.evaluator, s.seed
@@ -425,7 +450,8 @@ fn print_human(s: &Summary, out: &Path) {
             println!("  test acc    {t:.4}");
         }
     }
-    let mut files = "study.sqlite,summary.json,best.json".to_string();
+    println!("  study       {name} in {storage}");
+    let mut files = "summary.json,best.json".to_string();
     if let Some(p) = &s.pareto {
         println!(
             "  front       {} cells over {}",
@@ -439,7 +465,9 @@ fn print_human(s: &Summary, out: &Path) {
             files.push_str(",pareto.svg");
         }
     }
-    println!("  written     {}/{{{files}}}", out.display());
+    if let Some(out) = out {
+        println!("  written     {}/{{{files}}}", out.display());
+    }
 }
 
 /// `--runs N`: N seeded searches per strategy in parallel, in memory, summarised as the

@@ -262,7 +262,8 @@ const OUTPUTS: [&str; 3] = ["best.json", "structure.json", "summary.json"];
 /// The official evolutionary search on the study engine (seeded, resumable).
 fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result<ExitCode> {
     use archproof::deepmad::evolution::{BestTrace, DeepmadEvaluator, DeepmadSpace, TopKEvolution};
-    use archproof::search::{Store, Study, StudyConfig};
+    use archproof::search::store::DEFAULT_STUDY;
+    use archproof::search::{Attach, Storage, Study, StudyConfig, WorkerOptions};
     use std::time::Instant;
     let Some(out) = a.out.clone() else {
         return Err(anyhow!(
@@ -285,17 +286,20 @@ fn run_evolution(a: DeepmadArgs, sp: archproof::deepmad::space::Space) -> Result
         batch: 64,
     };
     let study = Study::new(&space, &strategy, &evaluator, config)?;
-    let db = out.join("study.sqlite");
-    let store = if a.resume {
-        Store::open(&db)?
+    let mode = if a.resume {
+        Attach::Resume
     } else {
-        Store::create(
-            &db,
-            &study.header(serde_json::json!({"space": a.space})),
-            a.output.force,
-        )?
+        Attach::Create {
+            force: a.output.force,
+        }
     };
-    let study = study.with_store(store)?;
+    let study = study.attach(
+        &Storage::Sqlite(out.join("study.sqlite")),
+        DEFAULT_STUDY,
+        serde_json::json!({"space": a.space}),
+        mode,
+        WorkerOptions::default(),
+    )?;
     let bar = Progress::bar(
         a.iterations as u64,
         a.output.no_progress(),

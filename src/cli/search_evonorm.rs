@@ -8,11 +8,11 @@ use archproof::evonorm::search::{
     LayerEvaluator, LayerSpace, Rejection, REJECTED_QUALITY, REJECTED_STABILITY,
 };
 use archproof::evonorm::{Anchor, AnchorTraining};
-use archproof::search::{Outcome, ParetoTournament, Store, Study, StudyConfig};
+use archproof::search::{Attach, Outcome, ParetoTournament, Study, StudyConfig};
 use archproof::train;
 use serde::{Deserialize, Serialize};
 
-use super::common::{command_line, print_json, write_file, write_page, OutputFlags};
+use super::common::{command_line, print_json, write_file, write_page, OutputFlags, StoreFlags};
 use super::progress::Progress;
 use archproof::report::{Figure, Plot, RunPage, Series, Table as ReportTable};
 
@@ -71,6 +71,8 @@ pub struct EvonormArgs {
     /// Continue the study in this directory with its stored settings.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreFlags,
     #[command(flatten)]
     output: OutputFlags,
 }
@@ -159,23 +161,22 @@ struct Summary {
 }
 
 pub fn run(a: EvonormArgs) -> Result<ExitCode> {
-    let (out, settings, store) = match &a.resume {
-        Some(dir) => {
-            let store = Store::open(&dir.join("study.sqlite"))?;
-            let s: Settings = serde_json::from_value(store.header()?.settings)
-                .with_context(|| format!("{}: not an EvoNorm search", dir.display()))?;
-            let s = Settings {
-                trials: a.trials.unwrap_or(s.trials),
-                ..s
-            };
-            (dir.clone(), s, Some(store))
+    let out = a.out.clone().or_else(|| a.resume.clone());
+    let Some((storage, name, shared)) = a.store.target(out.as_deref())? else {
+        bail!(
+            "--out DIR is required (where the study is stored), or --resume DIR, or --storage URL"
+        );
+    };
+    let settings = if a.resume.is_some() {
+        let header = storage.open_existing(&name)?.existing_header()?;
+        let s: Settings = serde_json::from_value(header.settings)
+            .with_context(|| format!("{storage} (study {name}): not an EvoNorm search"))?;
+        Settings {
+            trials: a.trials.unwrap_or(s.trials),
+            ..s
         }
-        None => {
-            let Some(out) = a.out.clone() else {
-                bail!("--out DIR is required (where the study is stored), or --resume DIR");
-            };
-            (out, Settings::from_args(&a), None)
-        }
+    } else {
+        Settings::from_args(&a)
     };
     settings.check()?;
     let data = train::data::load(&settings.dataset)?;
@@ -203,17 +204,19 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
         budget: None,
         batch: settings.batch,
     };
-    let study = Study::new(&space, &strategy, &evaluator, config)?;
-    let store = match store {
-        Some(s) => s,
-        None => Store::create(
-            &out.join("study.sqlite"),
-            &study.header(serde_json::to_value(&settings)?),
-            a.output.force,
-        )?,
+    let mode = match (a.resume.is_some(), shared, a.output.force) {
+        (true, _, _) => Attach::Resume,
+        (false, true, false) => Attach::Join,
+        (false, _, force) => Attach::Create { force },
     };
-    let already = store.trials()?.len();
-    let study = study.with_store(store)?;
+    let study = Study::new(&space, &strategy, &evaluator, config)?.attach(
+        &storage,
+        &name,
+        serde_json::to_value(&settings)?,
+        mode,
+        a.store.options(),
+    )?;
+    let already = study.finished_so_far()?;
     let bar = Progress::bar(
         settings.trials as u64,
         a.output.no_progress(),
@@ -293,34 +296,52 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
             .collect(),
         best_so_far,
     };
+    if let Some(out) = &out {
+        write_outputs(
+            out,
+            &summary,
+            done.first().map(|t| &t.candidate),
+            &result.trials,
+        )?;
+    }
+    if a.output.json {
+        print_json(&summary)?;
+    } else {
+        print_human(&summary, out.as_deref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run folder: summary, best layer, figures and the run page.
+fn write_outputs(
+    out: &Path,
+    summary: &Summary,
+    best: Option<&archproof::ir::normact::NormActGraph>,
+    trials: &[archproof::search::Trial<archproof::ir::normact::NormActGraph>],
+) -> Result<()> {
     write_file(
         &out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
+        serde_json::to_string_pretty(summary)?.as_bytes(),
         true,
     )?;
-    if let Some(t) = done.first() {
+    if let Some(best) = best {
         write_file(
             &out.join("best.json"),
-            serde_json::to_string_pretty(&t.candidate)?.as_bytes(),
+            serde_json::to_string_pretty(best)?.as_bytes(),
             true,
         )?;
     }
-    progress_figure(&out.join("progress.svg"), &summary)?;
+    progress_figure(&out.join("progress.svg"), summary)?;
     rejections_figure(
         &out.join("rejections.svg"),
-        &result.trials,
+        trials,
         format!(
             "{}; {}; seed {}",
             summary.strategy, summary.evaluator, summary.seed
         ),
     )?;
-    write_page(&out, &page(&summary))?;
-    if a.output.json {
-        print_json(&summary)?;
-    } else {
-        print_human(&summary, &out);
-    }
-    Ok(ExitCode::SUCCESS)
+    write_page(out, &page(summary))?;
+    Ok(())
 }
 
 fn progress_figure(path: &Path, s: &Summary) -> Result<()> {
@@ -460,7 +481,7 @@ fn page(s: &Summary) -> RunPage {
     page
 }
 
-fn print_human(s: &Summary, out: &Path) {
+fn print_human(s: &Summary, out: Option<&Path>) {
     println!(
         "{} layers: {} evaluated, {} rejected for quality, {} for stability{}",
         s.trials,
@@ -488,8 +509,10 @@ fn print_human(s: &Summary, out: &Path) {
     }
     // best.json only exists when a layer passed both protocols.
     let best = if s.best.is_empty() { "" } else { "best.json," };
-    println!(
-        "  written     {}/{{study.sqlite,summary.json,{best}progress.svg,rejections.svg}}",
-        out.display()
-    );
+    if let Some(out) = out {
+        println!(
+            "  written     {}/{{summary.json,{best}progress.svg,rejections.svg}}",
+            out.display()
+        );
+    }
 }

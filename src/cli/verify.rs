@@ -12,7 +12,7 @@ use archproof::verify::{
 };
 use serde::Serialize;
 
-use super::common::{argmax, print_json, write_file, OutputFlags};
+use super::common::{argmax, print_json, write_file, OutputFlags, StoreFlags};
 use super::progress::Progress;
 
 /// Prove or refute a property of a trained ReLU network (ONNX, NNet or IR JSON with weights).
@@ -26,6 +26,8 @@ use super::progress::Progress;
   archproof verify --net net.nnet --spec prop.vnnlib --json
   archproof verify --instances instances.csv --root DIR --out results.csv \\
       --expected expected.csv
+  archproof verify --instances instances.csv --root DIR --expected expected.csv \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof --study acas   # on every machine
   archproof verify --net net.onnx --input x.csv --eps 0.02 --label 3
   archproof verify --net net.onnx --input x.csv --max-radius
   archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 \\
@@ -132,6 +134,8 @@ pub struct Args {
     /// Write no proof log.
     #[arg(long, conflicts_with = "proof_dir")]
     no_proof: bool,
+    #[command(flatten)]
+    store: StoreFlags,
     #[command(flatten)]
     output: OutputFlags,
 }
@@ -551,6 +555,9 @@ struct InstancesSummary {
 }
 
 fn run_instances(args: &Args) -> Result<ExitCode> {
+    if args.store.storage.is_some() {
+        return run_shared_instances(args);
+    }
     let list = args.instances.clone().expect("checked");
     let root = args
         .root
@@ -617,6 +624,158 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
     } else {
         println!(
             "{} instances: {} solved ({} sat, {} unsat), {} unknown, {} wrong of {} with known answers; {:.1} s in total",
+            t.instances, t.solved, t.sat, t.unsat, t.unknown, t.wrong, t.checked_against_expected, t.total_seconds
+        );
+    }
+    Ok(if t.wrong > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--instances` with `--storage`: the list's instances are items of a study that every
+/// process given the same list, --storage and --study shares; each result is stored as its
+/// instance finishes, and a process started again continues where the list stands.
+fn run_shared_instances(args: &Args) -> Result<ExitCode> {
+    use archproof::search::queue::Queue;
+    use archproof::search::{Attach, Evaluation, Outcome as TrialOutcome, StudyHeader};
+    let list = args.instances.clone().expect("checked");
+    let root = args
+        .root
+        .clone()
+        .unwrap_or_else(|| list.parent().map(Path::to_path_buf).unwrap_or_default());
+    let instances = instances::read_list(&list)?;
+    let expected = args
+        .expected
+        .as_deref()
+        .map(instances::read_expected)
+        .transpose()?;
+    let base = options(args, args.timeout)?;
+    if let Some(out) = &args.out {
+        archproof::files::refuse_existing(&[out], args.output.force)?;
+    }
+    let (storage, name, _) = args.store.target(None)?.expect("--storage is given");
+    let items: Vec<String> = instances
+        .iter()
+        .map(|i| format!("{},{},{}", i.onnx, i.vnnlib, i.timeout))
+        .collect();
+    let settings = serde_json::json!({
+        "timeout": args.timeout,
+        "engine": format!("{:?}", args.engine),
+        "bounding": format!("{:?}", args.bounding),
+        "branching": format!("{:?}", args.branching),
+        "exact": format!("{:?}", args.exact),
+        "seed": args.seed,
+    });
+    let header = StudyHeader {
+        format: archproof::search::store::STORE_FORMAT,
+        space: "instances".into(),
+        strategy: "list".into(),
+        evaluator: format!("verify:{}", base.engine.name()),
+        seed: args.seed,
+        batch: items.len(),
+        max_trials: items.len(),
+        budget: None,
+        settings,
+    };
+    let mode = if args.output.force {
+        Attach::Create { force: true }
+    } else {
+        Attach::Join
+    };
+    let queue = Queue::attach(&storage, &name, &header, &items, mode, args.store.options())?;
+    let bar = Progress::bar(
+        instances.len() as u64,
+        args.output.no_progress(),
+        "{bar:40} {pos}/{len} instances {msg} [{elapsed}]",
+        "instances",
+    );
+    bar.set_position(queue.finished_so_far()? as u64);
+    let cache = std::sync::Mutex::new(instances::Cache::default());
+    let proof_error = std::sync::Mutex::new(None::<anyhow::Error>);
+    let work = |i: u64, _: &str| {
+        let inst = &instances[i as usize];
+        let mut cache = cache.lock().expect("cache lock");
+        match instances::run_instance(
+            &mut cache,
+            &root,
+            inst,
+            &base,
+            args.timeout,
+            expected.as_ref(),
+        ) {
+            Ok((row, out, spec)) => {
+                if let Some(dir) = &args.proof_dir {
+                    if let Err(e) = proof_log::write(
+                        dir,
+                        &instances::locate(&root, &inst.onnx, "onnx"),
+                        &instances::locate(&root, &inst.vnnlib, "vnnlib"),
+                        &spec,
+                        &base,
+                        &out,
+                    ) {
+                        proof_error.lock().expect("lock").get_or_insert(e.into());
+                    }
+                }
+                let solved = matches!(
+                    row.result,
+                    archproof::verify::Answer::Sat | archproof::verify::Answer::Unsat
+                );
+                (
+                    TrialOutcome::Done(Evaluation {
+                        fitness: if solved { 1.0 } else { 0.0 },
+                        cost: row.seconds,
+                        metrics: Default::default(),
+                    }),
+                    serde_json::to_value(&row).ok(),
+                )
+            }
+            Err(e) => (TrialOutcome::Failed(e.to_string()), None),
+        }
+    };
+    let on_done = |_: u64, r: &(TrialOutcome, Option<serde_json::Value>)| {
+        if let Some(row) = &r.1 {
+            let key = (
+                row["onnx"].as_str().unwrap_or(""),
+                row["vnnlib"].as_str().unwrap_or(""),
+            );
+            bar.set_message(format!("{} {}: {}", key.0, key.1, row["result"]));
+        }
+        bar.inc(1);
+    };
+    let stored = queue.run(&work, &on_done, None)?;
+    bar.finish_and_clear();
+    if let Some(e) = proof_error.into_inner().expect("lock") {
+        return Err(e);
+    }
+    let mut rows = Vec::with_capacity(stored.len());
+    for t in &stored {
+        match (&t.outcome, &t.payload) {
+            (Some(TrialOutcome::Failed(msg)), _) => {
+                anyhow::bail!("{}: {msg}", list.display())
+            }
+            (_, Some(p)) => rows.push(serde_json::from_value::<InstanceResult>(p.clone())?),
+            _ => anyhow::bail!(
+                "{storage} (study {name}): instance {} has no stored result",
+                t.id
+            ),
+        }
+    }
+    if let Some(out) = &args.out {
+        let mut log =
+            archproof::files::CsvLog::create(out, &instances::RESULT_COLUMNS, args.output.force)?;
+        for row in &rows {
+            log.row(&row.csv_fields())?;
+        }
+    }
+    let summary = summarize(base.engine, rows);
+    let t = &summary.totals;
+    if args.output.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} instances: {} solved ({} sat, {} unsat), {} unknown, {} wrong of {} with known answers; {:.1} s in total (study {name} in {storage})",
             t.instances, t.solved, t.sat, t.unsat, t.unknown, t.wrong, t.checked_against_expected, t.total_seconds
         );
     }

@@ -5,17 +5,19 @@
 //! [`Strategy`] proposes the next candidate from the history of finished trials. A [`Study`]
 //! ties them together, evaluates trials in parallel and records each one in a [`Store`].
 
+pub mod inspect;
 pub mod pareto;
-mod store;
+pub mod queue;
+pub mod store;
 mod strategy;
 mod study;
 
 pub use pareto::{Objective, ParetoEvolution, ParetoTournament};
-pub use store::{Store, StudyHeader};
+pub use store::{Storage, Store, StudyHeader};
 pub use strategy::{
     LocalSearch, Proxy, ProxyEvolution, RandomSearch, RegularizedEvolution, Strategy,
 };
-pub use study::{Study, StudyConfig, StudyResult};
+pub use study::{Attach, Study, StudyConfig, StudyResult, WorkerOptions};
 
 use std::collections::BTreeMap;
 
@@ -109,6 +111,23 @@ impl<C> Trial<C> {
     }
 }
 
+/// An evaluator that waits a fixed time before its inner one: to test and measure shared
+/// studies with an evaluation of known length. It changes no result (nor the description).
+pub struct Delayed<'a, C> {
+    pub inner: &'a dyn Evaluator<C>,
+    pub delay: std::time::Duration,
+}
+
+impl<C> Evaluator<C> for Delayed<'_, C> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn evaluate(&self, candidate: &C, seed: u64) -> Result<Evaluation, EvalError> {
+        std::thread::sleep(self.delay);
+        self.inner.evaluate(candidate, seed)
+    }
+}
+
 /// Why a candidate's stored text does not decode (the message says where it goes wrong).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -155,8 +174,8 @@ pub enum SearchError {
         /// What went wrong.
         msg: String,
     },
-    /// The stored study does not match what is being resumed.
-    #[error("cannot resume {path}: {msg}")]
+    /// The stored study does not match the one being resumed or joined.
+    #[error("{path}: {msg}")]
     Mismatch {
         /// The store's path.
         path: String,

@@ -1,23 +1,37 @@
-//! A study: runs a strategy over a space with an evaluator, in seeded batches evaluated in
-//! parallel, recording each finished trial at once.
+//! A study: runs a strategy over a space with an evaluator, in seeded batches, recording each
+//! finished trial at once.
 //!
 //! Determinism: trials are proposed in batches of `batch`; every proposal of batch `b` sees the
-//! history of the trials before it and its own RNG seeded by `(seed, trial id)`. So results
-//! depend on the seed and the batch size, never on the number of threads or on which trial of
-//! a batch finishes first. Resuming replays the complete batches from the store, re-proposes the
-//! interrupted batch (the same candidates, by the same argument), keeps its stored trials and
-//! evaluates only the missing ones.
+//! history of the trials before it and its own RNG seeded by `(seed, trial id)`, and every
+//! evaluation its own seed `(seed, trial id)`. So results depend on the seed and the batch
+//! size, never on the number of threads, of worker processes, or on which trial of a batch
+//! finishes first.
+//!
+//! Without a store the batches run in memory, in parallel. With one ([`Study::attach`]), every
+//! worker process runs the same loop against the shared store (see [`super::store`]):
+//! 1. claim a trial (waiting, or abandoned by a worker that stopped beating or died) and
+//!    evaluate it, beating meanwhile; record the result;
+//! 2. when there is nothing to claim but trials of the batch are still running elsewhere,
+//!    *wait*: the next batch is proposed from the whole history, so it waits for the slowest
+//!    trial of this one (use a batch at least as large as the number of workers);
+//! 3. when every added trial has finished: stop if the study has its trials or spent its
+//!    budget; otherwise propose the next batch and add it. Workers that propose it at once
+//!    propose the same candidates, and adding an existing trial changes nothing.
+//!
+//! A killed worker loses nothing finished; its running trial is claimed again by another worker
+//! once its heartbeat is older than the grace period (at once, on the same machine, when its
+//! process is gone), and the lost attempt stays in the attempts history.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::store::{StoredTrial, StudyHeader, STORE_FORMAT};
-use super::{mix_seed, Evaluator, Outcome, SearchError, Space, Store, Strategy, Trial};
+use super::store::{Claim, Storage, Store, StudyHeader, WorkerId, STORE_FORMAT};
+use super::{mix_seed, Evaluator, Outcome, SearchError, Space, Strategy, Trial};
 
 /// Stream salts separating the proposal and evaluation RNGs of a trial.
 const PROPOSE_STREAM: u64 = 0x5052_4f50;
@@ -61,13 +75,52 @@ pub struct StudyResult<C> {
     pub interrupted: bool,
 }
 
+/// How a worker treats the study it attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Start it: an existing study of that name is an error, or with `force` replaced.
+    Create { force: bool },
+    /// Continue it: it must exist.
+    Resume,
+    /// Join it, creating it if it does not exist yet (every worker of a shared study).
+    Join,
+}
+
+/// How a worker beats and when it takes over another's trial.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerOptions {
+    /// Seconds between heartbeats.
+    pub heartbeat: f64,
+    /// Seconds without a heartbeat after which a running trial is claimed again.
+    pub grace: f64,
+    /// Trials this process evaluates at once [default: the batch size, at most the threads].
+    pub slots: Option<usize>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            heartbeat: 5.0,
+            grace: 60.0,
+            slots: None,
+        }
+    }
+}
+
+struct Attached {
+    storage: Storage,
+    study: String,
+    options: WorkerOptions,
+    worker: WorkerId,
+}
+
 /// A study in progress.
 pub struct Study<'a, S: Space> {
     space: &'a S,
     strategy: &'a dyn Strategy<S>,
     evaluator: &'a dyn Evaluator<S::Candidate>,
     config: StudyConfig,
-    store: Option<Mutex<Store>>,
+    store: Option<Attached>,
     stop: Option<&'a AtomicBool>,
 }
 
@@ -109,49 +162,64 @@ impl<'a, S: Space> Study<'a, S> {
         }
     }
 
-    /// Records trials in `store`. When it already holds trials they are taken as finished and
-    /// the study resumes after them; its header must match this study's.
-    pub fn with_store(mut self, store: Store) -> Result<Self, SearchError> {
-        let stored = store.header()?;
-        let mine = self.header(stored.settings.clone());
-        let mismatch = |what: &str, a: String, b: String| SearchError::Mismatch {
-            path: store.path().display().to_string(),
-            msg: format!("it was started with {what} {a}, not {b}"),
-        };
-        if stored.space != mine.space {
-            return Err(mismatch("space", stored.space, mine.space));
+    /// Records trials in study `name` of `storage`, and runs as one of its workers. The
+    /// study's header must match this study's (space, strategy, evaluator, seed, batch,
+    /// budget, and the front end's `settings` but for the number of trials); its trial limit
+    /// becomes this study's. Nothing is written when they differ.
+    pub fn attach(
+        mut self,
+        storage: &Storage,
+        name: &str,
+        settings: serde_json::Value,
+        mode: Attach,
+        options: WorkerOptions,
+    ) -> Result<Self, SearchError> {
+        super::store::check_study_name(name)?;
+        if !(options.heartbeat > 0.0 && options.grace > options.heartbeat) {
+            return Err(SearchError::Config(format!(
+                "the heartbeat grace ({} s) must exceed the heartbeat interval ({} s)",
+                options.grace, options.heartbeat
+            )));
         }
-        if stored.strategy != mine.strategy {
-            return Err(mismatch("strategy", stored.strategy, mine.strategy));
+        let mut conn = storage.connect(name)?;
+        let mine = self.header(settings);
+        let stored = conn.header()?;
+        match (mode, stored) {
+            (Attach::Create { force: false }, Some(_)) => {
+                return Err(SearchError::Store {
+                    path: conn.location(),
+                    msg: "a study already exists there; pass --resume to continue it or --force to start over".into(),
+                })
+            }
+            (Attach::Create { force: true }, _) => {
+                conn.create(&mine, true)?;
+            }
+            (Attach::Resume, None) => {
+                return Err(SearchError::Store {
+                    path: conn.location(),
+                    msg: "no study there to resume".into(),
+                })
+            }
+            (_, Some(stored)) => {
+                check_same(&conn.location(), &stored, &mine)?;
+                if stored.max_trials != mine.max_trials {
+                    conn.set_max_trials(mine.max_trials)?;
+                }
+            }
+            (_, None) => {
+                if !conn.create(&mine, false)? {
+                    // Another worker created it in between: it must match too.
+                    let stored = conn.existing_header()?;
+                    check_same(&conn.location(), &stored, &mine)?;
+                }
+            }
         }
-        if stored.evaluator != mine.evaluator {
-            return Err(mismatch("evaluator", stored.evaluator, mine.evaluator));
-        }
-        if stored.seed != mine.seed {
-            return Err(mismatch(
-                "seed",
-                stored.seed.to_string(),
-                mine.seed.to_string(),
-            ));
-        }
-        if stored.batch != mine.batch {
-            return Err(mismatch(
-                "batch",
-                stored.batch.to_string(),
-                mine.batch.to_string(),
-            ));
-        }
-        if stored.budget != mine.budget {
-            return Err(mismatch(
-                "budget",
-                format!("{:?}", stored.budget),
-                format!("{:?}", mine.budget),
-            ));
-        }
-        if stored.max_trials != mine.max_trials {
-            store.set_max_trials(mine.max_trials)?;
-        }
-        self.store = Some(Mutex::new(store));
+        self.store = Some(Attached {
+            storage: storage.clone(),
+            study: name.to_string(),
+            options,
+            worker: WorkerId::this_process(),
+        });
         Ok(self)
     }
 
@@ -165,163 +233,406 @@ impl<'a, S: Space> Study<'a, S> {
         self.stop.is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
-    fn load_stored(&self) -> Result<Vec<Trial<S::Candidate>>, SearchError> {
-        let Some(store) = &self.store else {
-            return Ok(Vec::new());
-        };
-        let store = store.lock().expect("store lock");
-        let path = store.path().display().to_string();
-        store
-            .trials()?
-            .into_iter()
-            .map(|t| {
-                let candidate =
-                    self.space
-                        .decode(&t.candidate)
-                        .map_err(|e| SearchError::Mismatch {
-                            path: path.clone(),
-                            msg: format!("trial {}: {e}", t.id),
-                        })?;
-                Ok(Trial {
-                    id: t.id,
-                    candidate,
-                    outcome: t.outcome,
-                    seconds: t.seconds,
-                })
-            })
-            .collect()
+    /// Trials already finished in the attached store (0 without one).
+    pub fn finished_so_far(&self) -> Result<usize, SearchError> {
+        match &self.store {
+            Some(a) => Ok(a.storage.connect(&a.study)?.progress()?.finished as usize),
+            None => Ok(0),
+        }
     }
 
-    /// Runs the study to its end (or until stopped), calling `on_trial` for each newly
-    /// finished trial (from worker threads, in completion order).
+    /// This process's worker name in the store.
+    pub fn worker(&self) -> Option<&str> {
+        self.store.as_ref().map(|a| a.worker.0.as_str())
+    }
+
+    /// Runs the study to its end (or until stopped), calling `on_trial` for each trial this
+    /// process finishes (from worker threads, in completion order).
     pub fn run(
         &self,
         on_trial: &(dyn Fn(&Trial<S::Candidate>) + Sync),
     ) -> Result<StudyResult<S::Candidate>, SearchError> {
-        let stored = self.load_stored()?;
-        // The complete prefix of stored trials is history; stored trials past it belong to the
-        // batch that was interrupted.
-        let prefix = stored
-            .iter()
-            .enumerate()
-            .take_while(|(i, t)| t.id == *i as u64)
-            .count();
-        let batch = self.config.batch;
-        let resume_at = prefix / batch * batch;
-        let mut pending: Vec<Trial<S::Candidate>> = stored[resume_at..].to_vec();
-        if let Some(t) = pending.iter().find(|t| t.id >= (resume_at + batch) as u64) {
-            return Err(SearchError::Mismatch {
-                path: self.store_path(),
-                msg: format!(
-                    "trial {} is stored but trial {} is not: the store was not written by this study",
-                    t.id, prefix
-                ),
-            });
+        match &self.store {
+            Some(a) => self.run_shared(a, on_trial),
+            None => self.run_in_memory(on_trial),
         }
-        let mut history: Vec<Trial<S::Candidate>> = stored;
-        history.truncate(resume_at);
-        let mut total_cost: f64 = history.iter().map(|t| t.cost()).sum();
-        let mut interrupted = false;
+    }
 
-        while history.len() < self.config.max_trials
-            && self.config.budget.is_none_or(|b| total_cost < b)
+    fn propose_batch(
+        &self,
+        history: &[Trial<S::Candidate>],
+        count: usize,
+    ) -> Vec<(u64, S::Candidate)> {
+        let start = history.len();
+        (start..start + count)
+            .map(|t| {
+                let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(
+                    self.config.seed ^ PROPOSE_STREAM,
+                    t as u64,
+                ));
+                (
+                    t as u64,
+                    self.strategy.propose(self.space, history, &mut rng),
+                )
+            })
+            .collect()
+    }
+
+    fn evaluate(&self, id: u64, candidate: S::Candidate) -> Trial<S::Candidate> {
+        let t0 = Instant::now();
+        let outcome = match self
+            .evaluator
+            .evaluate(&candidate, mix_seed(self.config.seed ^ EVAL_STREAM, id))
         {
+            Ok(e) => Outcome::Done(e),
+            Err(e) => Outcome::Failed(e.0),
+        };
+        Trial {
+            id,
+            candidate,
+            outcome,
+            seconds: t0.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Whether a study with this history proposes no more trials.
+    fn complete(&self, history: &[Trial<S::Candidate>]) -> bool {
+        let cost: f64 = history.iter().map(|t| t.cost()).sum();
+        history.len() >= self.config.max_trials || self.config.budget.is_some_and(|b| cost >= b)
+    }
+
+    fn run_in_memory(
+        &self,
+        on_trial: &(dyn Fn(&Trial<S::Candidate>) + Sync),
+    ) -> Result<StudyResult<S::Candidate>, SearchError> {
+        let mut history: Vec<Trial<S::Candidate>> = Vec::new();
+        let mut interrupted = false;
+        while !self.complete(&history) {
             if self.stopped() {
                 interrupted = true;
                 break;
             }
-            let start = history.len();
-            let count = batch.min(self.config.max_trials - start);
-            let proposals: Vec<(u64, S::Candidate)> = (start..start + count)
-                .map(|t| {
-                    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(
-                        self.config.seed ^ PROPOSE_STREAM,
-                        t as u64,
-                    ));
-                    (
-                        t as u64,
-                        self.strategy.propose(self.space, &history, &mut rng),
-                    )
+            let count = self
+                .config
+                .batch
+                .min(self.config.max_trials - history.len());
+            let results: Vec<Option<Trial<S::Candidate>>> = self
+                .propose_batch(&history, count)
+                .into_par_iter()
+                .map(|(id, candidate)| {
+                    if self.stopped() {
+                        return None;
+                    }
+                    let trial = self.evaluate(id, candidate);
+                    on_trial(&trial);
+                    Some(trial)
                 })
                 .collect();
-            for p in &pending {
-                let (_, c) = &proposals[(p.id as usize) - start];
-                if self.space.encode(c) != self.space.encode(&p.candidate) {
+            if results.iter().any(Option::is_none) {
+                interrupted = true;
+                break;
+            }
+            history.extend(results.into_iter().flatten());
+        }
+        Ok(self.result(history, interrupted))
+    }
+
+    fn result(
+        &self,
+        history: Vec<Trial<S::Candidate>>,
+        interrupted: bool,
+    ) -> StudyResult<S::Candidate> {
+        StudyResult {
+            best: best_index(&history),
+            total_cost: history.iter().map(|t| t.cost()).sum(),
+            trials: history,
+            interrupted,
+        }
+    }
+
+    fn decode(&self, loc: &str, id: u64, text: &str) -> Result<S::Candidate, SearchError> {
+        self.space.decode(text).map_err(|e| SearchError::Mismatch {
+            path: loc.to_string(),
+            msg: format!("trial {id}: {e}"),
+        })
+    }
+
+    /// Brings `history` up to every finished trial of the store, in order.
+    fn catch_up(
+        &self,
+        conn: &mut dyn Store,
+        history: &mut Vec<Trial<S::Candidate>>,
+    ) -> Result<(), SearchError> {
+        let loc = conn.location();
+        for t in conn.trials_from(history.len() as u64)? {
+            let Some(outcome) = t.outcome else { break };
+            if t.id != history.len() as u64 {
+                return Err(SearchError::Mismatch {
+                    path: loc,
+                    msg: format!(
+                        "trial {} is stored but trial {} is not",
+                        t.id,
+                        history.len()
+                    ),
+                });
+            }
+            history.push(Trial {
+                id: t.id,
+                candidate: self.decode(&loc, t.id, &t.candidate)?,
+                outcome,
+                seconds: t.seconds,
+            });
+        }
+        Ok(())
+    }
+
+    fn run_shared(
+        &self,
+        a: &Attached,
+        on_trial: &(dyn Fn(&Trial<S::Candidate>) + Sync),
+    ) -> Result<StudyResult<S::Candidate>, SearchError> {
+        let slots = a
+            .options
+            .slots
+            .unwrap_or_else(|| self.config.batch.min(rayon::current_num_threads()))
+            .max(1);
+        let shared = SharedRun {
+            history: Mutex::new(Vec::new()),
+            done: AtomicBool::new(false),
+        };
+        let mut conns = (0..slots)
+            .map(|_| a.storage.connect(&a.study))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcome = with_heartbeat(&a.storage, &a.study, &a.worker, &a.options, || {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = conns
+                    .iter_mut()
+                    .map(|conn| {
+                        let shared = &shared;
+                        scope.spawn(move || {
+                            let r = self.worker_loop(a, conn.as_mut(), shared, on_trial);
+                            if r.is_err() {
+                                shared.done.store(true, Ordering::SeqCst);
+                            }
+                            r
+                        })
+                    })
+                    .collect();
+                let mut first_error = Ok(());
+                for h in handles {
+                    let r = h.join().expect("worker thread");
+                    if first_error.is_ok() {
+                        first_error = r;
+                    }
+                }
+                first_error
+            })
+        });
+        outcome?;
+        let mut history = shared.history.into_inner().expect("history lock");
+        let conn = conns[0].as_mut();
+        self.catch_up(conn, &mut history)?;
+        let interrupted = !self.complete(&history);
+        Ok(self.result(history, interrupted))
+    }
+
+    fn worker_loop(
+        &self,
+        a: &Attached,
+        conn: &mut dyn Store,
+        shared: &SharedRun<S::Candidate>,
+        on_trial: &(dyn Fn(&Trial<S::Candidate>) + Sync),
+    ) -> Result<(), SearchError> {
+        let loc = conn.location();
+        let me = &a.worker;
+        let mut wait = Duration::from_millis(2);
+        while !shared.done.load(Ordering::SeqCst) && !self.stopped() {
+            let claim = claim_next(conn, me, a.options.grace)?;
+            if let Some(c) = claim {
+                wait = Duration::from_millis(2);
+                let candidate = self.decode(&loc, c.trial, &c.candidate)?;
+                let trial = self.evaluate(c.trial, candidate);
+                if conn.finish(&me.0, &c, &trial.outcome, trial.seconds, None)? {
+                    on_trial(&trial);
+                }
+                continue;
+            }
+            if conn.progress()?.open() > 0 {
+                // Trials of this batch run elsewhere: the next batch waits for them.
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(250));
+                continue;
+            }
+            // Everything added has finished: end, or propose the next batch. One thread of
+            // this process proposes at a time; other processes may propose the same batch.
+            let mut history = shared.history.lock().expect("history lock");
+            let progress = conn.progress()?;
+            if progress.open() > 0 {
+                continue;
+            }
+            self.catch_up(conn, &mut history)?;
+            if history.len() as u64 != progress.added {
+                // Another worker added (and maybe finished part of) the next batch meanwhile:
+                // the history holds part of it, so look again rather than propose from it.
+                continue;
+            }
+            if self.complete(&history) {
+                shared.done.store(true, Ordering::SeqCst);
+                break;
+            }
+            let count = self
+                .config
+                .batch
+                .min(self.config.max_trials - history.len());
+            let proposals: Vec<(u64, String)> = self
+                .propose_batch(&history, count)
+                .iter()
+                .map(|(id, c)| (*id, self.space.encode(c)))
+                .collect();
+            let existing = conn.add(&proposals)?;
+            for (id, stored) in existing {
+                let mine = &proposals[(id - proposals[0].0) as usize].1;
+                if *mine != stored {
                     return Err(SearchError::Mismatch {
-                        path: self.store_path(),
+                        path: loc,
                         msg: format!(
-                            "trial {} was stored as {} but replays as {}: the space or strategy changed",
-                            p.id,
-                            self.space.encode(&p.candidate),
-                            self.space.encode(c)
+                            "trial {id} was stored as {stored} but is proposed as {mine}: the space or strategy changed"
                         ),
                     });
                 }
             }
-            let done = std::mem::take(&mut pending);
-            let results: Vec<Result<Option<Trial<S::Candidate>>, SearchError>> = proposals
-                .into_par_iter()
-                .map(|(id, candidate)| {
-                    if let Some(t) = done.iter().find(|t| t.id == id) {
-                        return Ok(Some(t.clone()));
-                    }
-                    if self.stopped() {
-                        return Ok(None);
-                    }
-                    let t0 = Instant::now();
-                    let outcome = match self
-                        .evaluator
-                        .evaluate(&candidate, mix_seed(self.config.seed ^ EVAL_STREAM, id))
-                    {
-                        Ok(e) => Outcome::Done(e),
-                        Err(e) => Outcome::Failed(e.0),
-                    };
-                    let trial = Trial {
-                        id,
-                        candidate,
-                        outcome,
-                        seconds: t0.elapsed().as_secs_f64(),
-                    };
-                    if let Some(store) = &self.store {
-                        store.lock().expect("store lock").insert(&StoredTrial {
-                            id,
-                            candidate: self.space.encode(&trial.candidate),
-                            outcome: trial.outcome.clone(),
-                            seconds: trial.seconds,
-                        })?;
-                    }
-                    on_trial(&trial);
-                    Ok(Some(trial))
-                })
-                .collect();
-            let mut finished = Vec::with_capacity(count);
-            for r in results {
-                match r? {
-                    Some(t) => finished.push(t),
-                    None => interrupted = true,
+        }
+        Ok(())
+    }
+}
+
+/// What the worker threads of one process share.
+struct SharedRun<C> {
+    /// Finished trials, in order (read back from the store before each proposal).
+    history: Mutex<Vec<Trial<C>>>,
+    /// The study has ended (or a worker thread failed).
+    done: AtomicBool,
+}
+
+/// Claims the next trial for `me`: a waiting one or one whose worker stopped beating, else
+/// one held by a worker of this machine whose process is gone.
+pub(super) fn claim_next(
+    conn: &mut dyn Store,
+    me: &WorkerId,
+    grace: f64,
+) -> Result<Option<Claim>, SearchError> {
+    if let Some(c) = conn.claim(&me.0, grace, &[])? {
+        return Ok(Some(c));
+    }
+    let dead: Vec<String> = conn
+        .running_workers()?
+        .into_iter()
+        .filter(|w| me.is_dead_neighbour(w))
+        .collect();
+    if dead.is_empty() {
+        return Ok(None);
+    }
+    conn.claim(&me.0, grace, &dead)
+}
+
+/// Runs `body` while a thread beats, on its own connection, for every trial `me` runs. A
+/// failed beat is not fatal: at worst a trial is taken over, which its worker learns when it
+/// records the result.
+pub(super) fn with_heartbeat<T>(
+    storage: &Storage,
+    study: &str,
+    me: &WorkerId,
+    options: &WorkerOptions,
+    body: impl FnOnce() -> Result<T, SearchError>,
+) -> Result<T, SearchError> {
+    let mut conn = storage.connect(study)?;
+    let quit = (Mutex::new(false), Condvar::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let every = Duration::from_secs_f64(options.heartbeat);
+            let (lock, cvar) = &quit;
+            let mut stop = lock.lock().expect("heartbeat lock");
+            while !*stop {
+                stop = cvar.wait_timeout(stop, every).expect("heartbeat lock").0;
+                if !*stop {
+                    let _ = conn.beat(&me.0);
                 }
             }
-            if interrupted {
-                break;
-            }
-            total_cost += finished.iter().map(|t| t.cost()).sum::<f64>();
-            history.extend(finished);
-        }
-        let best = best_index(&history);
-        Ok(StudyResult {
-            trials: history,
-            best,
-            total_cost,
-            interrupted,
-        })
-    }
+        });
+        let result = body();
+        *quit.0.lock().expect("heartbeat lock") = true;
+        quit.1.notify_all();
+        result
+    })
+}
 
-    fn store_path(&self) -> String {
-        self.store
-            .as_ref()
-            .map(|s| s.lock().expect("store lock").path().display().to_string())
-            .unwrap_or_default()
+/// Checks that a stored header describes the same study as `mine` (the trial limit aside).
+pub(super) fn check_same(
+    loc: &str,
+    stored: &StudyHeader,
+    mine: &StudyHeader,
+) -> Result<(), SearchError> {
+    let mismatch = |what: &str, a: String, b: String| SearchError::Mismatch {
+        path: loc.to_string(),
+        msg: format!("it was started with {what} {a}, not {b}"),
+    };
+    if stored.space != mine.space {
+        return Err(mismatch("space", stored.space.clone(), mine.space.clone()));
     }
+    if stored.strategy != mine.strategy {
+        return Err(mismatch(
+            "strategy",
+            stored.strategy.clone(),
+            mine.strategy.clone(),
+        ));
+    }
+    if stored.evaluator != mine.evaluator {
+        return Err(mismatch(
+            "evaluator",
+            stored.evaluator.clone(),
+            mine.evaluator.clone(),
+        ));
+    }
+    if stored.seed != mine.seed {
+        return Err(mismatch(
+            "seed",
+            stored.seed.to_string(),
+            mine.seed.to_string(),
+        ));
+    }
+    if stored.batch != mine.batch {
+        return Err(mismatch(
+            "batch",
+            stored.batch.to_string(),
+            mine.batch.to_string(),
+        ));
+    }
+    if stored.budget != mine.budget {
+        return Err(mismatch(
+            "budget",
+            format!("{:?}", stored.budget),
+            format!("{:?}", mine.budget),
+        ));
+    }
+    if let (serde_json::Value::Object(s), serde_json::Value::Object(m)) =
+        (&stored.settings, &mine.settings)
+    {
+        for (key, value) in s {
+            if key == "trials" {
+                continue;
+            }
+            if let Some(other) = m.get(key) {
+                if other != value {
+                    return Err(mismatch(
+                        &format!("setting {key}"),
+                        value.to_string(),
+                        other.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The index of the fittest trial, the earliest among equals.

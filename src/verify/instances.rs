@@ -147,7 +147,7 @@ pub fn locate(root: &Path, name: &str, sub: &str) -> PathBuf {
 }
 
 /// The outcome of one instance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct InstanceResult {
     /// The network file.
     pub onnx: String,

@@ -14,6 +14,7 @@ mod nb201_table;
 mod report;
 mod solvers;
 mod study_resume;
+mod study_store;
 mod train;
 mod verify_acas;
 mod verify_dlv;

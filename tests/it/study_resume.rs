@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use archproof::cells::nb201::Nb201Space;
 use archproof::cells::table::{CostMeasure, CostProxy};
 use archproof::ir::Shape;
-use archproof::search::{RegularizedEvolution, Store, Study, StudyConfig};
+use archproof::search::store::DEFAULT_STUDY;
+use archproof::search::{Attach, RegularizedEvolution, Storage, Study, StudyConfig, WorkerOptions};
 use common::archproof;
 
 fn proxy() -> CostProxy {
@@ -19,21 +20,39 @@ fn proxy() -> CostProxy {
     }
 }
 
+/// The finished trials of a run folder's store: number, candidate, fitness.
 fn rows(store: &std::path::Path) -> Vec<(u64, String, Option<f64>)> {
-    Store::open(store)
+    Storage::Sqlite(store.to_path_buf())
+        .open_existing(DEFAULT_STUDY)
         .unwrap()
         .trials()
         .unwrap()
         .into_iter()
-        .map(|t| {
-            let f = match t.outcome {
+        .filter_map(|t| {
+            let f = match t.outcome? {
                 archproof::search::Outcome::Done(e) => Some(e.fitness),
                 archproof::search::Outcome::Failed(_) => None,
             };
-            (t.id, t.candidate, f)
+            Some((t.id, t.candidate, f))
         })
         .collect()
 }
+
+fn attach<'a>(
+    study: Study<'a, Nb201Space>,
+    path: &std::path::Path,
+    mode: Attach,
+) -> Result<Study<'a, Nb201Space>, archproof::search::SearchError> {
+    study.attach(
+        &Storage::Sqlite(path.to_path_buf()),
+        DEFAULT_STUDY,
+        serde_json::Value::Null,
+        mode,
+        WorkerOptions::default(),
+    )
+}
+
+const CREATE: Attach = Attach::Create { force: false };
 
 #[test]
 fn library_stop_then_resume_equals_uninterrupted() {
@@ -52,8 +71,10 @@ fn library_stop_then_resume_equals_uninterrupted() {
 
     let full_path = dir.path().join("full.sqlite");
     let study = Study::new(&Nb201Space, &rea, &ev, config.clone()).unwrap();
-    let store = Store::create(&full_path, &study.header(serde_json::Value::Null), false).unwrap();
-    let full = study.with_store(store).unwrap().run(&|_| {}).unwrap();
+    let full = attach(study, &full_path, CREATE)
+        .unwrap()
+        .run(&|_| {})
+        .unwrap();
     assert_eq!(full.trials.len(), 50);
 
     // Stop after 17 trials have finished: the batch in flight finishes or is abandoned.
@@ -61,9 +82,7 @@ fn library_stop_then_resume_equals_uninterrupted() {
     let stop = AtomicBool::new(false);
     let seen = AtomicUsize::new(0);
     let study = Study::new(&Nb201Space, &rea, &ev, config.clone()).unwrap();
-    let store = Store::create(&part_path, &study.header(serde_json::Value::Null), false).unwrap();
-    let part = study
-        .with_store(store)
+    let part = attach(study, &part_path, CREATE)
         .unwrap()
         .with_stop_flag(&stop)
         .run(&|_| {
@@ -76,10 +95,12 @@ fn library_stop_then_resume_equals_uninterrupted() {
     let stored = rows(&part_path).len();
     assert!((17..50).contains(&stored), "{stored} trials stored");
 
-    let resumed = Study::new(&Nb201Space, &rea, &ev, config)
-        .unwrap()
-        .with_store(Store::open(&part_path).unwrap())
-        .unwrap();
+    let resumed = attach(
+        Study::new(&Nb201Space, &rea, &ev, config).unwrap(),
+        &part_path,
+        Attach::Resume,
+    )
+    .unwrap();
     let newly = AtomicUsize::new(0);
     let end = resumed
         .run(&|_| {
@@ -112,11 +133,9 @@ fn resume_refuses_a_different_seed() {
         batch: 1,
     };
     let study = Study::new(&Nb201Space, &rea, &ev, cfg.clone()).unwrap();
-    let store = Store::create(&path, &study.header(serde_json::Value::Null), false).unwrap();
-    study.with_store(store).unwrap().run(&|_| {}).unwrap();
+    attach(study, &path, CREATE).unwrap().run(&|_| {}).unwrap();
     let other = Study::new(&Nb201Space, &rea, &ev, StudyConfig { seed: 2, ..cfg }).unwrap();
-    let err = other
-        .with_store(Store::open(&path).unwrap())
+    let err = attach(other, &path, Attach::Resume)
         .err()
         .unwrap()
         .to_string();
