@@ -30,6 +30,7 @@ enum Kind {
     Verify(VerifyArgs),
     Deepmad(super::bench_deepmad::DeepmadBenchArgs),
     Train(super::bench_train::TrainBenchArgs),
+    Study(super::bench_study::StudyBenchArgs),
 }
 
 /// Run a VNN-COMP instance list with the bab engine and the plain Z3 baseline; write
@@ -130,6 +131,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Kind::Verify(a) => run_verify(a),
         Kind::Deepmad(a) => super::bench_deepmad::run(a),
         Kind::Train(a) => super::bench_train::run(a),
+        Kind::Study(a) => super::bench_study::run(a),
     }
 }
 

@@ -153,6 +153,9 @@ pub struct StoreFlags {
     /// (at once, on the same machine, when the worker's process is gone).
     #[arg(long, default_value_t = 60.0)]
     pub heartbeat_grace: f64,
+    /// Trials this process evaluates at once [default: the batch size, at most the threads].
+    #[arg(long)]
+    pub parallel_trials: Option<usize>,
 }
 
 impl StoreFlags {
@@ -181,7 +184,7 @@ impl StoreFlags {
         archproof::search::WorkerOptions {
             heartbeat: self.heartbeat,
             grace: self.heartbeat_grace,
-            slots: None,
+            slots: self.parallel_trials,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_deepmad;
+mod bench_study;
 mod bench_train;
 mod common;
 mod deepmad;

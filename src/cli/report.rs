@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use archproof::report::html;
+use archproof::search::inspect::{self, StudyReport};
+use archproof::search::store::DEFAULT_STUDY;
+use archproof::search::Storage;
 
 use super::common::{print_json, refuse_existing};
 
@@ -21,10 +24,21 @@ use super::common::{print_json, refuse_existing};
   archproof report runs/demo --force    # rewrites runs/demo/index.html in place
   archproof report runs/ --out reports/ --title 'Budgeted designs' --json
   # replace an earlier report there
-  archproof report runs/ --out reports/ --force")]
+  archproof report runs/ --out reports/ --force
+  # studies straight from a store: each exported to reports/studies/NAME, then reported
+  archproof report --out reports/ \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof")]
 pub struct Args {
     /// The folder of finished runs (searched recursively for run.json).
-    runs: PathBuf,
+    #[arg(required_unless_present = "storage", conflicts_with = "storage")]
+    runs: Option<PathBuf>,
+    /// Report studies read straight from this store (postgresql://... or sqlite:PATH): each
+    /// is exported to OUT/studies/NAME (as `study export` does), then OUT is reported.
+    #[arg(long, requires = "out")]
+    storage: Option<String>,
+    /// The studies of --storage to report [default: all of them].
+    #[arg(long, requires = "storage")]
+    study: Vec<String>,
     /// Where the report goes [default: RUNS itself].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -40,9 +54,39 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let out = a.out.clone().unwrap_or_else(|| a.runs.clone());
+    let out = match (&a.out, &a.runs) {
+        (Some(out), _) => out.clone(),
+        (None, Some(runs)) => runs.clone(),
+        (None, None) => anyhow::bail!("give the folder of runs, or --storage with --out"),
+    };
     refuse_existing(&[out.join("index.html")], a.force)?;
-    let site = html::write_site(&a.runs, &out, &a.title).map_err(anyhow::Error::msg)?;
+    if let Some(url) = &a.storage {
+        let storage: Storage = url.parse()?;
+        let names = if a.study.is_empty() {
+            if let Storage::Sqlite(p) = &storage {
+                if !p.exists() {
+                    anyhow::bail!("{storage}: no such file");
+                }
+            }
+            storage
+                .connect(DEFAULT_STUDY)?
+                .studies()?
+                .into_iter()
+                .map(|s| s.name)
+                .collect()
+        } else {
+            a.study.clone()
+        };
+        if names.is_empty() {
+            anyhow::bail!("{storage}: no studies to report");
+        }
+        for name in &names {
+            let report = StudyReport::read(&storage, name)?;
+            inspect::export(&report, &out.join("studies").join(name), a.force)?;
+        }
+    }
+    let runs = a.runs.clone().unwrap_or_else(|| out.clone());
+    let site = html::write_site(&runs, &out, &a.title).map_err(anyhow::Error::msg)?;
     for m in &site.missing {
         eprintln!("warning: {m} is named by its run but missing");
     }

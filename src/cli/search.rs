@@ -59,9 +59,9 @@ enum Kind {
       --benchmark nb201-cifar10.csv --objectives accuracy,latency_ms_pixel3 \\
       --budget-seconds 12000 --out runs/pareto
   archproof search cell --resume --out runs/rea
-  archproof search cell --space search-spaces/nasnet.toml --evaluator train \
-      --dataset shapes --trials 400 --batch 8 --seed 1 \
-      --storage postgresql://ann:PASSWORD@dbhost/archproof --study nasnet-shapes")]
+  archproof search cell --space search-spaces/nasnet.toml --evaluator train \\
+      --dataset shapes --trials 400 --batch 8 --seed 1 --study nasnet-shapes \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof")]
 pub struct CellArgs {
     /// The space: a search-spaces/*.toml file or a space name (nb201, nasnet).
     #[arg(long)]
@@ -355,7 +355,9 @@ where
     let strategy = strategy_for(settings, &setup.space);
     let mode = match (a.resume, shared, a.output.force) {
         (true, _, _) => Attach::Resume,
-        (false, true, false) => Attach::Join,
+        // A shared study is joined: --force only replaces output files (`study delete`
+        // starts a shared study over).
+        (false, true, _) => Attach::Join,
         (false, _, force) => Attach::Create { force },
     };
     let delayed = Delayed {

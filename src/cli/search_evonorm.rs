@@ -206,7 +206,9 @@ pub fn run(a: EvonormArgs) -> Result<ExitCode> {
     };
     let mode = match (a.resume.is_some(), shared, a.output.force) {
         (true, _, _) => Attach::Resume,
-        (false, true, false) => Attach::Join,
+        // A shared study is joined: --force only replaces output files (`study delete`
+        // starts a shared study over).
+        (false, true, _) => Attach::Join,
         (false, _, force) => Attach::Create { force },
     };
     let study = Study::new(&space, &strategy, &evaluator, config)?.attach(

@@ -18,8 +18,10 @@ use super::common::print_json;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof study list --storage postgresql://ann:PASSWORD@dbhost/archproof
-  archproof study show nasnet-shapes --storage postgresql://ann:PASSWORD@dbhost/archproof --json
+  archproof study show nasnet-shapes --json \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof
   archproof study export nasnet-shapes --storage postgresql://... -o runs/nasnet
+  archproof study delete nasnet-shapes --storage postgresql://... --force
   archproof study show --storage sqlite:runs/rea/study.sqlite")]
 pub struct Args {
     #[command(subcommand)]
@@ -35,6 +37,23 @@ enum Command {
     /// Write a run folder of one study for `archproof report` (study.json, trials.csv,
     /// progress.svg, run.json).
     Export(ExportArgs),
+    /// Delete a study with its trials (to start a shared study over); needs --force.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DeleteArgs {
+    /// The study's name.
+    study: String,
+    /// The store.
+    #[arg(long)]
+    storage: String,
+    /// Delete it (without this flag nothing is deleted).
+    #[arg(long)]
+    force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,7 +103,32 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Command::List(a) => list(a),
         Command::Show(a) => show(a),
         Command::Export(a) => export(a),
+        Command::Delete(a) => delete(a),
     }
+}
+
+fn delete(a: DeleteArgs) -> Result<ExitCode> {
+    let storage: Storage = a.storage.parse()?;
+    let mut conn = storage.open_existing(&a.study)?;
+    let r = StudyReport::read(&storage, &a.study)?;
+    if !a.force {
+        anyhow::bail!(
+            "study {} holds {} finished trials; pass --force to delete it",
+            a.study,
+            r.trials_finished + r.trials_failed
+        );
+    }
+    conn.delete()?;
+    if a.json {
+        print_json(&serde_json::json!({"deleted": a.study, "trials": r.trials.len()}))?;
+    } else {
+        println!(
+            "deleted study {} ({} trials) from {storage}",
+            a.study,
+            r.trials.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(a: ListArgs) -> Result<ExitCode> {

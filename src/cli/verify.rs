@@ -27,7 +27,7 @@ use super::progress::Progress;
   archproof verify --instances instances.csv --root DIR --out results.csv \\
       --expected expected.csv
   archproof verify --instances instances.csv --root DIR --expected expected.csv \\
-      --storage postgresql://ann:PASSWORD@dbhost/archproof --study acas   # on every machine
+      --storage postgresql://ann:PASSWORD@dbhost/archproof --study acas
   archproof verify --net net.onnx --input x.csv --eps 0.02 --label 3
   archproof verify --net net.onnx --input x.csv --max-radius
   archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 \\
@@ -679,11 +679,8 @@ fn run_shared_instances(args: &Args) -> Result<ExitCode> {
         budget: None,
         settings,
     };
-    let mode = if args.output.force {
-        Attach::Create { force: true }
-    } else {
-        Attach::Join
-    };
+    // Joined always: --force replaces --out, never a shared list (`study delete` does).
+    let mode = Attach::Join;
     let queue = Queue::attach(&storage, &name, &header, &items, mode, args.store.options())?;
     let bar = Progress::bar(
         instances.len() as u64,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::store::{check_study_name, Storage, StoredTrial, StudyHeader, WorkerId};
-use super::study::{check_same, claim_next, with_heartbeat, Attach, WorkerOptions};
+use super::study::{check_same, claim_next, with_heartbeat, Attach, Held, WorkerOptions};
 use super::{Outcome, SearchError};
 
 /// A job list attached to a study of a store.
@@ -38,6 +38,7 @@ impl Queue {
         options: WorkerOptions,
     ) -> Result<Queue, SearchError> {
         check_study_name(name)?;
+        options.check()?;
         let mut conn = storage.connect(name)?;
         let loc = conn.location();
         match (mode, conn.header()?) {
@@ -102,13 +103,17 @@ impl Queue {
         let mut conn = self.storage.connect(&self.name)?;
         let me = &self.worker;
         let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
-        with_heartbeat(&self.storage, &self.name, me, &self.options, || {
+        let held = Held::default();
+        with_heartbeat(&self.storage, &self.name, me, &self.options, &held, || {
             let mut wait = Duration::from_millis(2);
             while !stopped() {
                 if let Some(c) = claim_next(conn.as_mut(), me, self.options.grace)? {
                     wait = Duration::from_millis(2);
                     let t0 = Instant::now();
-                    let result = work(c.trial, &c.candidate);
+                    let result = {
+                        let _beating = held.hold(c.trial);
+                        work(c.trial, &c.candidate)
+                    };
                     let seconds = t0.elapsed().as_secs_f64();
                     if conn.finish(&me.0, &c, &result.0, seconds, result.1.as_ref())? {
                         on_done(c.trial, &result);

@@ -107,6 +107,28 @@ impl Default for WorkerOptions {
     }
 }
 
+impl WorkerOptions {
+    /// Refuses a heartbeat that is not a positive time shorter than the grace period.
+    pub fn check(&self) -> Result<(), SearchError> {
+        let ok = self.heartbeat.is_finite()
+            && self.heartbeat >= 0.01
+            && self.grace.is_finite()
+            && self.grace > self.heartbeat;
+        if ok && self.slots != Some(0) {
+            Ok(())
+        } else if self.slots == Some(0) {
+            Err(SearchError::Config(
+                "--parallel-trials must be at least 1".into(),
+            ))
+        } else {
+            Err(SearchError::Config(format!(
+                "--heartbeat ({} s) must be at least 0.01 s and shorter than --heartbeat-grace ({} s)",
+                self.heartbeat, self.grace
+            )))
+        }
+    }
+}
+
 struct Attached {
     storage: Storage,
     study: String,
@@ -175,12 +197,7 @@ impl<'a, S: Space> Study<'a, S> {
         options: WorkerOptions,
     ) -> Result<Self, SearchError> {
         super::store::check_study_name(name)?;
-        if !(options.heartbeat > 0.0 && options.grace > options.heartbeat) {
-            return Err(SearchError::Config(format!(
-                "the heartbeat grace ({} s) must exceed the heartbeat interval ({} s)",
-                options.grace, options.heartbeat
-            )));
-        }
+        options.check()?;
         let mut conn = storage.connect(name)?;
         let mine = self.header(settings);
         let stored = conn.header()?;
@@ -367,14 +384,9 @@ impl<'a, S: Space> Study<'a, S> {
         for t in conn.trials_from(history.len() as u64)? {
             let Some(outcome) = t.outcome else { break };
             if t.id != history.len() as u64 {
-                return Err(SearchError::Mismatch {
-                    path: loc,
-                    msg: format!(
-                        "trial {} is stored but trial {} is not",
-                        t.id,
-                        history.len()
-                    ),
-                });
+                // A gap: a trial of an interrupted batch that an earlier version never added
+                // (the worker loop adds the batch again).
+                break;
             }
             history.push(Trial {
                 id: t.id,
@@ -403,24 +415,26 @@ impl<'a, S: Space> Study<'a, S> {
         let mut conns = (0..slots)
             .map(|_| a.storage.connect(&a.study))
             .collect::<Result<Vec<_>, _>>()?;
-        let outcome = with_heartbeat(&a.storage, &a.study, &a.worker, &a.options, || {
+        let held = Held::default();
+        let outcome = with_heartbeat(&a.storage, &a.study, &a.worker, &a.options, &held, || {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = conns
                     .iter_mut()
                     .map(|conn| {
-                        let shared = &shared;
+                        let (shared, held) = (&shared, &held);
                         scope.spawn(move || {
-                            let r = self.worker_loop(a, conn.as_mut(), shared, on_trial);
-                            if r.is_err() {
-                                shared.done.store(true, Ordering::SeqCst);
-                            }
-                            r
+                            // However this thread ends (an error, a panic), the others stop.
+                            let _done = SetOnDrop(&shared.done);
+                            self.worker_loop(a, conn.as_mut(), shared, held, on_trial)
                         })
                     })
                     .collect();
                 let mut first_error = Ok(());
                 for h in handles {
-                    let r = h.join().expect("worker thread");
+                    let r = match h.join() {
+                        Ok(r) => r,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
                     if first_error.is_ok() {
                         first_error = r;
                     }
@@ -441,17 +455,25 @@ impl<'a, S: Space> Study<'a, S> {
         a: &Attached,
         conn: &mut dyn Store,
         shared: &SharedRun<S::Candidate>,
+        held: &Held,
         on_trial: &(dyn Fn(&Trial<S::Candidate>) + Sync),
     ) -> Result<(), SearchError> {
         let loc = conn.location();
         let me = &a.worker;
         let mut wait = Duration::from_millis(2);
+        let pause = |wait: &mut Duration| {
+            std::thread::sleep(*wait);
+            *wait = (*wait * 2).min(Duration::from_millis(250));
+        };
         while !shared.done.load(Ordering::SeqCst) && !self.stopped() {
             let claim = claim_next(conn, me, a.options.grace)?;
             if let Some(c) = claim {
                 wait = Duration::from_millis(2);
                 let candidate = self.decode(&loc, c.trial, &c.candidate)?;
-                let trial = self.evaluate(c.trial, candidate);
+                let trial = {
+                    let _beating = held.hold(c.trial);
+                    self.evaluate(c.trial, candidate)
+                };
                 if conn.finish(&me.0, &c, &trial.outcome, trial.seconds, None)? {
                     on_trial(&trial);
                 }
@@ -459,8 +481,7 @@ impl<'a, S: Space> Study<'a, S> {
             }
             if conn.progress()?.open() > 0 {
                 // Trials of this batch run elsewhere: the next batch waits for them.
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(250));
+                pause(&mut wait);
                 continue;
             }
             // Everything added has finished: end, or propose the next batch. One thread of
@@ -468,24 +489,38 @@ impl<'a, S: Space> Study<'a, S> {
             let mut history = shared.history.lock().expect("history lock");
             let progress = conn.progress()?;
             if progress.open() > 0 {
+                drop(history);
+                pause(&mut wait);
                 continue;
             }
             self.catch_up(conn, &mut history)?;
-            if history.len() as u64 != progress.added {
-                // Another worker added (and maybe finished part of) the next batch meanwhile:
-                // the history holds part of it, so look again rather than propose from it.
+            let added = progress.added as usize;
+            if history.len() > added {
+                // Another worker added (and finished) the next batch meanwhile: look again.
+                drop(history);
+                pause(&mut wait);
                 continue;
             }
-            if self.complete(&history) {
+            if history.len() == added && self.complete(&history) {
                 shared.done.store(true, Ordering::SeqCst);
                 break;
             }
+            // Batches start at multiples of the batch size. The history ends inside one when a
+            // study was extended after a short last batch, or when a trial of an interrupted
+            // batch is missing (stores of earlier versions kept only finished trials): that
+            // batch is proposed again from the history before it; its stored trials must
+            // match, and the missing ones are added.
+            let start = history.len() / self.config.batch * self.config.batch;
             let count = self
                 .config
                 .batch
-                .min(self.config.max_trials - history.len());
+                .min(self.config.max_trials.saturating_sub(start));
+            if count == 0 {
+                shared.done.store(true, Ordering::SeqCst);
+                break;
+            }
             let proposals: Vec<(u64, String)> = self
-                .propose_batch(&history, count)
+                .propose_batch(&history[..start], count)
                 .iter()
                 .map(|(id, c)| (*id, self.space.encode(c)))
                 .collect();
@@ -535,7 +570,55 @@ pub(super) fn claim_next(
     conn.claim(&me.0, grace, &dead)
 }
 
-/// Runs `body` while a thread beats, on its own connection, for every trial `me` runs. A
+/// The trials a process is evaluating: the heartbeat beats for these only.
+#[derive(Default)]
+pub(super) struct Held(Mutex<std::collections::BTreeSet<u64>>);
+
+impl Held {
+    /// Holds `trial` until the returned guard drops.
+    pub(super) fn hold(&self, trial: u64) -> impl Drop + '_ {
+        self.0.lock().expect("held lock").insert(trial);
+        Release(self, trial)
+    }
+
+    fn now(&self) -> Vec<u64> {
+        self.0.lock().expect("held lock").iter().copied().collect()
+    }
+}
+
+struct Release<'a>(&'a Held, u64);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut h) = self.0 .0.lock() {
+            h.remove(&self.1);
+        }
+    }
+}
+
+/// Sets a flag when dropped (on any exit, panics included).
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Ends the heartbeat thread when dropped (on any exit of the body, panics included).
+struct Quit<'a>(&'a (Mutex<bool>, Condvar));
+
+impl Drop for Quit<'_> {
+    fn drop(&mut self) {
+        let (lock, cvar) = self.0;
+        if let Ok(mut q) = lock.lock() {
+            *q = true;
+        }
+        cvar.notify_all();
+    }
+}
+
+/// Runs `body` while a thread beats, on its own connection, for the trials in `held`. A
 /// failed beat is not fatal: at worst a trial is taken over, which its worker learns when it
 /// records the result.
 pub(super) fn with_heartbeat<T>(
@@ -543,6 +626,7 @@ pub(super) fn with_heartbeat<T>(
     study: &str,
     me: &WorkerId,
     options: &WorkerOptions,
+    held: &Held,
     body: impl FnOnce() -> Result<T, SearchError>,
 ) -> Result<T, SearchError> {
     let mut conn = storage.connect(study)?;
@@ -551,18 +635,25 @@ pub(super) fn with_heartbeat<T>(
         scope.spawn(|| {
             let every = Duration::from_secs_f64(options.heartbeat);
             let (lock, cvar) = &quit;
-            let mut stop = lock.lock().expect("heartbeat lock");
-            while !*stop {
-                stop = cvar.wait_timeout(stop, every).expect("heartbeat lock").0;
-                if !*stop {
-                    let _ = conn.beat(&me.0);
+            loop {
+                {
+                    let q = lock.lock().expect("heartbeat lock");
+                    if *q {
+                        break;
+                    }
+                    let (q, _) = cvar.wait_timeout(q, every).expect("heartbeat lock");
+                    if *q {
+                        break;
+                    }
+                }
+                let trials = held.now();
+                if !trials.is_empty() {
+                    let _ = conn.beat(&me.0, &trials);
                 }
             }
         });
-        let result = body();
-        *quit.0.lock().expect("heartbeat lock") = true;
-        quit.1.notify_all();
-        result
+        let _quit = Quit(&quit);
+        body()
     })
 }
 

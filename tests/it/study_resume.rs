@@ -225,3 +225,81 @@ fn cli_killed_study_resumes_to_the_uninterrupted_result() {
     ]);
     common::assert_bad_input(&o, &["--seed"]);
 }
+
+/// A run folder of the first store layout, killed in the middle of a batch, kept only some of
+/// that batch's trials: resumed now, the batch is proposed again, its stored trials checked
+/// and the missing ones run, and the study ends as an uninterrupted run.
+#[test]
+fn a_version_1_store_with_gaps_resumes_to_the_uninterrupted_result() {
+    use archproof::search::Space;
+    let rea = RegularizedEvolution {
+        population: 10,
+        sample: 3,
+    };
+    let ev = proxy();
+    let config = StudyConfig {
+        seed: 4,
+        max_trials: 10,
+        budget: None,
+        batch: 4,
+    };
+    let study = Study::new(&Nb201Space, &rea, &ev, config.clone()).unwrap();
+    let full = study.run(&|_| {}).unwrap();
+    let header = study.header(serde_json::Value::Null);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.sqlite");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE trials (id INTEGER PRIMARY KEY, candidate TEXT NOT NULL, fitness REAL,
+                 cost REAL, metrics TEXT, error TEXT, seconds REAL NOT NULL);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO meta VALUES ('header', ?1)",
+            [serde_json::to_string(&header).unwrap()],
+        )
+        .unwrap();
+        // Trials 6 (of the batch 4..7) and 9 (of the last batch) never finished.
+        for t in full.trials.iter().filter(|t| t.id != 6 && t.id != 9) {
+            let e = match &t.outcome {
+                archproof::search::Outcome::Done(e) => e,
+                other => panic!("{other:?}"),
+            };
+            c.execute(
+                "INSERT INTO trials VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+                rusqlite::params![
+                    t.id as i64,
+                    Nb201Space.encode(&t.candidate),
+                    e.fitness,
+                    e.cost,
+                    serde_json::to_string(&e.metrics).unwrap(),
+                    t.seconds
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let newly = AtomicUsize::new(0);
+    let resumed = attach(
+        Study::new(&Nb201Space, &rea, &ev, config).unwrap(),
+        &path,
+        Attach::Resume,
+    )
+    .unwrap()
+    .run(&|_| {
+        newly.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    assert_eq!(newly.load(Ordering::SeqCst), 2, "only trials 6 and 9 ran");
+    let codes = |r: &archproof::search::StudyResult<_>| -> Vec<String> {
+        r.trials
+            .iter()
+            .map(|t| Nb201Space.encode(&t.candidate))
+            .collect()
+    };
+    assert_eq!(codes(&resumed), codes(&full));
+    assert_eq!(resumed.best, full.best);
+}

@@ -266,7 +266,7 @@ fn stale_claim_is_taken_over(storage: &Storage) {
     assert_eq!(c1.trial, 1, "a fresh claim is not taken over");
     assert!(b.claim("here/2/bbbb", 1.0, &[]).unwrap().is_none());
     std::thread::sleep(Duration::from_millis(1500));
-    b.beat("here/2/bbbb").unwrap();
+    b.beat("here/2/bbbb", &[1]).unwrap();
     let again = b.claim("here/2/bbbb", 1.0, &[]).unwrap().unwrap();
     assert_eq!(
         (again.trial, again.attempt),

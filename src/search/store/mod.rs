@@ -7,7 +7,8 @@
 //! - a trial is *claimed* in one transaction, so no two workers run it: the lowest-numbered
 //!   waiting trial, or a running one whose worker stopped beating (its attempt is recorded as
 //!   lost, and the trial handed to the claimer);
-//! - a process beats for all the trials it runs, every few seconds;
+//! - a process beats for the trials it is evaluating, every few seconds (only those: a claim
+//!   whose reply a lost connection swallowed is not beaten, so it goes stale and returns);
 //! - a result is recorded only by the worker holding the claim (a worker that lost its claim
 //!   learns it when it tries to record);
 //! - new trials are added as waiting rows keyed by number; adding a row that exists changes
@@ -161,7 +162,7 @@ pub struct StudyListing {
 }
 
 /// Which store, by URL: `sqlite:PATH`, or `postgresql://user:password@host:port/database`
-/// (also `postgres://`, and libpq's `key=value` form).
+/// (also `postgres://`).
 #[derive(Clone, PartialEq)]
 pub enum Storage {
     Sqlite(PathBuf),
@@ -242,7 +243,10 @@ impl Storage {
                 });
             }
         }
-        let mut conn = self.connect(study)?;
+        let mut conn: Box<dyn Store> = match self {
+            Storage::Sqlite(p) => Box::new(SqliteStore::open(p, study)?),
+            Storage::Postgres(url) => Box::new(PostgresStore::open_existing(url, study)?),
+        };
         conn.existing_header()?;
         Ok(conn)
     }
@@ -257,6 +261,8 @@ pub trait Store: Send {
     /// Creates the study with `header`. When it exists: with `replace` its trials are deleted
     /// and the header replaced; without, nothing changes and `false` is returned.
     fn create(&mut self, header: &StudyHeader, replace: bool) -> Result<bool, SearchError>;
+    /// Deletes the study with its trials and attempts; `false` if it did not exist.
+    fn delete(&mut self) -> Result<bool, SearchError>;
     /// Replaces the trial limit recorded in the header (to extend a study).
     fn set_max_trials(&mut self, max_trials: usize) -> Result<(), SearchError>;
     /// Adds waiting trials; a number that exists is left as it is. Returns the stored
@@ -270,8 +276,8 @@ pub trait Store: Send {
         grace: f64,
         dead: &[String],
     ) -> Result<Option<Claim>, SearchError>;
-    /// Beats for every trial `worker` runs.
-    fn beat(&mut self, worker: &str) -> Result<(), SearchError>;
+    /// Beats for `trials`, which `worker` is evaluating.
+    fn beat(&mut self, worker: &str, trials: &[u64]) -> Result<(), SearchError>;
     /// Records a claimed trial's result. `false` if the claim was lost to another worker
     /// (the result is then dropped).
     fn finish(
@@ -313,14 +319,72 @@ impl dyn Store + '_ {
 /// The columns an outcome is stored in: fitness, cost, metrics (JSON) and error.
 type OutcomeColumns = (Option<f64>, Option<f64>, Option<String>, Option<String>);
 
+/// A number as stored in JSON: finite ones as numbers, the others as `"inf"`, `"-inf"` or
+/// `"nan"` (JSON has no such numbers, and serde_json would write them as null).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Finite(f64),
+    Other(String),
+}
+
+impl Number {
+    fn of(x: f64) -> Number {
+        if x.is_finite() {
+            Number::Finite(x)
+        } else if x.is_nan() {
+            Number::Other("nan".into())
+        } else if x > 0.0 {
+            Number::Other("inf".into())
+        } else {
+            Number::Other("-inf".into())
+        }
+    }
+
+    fn value(&self) -> Option<f64> {
+        match self {
+            Number::Finite(x) => Some(*x),
+            Number::Other(s) => match s.as_str() {
+                "nan" => Some(f64::NAN),
+                "inf" => Some(f64::INFINITY),
+                "-inf" => Some(f64::NEG_INFINITY),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The whole evaluation as stored in the `metrics` column: the fitness and cost columns beside
+/// it serve queries (the best trial), this is what is read back, non-finite values included.
+#[derive(Serialize, Deserialize)]
+struct StoredEvaluation {
+    fitness: Number,
+    cost: Number,
+    metrics: BTreeMap<String, Number>,
+}
+
 fn outcome_columns(o: &Outcome) -> OutcomeColumns {
     match o {
-        Outcome::Done(e) => (
-            Some(e.fitness),
-            Some(e.cost),
-            Some(serde_json::to_string(&e.metrics).expect("metrics serialise")),
-            None,
-        ),
+        Outcome::Done(e) => {
+            let stored = StoredEvaluation {
+                fitness: Number::of(e.fitness),
+                cost: Number::of(e.cost),
+                metrics: e
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Number::of(*v)))
+                    .collect(),
+            };
+            let finite = |x: f64| x.is_finite().then_some(x);
+            (
+                // A fitness that is not a number stays out of the queries; `-inf` and `inf`
+                // order as they should.
+                (!e.fitness.is_nan()).then_some(e.fitness),
+                finite(e.cost),
+                Some(serde_json::to_string(&stored).expect("an evaluation serialises")),
+                None,
+            )
+        }
         Outcome::Failed(msg) => (None, None, None, Some(msg.clone())),
     }
 }
@@ -330,27 +394,42 @@ fn outcome_from_columns(
     number: u64,
     (fitness, cost, metrics, error): OutcomeColumns,
 ) -> Result<Outcome, SearchError> {
-    match (fitness, error) {
-        (_, Some(msg)) => Ok(Outcome::Failed(msg)),
-        (Some(fitness), None) => {
-            let metrics: BTreeMap<String, f64> = match metrics {
-                Some(m) => serde_json::from_str(&m).map_err(|e| SearchError::Store {
-                    path: loc.to_string(),
-                    msg: format!("trial {number}: bad metrics: {e}"),
-                })?,
-                None => BTreeMap::new(),
-            };
-            Ok(Outcome::Done(Evaluation {
-                fitness,
-                cost: cost.unwrap_or(0.0),
-                metrics,
-            }))
-        }
-        (None, None) => Err(SearchError::Store {
-            path: loc.to_string(),
-            msg: format!("finished trial {number} has neither a fitness nor an error"),
-        }),
+    if let Some(msg) = error {
+        return Ok(Outcome::Failed(msg));
     }
+    let bad = |what: String| SearchError::Store {
+        path: loc.to_string(),
+        msg: format!("trial {number}: {what}"),
+    };
+    if let Some(m) = &metrics {
+        if let Ok(stored) = serde_json::from_str::<StoredEvaluation>(m) {
+            let num = |n: &Number| {
+                n.value()
+                    .ok_or_else(|| bad("a number that is not one".into()))
+            };
+            let mut out = BTreeMap::new();
+            for (k, v) in &stored.metrics {
+                out.insert(k.clone(), num(v)?);
+            }
+            return Ok(Outcome::Done(Evaluation {
+                fitness: num(&stored.fitness)?,
+                cost: num(&stored.cost)?,
+                metrics: out,
+            }));
+        }
+    }
+    // Rows of version-1 stores: the metrics alone, the fitness and cost in their columns.
+    let fitness = fitness
+        .ok_or_else(|| bad("a finished trial with neither a fitness nor an error".into()))?;
+    let metrics: BTreeMap<String, f64> = match metrics {
+        Some(m) => serde_json::from_str(&m).map_err(|e| bad(format!("bad metrics: {e}")))?,
+        None => BTreeMap::new(),
+    };
+    Ok(Outcome::Done(Evaluation {
+        fitness,
+        cost: cost.unwrap_or(0.0),
+        metrics,
+    }))
 }
 
 fn header_json(loc: &str, h: &StudyHeader) -> Result<String, SearchError> {
@@ -393,8 +472,9 @@ pub fn check_study_name(name: &str) -> Result<(), SearchError> {
     }
 }
 
-/// A worker's identity: `host/pid/nonce`. The host and pid let a worker on the same machine
-/// see at once that another worker's process has died.
+/// A worker's identity: `host/pid/nonce`, where the host part is the host name and the process's
+/// PID namespace (containers that share a host name do not share it). The host and pid let a
+/// worker in the same namespace see at once that another worker's process has died.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerId(pub String);
 
@@ -430,7 +510,19 @@ fn hostname() -> String {
         return "unknown-host".into();
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).replace('/', "_")
+    let name = String::from_utf8_lossy(&buf[..end]).replace(['/', '@'], "_");
+    // "pid:[4026531836]": the namespace the pids are numbers of.
+    match std::fs::read_link("/proc/self/ns/pid") {
+        Ok(ns) => {
+            let digits: String = ns
+                .to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            format!("{name}@{digits}")
+        }
+        Err(_) => name,
+    }
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -453,6 +545,31 @@ mod tests {
         assert_eq!(pg.to_string(), "postgresql://ann:***@db:5432/archproof");
         assert!("mysql://x".parse::<Storage>().is_err());
         assert!("sqlite:".parse::<Storage>().is_err());
+    }
+
+    #[test]
+    fn non_finite_values_survive_the_store() {
+        let e = Evaluation {
+            fitness: f64::NEG_INFINITY,
+            cost: 2.5,
+            metrics: [("nan".to_string(), f64::NAN), ("x".to_string(), 1.25)]
+                .into_iter()
+                .collect(),
+        };
+        let cols = outcome_columns(&Outcome::Done(e));
+        let Outcome::Done(back) = outcome_from_columns("test", 0, cols).unwrap() else {
+            panic!("a finished trial reads back as finished");
+        };
+        assert_eq!(back.fitness, f64::NEG_INFINITY);
+        assert_eq!(back.cost, 2.5);
+        assert!(back.metrics["nan"].is_nan());
+        assert_eq!(back.metrics["x"], 1.25);
+        // Version-1 rows: the metrics alone, the fitness in its column.
+        let old = (Some(3.0), Some(1.0), Some("{\"a\":2.0}".to_string()), None);
+        let Outcome::Done(v1) = outcome_from_columns("test", 1, old).unwrap() else {
+            panic!("a version-1 row reads back as finished");
+        };
+        assert_eq!((v1.fitness, v1.cost, v1.metrics["a"]), (3.0, 1.0, 2.0));
     }
 
     #[test]

@@ -104,6 +104,9 @@ fn connect(url: &str) -> Result<Client, postgres::Error> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    // A connection whose peer vanished without a reset is noticed in about a minute.
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
     config.connect(NoTls)
 }
 
@@ -111,17 +114,29 @@ impl PostgresStore {
     /// Connects to study `study` at `url`, creating the schema where missing. Fails at once
     /// if the server cannot be reached or refuses the login.
     pub fn open(url: &str, study: &str) -> Result<PostgresStore, SearchError> {
+        let mut store = Self::connect_only(url, study)?;
+        store.migrate(true)?;
+        Ok(store)
+    }
+
+    /// Connects to study `study` at `url` to read it: a database without archproof's schema
+    /// is an error, and nothing is created.
+    pub fn open_existing(url: &str, study: &str) -> Result<PostgresStore, SearchError> {
+        let mut store = Self::connect_only(url, study)?;
+        store.migrate(false)?;
+        Ok(store)
+    }
+
+    fn connect_only(url: &str, study: &str) -> Result<PostgresStore, SearchError> {
         let client = connect(url).map_err(|e| SearchError::Store {
             path: redact(url),
             msg: format!("cannot connect: {}", describe(&e)),
         })?;
-        let mut store = PostgresStore {
+        Ok(PostgresStore {
             url: url.to_string(),
             study: study.to_string(),
             client: Some(client),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     fn err(&self, msg: impl std::fmt::Display) -> SearchError {
@@ -162,13 +177,16 @@ impl PostgresStore {
         }
     }
 
-    fn migrate(&mut self) -> Result<(), SearchError> {
+    fn migrate(&mut self, create: bool) -> Result<(), SearchError> {
         let version = self.run(|c, _| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
             let exists: bool = tx
                 .query_one("SELECT to_regclass('archproof_schema') IS NOT NULL", &[])?
                 .get(0);
+            if !exists && !create {
+                return Ok(None);
+            }
             if !exists {
                 tx.batch_execute(SCHEMA)?;
                 tx.execute(
@@ -176,14 +194,17 @@ impl PostgresStore {
                     &[&POSTGRES_SCHEMA],
                 )?;
                 tx.commit()?;
-                return Ok(POSTGRES_SCHEMA);
+                return Ok(Some(POSTGRES_SCHEMA));
             }
             let v: Option<i32> = tx
                 .query_opt("SELECT max(version) FROM archproof_schema", &[])?
                 .and_then(|r| r.get(0));
             tx.commit()?;
-            Ok(v.unwrap_or(0))
+            Ok(Some(v.unwrap_or(0)))
         })?;
+        let Some(version) = version else {
+            return Err(self.err("no archproof studies in this database"));
+        };
         if version > POSTGRES_SCHEMA {
             return Err(self.err(format!(
                 "its schema is version {version}, newer than this archproof's {POSTGRES_SCHEMA}; use a newer archproof"
@@ -261,6 +282,13 @@ impl Store for PostgresStore {
             )?;
             tx.commit()?;
             Ok(n == 1)
+        })
+    }
+
+    fn delete(&mut self) -> Result<bool, SearchError> {
+        // Trials and attempts go with the study (ON DELETE CASCADE).
+        self.run(|c, study| {
+            Ok(c.execute("DELETE FROM archproof_studies WHERE name = $1", &[&study])? == 1)
         })
     }
 
@@ -357,12 +385,13 @@ impl Store for PostgresStore {
         })
     }
 
-    fn beat(&mut self, worker: &str) -> Result<(), SearchError> {
+    fn beat(&mut self, worker: &str, trials: &[u64]) -> Result<(), SearchError> {
+        let numbers: Vec<i64> = trials.iter().map(|&n| n as i64).collect();
         self.run(|c, study| {
             c.execute(
                 "UPDATE archproof_trials SET heartbeat = now()
-                 WHERE study = $1 AND worker = $2 AND state = 'running'",
-                &[&study, &worker],
+                 WHERE study = $1 AND worker = $2 AND state = 'running' AND number = ANY($3)",
+                &[&study, &worker, &numbers],
             )
         })?;
         Ok(())

@@ -85,12 +85,25 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(|e| fail(&e))?;
         conn.busy_timeout(Duration::from_secs(120))
             .map_err(|e| fail(&e))?;
+        // A file with other tables is refused before anything (the journal mode) changes.
+        let foreign: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'
+                 AND name NOT IN ('meta', 'trials', 'studies', 'attempts')
+                 AND name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| fail(&format!("not a SQLite study store ({e})")))?;
+        if foreign > 0 {
+            return Err(fail(&"not a study store (a SQLite file with other tables)"));
+        }
         // WAL with synchronous=NORMAL: a commit survives the process being killed (not a power
         // cut), at a fraction of the cost of a full sync per trial.
         conn.pragma_update(None, "journal_mode", "WAL")
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
-            .map_err(|e| fail(&format!("not a SQLite study store ({e})")))?;
+            .map_err(|e| fail(&e))?;
         let mut store = SqliteStore {
             conn,
             path: path.to_path_buf(),
@@ -266,6 +279,25 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    fn delete(&mut self) -> Result<bool, SearchError> {
+        let loc = self.location();
+        let study = self.study.clone();
+        let tx = self.write()?;
+        let e = |e: rusqlite::Error| SearchError::Store {
+            path: loc.clone(),
+            msg: e.to_string(),
+        };
+        tx.execute("DELETE FROM attempts WHERE study = ?1", params![study])
+            .map_err(e)?;
+        tx.execute("DELETE FROM trials WHERE study = ?1", params![study])
+            .map_err(e)?;
+        let n = tx
+            .execute("DELETE FROM studies WHERE name = ?1", params![study])
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(n == 1)
+    }
+
     fn set_max_trials(&mut self, max_trials: usize) -> Result<(), SearchError> {
         let Some(mut h) = self.header()? else {
             return Ok(());
@@ -386,14 +418,24 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn beat(&mut self, worker: &str) -> Result<(), SearchError> {
-        self.conn
-            .execute(
-                "UPDATE trials SET heartbeat = ?3 WHERE study = ?1 AND worker = ?2 AND state = 'running'",
-                params![self.study, worker, now()],
+    fn beat(&mut self, worker: &str, trials: &[u64]) -> Result<(), SearchError> {
+        let loc = self.location();
+        let study = self.study.clone();
+        let tx = self.write()?;
+        let e = |e: rusqlite::Error| SearchError::Store {
+            path: loc.clone(),
+            msg: e.to_string(),
+        };
+        let t = now();
+        for &n in trials {
+            tx.execute(
+                "UPDATE trials SET heartbeat = ?4
+                 WHERE study = ?1 AND number = ?2 AND worker = ?3 AND state = 'running'",
+                params![study, n as i64, worker, t],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
     }
 
     fn finish(
