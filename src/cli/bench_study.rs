@@ -24,10 +24,12 @@ use super::common::{command_line, print_json, refuse_existing, write_file, write
 /// would, with one trial at a time per worker. The bench's studies are deleted afterwards.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  archproof bench study --benchmark nb201-cifar10.csv --storage sqlite:/tmp/bench.sqlite \\
-      --storage postgresql://ann:PASSWORD@localhost/archproof --out bench/study
-  archproof bench study --benchmark nb201-cifar10.csv --storage sqlite:/tmp/b.sqlite \\
-      --overhead-trials 200 --load-trials 500 --workers 1,2 --json")]
+  archproof bench study --benchmark nb201-cifar10.csv \\
+      --storage sqlite:/tmp/bench.sqlite --out bench/study \\
+      --storage postgresql://ann:PASSWORD@localhost/archproof
+  archproof bench study --benchmark nb201-cifar10.csv \\
+      --storage sqlite:/tmp/b.sqlite --overhead-trials 200 --load-trials 500 \\
+      --workers 1,2 --json")]
 pub struct StudyBenchArgs {
     /// The NB-201 benchmark table (nb201-cifar10.csv): the fast evaluator.
     #[arg(long)]

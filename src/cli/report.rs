@@ -25,7 +25,7 @@ use super::common::{print_json, refuse_existing};
   archproof report runs/ --out reports/ --title 'Budgeted designs' --json
   # replace an earlier report there
   archproof report runs/ --out reports/ --force
-  # studies straight from a store: each exported to reports/studies/NAME, then reported
+  # studies from a store, each exported to reports/studies/NAME first
   archproof report --out reports/ \\
       --storage postgresql://ann:PASSWORD@dbhost/archproof")]
 pub struct Args {

@@ -42,6 +42,9 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  archproof study delete nasnet-shapes --force \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof")]
 struct DeleteArgs {
     /// The study's name.
     study: String,
@@ -57,6 +60,9 @@ struct DeleteArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  archproof study list --storage postgresql://ann:PASSWORD@dbhost/archproof
+  archproof study list --storage sqlite:runs/shared.sqlite --json")]
 struct ListArgs {
     /// The store.
     #[arg(long)]
@@ -67,6 +73,10 @@ struct ListArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  archproof study show nasnet-shapes --json \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof
+  archproof study show --storage sqlite:runs/rea/study.sqlite")]
 struct ShowArgs {
     /// The study's name.
     #[arg(default_value = DEFAULT_STUDY)]
@@ -80,6 +90,10 @@ struct ShowArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  archproof study export nasnet-shapes -o runs/nasnet \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof
+  archproof report runs/ --out reports/")]
 struct ExportArgs {
     /// The study's name.
     #[arg(default_value = DEFAULT_STUDY)]

@@ -26,8 +26,8 @@ use super::progress::Progress;
   archproof verify --net net.nnet --spec prop.vnnlib --json
   archproof verify --instances instances.csv --root DIR --out results.csv \\
       --expected expected.csv
-  archproof verify --instances instances.csv --root DIR --expected expected.csv \\
-      --storage postgresql://ann:PASSWORD@dbhost/archproof --study acas
+  archproof verify --instances instances.csv --root DIR --study acas \\
+      --storage postgresql://ann:PASSWORD@dbhost/archproof
   archproof verify --net net.onnx --input x.csv --eps 0.02 --label 3
   archproof verify --net net.onnx --input x.csv --max-radius
   archproof verify --net net.onnx --dataset shapes --index 3 --eps 0.01 \\
