@@ -554,22 +554,84 @@ struct InstancesSummary {
     rows: Vec<InstanceResult>,
 }
 
+/// What both ways of running a list read first.
+struct ListSetup {
+    list: PathBuf,
+    root: PathBuf,
+    instances: Vec<instances::Instance>,
+    expected: Option<instances::Expected>,
+    base: Options,
+}
+
+impl ListSetup {
+    fn read(args: &Args) -> Result<ListSetup> {
+        let list = args.instances.clone().expect("checked");
+        let root = args
+            .root
+            .clone()
+            .unwrap_or_else(|| list.parent().map(Path::to_path_buf).unwrap_or_default());
+        let instances = instances::read_list(&list)?;
+        let expected = args
+            .expected
+            .as_deref()
+            .map(instances::read_expected)
+            .transpose()?;
+        let base = options(args, args.timeout)?;
+        Ok(ListSetup {
+            list,
+            root,
+            instances,
+            expected,
+            base,
+        })
+    }
+}
+
+/// The progress bar of an instance list.
+fn list_bar(instances: usize, args: &Args) -> Progress {
+    Progress::bar(
+        instances as u64,
+        args.output.no_progress(),
+        "{bar:40} {pos}/{len} instances {msg} [{elapsed}]",
+        "instances",
+    )
+}
+
+/// Prints a list's totals (or JSON); exit 1 when an answer contradicts a known one.
+fn report_list(
+    args: &Args,
+    engine: Engine,
+    rows: Vec<InstanceResult>,
+    from: &str,
+) -> Result<ExitCode> {
+    let summary = summarize(engine, rows);
+    let t = &summary.totals;
+    if args.output.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} instances: {} solved ({} sat, {} unsat), {} unknown, {} wrong of {} with known answers; {:.1} s in total{from}",
+            t.instances, t.solved, t.sat, t.unsat, t.unknown, t.wrong, t.checked_against_expected, t.total_seconds
+        );
+    }
+    Ok(if t.wrong > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn run_instances(args: &Args) -> Result<ExitCode> {
     if args.store.storage.is_some() {
         return run_shared_instances(args);
     }
-    let list = args.instances.clone().expect("checked");
-    let root = args
-        .root
-        .clone()
-        .unwrap_or_else(|| list.parent().map(Path::to_path_buf).unwrap_or_default());
-    let instances = instances::read_list(&list)?;
-    let expected = args
-        .expected
-        .as_deref()
-        .map(instances::read_expected)
-        .transpose()?;
-    let base = options(args, args.timeout)?;
+    let ListSetup {
+        list,
+        root,
+        instances,
+        expected,
+        base,
+    } = ListSetup::read(args)?;
     // Each row lands in the file as its instance finishes: a run stopped half way keeps them.
     let mut log = match &args.out {
         Some(out) => Some(archproof::files::CsvLog::create(
@@ -579,12 +641,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         )?),
         None => None,
     };
-    let bar = Progress::bar(
-        instances.len() as u64,
-        args.output.no_progress(),
-        "{bar:40} {pos}/{len} instances {msg} [{elapsed}]",
-        "instances",
-    );
+    let bar = list_bar(instances.len(), args);
     let mut cache = instances::Cache::default();
     let mut rows = Vec::new();
     for inst in &instances {
@@ -617,21 +674,7 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
         rows.push(row);
     }
     bar.finish_and_clear();
-    let summary = summarize(base.engine, rows);
-    let t = &summary.totals;
-    if args.output.json {
-        print_json(&summary)?;
-    } else {
-        println!(
-            "{} instances: {} solved ({} sat, {} unsat), {} unknown, {} wrong of {} with known answers; {:.1} s in total",
-            t.instances, t.solved, t.sat, t.unsat, t.unknown, t.wrong, t.checked_against_expected, t.total_seconds
-        );
-    }
-    Ok(if t.wrong > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    report_list(args, base.engine, rows, "")
 }
 
 /// `--instances` with `--storage`: the list's instances are items of a study that every
@@ -639,126 +682,46 @@ fn run_instances(args: &Args) -> Result<ExitCode> {
 /// instance finishes, and a process started again continues where the list stands.
 fn run_shared_instances(args: &Args) -> Result<ExitCode> {
     use archproof::search::queue::Queue;
-    use archproof::search::{Attach, Evaluation, Outcome as TrialOutcome, StudyHeader};
-    let list = args.instances.clone().expect("checked");
-    let root = args
-        .root
-        .clone()
-        .unwrap_or_else(|| list.parent().map(Path::to_path_buf).unwrap_or_default());
-    let instances = instances::read_list(&list)?;
-    let expected = args
-        .expected
-        .as_deref()
-        .map(instances::read_expected)
-        .transpose()?;
-    let base = options(args, args.timeout)?;
+    use archproof::search::Attach;
+    let setup = ListSetup::read(args)?;
     if let Some(out) = &args.out {
         archproof::files::refuse_existing(&[out], args.output.force)?;
     }
     let (storage, name, _) = args.store.target(None)?.expect("--storage is given");
-    let items: Vec<String> = instances
-        .iter()
-        .map(|i| format!("{},{},{}", i.onnx, i.vnnlib, i.timeout))
-        .collect();
-    let settings = serde_json::json!({
+    let shared = instances::SharedList {
+        instances: &setup.instances,
+        root: &setup.root,
+        base: &setup.base,
+        cap: args.timeout,
+        expected: setup.expected.as_ref(),
+        proof_dir: args.proof_dir.as_deref(),
+    };
+    let header = shared.header(serde_json::json!({
         "timeout": args.timeout,
         "engine": format!("{:?}", args.engine),
         "bounding": format!("{:?}", args.bounding),
         "branching": format!("{:?}", args.branching),
         "exact": format!("{:?}", args.exact),
         "seed": args.seed,
-    });
-    let header = StudyHeader {
-        format: archproof::search::store::STORE_FORMAT,
-        space: "instances".into(),
-        strategy: "list".into(),
-        evaluator: format!("verify:{}", base.engine.name()),
-        seed: args.seed,
-        batch: items.len(),
-        max_trials: items.len(),
-        budget: None,
-        settings,
-    };
+    }));
     // Joined always: --force replaces --out, never a shared list (`study delete` does).
-    let mode = Attach::Join;
-    let queue = Queue::attach(&storage, &name, &header, &items, mode, args.store.options())?;
-    let bar = Progress::bar(
-        instances.len() as u64,
-        args.output.no_progress(),
-        "{bar:40} {pos}/{len} instances {msg} [{elapsed}]",
-        "instances",
-    );
+    let queue = Queue::attach(
+        &storage,
+        &name,
+        &header,
+        &shared.items(),
+        Attach::Join,
+        args.store.options(),
+    )?;
+    let bar = list_bar(setup.instances.len(), args);
     bar.set_position(queue.finished_so_far()? as u64);
-    let cache = std::sync::Mutex::new(instances::Cache::default());
-    let proof_error = std::sync::Mutex::new(None::<anyhow::Error>);
-    let work = |i: u64, _: &str| {
-        let inst = &instances[i as usize];
-        let mut cache = cache.lock().expect("cache lock");
-        match instances::run_instance(
-            &mut cache,
-            &root,
-            inst,
-            &base,
-            args.timeout,
-            expected.as_ref(),
-        ) {
-            Ok((row, out, spec)) => {
-                if let Some(dir) = &args.proof_dir {
-                    if let Err(e) = proof_log::write(
-                        dir,
-                        &instances::locate(&root, &inst.onnx, "onnx"),
-                        &instances::locate(&root, &inst.vnnlib, "vnnlib"),
-                        &spec,
-                        &base,
-                        &out,
-                    ) {
-                        proof_error.lock().expect("lock").get_or_insert(e.into());
-                    }
-                }
-                let solved = matches!(
-                    row.result,
-                    archproof::verify::Answer::Sat | archproof::verify::Answer::Unsat
-                );
-                (
-                    TrialOutcome::Done(Evaluation {
-                        fitness: if solved { 1.0 } else { 0.0 },
-                        cost: row.seconds,
-                        metrics: Default::default(),
-                    }),
-                    serde_json::to_value(&row).ok(),
-                )
-            }
-            Err(e) => (TrialOutcome::Failed(e.to_string()), None),
-        }
-    };
-    let on_done = |_: u64, r: &(TrialOutcome, Option<serde_json::Value>)| {
-        if let Some(row) = &r.1 {
-            let key = (
-                row["onnx"].as_str().unwrap_or(""),
-                row["vnnlib"].as_str().unwrap_or(""),
-            );
-            bar.set_message(format!("{} {}: {}", key.0, key.1, row["result"]));
-        }
-        bar.inc(1);
-    };
-    let stored = queue.run(&work, &on_done, None)?;
+    let rows = shared
+        .run(&queue, &|row| {
+            bar.set_message(format!("{} {}: {}", row.onnx, row.vnnlib, row.result));
+            bar.inc(1);
+        })
+        .with_context(|| setup.list.display().to_string())?;
     bar.finish_and_clear();
-    if let Some(e) = proof_error.into_inner().expect("lock") {
-        return Err(e);
-    }
-    let mut rows = Vec::with_capacity(stored.len());
-    for t in &stored {
-        match (&t.outcome, &t.payload) {
-            (Some(TrialOutcome::Failed(msg)), _) => {
-                anyhow::bail!("{}: {msg}", list.display())
-            }
-            (_, Some(p)) => rows.push(serde_json::from_value::<InstanceResult>(p.clone())?),
-            _ => anyhow::bail!(
-                "{storage} (study {name}): instance {} has no stored result",
-                t.id
-            ),
-        }
-    }
     if let Some(out) = &args.out {
         let mut log =
             archproof::files::CsvLog::create(out, &instances::RESULT_COLUMNS, args.output.force)?;
@@ -766,21 +729,12 @@ fn run_shared_instances(args: &Args) -> Result<ExitCode> {
             log.row(&row.csv_fields())?;
         }
     }
-    let summary = summarize(base.engine, rows);
-    let t = &summary.totals;
-    if args.output.json {
-        print_json(&summary)?;
-    } else {
-        println!(
-            "{} instances: {} solved ({} sat, {} unsat), {} unknown, {} wrong of {} with known answers; {:.1} s in total (study {name} in {storage})",
-            t.instances, t.solved, t.sat, t.unsat, t.unknown, t.wrong, t.checked_against_expected, t.total_seconds
-        );
-    }
-    Ok(if t.wrong > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    report_list(
+        args,
+        setup.base.engine,
+        rows,
+        &format!(" (study {name} in {storage})"),
+    )
 }
 
 fn summarize(engine: Engine, rows: Vec<InstanceResult>) -> InstancesSummary {

@@ -505,3 +505,136 @@ impl Comparison {
             .collect()
     }
 }
+
+/// How a list is run through a study store: the settings that must agree between workers.
+pub struct SharedList<'a> {
+    pub instances: &'a [Instance],
+    pub root: &'a Path,
+    pub base: &'a Options,
+    /// The time limit cap (the list's own limits apply when smaller).
+    pub cap: f64,
+    pub expected: Option<&'a Expected>,
+    /// Where proof logs go, if anywhere.
+    pub proof_dir: Option<&'a Path>,
+}
+
+/// Why a shared list did not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedListError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] crate::search::SearchError),
+    /// An instance could not be run (a missing or malformed file), here or in another worker.
+    #[error("{0}")]
+    Instance(String),
+    /// A proof log could not be written.
+    #[error(transparent)]
+    ProofLog(#[from] crate::files::FileError),
+}
+
+impl SharedList<'_> {
+    /// The study header every worker of this list must share: the settings that change
+    /// verdicts (engine, bounding, branching, exact decision, seed, cap).
+    pub fn header(&self, settings: serde_json::Value) -> crate::search::StudyHeader {
+        crate::search::StudyHeader {
+            format: crate::search::store::STORE_FORMAT,
+            space: "instances".into(),
+            strategy: "list".into(),
+            evaluator: format!("verify:{}", self.base.engine.name()),
+            seed: self.base.seed,
+            batch: self.instances.len(),
+            max_trials: self.instances.len(),
+            budget: None,
+            settings,
+        }
+    }
+
+    /// The list's rows as the store keeps them (`onnx,vnnlib,timeout`).
+    pub fn items(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .map(|i| format!("{},{},{}", i.onnx, i.vnnlib, i.timeout))
+            .collect()
+    }
+
+    /// Runs instances claimed from `queue` until the list is done (here or elsewhere), calling
+    /// `on_done` for each this process answered; returns every row, in list order.
+    pub fn run(
+        &self,
+        queue: &crate::search::queue::Queue,
+        on_done: &(dyn Fn(&InstanceResult) + Sync),
+    ) -> Result<Vec<InstanceResult>, SharedListError> {
+        use crate::search::{Evaluation, Outcome as TrialOutcome};
+        let cache = std::sync::Mutex::new(Cache::default());
+        let proof_error = std::sync::Mutex::new(None::<crate::files::FileError>);
+        let work = |i: u64, _: &str| {
+            let inst = &self.instances[i as usize];
+            let mut cache = cache.lock().expect("cache lock");
+            match run_instance(
+                &mut cache,
+                self.root,
+                inst,
+                self.base,
+                self.cap,
+                self.expected,
+            ) {
+                Ok((row, out, spec)) => {
+                    if let Some(dir) = self.proof_dir {
+                        let net = locate(self.root, &inst.onnx, "onnx");
+                        let prop = locate(self.root, &inst.vnnlib, "vnnlib");
+                        if let Err(e) =
+                            super::proof_log::write(dir, &net, &prop, &spec, self.base, &out)
+                        {
+                            proof_error.lock().expect("lock").get_or_insert(e);
+                        }
+                    }
+                    let solved = matches!(row.result, Answer::Sat | Answer::Unsat);
+                    (
+                        TrialOutcome::Done(Evaluation {
+                            fitness: if solved { 1.0 } else { 0.0 },
+                            cost: row.seconds,
+                            metrics: Default::default(),
+                        }),
+                        serde_json::to_value(&row).ok(),
+                    )
+                }
+                Err(e) => (TrialOutcome::Failed(e.to_string()), None),
+            }
+        };
+        let done = |_: u64, r: &crate::search::queue::JobResult| {
+            if let Some(row) =
+                r.1.as_ref()
+                    .and_then(|p| serde_json::from_value(p.clone()).ok())
+            {
+                on_done(&row);
+            }
+        };
+        let stored = queue.run(&work, &done, None)?;
+        if let Some(e) = proof_error.into_inner().expect("lock") {
+            return Err(e.into());
+        }
+        let mut rows = Vec::with_capacity(stored.len());
+        for t in &stored {
+            match (&t.outcome, &t.payload) {
+                (Some(TrialOutcome::Failed(msg)), _) => {
+                    return Err(SharedListError::Instance(msg.clone()))
+                }
+                (_, Some(p)) => rows.push(
+                    serde_json::from_value::<InstanceResult>(p.clone()).map_err(|e| {
+                        SharedListError::Instance(format!(
+                            "instance {}: a stored result that does not read back: {e}",
+                            t.id
+                        ))
+                    })?,
+                ),
+                _ => {
+                    return Err(SharedListError::Instance(format!(
+                        "instance {} has no stored result",
+                        t.id
+                    )))
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
