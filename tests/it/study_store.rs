@@ -140,7 +140,7 @@ impl Drop for ScratchDb {
 /// started later. The study ends with exactly the requested trials, each once, the killed
 /// trial retried, and the trials and best of a single process.
 fn killed_worker_is_replaced(storage: &Storage) {
-    let trials = 48;
+    let trials = 64;
     let url = storage_arg(storage);
     let shared = |_: usize| {
         search_args(
@@ -151,7 +151,7 @@ fn killed_worker_is_replaced(storage: &Storage) {
                 "--study",
                 "fault",
                 "--evaluation-delay",
-                "0.25",
+                "0.4",
                 "--heartbeat",
                 "0.5",
                 "--heartbeat-grace",
@@ -332,7 +332,7 @@ fn workers_reconnect_after_the_server_restarts() {
             "--study",
             "restart",
             "--evaluation-delay",
-            "0.2",
+            "0.5",
             "--heartbeat",
             "0.5",
         ],
