@@ -56,6 +56,11 @@ pub struct DeepmadArgs {
     /// solved to its end): the same design on any machine, at any load.
     #[arg(long)]
     max_programs: Option<usize>,
+    /// Program: seconds of branch and bound over channel boxes after the design, for a proven
+    /// upper bound of the objective over the whole space (`global_bound`, `global_gap`);
+    /// 0 skips it.
+    #[arg(long, default_value_t = 0.0)]
+    bound_seconds: f64,
     /// Output directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -77,6 +82,15 @@ struct Summary {
     solver: &'static str,
     optimality_gap: Option<f64>,
     bound: Option<f64>,
+    /// A proven upper bound of the objective over every structure of the space within the
+    /// budgets (FLOPs, params), and its branch and bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    global_bound: Option<f64>,
+    /// `(global_bound - score) / |score|`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    global_gap: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    global_search: Option<archproof::deepmad::bound::GlobalBound>,
     solve_seconds: f64,
     programs: usize,
     structure: Vec<archproof::deepmad::Block>,
@@ -110,6 +124,9 @@ impl Summary {
             solver,
             optimality_gap: None,
             bound: None,
+            global_bound: None,
+            global_gap: None,
+            global_search: None,
             solve_seconds,
             programs: 0,
             structure: blocks,
@@ -371,6 +388,11 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
     if !(a.time_limit > 0.0 && a.time_limit.is_finite()) {
         return Err(anyhow!("--time-limit must be a positive number of seconds"));
     }
+    if !(a.bound_seconds >= 0.0 && a.bound_seconds.is_finite()) {
+        return Err(anyhow!(
+            "--bound-seconds must be a non-negative number of seconds"
+        ));
+    }
     if a.max_programs == Some(0) {
         return Err(anyhow!("--max-programs must be at least 1"));
     }
@@ -393,11 +415,28 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
         },
     )
     .map_err(|e| anyhow!("{}: {e}", a.space.display()))?;
+    let global = if a.bound_seconds > 0.0 && design.feasible {
+        spinner.set_message(format!("{}: bounding the whole space", sp.name));
+        Some(
+            archproof::deepmad::bound::global_bound(
+                &sp,
+                a.convention,
+                design.score.score,
+                Duration::from_secs_f64(a.bound_seconds),
+            )
+            .map_err(|e| anyhow!("{}: {e}", a.space.display()))?,
+        )
+    } else {
+        None
+    };
     spinner.finish_and_clear();
     let s = &design.score;
     let summary = Summary {
         optimality_gap: design.optimality_gap,
         bound: design.bound,
+        global_bound: global.as_ref().map(|g| g.bound),
+        global_gap: global.as_ref().map(|g| g.gap),
+        global_search: global.clone(),
         programs: design.programs,
         ..Summary::new(
             &sp,
@@ -446,6 +485,16 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
             "  {} programs with {} in {:.1} s; the final program was not proven optimal",
             design.programs, design.solver, design.solve_seconds
         ),
+    }
+    if let Some(g) = &global {
+        println!(
+            "  global bound {:.2} (gap {:.3}%) after {} boxes in {:.1} s, {} open",
+            g.bound,
+            100.0 * g.gap,
+            g.nodes,
+            g.seconds,
+            g.open
+        );
     }
     println!("  block             in   out   k  s   L   btn");
     for b in &design.blocks {

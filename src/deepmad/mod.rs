@@ -2,6 +2,7 @@
 //! effectiveness follow in closed form from its widths, kernels and depths ([`score`]); the
 //! design chooses them under FLOPs, params and effectiveness budgets.
 
+pub mod bound;
 pub mod evolution;
 pub mod ir;
 pub mod polish;
