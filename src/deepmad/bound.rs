@@ -25,8 +25,11 @@
 //! stage, a choice's terms are affine in its depth (units after the first repeat), so the best
 //! depth is the first or the last.
 //!
-//! The bound of the whole space is the largest bound of a box still open, or the incumbent
-//! when every box is closed (its bound at or below the incumbent's exact score).
+//! A box that holds a single channel vector is bounded once more by the fixed-channel program
+//! (`program::fixed_channel_bound`: its proven optimum, padded for the solver's tolerance;
+//! bottleneck spaces only, see there). The bound of the whole space is the largest bound of a
+//! box still open, or the incumbent when every box is closed (its bound at or below the
+//! incumbent's exact score).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -433,6 +436,8 @@ struct Node {
     bound: f64,
     lambda: Multipliers,
     b: ChannelBox,
+    /// Bounded by the fixed-channel program (a single channel vector).
+    exact: bool,
 }
 
 impl PartialEq for Node {
@@ -510,7 +515,12 @@ pub fn global_bound(
             *nodes += 1;
             let (bound, lambda) = relax(space, &plan, &b).minimise(space, start);
             if bound > incumbent {
-                heap.push(Node { bound, lambda, b });
+                heap.push(Node {
+                    bound,
+                    lambda,
+                    b,
+                    exact: false,
+                });
             }
         };
     if let Some(root) = root_box(space) {
@@ -531,8 +541,23 @@ pub fn global_bound(
                 push(&mut heap, l, node.lambda, &mut nodes);
                 push(&mut heap, r, node.lambda, &mut nodes);
             }
-            // A single channel vector: its relaxation cannot be split further; its bound
-            // stays (re-pushed, it would be popped forever).
+            // A single channel vector: bounded once more by the program for those channels,
+            // which is exact but for its tolerance; then its bound stays.
+            None if !node.exact => {
+                let left = time_limit.saturating_sub(t0.elapsed());
+                match super::program::fixed_channel_bound(space, convention, &node.b.lo, left) {
+                    Some(b) if b <= incumbent => {}
+                    Some(b) => heap.push(Node {
+                        bound: b.min(node.bound),
+                        exact: true,
+                        ..node
+                    }),
+                    None => heap.push(Node {
+                        exact: true,
+                        ..node
+                    }),
+                }
+            }
             None => {
                 let bound = node.bound.max(incumbent);
                 return Ok(finish(bound, incumbent, nodes, heap.len() + 1, t0, trace));

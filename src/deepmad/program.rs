@@ -281,6 +281,29 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     })
 }
 
+/// An upper bound of the score of every structure with channels `chans` that meets the
+/// budgets: the inner program's proven optimum, padded for the solver's tolerance. `None`
+/// where it is not proven in `limit`, or for inverted-block spaces, whose program offers the
+/// official expansion ratios only while designs may take any bottleneck in range.
+pub(crate) fn fixed_channel_bound(
+    space: &Space,
+    convention: Convention,
+    chans: &[usize],
+    limit: Duration,
+) -> Option<f64> {
+    if space.block == BlockKind::K1DWSEK1 {
+        return None;
+    }
+    let opts = ProgramOptions {
+        convention,
+        solver: MilpSolver::Highs,
+        time_limit: limit,
+        max_programs: None,
+    };
+    let b = inner(space, &opts, chans, limit)?.bound?;
+    Some(b + 1e-6 * b.abs().max(1.0))
+}
+
 /// The inner program under construction: one binary per choice of each stage (exactly one
 /// chosen), the variables and constraints added so far.
 struct Program {
