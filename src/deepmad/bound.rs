@@ -348,6 +348,7 @@ impl Relaxed {
 
     /// The least dual bound found from `start` by coordinate steps that grow on success and
     /// halve on failure; returns it with its multipliers.
+    #[allow(clippy::needless_range_loop)] // i indexes the multipliers and their steps together
     fn minimise(&self, space: &Space, start: Multipliers) -> (f64, Multipliers) {
         let mut m = start;
         let mut best = self.dual(space, m);
