@@ -30,6 +30,9 @@
 //! bottleneck spaces only, see there). The bound of the whole space is the largest bound of a
 //! box still open, or the incumbent when every box is closed (its bound at or below the
 //! incumbent's exact score).
+//!
+//! It covers the grid the searches use: widths and bottlenecks that are multiples of 8 (a
+//! space whose limits are not, or whose stages can reach a resolution under 1, is refused).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -75,6 +78,13 @@ pub enum BoundError {
     /// The objective has a negative weight, which the relaxation cannot bound.
     #[error("the global bound needs non-negative objective weights (alpha, beta)")]
     NegativeWeights,
+    /// A stage's `ln(C R^2)` can be negative (a resolution under 1), so more width could
+    /// lower the objective and the box relaxation would not bound it.
+    #[error("the global bound needs every stage's C R^2 to be at least 1 (stage {0} reaches a resolution of {1})")]
+    SmallResolution(usize, f64),
+    /// The space lets widths leave the grid of multiples of 8 that the bound covers.
+    #[error("the global bound covers widths on the grid of multiples of 8: {0} is not one")]
+    OffGrid(String),
 }
 
 /// The per-stage data of the objective that does not depend on channels.
@@ -407,7 +417,17 @@ fn propagate(space: &Space, mut b: ChannelBox) -> Option<ChannelBox> {
         }
         for i in (1..n).rev() {
             b.hi[i - 1] = b.hi[i - 1].min(b.hi[i]);
-            b.lo[i - 1] = b.lo[i - 1].max(up8(b.lo[i] as f64 / st.max_growth));
+            // The least width on the grid from which `lo[i]` is reachable, by the very test
+            // `channels_ok` makes (a quotient rounded up could skip a width the product allows).
+            let need = b.lo[i] as f64;
+            let mut m = up8(need / st.max_growth).max(CHANNEL_STEP);
+            while m > CHANNEL_STEP && need <= st.max_growth * (m - CHANNEL_STEP) as f64 {
+                m -= CHANNEL_STEP;
+            }
+            while need > st.max_growth * m as f64 {
+                m += CHANNEL_STEP;
+            }
+            b.lo[i - 1] = b.lo[i - 1].max(m);
         }
         if b.lo.iter().zip(&b.hi).any(|(l, h)| l > h) {
             return None;
@@ -460,16 +480,33 @@ impl Ord for Node {
 
 /// The bound of one box, from multipliers near `start`.
 pub fn box_bound(space: &Space, convention: Convention, b: &ChannelBox) -> Result<f64, BoundError> {
-    check_weights(space)?;
+    check_weights(space, convention)?;
     let plan = plan(space, convention);
     let r = relax(space, &plan, b);
     Ok(r.minimise(space, Multipliers([1.0; 4])).0)
 }
 
-fn check_weights(space: &Space) -> Result<(), BoundError> {
+/// Refuses spaces the relaxation does not bound: negative weights, a stage whose
+/// `ln(C R^2)` could be negative, widths off the grid of multiples of 8.
+fn check_weights(space: &Space, convention: Convention) -> Result<(), BoundError> {
     let w = space.weights();
     if w.beta < 0.0 || w.alpha.iter().any(|&a| a < 0.0) {
         return Err(BoundError::NegativeWeights);
+    }
+    let st = &space.stages;
+    for (what, v) in [
+        ("max_channels", Some(st.max_channels)),
+        ("max_btn", Some(st.max_btn)),
+        ("final_channels", space.final_channels),
+    ] {
+        if let Some(v) = v.filter(|v| v % CHANNEL_STEP != 0) {
+            return Err(BoundError::OffGrid(format!("{what} = {v}")));
+        }
+    }
+    for (g, &(_, _, r2)) in plan(space, convention).stages.iter().enumerate() {
+        if !(CHANNEL_STEP as f64 * r2 >= 1.0) {
+            return Err(BoundError::SmallResolution(g, r2.sqrt()));
+        }
     }
     Ok(())
 }
@@ -502,7 +539,7 @@ pub fn global_bound(
     incumbent: f64,
     time_limit: Duration,
 ) -> Result<GlobalBound, BoundError> {
-    check_weights(space)?;
+    check_weights(space, convention)?;
     let t0 = Instant::now();
     let plan = plan(space, convention);
     let mut heap = BinaryHeap::new();
@@ -684,6 +721,45 @@ mod tests {
             }
         }
         best
+    }
+
+    #[test]
+    fn propagation_keeps_every_vector_the_channel_rules_allow() {
+        // 1.4 * 120 == 168 in floating point while 168 / 1.4 rounds above 120: the rules
+        // allow (120, 168), so the box must keep it.
+        let mut space = small("SuperResK1KXK1", 0.5, 3.0e6);
+        space.stages.max_growth = 1.4;
+        let pair = ChannelBox {
+            lo: vec![120, 168],
+            hi: vec![120, 168],
+        };
+        assert_eq!(propagate(&space, pair.clone()), Some(pair));
+        let wide = ChannelBox {
+            lo: vec![8, 168],
+            hi: vec![200, 168],
+        };
+        assert_eq!(propagate(&space, wide).unwrap().lo[0], 120);
+        let impossible = ChannelBox {
+            lo: vec![112, 168],
+            hi: vec![112, 168],
+        };
+        assert_eq!(propagate(&space, impossible), None);
+    }
+
+    #[test]
+    fn spaces_the_relaxation_cannot_bound_are_refused() {
+        let mut space = small("SuperResK1KXK1", 0.5, 3.0e6);
+        space.stages.max_btn = 60;
+        assert!(matches!(
+            box_bound(&space, Convention::Paper, &root_box(&space).unwrap()),
+            Err(BoundError::OffGrid(_))
+        ));
+        let mut space = small("SuperResK1KXK1", 0.5, 3.0e6);
+        space.objective.beta = -1.0;
+        assert!(matches!(
+            global_bound(&space, Convention::Paper, 0.0, Duration::from_secs(1)),
+            Err(BoundError::NegativeWeights)
+        ));
     }
 
     #[test]

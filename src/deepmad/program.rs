@@ -282,7 +282,7 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
 }
 
 /// An upper bound of the score of every structure with channels `chans` that meets the
-/// budgets: the inner program's proven optimum, padded for the solver's tolerance. `None`
+/// budgets: the inner program's proven optimum, padded past the solver's tolerances. `None`
 /// where it is not proven in `limit`, or for inverted-block spaces, whose program offers the
 /// official expansion ratios only while designs may take any bottleneck in range.
 pub(crate) fn fixed_channel_bound(
@@ -301,7 +301,8 @@ pub(crate) fn fixed_channel_bound(
         max_programs: None,
     };
     let b = inner(space, &opts, chans, limit)?.bound?;
-    Some(b + 1e-6 * b.abs().max(1.0))
+    // Above the solver's gap tolerances (relative 1e-7, absolute 1e-6).
+    Some(b + 1e-5 * b.abs().max(1.0))
 }
 
 /// The inner program under construction: one binary per choice of each stage (exactly one
