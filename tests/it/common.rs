@@ -23,6 +23,40 @@ pub fn ort_python() -> String {
         .expect("ARCHPROOF_ORT_PYTHON names a Python with onnxruntime (see the README)")
 }
 
+/// The ACAS Xu sample of the tests, as instance-list rows: three violated (prop 3 on 1_7, 1_8,
+/// 1_9) and holding ones of props 1, 3, 5 and 10.
+pub fn acas_sample() -> Vec<String> {
+    [
+        ("1_7", "prop_3"),
+        ("1_8", "prop_3"),
+        ("1_9", "prop_3"),
+        ("1_1", "prop_1"),
+        ("2_1", "prop_1"),
+        ("1_2", "prop_3"),
+        ("4_4", "prop_3"),
+        ("1_1", "prop_5"),
+        ("4_5", "prop_10"),
+    ]
+    .iter()
+    .map(|(n, p)| format!("ACASXU_run2a_{n}_batch_2000.onnx,{p}.vnnlib,116"))
+    .collect()
+}
+
+/// Writes a study store of the first layout (one study: `meta` holds the header, `trials`
+/// the finished trials by id) with `header`; returns the open connection to add trials.
+pub fn write_v1_store(path: &std::path::Path, header: &str) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE trials (id INTEGER PRIMARY KEY, candidate TEXT NOT NULL, fitness REAL,
+             cost REAL, metrics TEXT, error TEXT, seconds REAL NOT NULL);",
+    )
+    .unwrap();
+    c.execute("INSERT INTO meta VALUES ('header', ?1)", [header])
+        .unwrap();
+    c
+}
+
 /// Runs the archproof binary with `args`.
 pub fn archproof(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_archproof"))

@@ -250,18 +250,7 @@ fn a_version_1_store_with_gaps_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("study.sqlite");
     {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE trials (id INTEGER PRIMARY KEY, candidate TEXT NOT NULL, fitness REAL,
-                 cost REAL, metrics TEXT, error TEXT, seconds REAL NOT NULL);",
-        )
-        .unwrap();
-        c.execute(
-            "INSERT INTO meta VALUES ('header', ?1)",
-            [serde_json::to_string(&header).unwrap()],
-        )
-        .unwrap();
+        let c = common::write_v1_store(&path, &serde_json::to_string(&header).unwrap());
         // Trials 6 (of the batch 4..7) and 9 (of the last batch) never finished.
         for t in full.trials.iter().filter(|t| t.id != 6 && t.id != 9) {
             let e = match &t.outcome {

@@ -430,18 +430,7 @@ fn a_version_1_run_folder_is_migrated_and_a_newer_schema_refused() {
         "seed": 3, "batch": 1, "max_trials": 2, "budget": null, "settings": null
     });
     {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE trials (id INTEGER PRIMARY KEY, candidate TEXT NOT NULL, fitness REAL,
-                 cost REAL, metrics TEXT, error TEXT, seconds REAL NOT NULL);",
-        )
-        .unwrap();
-        c.execute(
-            "INSERT INTO meta VALUES ('header', ?1)",
-            [header.to_string()],
-        )
-        .unwrap();
+        let c = common::write_v1_store(&path, &header.to_string());
         c.execute_batch(
             "INSERT INTO trials VALUES (0, 'a', 1.5, 2.0, '{\"x\":1.0}', NULL, 0.5);
              INSERT INTO trials VALUES (1, 'b', NULL, NULL, NULL, 'it failed', 0.25);",
@@ -473,20 +462,7 @@ fn a_version_1_run_folder_is_migrated_and_a_newer_schema_refused() {
 fn instance_list_is_shared(storage: &Storage) {
     let acas = common::shared_data().join("acasxu");
     let dir = tempfile::tempdir().unwrap();
-    let list: Vec<String> = [
-        ("1_7", "prop_3"),
-        ("1_8", "prop_3"),
-        ("1_9", "prop_3"),
-        ("1_1", "prop_1"),
-        ("2_1", "prop_1"),
-        ("1_2", "prop_3"),
-        ("4_4", "prop_3"),
-        ("1_1", "prop_5"),
-        ("4_5", "prop_10"),
-    ]
-    .iter()
-    .map(|(n, p)| format!("ACASXU_run2a_{n}_batch_2000.onnx,{p}.vnnlib,116"))
-    .collect();
+    let list = common::acas_sample();
     let list_path = dir.path().join("sample.csv");
     std::fs::write(&list_path, list.join("\n")).unwrap();
     let base: Vec<String> = [

@@ -15,21 +15,7 @@ fn known_answers_on_a_sample_of_acas_xu() {
     let data = common::shared_data();
     let acas = data.join("acasxu");
     let dir = tempfile::tempdir().unwrap();
-    // Three violated (prop 3 on 1_7, 1_8, 1_9) and holding ones of props 1, 3, 5 and 10.
-    let list: Vec<String> = [
-        ("1_7", "prop_3"),
-        ("1_8", "prop_3"),
-        ("1_9", "prop_3"),
-        ("1_1", "prop_1"),
-        ("2_1", "prop_1"),
-        ("1_2", "prop_3"),
-        ("4_4", "prop_3"),
-        ("1_1", "prop_5"),
-        ("4_5", "prop_10"),
-    ]
-    .iter()
-    .map(|(n, p)| format!("ACASXU_run2a_{n}_batch_2000.onnx,{p}.vnnlib,116"))
-    .collect();
+    let list = common::acas_sample();
     let list_path = dir.path().join("sample.csv");
     std::fs::write(&list_path, list.join("\n")).unwrap();
     let out = archproof(&[

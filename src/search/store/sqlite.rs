@@ -57,6 +57,14 @@ pub struct SqliteStore {
     study: String,
 }
 
+/// `SearchError::Store` at `loc`, for `map_err`.
+fn fail(loc: &str) -> impl Fn(rusqlite::Error) -> SearchError + Copy + '_ {
+    move |e| SearchError::Store {
+        path: loc.to_string(),
+        msg: e.to_string(),
+    }
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,20 +125,14 @@ impl SqliteStore {
         let loc = self.location();
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| SearchError::Store {
-                path: loc,
-                msg: e.to_string(),
-            })
+            .map_err(fail(&loc))
     }
 
     /// Brings the schema to [`SQLITE_SCHEMA`], or refuses a newer one.
     fn migrate(&mut self) -> Result<(), SearchError> {
         let loc = self.location();
         let tx = self.write()?;
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(e)?;
@@ -249,10 +251,7 @@ impl Store for SqliteStore {
         let json = header_json(&loc, header)?;
         let study = self.study.clone();
         let tx = self.write()?;
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         let exists: bool = tx
             .query_row(
                 "SELECT count(*) FROM studies WHERE name = ?1",
@@ -283,10 +282,7 @@ impl Store for SqliteStore {
         let loc = self.location();
         let study = self.study.clone();
         let tx = self.write()?;
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         tx.execute("DELETE FROM attempts WHERE study = ?1", params![study])
             .map_err(e)?;
         tx.execute("DELETE FROM trials WHERE study = ?1", params![study])
@@ -317,10 +313,7 @@ impl Store for SqliteStore {
         let loc = self.location();
         let study = self.study.clone();
         let tx = self.write()?;
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         let mut existing = Vec::new();
         for (number, candidate) in trials {
             let n = tx
@@ -354,10 +347,7 @@ impl Store for SqliteStore {
         let loc = self.location();
         let study = self.study.clone();
         let tx = self.write()?;
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         let t = now();
         let mut found: Option<(i64, String, i64, String)> = tx
             .query_row(
@@ -422,10 +412,7 @@ impl Store for SqliteStore {
         let loc = self.location();
         let study = self.study.clone();
         let tx = self.write()?;
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         let t = now();
         for &n in trials {
             tx.execute(
@@ -451,10 +438,7 @@ impl Store for SqliteStore {
         let (fitness, cost, metrics, error) = outcome_columns(outcome);
         let payload = payload.map(|p| p.to_string());
         let tx = self.write()?;
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         let n = tx
             .execute(
                 "UPDATE trials SET state = 'finished', fitness = ?5, cost = ?6, metrics = ?7,
@@ -499,10 +483,7 @@ impl Store for SqliteStore {
                         seconds, attempts, worker
                  FROM trials WHERE study = ?1 AND number >= ?2 ORDER BY number",
             )
-            .map_err(|e| SearchError::Store {
-                path: loc.clone(),
-                msg: e.to_string(),
-            })?;
+            .map_err(fail(&loc))?;
         let rows = stmt
             .query_map(params![self.study, first as i64], |r| {
                 Ok((
@@ -521,17 +502,11 @@ impl Store for SqliteStore {
                     r.get::<_, Option<String>>(10)?,
                 ))
             })
-            .map_err(|e| SearchError::Store {
-                path: loc.clone(),
-                msg: e.to_string(),
-            })?;
+            .map_err(fail(&loc))?;
         let mut out = Vec::new();
         for row in rows {
-            let (number, candidate, state, cols, payload, seconds, attempts, worker) = row
-                .map_err(|e| SearchError::Store {
-                    path: loc.clone(),
-                    msg: e.to_string(),
-                })?;
+            let (number, candidate, state, cols, payload, seconds, attempts, worker) =
+                row.map_err(fail(&loc))?;
             out.push(stored_trial(
                 &loc, number, candidate, &state, cols, payload, seconds, attempts, worker,
             )?);
@@ -558,10 +533,7 @@ impl Store for SqliteStore {
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| SearchError::Store {
-                path: loc,
-                msg: e.to_string(),
-            })?;
+            .map_err(fail(&loc))?;
         Ok(rows)
     }
 
@@ -574,19 +546,13 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map(params![self.study], |r| r.get::<_, String>(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| SearchError::Store {
-                path: loc,
-                msg: e.to_string(),
-            })?;
+            .map_err(fail(&loc))?;
         Ok(rows)
     }
 
     fn studies(&mut self) -> Result<Vec<StudyListing>, SearchError> {
         let loc = self.location();
-        let e = |e: rusqlite::Error| SearchError::Store {
-            path: loc.clone(),
-            msg: e.to_string(),
-        };
+        let e = fail(&loc);
         let mut stmt = self
             .conn
             .prepare("SELECT name, header FROM studies ORDER BY name")
