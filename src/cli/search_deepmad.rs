@@ -430,6 +430,17 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
         None
     };
     spinner.finish_and_clear();
+    // The bound's search may have found a better design at another channel vector.
+    let mut design = design;
+    if let Some(blocks) = global.as_ref().and_then(|g| g.design.clone()) {
+        let s = archproof::deepmad::score::score(&blocks, sp.resolution, a.convention, &sp.weights());
+        let seconds = global.as_ref().map_or(0.0, |g| g.seconds);
+        design.trace.push((design.solve_seconds + seconds, s.score));
+        design.blocks = blocks;
+        design.score = s;
+        design.bound = None;
+        design.optimality_gap = None;
+    }
     let s = &design.score;
     let summary = Summary {
         optimality_gap: design.optimality_gap,

@@ -117,44 +117,51 @@ fn input_resolutions(space: &Space) -> Vec<f64> {
     v
 }
 
-/// Every non-dominated choice of stage `j` for input channels `cin` and channels `c`: among
-/// choices of equal depth, one with no more FLOPs, no more params and no less entropy than
-/// another makes the other useless.
-fn choices(space: &Space, j: usize, cin: usize, c: usize, res_in: f64) -> Vec<Choice> {
+/// Every non-dominated choice of stage `j` for input channels in `cin` and channels in `c`
+/// (`[lo, hi]`; equal for fixed channels): among choices of equal depth, one with no more
+/// FLOPs, no more params and no less entropy than another makes the other useless.
+///
+/// Over a box of channels each choice's entropy (`ln w`, growing with the widths) is taken at
+/// the largest channels and its FLOPs and params at the smallest, so that it bounds every
+/// structure of the box; the identity residual of an inverted block, counted only where input
+/// and output widths agree, is left out unless the box fixes them equal. Every bottleneck on
+/// the grid of multiples of 8 in range is offered (for inverted blocks too, not only the
+/// official expansion ratios), as `feasible` accepts them.
+fn choices(
+    space: &Space,
+    j: usize,
+    cin: [usize; 2],
+    c: [usize; 2],
+    res_in: f64,
+) -> Vec<Choice> {
     let st = &space.stages;
-    let (lo, hi) = btn_bounds(space, c);
+    let (lo, hi) = (btn_bounds(space, c[0]).0, btn_bounds(space, c[1]).1);
     let mut out = Vec::new();
-    // Bottleneck candidates: every multiple of 8 in range, or for inverted blocks the official
-    // expansion ratios (steps of 0.1) rounded to multiples of 8.
-    let btns: Vec<usize> = match st.btn_ratio {
-        Some([a, b]) => {
-            let mut v: Vec<usize> = (0..)
-                .map(|i| a + 0.1 * i as f64)
-                .take_while(|r| *r <= b + 1e-9)
-                .map(|r| round8(r * c as f64))
-                .filter(|&x| x >= lo && x <= hi)
-                .collect();
-            v.dedup();
-            v
-        }
-        None => (lo / CHANNEL_STEP..=hi / CHANNEL_STEP)
-            .map(|i| i * CHANNEL_STEP)
-            .collect(),
-    };
+    let btns: Vec<usize> = (lo.div_ceil(CHANNEL_STEP).max(1)..=hi / CHANNEL_STEP)
+        .map(|i| i * CHANNEL_STEP)
+        .collect();
+    let residual_unsure = space.block == BlockKind::K1DWSEK1
+        && st.strides[j] == 2
+        && cin[0] == c[0]
+        && !(cin[0] == cin[1] && c[0] == c[1]);
     for depth in 1..=st.max_depth[j] {
         let mut row: Vec<Choice> = Vec::new();
         for &k in &st.kernels {
             for &b in &btns {
-                let blk = Block {
+                let blk = |cin: usize, cout: usize| Block {
                     kind: space.block,
                     cin,
-                    cout: c,
+                    cout,
                     k,
                     s: st.strides[j],
                     depth: Some(depth),
                     btn: Some(b),
                 };
-                let (params, flops, log_w, layers) = block_terms(&blk, res_in);
+                let (params, mut flops, _, _) = block_terms(&blk(cin[0], c[0]), res_in);
+                let (_, _, log_w, layers) = block_terms(&blk(cin[1], c[1]), res_in);
+                if residual_unsure {
+                    flops -= cin[0] as f64 * res_in * res_in;
+                }
                 row.push(Choice {
                     btn: b,
                     k,
@@ -193,29 +200,54 @@ fn rho_lhs(x: f64, rho0: f64) -> f64 {
 
 /// The inner program: the best (bottleneck, kernel, depth) of every stage for fixed channels.
 fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration) -> Option<Inner> {
-    let tinynas = opts.convention == Convention::Tinynas;
+    let (p, objective) = build(space, opts.convention, chans, chans)?;
+    let (picks, bound) = p.solve(objective, opts.solver, limit)?;
+    Some(Inner {
+        blocks: space.assemble(chans, &picks),
+        bound,
+    })
+}
+
+/// The program over a box of channel vectors (`lo <= c <= hi`; equal for fixed channels):
+/// the stage factors `ln(C R^2)` and every `ln w` at the largest channels, FLOPs and params at
+/// the smallest (see `choices`), so that its optimum bounds every structure of the box that
+/// meets the budgets. Returns the program and its objective; `None` if a stage has no choice.
+fn build(
+    space: &Space,
+    convention: Convention,
+    lo: &[usize],
+    hi: &[usize],
+) -> Option<(Program, Expression)> {
+    let tinynas = convention == Convention::Tinynas;
     let st = &space.stages;
     let n = st.strides.len();
     let res = input_resolutions(space);
     let w = space.weights();
     // Fixed parts: the stem and the final conv.
-    let stem = space.assemble(chans, &[])[0].clone();
-    let (p0, f0, e0, l0) = block_terms(&stem, res[0]);
-    let fin = space.final_channels.map(|f| Block {
-        kind: BlockKind::Conv,
-        cin: chans[n],
-        cout: f,
-        k: 1,
-        s: 1,
-        depth: None,
-        btn: None,
-    });
-    let (pf, ff, ef, lf) = fin
-        .as_ref()
-        .map(|b| block_terms(b, res[n + 1]))
-        .unwrap_or((0.0, 0.0, 0.0, 0));
+    let (p0, f0, _, _) = block_terms(&space.assemble(lo, &[])[0], res[0]);
+    let (_, _, e0, l0) = block_terms(&space.assemble(hi, &[])[0], res[0]);
+    let fin = |c: usize| {
+        space.final_channels.map(|f| Block {
+            kind: BlockKind::Conv,
+            cin: c,
+            cout: f,
+            k: 1,
+            s: 1,
+            depth: None,
+            btn: None,
+        })
+    };
+    let terms = |b: Option<Block>| {
+        b.map(|b| block_terms(&b, res[n + 1]))
+            .unwrap_or((0.0, 0.0, 0.0, 0))
+    };
+    let (pf, ff, _, _) = terms(fin(lo[n]));
+    let (_, _, ef, lf) = terms(fin(hi[n]));
     let choices: Vec<Vec<Choice>> = (0..n)
-        .map(|j| choices(space, j, chans[j], chans[j + 1], res[j + 1]))
+        .map(|j| {
+            let (cin, c) = ([lo[j], hi[j]], [lo[j + 1], hi[j + 1]]);
+            choices(space, j, cin, c, res[j + 1])
+        })
         .collect();
     if choices.iter().any(Vec::is_empty) {
         return None;
@@ -234,14 +266,14 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
         e_blocks.push(p.sum_of(j, &|c| c.log_w));
         l_blocks.push(p.sum_of(j, &|c| c.layers as f64));
     }
-    if fin.is_some() {
+    if space.final_channels.is_some() {
         e_blocks.push(Expression::from(ef));
         l_blocks.push(Expression::from(lf as f64));
     }
     let prefix = |upto: usize, v: &[Expression]| -> Expression { v[..=upto].iter().cloned().sum() };
     // The stage plan and resolutions, as the convention counts them.
-    let structure = space.assemble(chans, &vec![(CHANNEL_STEP, st.kernels[0], 1); n]);
-    let plan = score(&structure, space.resolution, opts.convention, &w).stages;
+    let structure = space.assemble(hi, &vec![(CHANNEL_STEP, st.kernels[0], 1); n]);
+    let plan = score(&structure, space.resolution, convention, &w).stages;
     let half = if tinynas { 0.5 } else { 1.0 };
     let mut objective = Expression::default();
     for (g, stage) in plan.iter().enumerate() {
@@ -274,35 +306,102 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     if w.beta != 0.0 && !penalised.is_empty() {
         objective -= p.depth_penalty(&penalised, &st.max_depth, w.beta);
     }
-    let (picks, bound) = p.solve(objective, opts.solver, limit)?;
-    Some(Inner {
-        blocks: space.assemble(chans, &picks),
-        bound,
-    })
+    Some((p, objective))
 }
 
-/// An upper bound of the score of every structure with channels `chans` that meets the
-/// budgets: the inner program's proven optimum, padded past the solver's tolerances. `None`
-/// where it is not proven in `limit`, or for inverted-block spaces, whose program offers the
-/// official expansion ratios only while designs may take any bottleneck in range.
-pub(crate) fn fixed_channel_bound(
+/// The fixed-channel program's design for channels `chans` (polished, exactly scored, and
+/// kept only if feasible) and its proven optimum padded past the solver's tolerances (`None`
+/// where it was not proven within `limit`).
+pub(crate) fn fixed_channel_design(
     space: &Space,
     convention: Convention,
     chans: &[usize],
     limit: Duration,
-) -> Option<f64> {
-    if space.block == BlockKind::K1DWSEK1 {
-        return None;
-    }
+) -> (Option<(f64, Vec<Block>)>, Option<f64>) {
     let opts = ProgramOptions {
         convention,
         solver: MilpSolver::Highs,
         time_limit: limit,
         max_programs: None,
     };
-    let b = inner(space, &opts, chans, limit)?.bound?;
+    let Some(r) = inner(space, &opts, chans, limit) else {
+        return (None, None);
+    };
+    let blocks = super::polish::polish(space, r.blocks, convention);
+    let s = score(&blocks, space.resolution, convention, &space.weights());
+    let design = super::polish::feasible(space, &blocks, &s).then_some((s.score, blocks));
     // Above the solver's gap tolerances (relative 1e-7, absolute 1e-6).
-    Some(b + 1e-5 * b.abs().max(1.0))
+    (design, r.bound.map(|b| b + 1e-5 * b.abs().max(1.0)))
+}
+
+/// What the program over a box of channel vectors proved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum BoxBound {
+    /// An upper bound of the score of every structure of the box that meets the budgets
+    /// (the solver's dual bound, padded past its tolerances).
+    Bound(f64),
+    /// No structure of the box meets the budgets.
+    Empty,
+    /// The solver stopped without a bound (an error).
+    Unknown,
+}
+
+/// The program over the box `lo <= c <= hi` of channel vectors (see `build`), solved for its
+/// dual bound within `limit`: a solve stopped by the time limit or its gap still proves the
+/// bound it reached. With `relaxation`, only its linear relaxation is solved (milliseconds),
+/// whose optimum is a weaker bound.
+pub(crate) fn box_bound(
+    space: &Space,
+    convention: Convention,
+    lo: &[usize],
+    hi: &[usize],
+    limit: Duration,
+    relaxation: bool,
+) -> BoxBound {
+    let Some((p, objective)) = build(space, convention, lo, hi) else {
+        return BoxBound::Empty;
+    };
+    let constant = good_lp::IntoAffineExpression::constant(&objective);
+    let mut problem = p.vars.maximise(objective).using(good_lp::highs);
+    for c in p.cons {
+        problem = problem.with(c);
+    }
+    let Ok(mut model) = problem.try_into_inner() else {
+        return BoxBound::Unknown;
+    };
+    model.make_quiet();
+    model.set_option("time_limit", limit.as_secs_f64().max(0.05));
+    model.set_option("threads", 1);
+    model.set_option("presolve_rule_off", 32768);
+    model.set_option("mip_heuristic_run_rins", false);
+    model.set_option("mip_heuristic_run_root_reduced_cost", false);
+    // The dual bound is proven whatever the gap; 1e-4 is far below what the search needs.
+    model.set_option("mip_rel_gap", 1e-4);
+    if relaxation {
+        model.set_option("solve_relaxation", true);
+    }
+    let Ok(solved) = model.try_solve() else {
+        return BoxBound::Unknown;
+    };
+    use highs::HighsModelStatus as S;
+    match solved.status() {
+        S::Infeasible => BoxBound::Empty,
+        S::Optimal if relaxation => {
+            let b = solved.objective_value() + constant;
+            BoxBound::Bound(b + 1e-5 * b.abs().max(1.0))
+        }
+        S::Optimal | S::ReachedTimeLimit | S::ReachedIterationLimit | S::ReachedInterrupt => {
+            match solved.double_info_value(c"mip_dual_bound") {
+                Ok(b) if b.is_finite() => {
+                    let b = b + constant;
+                    // Above the solver's tolerances (relative gap 1e-7, feasibility 1e-6).
+                    BoxBound::Bound(b + 1e-5 * b.abs().max(1.0))
+                }
+                _ => BoxBound::Unknown,
+            }
+        }
+        _ => BoxBound::Unknown,
+    }
 }
 
 /// The inner program under construction: one binary per choice of each stage (exactly one
@@ -642,6 +741,26 @@ pub fn solve(space: &Space, opts: &ProgramOptions) -> Result<Design, ProgramErro
         .par_iter()
         .filter_map(|c| run(c).map(|(s, r)| (s, c.clone(), r)))
         .max_by(|a, b| a.0.total_cmp(&b.0));
+    // No start admits a design (a tight rho0 may need other proportions): walk outwards from
+    // the starts by coarse moves, a ring at a time, until some channel vector admits one.
+    let mut seen: std::collections::HashSet<Vec<usize>> = starts.iter().cloned().collect();
+    let mut ring = starts.clone();
+    while best.is_none() && !ring.is_empty() && start.elapsed() < opts.time_limit {
+        let mut next: Vec<Vec<usize>> = ring
+            .iter()
+            .flat_map(|c| moves(space, c, &[0.5, 0.75, 1.33, 2.0]))
+            .filter(|c| seen.insert(c.clone()))
+            .collect();
+        if let Some(m) = opts.max_programs {
+            let left = m.saturating_sub(programs.load(std::sync::atomic::Ordering::Relaxed));
+            next.truncate(left);
+        }
+        best = next
+            .par_iter()
+            .filter_map(|c| run(c).map(|(s, r)| (s, c.clone(), r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        ring = next;
+    }
     let Some(_) = best else {
         return Err(ProgramError::Infeasible(infeasibility(space)));
     };

@@ -295,3 +295,83 @@ fn bench_deepmad_compares_program_evolution_and_released_with_figures() {
     ]);
     assert_bad_input(&again, &["exists; pass --force"]);
 }
+
+/// The proven bound over the whole space, checked from outside the branch and bound: the
+/// design it is measured against scores as reported, the relaxation of the whole space and of
+/// the design's own channel vector are solved again and bound what they must, and the gap is
+/// the bound's arithmetic.
+#[test]
+fn the_global_bound_is_checked_by_solving_the_relaxations_again() {
+    use archproof::deepmad::bound::{box_bound, root_box, ChannelBox};
+    use archproof::deepmad::Convention;
+    let path = root().join("search-spaces/deepmad-cifar.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = archproof(&[
+        "search",
+        "deepmad",
+        "--space",
+        path.to_str().unwrap(),
+        "--convention",
+        "tinynas",
+        "--max-programs",
+        "8",
+        "--time-limit",
+        "600",
+        "--bound-seconds",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (score, bound, gap) = (
+        v["score"].as_f64().unwrap(),
+        v["global_bound"].as_f64().unwrap(),
+        v["global_gap"].as_f64().unwrap(),
+    );
+    assert!(bound >= score, "bound {bound} below the design's {score}");
+    assert!(((bound - score) / score - gap).abs() <= 1e-12, "{v}");
+    assert_eq!(v["global_search"]["incumbent"].as_f64().unwrap(), score);
+    // The design is what it claims: scored again from its written structure.
+    let s = archproof(&[
+        "deepmad",
+        "score",
+        out.join("structure.json").to_str().unwrap(),
+        "--convention",
+        "tinynas",
+        "--json",
+    ]);
+    let s: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert!((s["score"].as_f64().unwrap() - score).abs() <= 1e-9 * score);
+    // The relaxation at the design's own channel vector holds the design.
+    let space = archproof::deepmad::space::read(&path).unwrap();
+    let chans: Vec<usize> = v["structure"].as_array().unwrap()[..6]
+        .iter()
+        .map(|b| b["out"].as_u64().unwrap() as usize)
+        .collect();
+    let own = ChannelBox {
+        lo: chans.clone(),
+        hi: chans,
+    };
+    let at_design = box_bound(&space, Convention::Tinynas, &own).unwrap().unwrap();
+    assert!(at_design >= score, "{at_design} < {score}");
+    // The whole space's relaxation is where the search started: its first bound, which the
+    // search only lowers.
+    let root = box_bound(&space, Convention::Tinynas, &root_box(&space).unwrap())
+        .unwrap()
+        .unwrap();
+    let trace = v["global_search"]["trace"].as_array().unwrap();
+    let first = trace[0][1].as_f64().unwrap();
+    assert!((first - root).abs() <= 1e-6 * root, "{first} against {root}");
+    assert!(bound <= root);
+    let bounds: Vec<f64> = trace.iter().map(|t| t[1].as_f64().unwrap()).collect();
+    assert!(bounds.windows(2).all(|w| w[1] <= w[0]), "{bounds:?}");
+    assert!((bounds[bounds.len() - 1] - bound).abs() <= 1e-9 * bound);
+}
