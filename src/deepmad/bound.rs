@@ -37,11 +37,29 @@ use super::score::{score, Convention};
 use super::space::{Space, CHANNEL_STEP};
 use super::structure::Block;
 
-/// A box of channel vectors: `lo[i] <= c[i] <= hi[i]`, multiples of 8 (index 0 the stem).
+/// A box of channel vectors, `lo[i] <= c[i] <= hi[i]` (multiples of 8, index 0 the stem),
+/// and of stage depths, `depths[j][0] <= d[j] <= depths[j][1]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelBox {
     pub lo: Vec<usize>,
     pub hi: Vec<usize>,
+    pub depths: Vec<[usize; 2]>,
+}
+
+impl ChannelBox {
+    /// The box of one channel vector, every depth allowed.
+    pub fn channels(space: &Space, c: &[usize]) -> ChannelBox {
+        ChannelBox {
+            lo: c.to_vec(),
+            hi: c.to_vec(),
+            depths: program::full_depths(space),
+        }
+    }
+
+    /// Whether it holds a single channel vector.
+    fn fixed_channels(&self) -> bool {
+        self.lo == self.hi
+    }
 }
 
 /// What the branch and bound proved.
@@ -102,7 +120,7 @@ fn narrow(b: &ChannelBox) -> bool {
 /// vector, a narrow box, or one whose relaxed bound is near the incumbent.
 fn wants_program(n: &Node, incumbent: f64) -> bool {
     !n.exact
-        && (n.b.lo == n.b.hi
+        && (n.b.fixed_channels()
             || narrow(&n.b)
             || n.bound <= incumbent + PROGRAM_WINDOW * incumbent.abs())
 }
@@ -158,7 +176,14 @@ pub fn root_box(space: &Space) -> Option<ChannelBox> {
     let mut hi = vec![top / CHANNEL_STEP * CHANNEL_STEP; n + 1];
     lo[0] = up8(slo);
     hi[0] = shi / CHANNEL_STEP * CHANNEL_STEP;
-    propagate(space, ChannelBox { lo, hi })
+    propagate(
+        space,
+        ChannelBox {
+            lo,
+            hi,
+            depths: program::full_depths(space),
+        },
+    )
 }
 
 #[derive(Clone)]
@@ -196,7 +221,7 @@ pub fn box_bound(
 ) -> Result<Option<f64>, BoundError> {
     check_weights(space, convention)?;
     Ok(
-        match program::box_bound(space, convention, &b.lo, &b.hi, PROGRAM_LIMIT, true) {
+        match program::box_bound(space, convention, &b.lo, &b.hi, &b.depths, PROGRAM_LIMIT, true) {
             BoxBound::Bound(v) => Some(v),
             BoxBound::Empty => None,
             BoxBound::Unknown => Some(f64::INFINITY),
@@ -237,23 +262,46 @@ fn check_weights(space: &Space, convention: Convention) -> Result<(), BoundError
     Ok(())
 }
 
-/// Splits a box in two across the channel whose range is widest (in ratio), at its geometric
-/// middle on the grid; `None` for a single channel vector.
+/// Boxes whose channel ranges span at most this (the sum of `ln(hi / lo)`) are split by depth
+/// first: the relaxation's integrality gap comes from depths mixed within a stage.
+const DEPTH_SPLIT: f64 = 0.5;
+
+/// Splits a box in two: across a stage's depth range (the latest stage whose range is
+/// widest) when the channels are narrow, otherwise across the channel whose range is widest
+/// (in ratio), at its geometric middle on the grid; `None` for a single channel vector with
+/// single depths.
 fn split(b: &ChannelBox) -> Option<(ChannelBox, ChannelBox)> {
-    let (i, _) =
+    let width: f64 = b.lo.iter().zip(&b.hi).map(|(l, h)| (*h as f64 / *l as f64).ln()).sum();
+    let depth = (0..b.depths.len())
+        .filter(|&j| b.depths[j][1] > b.depths[j][0])
+        .max_by_key(|&j| (b.depths[j][1] - b.depths[j][0], j));
+    let channel =
         b.lo.iter()
             .zip(&b.hi)
             .enumerate()
             .filter(|(_, (l, h))| h > l)
             .map(|(i, (&l, &h))| (i, (h as f64 / l as f64).ln()))
-            .max_by(|x, y| x.1.total_cmp(&y.1))?;
-    let (l, h) = (b.lo[i], b.hi[i]);
-    let mid = ((l as f64 * h as f64).sqrt() / CHANNEL_STEP as f64).floor() as usize * CHANNEL_STEP;
-    let mid = mid.clamp(l, h - CHANNEL_STEP);
+            .max_by(|x, y| x.1.total_cmp(&y.1))
+            .map(|(i, _)| i);
     let mut left = b.clone();
     let mut right = b.clone();
-    left.hi[i] = mid;
-    right.lo[i] = mid + CHANNEL_STEP;
+    match (channel, depth) {
+        (Some(i), d) if d.is_none() || width > DEPTH_SPLIT => {
+            let (l, h) = (b.lo[i], b.hi[i]);
+            let mid = ((l as f64 * h as f64).sqrt() / CHANNEL_STEP as f64).floor() as usize
+                * CHANNEL_STEP;
+            let mid = mid.clamp(l, h - CHANNEL_STEP);
+            left.hi[i] = mid;
+            right.lo[i] = mid + CHANNEL_STEP;
+        }
+        (_, Some(j)) => {
+            let [l, h] = b.depths[j];
+            let mid = (l + h) / 2;
+            left.depths[j] = [l, mid];
+            right.depths[j] = [mid + 1, h];
+        }
+        _ => return None,
+    }
     Some((left, right))
 }
 
@@ -272,7 +320,7 @@ pub fn global_bound(
     // better than the incumbent.
     let relaxed = |b: ChannelBox, cap: f64, incumbent: f64| -> Option<Node> {
         let b = propagate(space, b)?;
-        let bound = match program::box_bound(space, convention, &b.lo, &b.hi, left(), true) {
+        let bound = match program::box_bound(space, convention, &b.lo, &b.hi, &b.depths, left(), true) {
             BoxBound::Bound(v) => v.min(cap),
             BoxBound::Empty => return None,
             BoxBound::Unknown => cap,
@@ -290,9 +338,9 @@ pub fn global_bound(
             return (vec![], None);
         }
         let limit = PROGRAM_LIMIT.min(left());
-        if node.b.lo == node.b.hi && !node.exact {
+        if node.b.fixed_channels() && !node.exact {
             let (design, bound) =
-                program::fixed_channel_design(space, convention, &node.b.lo, limit);
+                program::fixed_channel_design(space, convention, &node.b.lo, &node.b.depths, limit);
             let bound = bound.map_or(node.bound, |b| b.min(node.bound));
             let keep = (bound > incumbent).then_some(Node {
                 bound,
@@ -302,7 +350,7 @@ pub fn global_bound(
             return (keep.into_iter().collect(), design);
         }
         if wants_program(&node, incumbent) {
-            let nodes = match program::box_bound(space, convention, &node.b.lo, &node.b.hi, limit, false)
+            let nodes = match program::box_bound(space, convention, &node.b.lo, &node.b.hi, &node.b.depths, limit, false)
             {
                 BoxBound::Empty => vec![],
                 BoxBound::Bound(v) if v <= incumbent => vec![],
@@ -349,7 +397,7 @@ pub fn global_bound(
             trace.push((t0.elapsed().as_secs_f64(), last));
         }
         // A single channel vector bounded by its program at the top: nothing open is higher.
-        if top.exact && top.b.lo == top.b.hi {
+        if top.exact && top.b.fixed_channels() {
             break;
         }
         if t0.elapsed() >= time_limit {
@@ -358,13 +406,15 @@ pub fn global_bound(
         let mut work = Vec::with_capacity(batch);
         while work.len() < batch {
             match heap.peek() {
-                Some(n) if !(n.exact && n.b.lo == n.b.hi) => work.push(heap.pop().expect("peeked")),
+                Some(n) if !(n.exact && n.b.fixed_channels()) => {
+                    work.push(heap.pop().expect("peeked"))
+                }
                 _ => break,
             }
         }
         programs += work
             .iter()
-            .filter(|n| n.b.lo == n.b.hi || wants_program(n, incumbent))
+            .filter(|n| wants_program(n, incumbent))
             .count();
         let out: Vec<(Vec<Node>, Option<(f64, Vec<Block>)>)> =
             work.into_par_iter().map(|n| step(n, incumbent)).collect();
@@ -516,16 +566,19 @@ mod tests {
         let pair = ChannelBox {
             lo: vec![120, 168],
             hi: vec![120, 168],
+            depths: vec![],
         };
         assert_eq!(propagate(&space, pair.clone()), Some(pair));
         let wide = ChannelBox {
             lo: vec![8, 168],
             hi: vec![200, 168],
+            depths: vec![],
         };
         assert_eq!(propagate(&space, wide).unwrap().lo[0], 120);
         let impossible = ChannelBox {
             lo: vec![112, 168],
             hi: vec![112, 168],
+            depths: vec![],
         };
         assert_eq!(propagate(&space, impossible), None);
     }

@@ -133,22 +133,38 @@ fn choices(
     cin: [usize; 2],
     c: [usize; 2],
     res_in: f64,
+    depths: [usize; 2],
 ) -> Vec<Choice> {
     let st = &space.stages;
     let (lo, hi) = (btn_bounds(space, c[0]).0, btn_bounds(space, c[1]).1);
     let mut out = Vec::new();
-    let btns: Vec<usize> = (lo.div_ceil(CHANNEL_STEP).max(1)..=hi / CHANNEL_STEP)
+    let grid: Vec<usize> = (lo.div_ceil(CHANNEL_STEP).max(1)..=hi / CHANNEL_STEP)
         .map(|i| i * CHANNEL_STEP)
         .collect();
+    // Over a box, bottlenecks are grouped in geometric ranges of ratio `sqrt(c_hi / c_lo)`
+    // (at most 1.25; single widths for fixed channels): a range's choice takes its costs at
+    // its narrowest bottleneck and its entropy at its widest, which dominates every choice in
+    // it, in far fewer columns.
+    let ratio = (c[1] as f64 / c[0] as f64).sqrt().min(1.25);
+    let mut btns: Vec<[usize; 2]> = Vec::new();
+    let mut i = 0;
+    while i < grid.len() {
+        let mut e = i;
+        while e + 1 < grid.len() && grid[e + 1] as f64 <= grid[i] as f64 * ratio {
+            e += 1;
+        }
+        btns.push([grid[i], grid[e]]);
+        i = e + 1;
+    }
     let residual_unsure = space.block == BlockKind::K1DWSEK1
         && st.strides[j] == 2
         && cin[0] == c[0]
         && !(cin[0] == cin[1] && c[0] == c[1]);
-    for depth in 1..=st.max_depth[j] {
+    for depth in depths[0]..=depths[1].min(st.max_depth[j]) {
         let mut row: Vec<Choice> = Vec::new();
         for &k in &st.kernels {
-            for &b in &btns {
-                let blk = |cin: usize, cout: usize| Block {
+            for &[b, b_hi] in &btns {
+                let blk = |cin: usize, cout: usize, b: usize| Block {
                     kind: space.block,
                     cin,
                     cout,
@@ -157,8 +173,8 @@ fn choices(
                     depth: Some(depth),
                     btn: Some(b),
                 };
-                let (params, mut flops, _, _) = block_terms(&blk(cin[0], c[0]), res_in);
-                let (_, _, log_w, layers) = block_terms(&blk(cin[1], c[1]), res_in);
+                let (params, mut flops, _, _) = block_terms(&blk(cin[0], c[0], b), res_in);
+                let (_, _, log_w, layers) = block_terms(&blk(cin[1], c[1], b_hi), res_in);
                 if residual_unsure {
                     flops -= cin[0] as f64 * res_in * res_in;
                 }
@@ -200,7 +216,18 @@ fn rho_lhs(x: f64, rho0: f64) -> f64 {
 
 /// The inner program: the best (bottleneck, kernel, depth) of every stage for fixed channels.
 fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration) -> Option<Inner> {
-    let (p, objective) = build(space, opts.convention, chans, chans)?;
+    inner_within(space, opts, chans, &full_depths(space), limit)
+}
+
+/// The inner program with each stage's depth within `depths[j]`.
+fn inner_within(
+    space: &Space,
+    opts: &ProgramOptions,
+    chans: &[usize],
+    depths: &[[usize; 2]],
+    limit: Duration,
+) -> Option<Inner> {
+    let (p, objective) = build(space, opts.convention, chans, chans, depths)?;
     let (picks, bound) = p.solve(objective, opts.solver, limit)?;
     Some(Inner {
         blocks: space.assemble(chans, &picks),
@@ -208,7 +235,13 @@ fn inner(space: &Space, opts: &ProgramOptions, chans: &[usize], limit: Duration)
     })
 }
 
-/// The program over a box of channel vectors (`lo <= c <= hi`; equal for fixed channels):
+/// Every depth of every stage: `[1, max_depth]`.
+pub(crate) fn full_depths(space: &Space) -> Vec<[usize; 2]> {
+    space.stages.max_depth.iter().map(|&d| [1, d]).collect()
+}
+
+/// The program over a box of channel vectors (`lo <= c <= hi`; equal for fixed channels) and
+/// of stage depths (`depths[j]`, an inclusive range):
 /// the stage factors `ln(C R^2)` and every `ln w` at the largest channels, FLOPs and params at
 /// the smallest (see `choices`), so that its optimum bounds every structure of the box that
 /// meets the budgets. Returns the program and its objective; `None` if a stage has no choice.
@@ -217,6 +250,7 @@ fn build(
     convention: Convention,
     lo: &[usize],
     hi: &[usize],
+    depths: &[[usize; 2]],
 ) -> Option<(Program, Expression)> {
     let tinynas = convention == Convention::Tinynas;
     let st = &space.stages;
@@ -246,7 +280,7 @@ fn build(
     let choices: Vec<Vec<Choice>> = (0..n)
         .map(|j| {
             let (cin, c) = ([lo[j], hi[j]], [lo[j + 1], hi[j + 1]]);
-            choices(space, j, cin, c, res[j + 1])
+            choices(space, j, cin, c, res[j + 1], depths[j])
         })
         .collect();
     if choices.iter().any(Vec::is_empty) {
@@ -309,13 +343,14 @@ fn build(
     Some((p, objective))
 }
 
-/// The fixed-channel program's design for channels `chans` (polished, exactly scored, and
-/// kept only if feasible) and its proven optimum padded past the solver's tolerances (`None`
-/// where it was not proven within `limit`).
+/// The fixed-channel program's design for channels `chans` and stage depths within `depths`
+/// (polished, exactly scored, and kept only if feasible) and its proven optimum padded past
+/// the solver's tolerances (`None` where it was not proven within `limit`).
 pub(crate) fn fixed_channel_design(
     space: &Space,
     convention: Convention,
     chans: &[usize],
+    depths: &[[usize; 2]],
     limit: Duration,
 ) -> (Option<(f64, Vec<Block>)>, Option<f64>) {
     let opts = ProgramOptions {
@@ -324,7 +359,7 @@ pub(crate) fn fixed_channel_design(
         time_limit: limit,
         max_programs: None,
     };
-    let Some(r) = inner(space, &opts, chans, limit) else {
+    let Some(r) = inner_within(space, &opts, chans, depths, limit) else {
         return (None, None);
     };
     let blocks = super::polish::polish(space, r.blocks, convention);
@@ -346,7 +381,8 @@ pub(crate) enum BoxBound {
     Unknown,
 }
 
-/// The program over the box `lo <= c <= hi` of channel vectors (see `build`), solved for its
+/// The program over the box `lo <= c <= hi` of channel vectors and `depths` (see `build`),
+/// solved for its
 /// dual bound within `limit`: a solve stopped by the time limit or its gap still proves the
 /// bound it reached. With `relaxation`, only its linear relaxation is solved (milliseconds),
 /// whose optimum is a weaker bound.
@@ -355,10 +391,11 @@ pub(crate) fn box_bound(
     convention: Convention,
     lo: &[usize],
     hi: &[usize],
+    depths: &[[usize; 2]],
     limit: Duration,
     relaxation: bool,
 ) -> BoxBound {
-    let Some((p, objective)) = build(space, convention, lo, hi) else {
+    let Some((p, objective)) = build(space, convention, lo, hi, depths) else {
         return BoxBound::Empty;
     };
     let constant = good_lp::IntoAffineExpression::constant(&objective);

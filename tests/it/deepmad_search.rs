@@ -356,10 +356,7 @@ fn the_global_bound_is_checked_by_solving_the_relaxations_again() {
         .iter()
         .map(|b| b["out"].as_u64().unwrap() as usize)
         .collect();
-    let own = ChannelBox {
-        lo: chans.clone(),
-        hi: chans,
-    };
+    let own = ChannelBox::channels(&space, &chans);
     let at_design = box_bound(&space, Convention::Tinynas, &own).unwrap().unwrap();
     assert!(at_design >= score, "{at_design} < {score}");
     // The whole space's relaxation is where the search started: its first bound, which the
