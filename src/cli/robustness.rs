@@ -100,8 +100,79 @@ struct Summary {
     /// Mean proven radius over the correctly classified points.
     mean_proven_radius: f64,
     refuted: usize,
+    /// Per radius of --eps (keyed by it as written): the share of the points classified
+    /// correctly and proven robust by some engine; unknown counts as not verified.
+    verified_accuracy: std::collections::BTreeMap<String, VerifiedAccuracy>,
     points_detail: Vec<PointResult>,
     queries: Vec<Query>,
+}
+
+/// Verified accuracy at one radius.
+#[derive(Debug, Serialize)]
+struct VerifiedAccuracy {
+    eps: f64,
+    /// `verified / points`.
+    accuracy: f64,
+    /// Classified correctly and proven robust.
+    verified: usize,
+    /// Classified correctly, with a checked counterexample.
+    falsified: usize,
+    /// Classified correctly, neither proven nor refuted in the time limits.
+    unknown: usize,
+    misclassified: usize,
+    points: usize,
+    /// Seconds of every query at this radius.
+    seconds: f64,
+}
+
+/// Counts each radius's verdicts over the points: a point is verified when some engine
+/// proved it, falsified when some engine found a (checked) counterexample; both at once
+/// would be a soundness error, refused.
+fn verified_accuracy(
+    eps: &[f64],
+    results: &[PointResult],
+    queries: &[Query],
+) -> Result<std::collections::BTreeMap<String, VerifiedAccuracy>> {
+    eps.iter()
+        .map(|&e| {
+            let at = |i: usize, v: Verdict| {
+                queries
+                    .iter()
+                    .any(|q| q.index == i && q.eps == e && q.verdict == v)
+            };
+            let correct: Vec<usize> = results
+                .iter()
+                .filter(|r| r.radius.is_some())
+                .map(|r| r.index)
+                .collect();
+            if let Some(i) = correct
+                .iter()
+                .find(|&&i| at(i, Verdict::Holds) && at(i, Verdict::Violated))
+            {
+                bail!("internal error: point {i} both proven and refuted at eps {e}");
+            }
+            let verified = correct.iter().filter(|&&i| at(i, Verdict::Holds)).count();
+            let falsified = correct
+                .iter()
+                .filter(|&&i| at(i, Verdict::Violated))
+                .count();
+            let va = VerifiedAccuracy {
+                eps: e,
+                accuracy: verified as f64 / results.len().max(1) as f64,
+                verified,
+                falsified,
+                unknown: correct.len() - verified - falsified,
+                misclassified: results.len() - correct.len(),
+                points: results.len(),
+                seconds: queries
+                    .iter()
+                    .filter(|q| q.eps == e)
+                    .map(|q| q.seconds)
+                    .sum(),
+            };
+            Ok((e.to_string(), va))
+        })
+        .collect()
 }
 
 /// Parses "A..B" or "i,j,k".
@@ -254,6 +325,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         mean_proven_radius: verified.iter().map(|r| r.proven_robust).sum::<f64>()
             / verified.len().max(1) as f64,
         refuted: verified.iter().filter(|r| r.refuted.is_some()).count(),
+        verified_accuracy: verified_accuracy(&a.eps, &results, &queries)?,
         points_detail: results,
         queries,
     };
@@ -265,6 +337,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "{} points of {}: {} misclassified, mean proven radius {:.4}, {} refuted with checked counterexamples",
             summary.points, summary.dataset, summary.misclassified, summary.mean_proven_radius, summary.refuted
         );
+        for v in summary.verified_accuracy.values() {
+            println!(
+                "  eps {}: verified accuracy {:.1}% ({} proven, {} refuted, {} unknown, {} misclassified)",
+                v.eps,
+                100.0 * v.accuracy,
+                v.verified,
+                v.falsified,
+                v.unknown,
+                v.misclassified
+            );
+        }
         for r in &summary.points_detail {
             match &r.radius {
                 None => println!(

@@ -433,7 +433,8 @@ pub fn run(a: DeepmadArgs) -> Result<ExitCode> {
     // The bound's search may have found a better design at another channel vector.
     let mut design = design;
     if let Some(blocks) = global.as_ref().and_then(|g| g.design.clone()) {
-        let s = archproof::deepmad::score::score(&blocks, sp.resolution, a.convention, &sp.weights());
+        let s =
+            archproof::deepmad::score::score(&blocks, sp.resolution, a.convention, &sp.weights());
         let seconds = global.as_ref().map_or(0.0, |g| g.seconds);
         design.trace.push((design.solve_seconds + seconds, s.score));
         design.blocks = blocks;

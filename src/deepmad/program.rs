@@ -17,10 +17,16 @@
 //!   neighbouring channel vector (one entry scaled, or one up and another down) is estimated
 //!   in milliseconds by moving the current choices onto it and polishing, and the inner
 //!   programs of the channels of the best few estimates are solved in parallel (rayon); step
-//!   sizes go from coarse to fine and round again while unsolved neighbours remain.
+//!   sizes go from coarse to fine and round again while unsolved neighbours remain (and when
+//!   no start admits a design, rings of coarse moves around the starts are tried until one
+//!   does).
 //!
 //! The design is re-scored with the exact formula and polished by a local search over single
 //! choices; the reported gap is that of the inner program at the final channels.
+//!
+//! The same program over a box of channel vectors and stage depths (entropy at the box's
+//! largest channels, costs at its smallest; `box_bound`) bounds every structure of the box;
+//! `bound.rs` runs its branch and bound over the whole space on it.
 
 use std::time::{Duration, Instant};
 
@@ -384,8 +390,7 @@ pub(crate) enum BoxBound {
 /// The program over the box `lo <= c <= hi` of channel vectors and `depths` (see `build`),
 /// solved for its
 /// dual bound within `limit`: a solve stopped by the time limit or its gap still proves the
-/// bound it reached. With `relaxation`, only its linear relaxation is solved (milliseconds),
-/// whose optimum is a weaker bound.
+/// bound it reached.
 pub(crate) fn box_bound(
     space: &Space,
     convention: Convention,
@@ -393,7 +398,6 @@ pub(crate) fn box_bound(
     hi: &[usize],
     depths: &[[usize; 2]],
     limit: Duration,
-    relaxation: bool,
 ) -> BoxBound {
     let Some((p, objective)) = build(space, convention, lo, hi, depths) else {
         return BoxBound::Empty;
@@ -414,19 +418,12 @@ pub(crate) fn box_bound(
     model.set_option("mip_heuristic_run_root_reduced_cost", false);
     // The dual bound is proven whatever the gap; 1e-4 is far below what the search needs.
     model.set_option("mip_rel_gap", 1e-4);
-    if relaxation {
-        model.set_option("solve_relaxation", true);
-    }
     let Ok(solved) = model.try_solve() else {
         return BoxBound::Unknown;
     };
     use highs::HighsModelStatus as S;
     match solved.status() {
         S::Infeasible => BoxBound::Empty,
-        S::Optimal if relaxation => {
-            let b = solved.objective_value() + constant;
-            BoxBound::Bound(b + 1e-5 * b.abs().max(1.0))
-        }
         S::Optimal | S::ReachedTimeLimit | S::ReachedIterationLimit | S::ReachedInterrupt => {
             match solved.double_info_value(c"mip_dual_bound") {
                 Ok(b) if b.is_finite() => {

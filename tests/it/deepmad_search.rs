@@ -357,16 +357,17 @@ fn the_global_bound_is_checked_by_solving_the_relaxations_again() {
         .map(|b| b["out"].as_u64().unwrap() as usize)
         .collect();
     let own = ChannelBox::channels(&space, &chans);
-    let at_design = box_bound(&space, Convention::Tinynas, &own).unwrap().unwrap();
+    let at_design = box_bound(&space, Convention::Tinynas, &own).unwrap();
     assert!(at_design >= score, "{at_design} < {score}");
     // The whole space's relaxation is where the search started: its first bound, which the
     // search only lowers.
-    let root = box_bound(&space, Convention::Tinynas, &root_box(&space).unwrap())
-        .unwrap()
-        .unwrap();
+    let root = box_bound(&space, Convention::Tinynas, &root_box(&space).unwrap()).unwrap();
     let trace = v["global_search"]["trace"].as_array().unwrap();
     let first = trace[0][1].as_f64().unwrap();
-    assert!((first - root).abs() <= 1e-6 * root, "{first} against {root}");
+    assert!(
+        (first - root).abs() <= 1e-6 * root,
+        "{first} against {root}"
+    );
     assert!(bound <= root);
     let bounds: Vec<f64> = trace.iter().map(|t| t[1].as_f64().unwrap()).collect();
     assert!(bounds.windows(2).all(|w| w[1] <= w[0]), "{bounds:?}");

@@ -290,6 +290,34 @@ fn the_demo_writes_a_report_whose_figures_match_its_runs() {
     }
     let robust = json(&out.join("verify/robustness.out.json"));
     let points = robust["points_detail"].as_array().unwrap();
+    // Verified accuracy at each radius, derived again from the queries: a correctly
+    // classified point proven by some engine.
+    let va = robust["verified_accuracy"].as_object().unwrap();
+    assert!(!va.is_empty());
+    for v in va.values() {
+        let eps = v["eps"].as_f64().unwrap();
+        let proven = points
+            .iter()
+            .filter(|p| {
+                !p["radius"].is_null()
+                    && robust["queries"].as_array().unwrap().iter().any(|q| {
+                        q["index"] == p["index"]
+                            && q["eps"].as_f64() == Some(eps)
+                            && q["verdict"] == "holds"
+                    })
+            })
+            .count();
+        assert_eq!(v["verified"].as_u64().unwrap() as usize, proven, "{v}");
+        assert!(close(
+            v["accuracy"].as_f64().unwrap(),
+            proven as f64 / points.len() as f64
+        ));
+        let total = ["verified", "falsified", "unknown", "misclassified"]
+            .iter()
+            .map(|k| v[k].as_u64().unwrap())
+            .sum::<u64>();
+        assert_eq!(total as usize, points.len(), "{v}");
+    }
     let Plot::Bars { series, categories } = read(&out.join("verify/radius.svg")).plot else {
         panic!("verify/radius.svg is not a bar figure")
     };
