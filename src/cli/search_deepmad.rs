@@ -26,7 +26,9 @@ use archproof::report::{Figure, Plot, RunPage, Series, StageSeries, Table as Rep
 #[command(after_help = "Examples:
   archproof search deepmad --space search-spaces/deepmad-r50.toml --out runs/r50
   archproof search deepmad --space search-spaces/deepmad-r50.toml \\
-      --convention tinynas --json")]
+      --convention tinynas --json
+  archproof search deepmad --space search-spaces/deepmad-cifar.toml \\
+      --time-limit 30 --bound-seconds 60 --json")]
 pub struct DeepmadArgs {
     /// The space and budget (a search-spaces/deepmad-*.toml file).
     #[arg(long)]
@@ -56,8 +58,9 @@ pub struct DeepmadArgs {
     /// solved to its end): the same design on any machine, at any load.
     #[arg(long)]
     max_programs: Option<usize>,
-    /// Program: seconds of branch and bound over channel boxes after the design, for a proven
-    /// upper bound of the objective over the whole space (`global_bound`, `global_gap`);
+    /// Program: seconds of branch and bound over boxes of channels and depths after the
+    /// design, for a proven upper bound of the objective over the whole space
+    /// (`global_bound`, `global_gap`); a better design found on the way replaces the design.
     /// 0 skips it.
     #[arg(long, default_value_t = 0.0)]
     bound_seconds: f64,

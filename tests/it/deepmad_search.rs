@@ -357,11 +357,15 @@ fn the_global_bound_is_checked_by_solving_the_relaxations_again() {
         .map(|b| b["out"].as_u64().unwrap() as usize)
         .collect();
     let own = ChannelBox::channels(&space, &chans);
-    let at_design = box_bound(&space, Convention::Tinynas, &own).unwrap();
+    let at_design = box_bound(&space, Convention::Tinynas, &own)
+        .unwrap()
+        .unwrap();
     assert!(at_design >= score, "{at_design} < {score}");
     // The whole space's relaxation is where the search started: its first bound, which the
     // search only lowers.
-    let root = box_bound(&space, Convention::Tinynas, &root_box(&space).unwrap()).unwrap();
+    let root = box_bound(&space, Convention::Tinynas, &root_box(&space).unwrap())
+        .unwrap()
+        .unwrap();
     let trace = v["global_search"]["trace"].as_array().unwrap();
     let first = trace[0][1].as_f64().unwrap();
     assert!(
