@@ -210,18 +210,9 @@ pub(super) fn relax(space: &Space, plan: &Plan, b: &ChannelBox) -> Relaxed {
     let mut constant = coef[0] * e0 - plan.penalty;
     let (mut fixed_flops, mut fixed_params) = (f0, p0);
     let (mut fixed_lw, mut fixed_layers) = (e0, l0 as f64);
-    if let Some(f) = space.final_channels {
-        let fin = |c: usize| Block {
-            kind: BlockKind::Conv,
-            cin: c,
-            cout: f,
-            k: 1,
-            s: 1,
-            depth: None,
-            btn: None,
-        };
-        let (_, _, ef, lf) = block_terms(&fin(b.hi[n]), plan.res_in[n + 1]);
-        let (pf, ff, _, _) = block_terms(&fin(b.lo[n]), plan.res_in[n + 1]);
+    if let (Some(hi), Some(lo)) = (space.final_conv(b.hi[n]), space.final_conv(b.lo[n])) {
+        let (_, _, ef, lf) = block_terms(&hi, plan.res_in[n + 1]);
+        let (pf, ff, _, _) = block_terms(&lo, plan.res_in[n + 1]);
         constant += coef[n + 1] * ef;
         fixed_flops += ff;
         fixed_params += pf;

@@ -266,17 +266,7 @@ fn build(
     // Fixed parts: the stem and the final conv.
     let (p0, f0, _, _) = block_terms(&space.assemble(lo, &[])[0], res[0]);
     let (_, _, e0, l0) = block_terms(&space.assemble(hi, &[])[0], res[0]);
-    let fin = |c: usize| {
-        space.final_channels.map(|f| Block {
-            kind: BlockKind::Conv,
-            cin: c,
-            cout: f,
-            k: 1,
-            s: 1,
-            depth: None,
-            btn: None,
-        })
-    };
+    let fin = |c: usize| space.final_conv(c);
     let terms = |b: Option<Block>| {
         b.map(|b| block_terms(&b, res[n + 1]))
             .unwrap_or((0.0, 0.0, 0.0, 0))

@@ -141,18 +141,21 @@ impl Space {
                 btn: Some(btn),
             });
         }
-        if let Some(f) = self.final_channels {
-            blocks.push(Block {
-                kind: BlockKind::Conv,
-                cin: *chans.last().expect("stages"),
-                cout: f,
-                k: 1,
-                s: 1,
-                depth: None,
-                btn: None,
-            });
-        }
+        blocks.extend(self.final_conv(*chans.last().expect("stages")));
         blocks
+    }
+
+    /// The final 1x1 conv on `c` channels, when the space has one.
+    pub fn final_conv(&self, c: usize) -> Option<Block> {
+        self.final_channels.map(|f| Block {
+            kind: BlockKind::Conv,
+            cin: c,
+            cout: f,
+            k: 1,
+            s: 1,
+            depth: None,
+            btn: None,
+        })
     }
 
     /// The objective weights.
