@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use archproof::ir::io;
 use archproof::report::{Figure, Plot, Series};
+use archproof::train::certified::Certified;
 use archproof::train::{self, data, export, Model, OptimizerKind, Progress, TrainConfig};
 use serde::Serialize;
 
@@ -17,6 +18,13 @@ use super::common::{load_model, print_json, refuse_existing, write_file, OutputF
 /// dataset's input shape and classes, an IR JSON file, or an ONNX model (training starts from
 /// the weights such a file carries). Training is seeded: the same seed
 /// gives the same weights.
+///
+/// With --certified ibp or crown-ibp and --eps, the loss mixes the natural cross-entropy with
+/// that of the worst logits the bounds allow over the L-infinity ball of radius eps (inputs in
+/// [0, 1]): after --warmup-epochs of natural training, eps grows to its target over
+/// --ramp-epochs while the natural loss's weight falls to --kappa-end (and CROWN-IBP's weight
+/// of CROWN from 1 to 0). Each epoch then also reports the test points the bounds certify;
+/// `archproof robustness` measures the verified accuracy with the complete verifier.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   archproof train --model mlp:64-32 --dataset shapes --epochs 20 \\
@@ -30,6 +38,8 @@ use super::common::{load_model, print_json, refuse_existing, write_file, OutputF
       --lr 0.05 --json
   archproof train --model nets/cnn.onnx --dataset shapes --epochs 2 \\
       --out nets/cnn-tuned.onnx
+  archproof train --model resnet-tiny --dataset shapes --epochs 20 \\
+      --certified crown-ibp --eps 0.01 --out nets/rt-cert.onnx
   archproof verify --net nets/shapes-mlp.onnx --dataset shapes --index 7 \\
       --eps 0.01")]
 pub struct Args {
@@ -75,6 +85,23 @@ pub struct Args {
     /// Seed of the initial weights and the example order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Certified training: bound the margins by interval bound propagation (ibp) or by
+    /// CROWN-IBP (crown-ibp), over the ball of radius --eps.
+    #[arg(long, value_enum, requires = "eps")]
+    certified: Option<archproof::train::bounds::BoundMethod>,
+    /// The L-infinity radius of certified training, in (0, 1].
+    #[arg(long, requires = "certified")]
+    eps: Option<f64>,
+    /// Epochs of natural training before the radius grows [default: a tenth of --epochs, at
+    /// least 1 when there are more than 2].
+    #[arg(long, requires = "certified")]
+    warmup_epochs: Option<f64>,
+    /// Epochs over which the radius grows to --eps [default: half of --epochs].
+    #[arg(long, requires = "certified")]
+    ramp_epochs: Option<f64>,
+    /// The natural loss's final weight in [0, 1].
+    #[arg(long, requires = "certified", default_value_t = 0.5)]
+    kappa_end: f64,
     /// Where the trained network goes: .onnx (ONNX opset 13) or .json (IR with weights).
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -136,6 +163,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
     outputs.extend(figure.iter().cloned());
     refuse_existing(&outputs, a.output.force)?;
 
+    let certified = match (a.certified, a.eps) {
+        (Some(method), Some(eps)) => {
+            let mut c = Certified::new(method, eps, a.epochs);
+            if let Some(w) = a.warmup_epochs {
+                c.warmup_epochs = w;
+            }
+            if let Some(r) = a.ramp_epochs {
+                c.ramp_epochs = r;
+            }
+            c.kappa_end = a.kappa_end;
+            c.check()?;
+            Some(c)
+        }
+        _ => None,
+    };
     let ds = data::load(&a.dataset)?.part(a.train_examples, a.test_examples)?;
     let shape = ds
         .shape
@@ -169,7 +211,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         cosine: !a.no_cosine,
         seed: a.seed,
         engine: a.engine,
+        certified,
     };
+    if let Some(c) = &cfg.certified {
+        archproof::train::bounds::check_trainable(&graph, c.method)?;
+        if cfg.engine == archproof::train::TrainEngine::Kernels {
+            bail!("--certified trains on candle: use --engine auto or candle");
+        }
+    }
     let pb = super::progress::Progress::bar(
         0,
         a.output.no_progress(),
@@ -185,11 +234,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
         Progress::Epoch(e) => pb.println(format!(
-            "epoch {:>3}  loss {:.4}  train {:.2}%  test {:.2}%  ({:.1} s)",
+            "epoch {:>3}  loss {:.4}  train {:.2}%  test {:.2}%{}  ({:.1} s)",
             e.epoch,
             e.train_loss,
             100.0 * e.train_accuracy,
             100.0 * e.test_accuracy,
+            e.certified_accuracy
+                .map(|c| format!("  certified {:.2}%", 100.0 * c))
+                .unwrap_or_default(),
             e.seconds
         )),
     })?;
@@ -234,6 +286,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     .collect(),
             },
         ];
+        let mut series = series;
+        if let Some(c) = &cfg.certified {
+            series.push(Series {
+                name: format!("certified at eps {} ({})", c.eps, c.method.name()),
+                points: report
+                    .epochs
+                    .iter()
+                    .filter_map(|e| Some((e.epoch as f64, e.certified_accuracy?)))
+                    .collect(),
+            });
+        }
         Figure::new(
             format!("Training curves: {} on {}", graph.name, ds.name),
             Plot::Lines { series },
@@ -268,6 +331,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
             report.params,
             report.train_seconds
         );
+        if let (Some(c), Some(e)) = (&cfg.certified, report.epochs.last()) {
+            if let Some(v) = e.certified_accuracy {
+                println!(
+                    "certified by {} at eps {}: {:.2}% of the test split (verify with archproof robustness)",
+                    c.method.name(),
+                    c.eps,
+                    100.0 * v
+                );
+            }
+        }
         if let Some(p) = &a.out {
             println!("wrote {}", p.display());
         }

@@ -4,6 +4,8 @@
 //! Everything is seeded: the initial weights, the order of the examples in each epoch. The
 //! same seed on the same machine gives the same weights.
 
+pub mod bounds;
+pub mod certified;
 pub mod data;
 pub mod engine;
 pub mod export;
@@ -53,6 +55,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Which back end runs the steps.
     pub engine: TrainEngine,
+    /// Certified training (candle only), or natural training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certified: Option<certified::Certified>,
 }
 
 /// The back end of training steps.
@@ -90,6 +95,7 @@ impl Default for TrainConfig {
             cosine: true,
             seed: 0,
             engine: TrainEngine::Auto,
+            certified: None,
         }
     }
 }
@@ -107,6 +113,11 @@ pub struct EpochStats {
     pub test_loss: f64,
     /// Test accuracy after the epoch (evaluation mode).
     pub test_accuracy: f64,
+    /// Certified training: the share of the test split classified correctly and proven
+    /// robust at the target radius by the training's own bounds (a lower bound of the
+    /// verified accuracy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certified_accuracy: Option<f64>,
     /// Seconds since training began.
     pub seconds: f64,
 }
@@ -178,7 +189,12 @@ enum Backend {
 impl Backend {
     /// The back end `cfg` asks for, for steps of up to `batch` examples.
     fn new(model: &Model, cfg: &TrainConfig, batch: usize) -> Result<Backend, ModelError> {
-        if cfg.engine != TrainEngine::Candle {
+        if cfg.certified.is_some() && cfg.engine == TrainEngine::Kernels {
+            return Err(ModelError::Graph(
+                "certified training runs on candle: use --engine auto or candle".into(),
+            ));
+        }
+        if cfg.engine != TrainEngine::Candle && cfg.certified.is_none() {
             match engine::Engine::new(model, batch) {
                 Ok(e) => {
                     let opt = match cfg.optimizer {
@@ -226,6 +242,7 @@ impl Backend {
     }
 
     /// One step on `n` examples; returns the batch's mean loss and correct predictions.
+    /// `cert`: the certified loss with these weights (candle only).
     fn step(
         &mut self,
         model: &mut Model,
@@ -233,14 +250,21 @@ impl Backend {
         y: &[u32],
         n: usize,
         lr: f64,
+        cert: Option<certified::StepWeights>,
     ) -> Result<(f64, usize), ModelError> {
         if let Backend::Kernels(e, opt) = self {
             return Ok(e.train_step(x, y, n, *opt, lr));
         }
         let xt = model.batch(x, n)?;
         let yt = Tensor::from_slice(y, n, model.device())?;
-        let logits = model.forward_train(&xt)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &yt)?;
+        let (logits, stats) = model.forward_train_stats(&xt)?;
+        let mut loss = candle_nn::loss::cross_entropy(&logits, &yt)?;
+        if let Some(w) = cert.filter(|w| w.eps > 0.0 && w.kappa < 1.0) {
+            let ball = bounds::Interval::ball(&xt, w.eps)?;
+            let lb = model.margin_lower_bounds(&ball, y, w.beta, Some(&stats))?;
+            let robust = bounds::robust_loss(&lb, &yt)?;
+            loss = ((loss * w.kappa)? + (robust * (1.0 - w.kappa))?)?;
+        }
         let grads = loss.backward()?;
         match self {
             Backend::CandleSgd(s) => s.step(&grads, lr)?,
@@ -332,6 +356,10 @@ pub fn train(
             data.shape
         )));
     }
+    if let Some(c) = &cfg.certified {
+        c.check().map_err(|e| ModelError::Graph(e.to_string()))?;
+        bounds::check_trainable(model.graph(), c.method)?;
+    }
     let start = Instant::now();
     let n = data.train.len();
     let bs = cfg.batch_size.clamp(1, n);
@@ -361,7 +389,11 @@ pub fn train(
             } else {
                 cfg.lr
             };
-            let (l, c) = backend.step(model, &xb, &yb, chunk.len(), lr)?;
+            let cert = cfg
+                .certified
+                .as_ref()
+                .map(|c| c.at(step as f64 / steps_per_epoch as f64));
+            let (l, c) = backend.step(model, &xb, &yb, chunk.len(), lr, cert)?;
             loss_sum += l * chunk.len() as f64;
             correct += c;
             seen += chunk.len();
@@ -369,7 +401,14 @@ pub fn train(
             progress(Progress::Step(step, total, l));
         }
         let (test_loss, test_accuracy) = backend.evaluate(model, &data.test)?;
+        let certified_accuracy = match &cfg.certified {
+            Some(c) => {
+                Some(model.certified_accuracy(&data.test.x, &data.test.y, c.eps, c.method)?)
+            }
+            None => None,
+        };
         let stats = EpochStats {
+            certified_accuracy,
             epoch,
             train_loss: loss_sum / seen as f64,
             train_accuracy: correct as f64 / seen as f64,
@@ -417,7 +456,7 @@ pub fn throughput(
     let mut backend = Backend::new(model, &cfg, batch)?;
     let mut step = |m: &mut Model| -> Result<(), ModelError> {
         if train {
-            backend.step(m, &x, &y, batch, cfg.lr)?;
+            backend.step(m, &x, &y, batch, cfg.lr, None)?;
         } else {
             backend.infer(m, &x, batch)?;
         }

@@ -36,6 +36,10 @@ pub enum ModelError {
 
 type Result<T> = std::result::Result<T, ModelError>;
 
+/// Batch statistics of each batch normalization in one training-mode pass: node index to
+/// (mean, biased variance), per channel.
+pub type BatchStats = BTreeMap<usize, (Tensor, Tensor)>;
+
 /// A trainable model of an IR graph.
 pub struct Model {
     pub(super) graph: Graph,
@@ -242,7 +246,7 @@ impl Model {
     /// The forward pass of a batch (inputs `[N, ...]`) in evaluation mode.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut no_updates = Vec::new();
-        self.run(x, false, &mut no_updates, None)
+        self.run(x, false, &mut no_updates, None, None)
     }
 
     /// The forward pass with batch statistics, also returning the outputs of every node whose
@@ -254,7 +258,7 @@ impl Model {
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut ignored = Vec::new();
         let mut tapped = Vec::new();
-        let y = self.run(x, true, &mut ignored, Some((tap, &mut tapped)))?;
+        let y = self.run(x, true, &mut ignored, Some((tap, &mut tapped)), None)?;
         Ok((y, tapped))
     }
 
@@ -262,28 +266,36 @@ impl Model {
     /// alone: for gradient checks and stability probes.
     pub fn forward_batch_stats(&self, x: &Tensor) -> Result<Tensor> {
         let mut ignored = Vec::new();
-        self.run(x, true, &mut ignored, None)
+        self.run(x, true, &mut ignored, None, None)
     }
 
     /// The forward pass in training mode: batch statistics, and the moving averages updated.
     pub fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_train_stats(x)?.0)
+    }
+
+    /// [`forward_train`](Model::forward_train), also returning each batch normalization's
+    /// batch statistics (mean and biased variance per channel, not detached): certified
+    /// training bounds the same affine maps the forward pass applied.
+    pub fn forward_train_stats(&mut self, x: &Tensor) -> Result<(Tensor, BatchStats)> {
         let mut updates = Vec::new();
-        let y = self.run(x, true, &mut updates, None)?;
+        let mut stats = BatchStats::new();
+        let y = self.run(x, true, &mut updates, None, Some(&mut stats))?;
         for (key, batch_stat) in updates {
             let old = &self.buffers[&key];
             let new = ((old * MOVING_DECAY)? + (batch_stat.detach() * (1.0 - MOVING_DECAY))?)?;
             self.buffers.insert(key, new);
         }
-        Ok(y)
+        Ok((y, stats))
     }
 
-    fn param(&self, id: NodeId, name: &str) -> Option<&Tensor> {
+    pub(super) fn param(&self, id: NodeId, name: &str) -> Option<&Tensor> {
         self.params
             .get(&(id.index(), name.to_string()))
             .map(|v| v.as_tensor())
     }
 
-    fn buffer(&self, id: NodeId, name: &str) -> Result<&Tensor> {
+    pub(super) fn buffer(&self, id: NodeId, name: &str) -> Result<&Tensor> {
         self.buffers
             .get(&(id.index(), name.to_string()))
             .ok_or_else(|| err(&self.graph.node(id).name, format!("no buffer {name}")))
@@ -295,6 +307,7 @@ impl Model {
         train: bool,
         updates: &mut Vec<((usize, String), Tensor)>,
         mut taps: Taps<'_>,
+        mut batch_stats: Option<&mut BatchStats>,
     ) -> Result<Tensor> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.shapes.len()];
         for &id in &self.order {
@@ -356,6 +369,9 @@ impl Model {
                             affine_rows(&xhat, w, b)
                         })?;
                         let (mean, var) = stats.expect("statistics computed");
+                        if let Some(bs) = batch_stats.as_mut() {
+                            bs.insert(id.index(), (mean.flatten_all()?, var.flatten_all()?));
+                        }
                         let n = (xin.elem_count() / c) as f64;
                         let unbiased = (var.flatten_all()? * (n / (n - 1.0).max(1.0)))?;
                         updates.push(((id.index(), "running_mean".into()), mean.flatten_all()?));
@@ -383,10 +399,7 @@ impl Model {
                 }
                 Op::Act { function } => activation(ins[0], *function)?,
                 Op::Clip { min, max } => ins[0].clamp(*min as f32, *max as f32)?,
-                Op::LeakyRelu { slope } => {
-                    let x = ins[0];
-                    (x.relu()? - (x.neg()?.relu()? * *slope)?)?
-                }
+                Op::LeakyRelu { slope } => leaky_relu(ins[0], *slope)?,
                 Op::ScaleShift { .. } => ins[0]
                     .broadcast_mul(self.buffer(id, "scale")?)?
                     .broadcast_add(self.buffer(id, "shift")?)?,
@@ -409,30 +422,13 @@ impl Model {
                     kernel,
                     stride,
                     padding,
-                } => {
-                    let xin = pad(ins[0], *padding, f32::MIN as f64)?;
-                    pool(&xin, *kernel, *stride, true)?
-                }
+                } => max_pool(ins[0], *kernel, *stride, *padding)?,
                 Op::AvgPool {
                     kernel,
                     stride,
                     padding,
                     count_include_pad,
-                } => {
-                    let (k, s) = (*kernel, *stride);
-                    let sum = pool(&pad(ins[0], *padding, 0.0)?, k, s, false)?;
-                    if *count_include_pad || padding == &[0, 0] {
-                        sum
-                    } else {
-                        let ones = Tensor::ones(
-                            (1, 1, ins[0].dim(2)?, ins[0].dim(3)?),
-                            ins[0].dtype(),
-                            &self.device,
-                        )?;
-                        let frac = pool(&pad(&ones, *padding, 0.0)?, k, s, false)?;
-                        sum.broadcast_div(&frac)?
-                    }
-                }
+                } => avg_pool(ins[0], *kernel, *stride, *padding, *count_include_pad)?,
                 Op::GlobalAvgPool => ins[0].mean_keepdim(2)?.mean_keepdim(3)?,
                 Op::Flatten => ins[0].flatten_from(1)?,
                 Op::Identity => ins[0].clone(),
@@ -576,7 +572,7 @@ fn sign(a: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Axes of the per-channel statistics of a batch: (N, H, W) for maps, N for vectors.
-fn bcast_shape(rank: usize, c: usize) -> Vec<usize> {
+pub(super) fn bcast_shape(rank: usize, c: usize) -> Vec<usize> {
     if rank == 4 {
         vec![1, c, 1, 1]
     } else {
@@ -587,7 +583,7 @@ fn bcast_shape(rank: usize, c: usize) -> Vec<usize> {
 /// Applies `f` to `x` ([N, C, ...]) laid out as rows `[C, N * ...]` and lays the result out
 /// back. candle sums trailing axes fast but other axes slowly, element by element; per-channel
 /// statistics and the gradients of per-channel parameters are such sums.
-fn per_channel(
+pub(super) fn per_channel(
     x: &Tensor,
     mut f: impl FnMut(&Tensor) -> candle_core::Result<Tensor>,
 ) -> candle_core::Result<Tensor> {
@@ -601,7 +597,11 @@ fn per_channel(
 }
 
 /// The per-channel affine map of a channels-first tensor (`[C, M]` or `[C, N, H, W]`).
-fn affine_rows(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+pub(super) fn affine_rows(
+    x: &Tensor,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     let mut shape = vec![1; x.rank()];
     shape[0] = x.dim(0)?;
     let mut y = x.clone();
@@ -615,7 +615,11 @@ fn affine_rows(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_cor
 }
 
 /// The per-channel affine map of `[N, C, ...]` (weights and biases of `[C]`).
-fn affine(x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+pub(super) fn affine(
+    x: &Tensor,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     if w.is_none() && b.is_none() {
         return Ok(x.clone());
     }
@@ -638,7 +642,12 @@ fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> candle_core::Result<T
 /// Max or average pooling without padding. candle's own pooling (used when windows tile the
 /// input) has no backward pass for overlapping windows, so those are written as the maximum or
 /// mean of the `kh * kw` strided views of the input, which autograd handles.
-fn pool(x: &Tensor, k: [usize; 2], s: [usize; 2], max: bool) -> candle_core::Result<Tensor> {
+pub(super) fn pool(
+    x: &Tensor,
+    k: [usize; 2],
+    s: [usize; 2],
+    max: bool,
+) -> candle_core::Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     if k == s && h % k[0] == 0 && w % k[1] == 0 {
         return if max {
@@ -671,7 +680,7 @@ fn pool(x: &Tensor, k: [usize; 2], s: [usize; 2], max: bool) -> candle_core::Res
 /// A convolution of a padded `[N, C, H, W]` input with weights `[O, C / groups, kh, kw]`,
 /// written as matrix products of the input's windows (im2col, see [`Windows`]); candle's own
 /// convolution is kept for grouped convolutions other than depthwise ones.
-fn conv2d(
+pub(super) fn conv2d(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
@@ -716,12 +725,16 @@ fn conv2d(
 }
 
 /// Pads height and width of `[N, C, H, W]` with `value`.
-fn pad(x: &Tensor, padding: [usize; 2], value: f64) -> candle_core::Result<Tensor> {
+pub(super) fn pad(x: &Tensor, padding: [usize; 2], value: f64) -> candle_core::Result<Tensor> {
     pad4(x, [padding[0], padding[1], padding[0], padding[1]], value)
 }
 
 /// Pads `[N, C, H, W]` with `value`: `[top, left, bottom, right]` rows and columns.
-fn pad4(x: &Tensor, [t, l, b, r]: [usize; 4], value: f64) -> candle_core::Result<Tensor> {
+pub(super) fn pad4(
+    x: &Tensor,
+    [t, l, b, r]: [usize; 4],
+    value: f64,
+) -> candle_core::Result<Tensor> {
     if [t, l, b, r] == [0; 4] {
         return Ok(x.clone());
     }
@@ -758,7 +771,42 @@ fn pad_axis(
     Tensor::cat(&parts, axis)
 }
 
-fn activation(x: &Tensor, f: Activation) -> candle_core::Result<Tensor> {
+/// `max(x, 0) - slope max(-x, 0)`.
+pub(super) fn leaky_relu(x: &Tensor, slope: f64) -> candle_core::Result<Tensor> {
+    x.relu()? - (x.neg()?.relu()? * slope)?
+}
+
+/// Max pooling of `[N, C, H, W]`, padded with the lowest float.
+pub(super) fn max_pool(
+    x: &Tensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> candle_core::Result<Tensor> {
+    pool(&pad(x, padding, f32::MIN as f64)?, kernel, stride, true)
+}
+
+/// Average pooling of `[N, C, H, W]`, padded with zeros, dividing by the window's size or by
+/// its elements inside the input.
+pub(super) fn avg_pool(
+    x: &Tensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    count_include_pad: bool,
+) -> candle_core::Result<Tensor> {
+    let (k, s) = (kernel, stride);
+    let sum = pool(&pad(x, padding, 0.0)?, k, s, false)?;
+    if count_include_pad || padding == [0, 0] {
+        Ok(sum)
+    } else {
+        let ones = Tensor::ones((1, 1, x.dim(2)?, x.dim(3)?), x.dtype(), x.device())?;
+        let frac = pool(&pad(&ones, padding, 0.0)?, k, s, false)?;
+        sum.broadcast_div(&frac)
+    }
+}
+
+pub(super) fn activation(x: &Tensor, f: Activation) -> candle_core::Result<Tensor> {
     match f {
         Activation::Relu => x.relu(),
         Activation::Relu6 => x.relu()?.minimum(6f32),

@@ -38,6 +38,27 @@ impl Windows {
     pub fn unfold(&self, x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1(Unfold(*self))
     }
+
+    /// The adjoint of [`unfold`](Windows::unfold): windows laid out as `unfold` gives them,
+    /// each element added back where it was read, into a tensor of dims `input`
+    /// (`[N, C, H, W]`). Differentiable (its backward pass is `unfold`).
+    pub fn fold(&self, cols: &Tensor, input: (usize, usize, usize, usize)) -> Result<Tensor> {
+        let (n, c, h, w) = input;
+        let Some((ho, wo)) = self.output(h, w) else {
+            candle_core::bail!("fold: the window is larger than the input");
+        };
+        let want = n * c * ho * wo * self.kernel[0] * self.kernel[1];
+        if cols.elem_count() != want {
+            candle_core::bail!("fold: {} window elements, not {want}", cols.elem_count());
+        }
+        let kk = self.kernel[0] * self.kernel[1];
+        let cols = if self.channels_first {
+            cols.reshape((c, n, ho, wo, kk))?
+        } else {
+            cols.reshape((n, ho, wo, c, kk))?
+        };
+        cols.contiguous()?.apply_op1(Fold { g: *self, input })
+    }
 }
 
 /// For every output element, in layout order: (its index, the input index it reads).

@@ -4,6 +4,7 @@
 //! build.rs).
 
 mod cell_search;
+mod certified;
 mod common;
 mod deepmad_score;
 mod deepmad_search;

@@ -1,0 +1,268 @@
+//! Certified training: the bound tensors training minimises, against sampled outputs and the
+//! verifier's own interval arithmetic on random residual graphs; certified against natural
+//! training as the verifier measures it; bad input.
+
+use crate::common;
+
+use archproof::ir::{Builder, Graph, Shape};
+use archproof::train::bounds::Interval;
+use archproof::train::data::{self, ShapesConfig};
+use archproof::train::Model;
+use archproof::verify;
+use archproof::verify::spec::InputBox;
+use candle_core::Tensor;
+use common::{archproof, assert_bad_input, ok_json};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A random residual network on `2 x 6 x 6` inputs: convolutions of random kernels, strides
+/// and groups (plain, depthwise), batch norm, ReLU, identity or projected shortcuts, global
+/// pooling and a ReLU MLP head.
+fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
+    let mut b = Builder::new("random");
+    let mut x = b.input("input", Shape::chw(2, 6, 6)).unwrap();
+    let mut c = 2;
+    for i in 0..rng.random_range(1..4) {
+        let k = [1, 3][rng.random_range(0..2)];
+        let s = if i > 0 && rng.random_bool(0.3) { 2 } else { 1 };
+        let depthwise = c > 2 && rng.random_bool(0.4);
+        let out = if depthwise { c } else { rng.random_range(2..6) };
+        let g = if depthwise { c } else { 1 };
+        let y = b.conv(&format!("conv{i}"), x, out, k, s, k / 2, g).unwrap();
+        let y = b.bn(&format!("bn{i}"), y).unwrap();
+        let y = if rng.random_bool(0.5) {
+            let r = b.relu(&format!("relu{i}a"), y).unwrap();
+            let z = b.conv(&format!("conv{i}b"), r, out, 3, 1, 1, 1).unwrap();
+            let z = b.bn(&format!("bn{i}b"), z).unwrap();
+            let short = if s == 1 && out == c {
+                x
+            } else {
+                b.conv(&format!("proj{i}"), x, out, 1, s, 0, 1).unwrap()
+            };
+            b.add(&format!("add{i}"), &[z, short]).unwrap()
+        } else {
+            y
+        };
+        x = b.relu(&format!("relu{i}"), y).unwrap();
+        c = out;
+    }
+    let f = b.pool_flatten(x).unwrap();
+    let h = b.linear("fc1", f, 5).unwrap();
+    let h = b.relu("relu_fc", h).unwrap();
+    let out = b.linear("fc2", h, 3).unwrap();
+    b.finish(&[out]).unwrap()
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    t.flatten_from(1).unwrap().to_vec2::<f32>().unwrap()
+}
+
+/// For random graphs and boxes: every sampled output lies in the IBP bounds (evaluation mode),
+/// every sampled margin is at least IBP's and CROWN-IBP's bound, and the IBP bounds of every
+/// ReLU's input equal those of the verifier's interval arithmetic on the exported network.
+#[test]
+fn bounds_contain_sampled_outputs_and_equal_the_verifiers_intervals() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (n, d) = (4usize, 72usize);
+    let mut crown_tighter = 0;
+    for trial in 0..8 {
+        let graph = random_graph(&mut rng);
+        let mut model = Model::new(&graph, trial).unwrap();
+        // Moving statistics away from 0 and 1.
+        for _ in 0..5 {
+            let x: Vec<f32> = (0..16 * d).map(|_| rng.random_range(0.0..1.0)).collect();
+            model.forward_train(&model.batch(&x, 16).unwrap()).unwrap();
+        }
+        let centre: Vec<f32> = (0..n * d).map(|_| rng.random_range(0.0..1.0)).collect();
+        let y: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
+        let eps = 0.03;
+        let xc = model.batch(&centre, n).unwrap();
+        let ball = Interval::ball(&xc, eps).unwrap();
+        let ivs = model.interval_bounds(&ball, None).unwrap();
+        let out = ivs.last().unwrap().as_ref().unwrap();
+        let (lo, hi) = (rows(&out.lo), rows(&out.hi));
+        let ibp = rows(&model.margin_lower_bounds(&ball, &y, 0.0, None).unwrap());
+        let crown = rows(&model.margin_lower_bounds(&ball, &y, 1.0, None).unwrap());
+        let (blo, bhi) = (rows(&ball.lo), rows(&ball.hi));
+        for _ in 0..200 {
+            let x: Vec<f32> = (0..n * d)
+                .map(|i| {
+                    let (e, j) = (i / d, i % d);
+                    rng.random_range(blo[e][j]..=bhi[e][j])
+                })
+                .collect();
+            let f = rows(&model.forward(&model.batch(&x, n).unwrap()).unwrap());
+            for e in 0..n {
+                for j in 0..3 {
+                    let tol = 1e-4 * (1.0 + f[e][j].abs());
+                    assert!(lo[e][j] - tol <= f[e][j] && f[e][j] <= hi[e][j] + tol);
+                    let m = f[e][y[e] as usize] - f[e][j];
+                    assert!(ibp[e][j] <= m + tol, "IBP margin {} above {m}", ibp[e][j]);
+                    assert!(
+                        crown[e][j] <= m + tol,
+                        "CROWN margin {} above {m}",
+                        crown[e][j]
+                    );
+                }
+            }
+        }
+        crown_tighter += (0..n)
+            .flat_map(|e| (0..3).map(move |j| (e, j)))
+            .filter(|&(e, j)| crown[e][j] > ibp[e][j] + 1e-6)
+            .count();
+
+        // The verifier's intervals of every ReLU's input, example by example.
+        let net = verify::ir::from_graph(&model.to_graph().unwrap()).unwrap();
+        for e in 0..n {
+            let b = InputBox {
+                lower: blo[e].iter().map(|&v| v as f64).collect(),
+                upper: bhi[e].iter().map(|&v| v as f64).collect(),
+            };
+            let theirs = verify::bounds::interval(&net, &b);
+            assert_eq!(theirs.len(), net.activations().len());
+            for (k, &act) in net.activations().iter().enumerate() {
+                let name = &net.nodes()[act].name;
+                let id = graph
+                    .node_ids()
+                    .find(|&i| &graph.node(i).name == name)
+                    .unwrap();
+                let pre = graph.inputs_of(id)[0];
+                let ours = ivs[pre.index()].as_ref().unwrap();
+                let (ol, oh) = (rows(&ours.lo)[e].clone(), rows(&ours.hi)[e].clone());
+                for j in 0..ol.len() {
+                    let tol = 1e-4 * (1.0 + theirs[k].lower[j].abs());
+                    assert!(
+                        (ol[j] as f64 - theirs[k].lower[j]).abs() <= tol
+                            && (oh[j] as f64 - theirs[k].upper[j]).abs() <= tol,
+                        "{name}[{j}]: training [{}, {}], verifier [{}, {}]",
+                        ol[j],
+                        oh[j],
+                        theirs[k].lower[j],
+                        theirs[k].upper[j]
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        crown_tighter > 0,
+        "CROWN is never tighter than IBP: suspicious"
+    );
+}
+
+/// The published pattern (Gowal et al. 2018): at a radius natural training leaves mostly
+/// unprovable, IBP training makes most points provable; and the verifier proves at least
+/// every point the training's own bounds certify.
+#[test]
+fn certified_training_makes_the_network_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let train = |extra: &[&str], out: &str| {
+        let out = p(out);
+        let mut args = vec![
+            "train",
+            "--model",
+            "cnn-tiny",
+            "--dataset",
+            "shapes",
+            "--epochs",
+            "6",
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        ok_json(&archproof(&args))
+    };
+    let cert = train(&["--certified", "ibp", "--eps", "0.03"], "ibp.json");
+    let plain = train(&[], "plain.json");
+    let certified_share = cert["epochs"][5]["certified_accuracy"].as_f64().unwrap();
+    assert!(plain["epochs"][5].get("certified_accuracy").is_none());
+    let verified = |net: &str, run: &str| {
+        let v = ok_json(&archproof(&[
+            "robustness",
+            "--net",
+            &p(net),
+            "--dataset",
+            "shapes",
+            "--points",
+            "0..40",
+            "--timeout",
+            "0.2",
+            "--eps",
+            "0.03",
+            "--engines",
+            "bounds",
+            "--query-timeout",
+            "2",
+            "--out",
+            &p(run),
+            "--json",
+        ]));
+        v["verified_accuracy"]["0.03"]["accuracy"].as_f64().unwrap()
+    };
+    let (vc, vp) = (verified("ibp.json", "rc"), verified("plain.json", "rp"));
+    eprintln!(
+        "verified accuracy at 0.03 on 40 points: IBP-trained {vc}, natural {vp}; \
+         IBP-certified share of the test split {certified_share}"
+    );
+    assert!(vc >= vp + 0.2, "IBP training: {vc}, natural: {vp}");
+    assert!(certified_share > 0.2);
+
+    // The training's own bounds on the same points never prove more than the verifier.
+    let graph = archproof::ir::io::read_graph(&dir.path().join("ibp.json")).unwrap();
+    let model = Model::new(&graph, 0).unwrap();
+    let ds = data::shapes(&ShapesConfig::default());
+    let d = ds.input_len();
+    let ibp = model
+        .certified_accuracy(
+            &ds.test.x[..40 * d],
+            &ds.test.y[..40],
+            0.03,
+            archproof::train::bounds::BoundMethod::Ibp,
+        )
+        .unwrap();
+    assert!(ibp <= vc + 1e-9, "IBP certifies {ibp}, the verifier {vc}");
+}
+
+#[test]
+fn certified_training_refuses_bad_settings_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("n.onnx").display().to_string();
+    let base = ["train", "--model", "mlp:8", "--epochs", "1", "--out", &out];
+    let run = |extra: &[&str]| archproof(&[&base[..], extra].concat());
+    assert_bad_input(
+        &run(&["--certified", "ibp", "--eps", "0"]),
+        &["--eps", "(0, 1]"],
+    );
+    assert_bad_input(
+        &run(&["--certified", "ibp", "--eps", "1.5"]),
+        &["--eps", "(0, 1]"],
+    );
+    let o = run(&["--certified", "ibp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--eps"));
+    let o = run(&["--eps", "0.1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--certified"));
+    assert_bad_input(
+        &run(&["--certified", "ibp", "--eps", "0.1", "--kappa-end", "2"]),
+        &["--kappa-end"],
+    );
+    // MobileNetV2's ReLU6 has an interval rule but no CROWN relaxation here.
+    let mb = [
+        "train",
+        "--model",
+        "mobilenet_v2",
+        "--epochs",
+        "1",
+        "--certified",
+        "crown-ibp",
+        "--eps",
+        "0.1",
+        "--out",
+        &out,
+    ];
+    assert_bad_input(&archproof(&mb), &["crown-ibp", "relu6", "--certified ibp"]);
+    assert!(!dir.path().join("n.onnx").exists(), "nothing written");
+}
