@@ -99,7 +99,7 @@ pub struct Args {
     /// Epochs over which the radius grows to --eps [default: half of --epochs].
     #[arg(long, requires = "certified")]
     ramp_epochs: Option<f64>,
-    /// The natural loss's final weight in [0, 1].
+    /// The natural loss's final weight in [0, 1).
     #[arg(long, requires = "certified", default_value_t = 0.5)]
     kappa_end: f64,
     /// Where the trained network goes: .onnx (ONNX opset 13) or .json (IR with weights).
@@ -173,7 +173,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 c.ramp_epochs = r;
             }
             c.kappa_end = a.kappa_end;
-            c.check()?;
+            c.check(a.epochs)?;
             Some(c)
         }
         _ => None,
@@ -190,6 +190,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         load_model(&a.model, Some(&shape), Some(ds.classes))?
     };
+    if let Some(c) = &certified {
+        archproof::train::bounds::check_trainable(&graph, c.method)?;
+    }
     let mut model = Model::new(&graph, a.seed)?;
     let out_classes = graph.analyze()?.output_shape(&graph).numel();
     if out_classes != ds.classes {
@@ -213,11 +216,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         engine: a.engine,
         certified,
     };
-    if let Some(c) = &cfg.certified {
-        archproof::train::bounds::check_trainable(&graph, c.method)?;
-        if cfg.engine == archproof::train::TrainEngine::Kernels {
-            bail!("--certified trains on candle: use --engine auto or candle");
-        }
+    if cfg.certified.is_some() && cfg.engine == archproof::train::TrainEngine::Kernels {
+        bail!("--certified trains on candle: use --engine auto or candle");
     }
     let pb = super::progress::Progress::bar(
         0,

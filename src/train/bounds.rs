@@ -90,8 +90,10 @@ impl Interval {
 /// Whether an operator has an interval rule (`crown`: and a back-substitution rule).
 fn has_rule(op: &Op, crown: bool) -> bool {
     match op {
+        Op::Conv2d {
+            stride, dilation, ..
+        } => stride[0] == stride[1] && dilation[0] == dilation[1],
         Op::Input { .. }
-        | Op::Conv2d { .. }
         | Op::Linear { .. }
         | Op::BatchNorm
         | Op::Act {
@@ -380,14 +382,14 @@ impl Model {
         let out_iv = ibp[out.index()].as_ref().expect("the output is bounded");
         let classes = out_iv.lo.dim(1)?;
         let spec = margin_spec(y, classes, &out_iv.lo)?;
+        if beta >= 1.0 {
+            return self.crown_margins(input, &ibp, &spec, stats);
+        }
         let ibp_lb = self.ibp_margins(&ibp, &spec, out)?;
         if beta <= 0.0 {
             return Ok(ibp_lb);
         }
         let crown_lb = self.crown_margins(input, &ibp, &spec, stats)?;
-        if beta >= 1.0 {
-            return Ok(crown_lb);
-        }
         Ok(((crown_lb * beta)? + (ibp_lb * (1.0 - beta))?)?)
     }
 
@@ -456,7 +458,11 @@ impl Model {
                     let hi = per_example(&input.hi)?;
                     let lb = (sum_rest(&a.relu()?.broadcast_mul(&lo)?)?
                         - sum_rest(&a.neg()?.relu()?.broadcast_mul(&hi)?)?)?;
-                    bound = Some((lb + &bias)?);
+                    // Every input node reads the same box: their terms add up.
+                    bound = Some(match bound.take() {
+                        Some(b) => (b + lb)?,
+                        None => lb,
+                    });
                     vec![]
                 }
                 Op::Conv2d {
@@ -522,7 +528,9 @@ impl Model {
                     let u = iv.hi.maximum(0f32)?;
                     // Upper line s (x - l) over [l, u] (s = 1 active, 0 inactive); lower line
                     // x where u > -l, else 0.
+                    let active = iv.lo.ge(0f32)?.to_dtype(a.dtype())?;
                     let s = (&u / ((&u - &l)? + 1e-12)?)?;
+                    let s = (&active + s.broadcast_mul(&(1.0 - &active)?)?)?;
                     let lower = u.gt(&l.neg()?)?.to_dtype(a.dtype())?;
                     let (s, lower, l) = (per_example(&s)?, per_example(&lower)?, per_example(&l)?);
                     let (pos, neg) = (a.relu()?, a.minimum(0f32)?);
@@ -568,7 +576,9 @@ impl Model {
                 });
             }
         }
-        bound.ok_or_else(|| ModelError::Graph("the output does not depend on the input".into()))
+        let bound = bound
+            .ok_or_else(|| ModelError::Graph("the output does not depend on the input".into()))?;
+        Ok((bound + bias)?)
     }
 
     /// The share of `(x, y)` (in batches of 256, evaluation mode) classified correctly and

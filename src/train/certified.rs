@@ -33,12 +33,20 @@ pub enum CertifiedError {
     /// The radius is not in (0, 1].
     #[error("--eps {0}: the radius must be in (0, 1] (inputs are scaled to [0, 1])")]
     Eps(f64),
-    /// kappa_end is not in [0, 1].
-    #[error("--kappa-end {0}: the natural loss's weight must be in [0, 1]")]
+    /// kappa_end is not in [0, 1).
+    #[error("--kappa-end {0}: the natural loss's final weight must be in [0, 1) (at 1 nothing is certified)")]
     Kappa(f64),
     /// A negative or non-finite epoch count.
     #[error("--warmup-epochs and --ramp-epochs must be finite and nonnegative")]
     Epochs,
+    /// The warm-up takes the whole run.
+    #[error("--warmup-epochs {0} leaves none of the {1} epochs for certified training")]
+    WarmupTooLong(f64, usize),
+    /// Inputs outside [0, 1], where the balls are clipped.
+    #[error(
+        "certified training needs inputs in [0, 1] (balls are clipped to it); the dataset has {0}"
+    )]
+    InputRange(f32),
 }
 
 /// The weights of one step.
@@ -67,12 +75,15 @@ impl Certified {
         }
     }
 
-    /// Checks the ranges.
-    pub fn check(&self) -> Result<(), CertifiedError> {
+    /// Checks the ranges, for a run of `epochs`.
+    pub fn check(&self, epochs: usize) -> Result<(), CertifiedError> {
+        if self.warmup_epochs >= epochs as f64 {
+            return Err(CertifiedError::WarmupTooLong(self.warmup_epochs, epochs));
+        }
         if !(self.eps > 0.0 && self.eps <= 1.0) {
             return Err(CertifiedError::Eps(self.eps));
         }
-        if !(0.0..=1.0).contains(&self.kappa_end) {
+        if !(0.0..1.0).contains(&self.kappa_end) {
             return Err(CertifiedError::Kappa(self.kappa_end));
         }
         let ok = |v: f64| v.is_finite() && v >= 0.0;
@@ -119,7 +130,9 @@ mod tests {
         let w = c.at(19.0);
         assert_eq!((w.eps, w.kappa, w.beta), (0.1, 0.5, 0.0));
         assert_eq!(Certified::new(BoundMethod::Ibp, 0.1, 20).at(7.0).beta, 0.0);
-        assert!(Certified::new(BoundMethod::Ibp, 0.0, 20).check().is_err());
-        assert!(Certified::new(BoundMethod::Ibp, 1.5, 20).check().is_err());
+        assert!(Certified::new(BoundMethod::Ibp, 0.0, 20).check(20).is_err());
+        assert!(Certified::new(BoundMethod::Ibp, 1.5, 20).check(20).is_err());
+        assert!(Certified::new(BoundMethod::Ibp, 0.1, 20).check(2).is_err());
+        assert!(Certified::new(BoundMethod::Ibp, 0.1, 20).check(20).is_ok());
     }
 }

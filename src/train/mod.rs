@@ -357,8 +357,20 @@ pub fn train(
         )));
     }
     if let Some(c) = &cfg.certified {
-        c.check().map_err(|e| ModelError::Graph(e.to_string()))?;
+        c.check(cfg.epochs)
+            .map_err(|e| ModelError::Graph(e.to_string()))?;
         bounds::check_trainable(model.graph(), c.method)?;
+        let outside = data
+            .train
+            .x
+            .iter()
+            .chain(&data.test.x)
+            .find(|v| !(0.0..=1.0).contains(*v));
+        if let Some(&v) = outside {
+            return Err(ModelError::Graph(
+                certified::CertifiedError::InputRange(v).to_string(),
+            ));
+        }
     }
     let start = Instant::now();
     let n = data.train.len();

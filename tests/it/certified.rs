@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A random residual network on `2 x 6 x 6` inputs: convolutions of random kernels, strides
-/// and groups (plain, depthwise), batch norm, ReLU, identity or projected shortcuts, global
+/// and groups (plain, depthwise, two groups), batch norm, ReLU, identity or projected shortcuts, global
 /// pooling and a ReLU MLP head.
 fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
     let mut b = Builder::new("random");
@@ -25,9 +25,13 @@ fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
     for i in 0..rng.random_range(1..4) {
         let k = [1, 3][rng.random_range(0..2)];
         let s = if i > 0 && rng.random_bool(0.3) { 2 } else { 1 };
-        let depthwise = c > 2 && rng.random_bool(0.4);
-        let out = if depthwise { c } else { rng.random_range(2..6) };
-        let g = if depthwise { c } else { 1 };
+        // Plain, depthwise, or two groups.
+        let kind = rng.random_range(0..3);
+        let (out, g) = match kind {
+            1 if c > 2 => (c, c),
+            2 if c % 2 == 0 => (2 * rng.random_range(1..3), 2),
+            _ => (rng.random_range(2..6), 1),
+        };
         let y = b.conv(&format!("conv{i}"), x, out, k, s, k / 2, g).unwrap();
         let y = b.bn(&format!("bn{i}"), y).unwrap();
         let y = if rng.random_bool(0.5) {
@@ -140,6 +144,25 @@ fn bounds_contain_sampled_outputs_and_equal_the_verifiers_intervals() {
                         theirs[k].lower[j],
                         theirs[k].upper[j]
                     );
+                }
+            }
+        }
+
+        // In training mode the bounds use the clean batch's statistics: at radius 0 they are
+        // the margins of that very pass.
+        let (logits, stats) = model.forward_train_stats(&xc).unwrap();
+        let f = rows(&logits);
+        let zero = Interval::ball(&xc, 0.0).unwrap();
+        for beta in [0.0, 1.0] {
+            let m = rows(
+                &model
+                    .margin_lower_bounds(&zero, &y, beta, Some(&stats))
+                    .unwrap(),
+            );
+            for e in 0..n {
+                for j in 0..3 {
+                    let want = f[e][y[e] as usize] - f[e][j];
+                    assert!((m[e][j] - want).abs() <= 1e-4 * (1.0 + want.abs()));
                 }
             }
         }
