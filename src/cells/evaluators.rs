@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::metric;
 use crate::ir::{Graph, IrError};
 use crate::search::{EvalError, Evaluation, Evaluator};
 use crate::train::data::DataError;
 use crate::train::{self, Dataset, Model, Split, TrainConfig};
+use crate::verify;
 
 /// Builds a candidate's network.
 pub type Network<C> = Arc<dyn Fn(&C) -> Result<Graph, IrError> + Send + Sync>;
@@ -79,10 +81,25 @@ impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
     }
 }
 
+/// What a trained candidate is verified on: the first `points` held-out examples at each
+/// radius (as written, and its value), each query under `timeout` seconds.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    /// The radii.
+    pub radii: Vec<(String, f64)>,
+    /// Held-out points posed.
+    pub points: usize,
+    /// Seconds per query.
+    pub timeout: f64,
+}
+
 /// Short training as the evaluator: the network is trained on the dataset's training split
-/// less its last `valid` examples, and judged by its accuracy (in %) on those held-out
-/// examples; the test split's accuracy is reported, never used. The cost is the wall-clock
-/// seconds of training.
+/// less its last `valid` examples (certified training when the configuration says so), and
+/// judged by its accuracy (in %) on those held-out examples; the test split's accuracy is
+/// reported, never used. With `verify`, the trained network is then verified on the first
+/// held-out points, and the verified accuracy (%) at each radius, the points left unknown or
+/// refuted and the seconds it took are metrics (`verified_EPS` is what a `verified:EPS`
+/// objective reads). The cost is the wall-clock seconds of training and verification.
 pub struct TrainEvaluator<C> {
     /// The candidate's network (its input and classes must match the dataset).
     pub network: Network<C>,
@@ -92,6 +109,8 @@ pub struct TrainEvaluator<C> {
     pub test: Arc<Split>,
     /// Training settings (their seed is replaced by the trial's).
     pub config: TrainConfig,
+    /// Verification after training.
+    pub verify: Option<VerifySettings>,
 }
 
 impl<C> TrainEvaluator<C> {
@@ -110,21 +129,36 @@ impl<C> TrainEvaluator<C> {
             fit: Arc::new(fit),
             test: Arc::new(data.test.clone()),
             config,
+            verify: None,
         })
     }
 }
 
 impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
     fn describe(&self) -> String {
-        format!(
-            "train:{}(train={},valid={},epochs={},batch={},lr={})",
+        let mut d = format!(
+            "train:{}(train={},valid={},epochs={},batch={},lr={}",
             self.fit.name,
             self.fit.train.len(),
             self.fit.test.len(),
             self.config.epochs,
             self.config.batch_size,
             self.config.lr
-        )
+        );
+        if let Some(c) = &self.config.certified {
+            d.push_str(&format!(",certified={}@{}", c.method.name(), c.eps));
+        }
+        if let Some(v) = &self.verify {
+            let radii: Vec<&str> = v.radii.iter().map(|(e, _)| e.as_str()).collect();
+            d.push_str(&format!(
+                ",verify={}@{}x{}s",
+                radii.join("+"),
+                v.points,
+                v.timeout
+            ));
+        }
+        d.push(')');
+        d
     }
 
     fn evaluate(&self, c: &C, seed: u64) -> Result<Evaluation, EvalError> {
@@ -149,9 +183,35 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
         if let Some(e) = report.epochs.last() {
             metrics.insert("train_loss".into(), e.train_loss);
         }
+        let mut cost = report.train_seconds;
+        if let Some(v) = &self.verify {
+            let graph = model.to_graph().map_err(|e| EvalError(e.to_string()))?;
+            let net = verify::ir::from_graph(&graph).map_err(|e| EvalError(e.to_string()))?;
+            let split = &self.fit.test;
+            let points: Vec<(Vec<f64>, usize)> = (0..v.points.min(split.len()))
+                .map(|i| {
+                    let x = split.input(i).iter().map(|&p| p as f64).collect();
+                    (x, split.y[i] as usize)
+                })
+                .collect();
+            let values: Vec<f64> = v.radii.iter().map(|r| r.1).collect();
+            let opts = verify::accuracy::query_options(Duration::from_secs_f64(v.timeout), seed);
+            let results =
+                verify::accuracy::verified_accuracy(&net, &points, &values, &opts, &|| {})
+                    .map_err(|e| EvalError(e.to_string()))?;
+            let mut seconds = 0.0;
+            for ((written, _), r) in v.radii.iter().zip(&results) {
+                metrics.insert(metric::verified(written), 100.0 * r.accuracy);
+                metrics.insert(metric::verify_unknown(written), r.unknown as f64);
+                metrics.insert(metric::verify_falsified(written), r.falsified as f64);
+                seconds += r.seconds;
+            }
+            metrics.insert(metric::VERIFY_SECONDS.into(), seconds);
+            cost += seconds;
+        }
         Ok(Evaluation {
             fitness: valid,
-            cost: report.train_seconds,
+            cost,
             metrics,
         })
     }

@@ -16,6 +16,27 @@ pub const TRAINED_VALID: &str = "valid_acc";
 /// Short training: accuracy (%) on the dataset's test split.
 pub const TRAINED_TEST: &str = "test_acc";
 
+/// The prefix of a verified-accuracy objective on the command line (`verified:0.01`).
+pub const VERIFIED_OBJECTIVE: &str = "verified:";
+
+/// Verified accuracy (%) on the held-out points at radius `eps` (as written): `verified_0.01`.
+pub fn verified(eps: &str) -> String {
+    format!("verified_{eps}")
+}
+
+/// Held-out points left unknown at radius `eps` (as written).
+pub fn verify_unknown(eps: &str) -> String {
+    format!("verify_unknown_{eps}")
+}
+
+/// Held-out points with a confirmed counterexample at radius `eps` (as written).
+pub fn verify_falsified(eps: &str) -> String {
+    format!("verify_falsified_{eps}")
+}
+
+/// Seconds of every verification query of a candidate.
+pub const VERIFY_SECONDS: &str = "verify_seconds";
+
 /// The test accuracy an evaluator reports: the table's, or that of short training.
 pub fn test_accuracy(metrics: &BTreeMap<String, f64>) -> Option<f64> {
     metrics

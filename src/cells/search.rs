@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::evaluators::{Network, TrainEvaluator, ZeroCostEvaluator};
+use super::evaluators::{Network, TrainEvaluator, VerifySettings, ZeroCostEvaluator};
 use super::metric;
 use super::nasnet::NasnetSpace;
 use super::nb201::Nb201Cell;
@@ -27,7 +27,11 @@ use crate::search::{
     RegularizedEvolution, SearchError, Space, Strategy, Study, StudyConfig, StudyHeader,
     StudyResult, Trial,
 };
-use crate::train::{self, Dataset, OptimizerKind, TrainConfig, TrainEngine};
+use crate::train::bounds::BoundMethod;
+use crate::train::certified::Certified;
+use crate::train::{self, Dataset, Model, OptimizerKind, TrainConfig, TrainEngine};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Why a cell search could not run or report.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +231,26 @@ pub struct TrainSettings {
     /// The back end of the training steps (studies stored before it existed used candle).
     #[serde(default = "TrainEngine::before_choice")]
     pub engine: TrainEngine,
+    /// Certified training of every candidate (IBP or CROWN-IBP), at `certified_eps`.
+    #[serde(default)]
+    pub certified: Option<BoundMethod>,
+    /// The radius of certified training.
+    #[serde(default)]
+    pub certified_eps: Option<f64>,
+    /// Held-out points each candidate is verified on, for `verified:EPS` objectives.
+    #[serde(default = "default_verify_points")]
+    pub verify_points: usize,
+    /// Seconds of each verification query.
+    #[serde(default = "default_verify_timeout")]
+    pub verify_timeout: f64,
+}
+
+fn default_verify_points() -> usize {
+    50
+}
+
+fn default_verify_timeout() -> f64 {
+    1.0
 }
 
 impl Default for TrainSettings {
@@ -237,6 +261,10 @@ impl Default for TrainSettings {
             valid_examples: 1000,
             lr: 0.003,
             engine: TrainEngine::Auto,
+            certified: None,
+            certified_eps: None,
+            verify_points: default_verify_points(),
+            verify_timeout: default_verify_timeout(),
         }
     }
 }
@@ -317,6 +345,29 @@ impl CellSettings {
             }
         }
         let t = &self.train;
+        let radii = self.verified_radii()?;
+        if !radii.is_empty() && self.evaluator != EvaluatorKind::Train {
+            return bad("verified:EPS objectives need --evaluator train (the network is trained, then verified)");
+        }
+        if !radii.is_empty()
+            && !(t.verify_points > 0 && t.verify_timeout > 0.0 && t.verify_timeout.is_finite())
+        {
+            return bad(
+                "--verify-points must be at least 1 and --verify-timeout a positive number",
+            );
+        }
+        match (t.certified, t.certified_eps) {
+            (Some(_), None) => {
+                return bad("--certified needs --eps (or a verified:EPS objective to take it from)")
+            }
+            (Some(_), Some(e)) if !(e > 0.0 && e <= 1.0) => {
+                return bad("--eps: the radius of certified training must be in (0, 1]")
+            }
+            (Some(_), _) if self.evaluator != EvaluatorKind::Train => {
+                return bad("--certified needs --evaluator train")
+            }
+            _ => {}
+        }
         if self.evaluator == EvaluatorKind::Train {
             if self.dataset.is_none() {
                 return bad("--evaluator train needs --dataset (e.g. --dataset shapes)");
@@ -329,6 +380,21 @@ impl CellSettings {
             return bad("--proxy-batch must be at least 2");
         }
         Ok(())
+    }
+
+    /// The radii of the `verified:EPS` objectives, as written and as numbers; an error for
+    /// one outside (0, 1].
+    pub fn verified_radii(&self) -> Result<Vec<(String, f64)>, CellsError> {
+        self.objectives
+            .iter()
+            .filter_map(|o| o.strip_prefix(metric::VERIFIED_OBJECTIVE))
+            .map(|e| match e.parse::<f64>() {
+                Ok(v) if v > 0.0 && v <= 1.0 => Ok((e.to_string(), v)),
+                _ => Err(CellsError::Settings(format!(
+                    "--objectives verified:{e}: the radius must be a number in (0, 1]"
+                ))),
+            })
+            .collect()
     }
 
     /// The objectives, parsed.
@@ -491,14 +557,23 @@ where
                 CellsError::Settings("--evaluator train needs --dataset".into())
             })?;
             let t = &settings.train;
+            let certified = match (t.certified, t.certified_eps) {
+                (Some(m), Some(eps)) => Some(Certified::new(m, eps, t.epochs)),
+                _ => None,
+            };
             let cfg = TrainConfig {
                 epochs: t.epochs,
                 lr: t.lr,
                 optimizer: OptimizerKind::Adam,
                 engine: t.engine,
+                certified,
                 ..TrainConfig::default()
             };
-            let ev = TrainEvaluator::new(
+            let radii = settings.verified_radii()?;
+            if !radii.is_empty() || t.certified.is_some() {
+                check_verifiable(space, settings, !radii.is_empty())?;
+            }
+            let mut ev = TrainEvaluator::new(
                 network_of(space),
                 data,
                 t.train_examples,
@@ -506,6 +581,13 @@ where
                 cfg,
             )
             .map_err(|e| CellsError::Data(e.to_string()))?;
+            if !radii.is_empty() {
+                ev.verify = Some(VerifySettings {
+                    radii,
+                    points: t.verify_points,
+                    timeout: t.verify_timeout,
+                });
+            }
             Ok(Box::new(ev))
         }
         EvaluatorKind::Benchmark => Err(CellsError::Settings(
@@ -513,6 +595,34 @@ where
                 .into(),
         )),
     }
+}
+
+/// Refuses, before any training, a space whose networks certified training cannot bound or
+/// (`verify`) the verifier cannot read: one network of the space, drawn from the search's
+/// seed, is built, given seeded weights and loaded as the verifier would load it.
+fn check_verifiable<S>(space: &S, settings: &CellSettings, verify: bool) -> Result<(), CellsError>
+where
+    S: CellSpace,
+{
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let g = space
+        .network(&space.sample(&mut rng))
+        .map_err(|e| CellsError::Settings(e.to_string()))?;
+    if let Some(m) = settings.train.certified {
+        crate::train::bounds::check_trainable(&g, m)
+            .map_err(|e| CellsError::Settings(e.to_string()))?;
+    }
+    if verify {
+        let with_weights = Model::new(&g, settings.seed)
+            .and_then(|m| m.to_graph())
+            .map_err(|e| CellsError::Settings(e.to_string()))?;
+        crate::verify::ir::from_graph(&with_weights).map_err(|e| {
+            CellsError::Settings(format!(
+                "verified:EPS objectives: the verifier cannot read this space's networks: {e}"
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Mutations ranked by the proxy per child, and random cells per initial member, of

@@ -142,6 +142,7 @@ impl Table {
                 let x = match o {
                     Objective::Fitness => row.values.get(TABLE_FITNESS).copied(),
                     Objective::Minimize(m) => row.values.get(m).map(|x| -x),
+                    Objective::Maximize(m) => row.values.get(m).copied(),
                 };
                 match x {
                     Some(x) => v.push(x),

@@ -58,6 +58,9 @@ enum Kind {
   archproof search cell --space search-spaces/nb201.toml \\
       --benchmark nb201-cifar10.csv --objectives accuracy,latency_ms_pixel3 \\
       --budget-seconds 12000 --out runs/pareto
+  archproof search cell --space search-spaces/nb201.toml --evaluator train \\
+      --dataset shapes --certified ibp --objectives accuracy,verified:0.01,params_m \\
+      --trials 60 --out runs/cert
   archproof search cell --resume --out runs/rea
   archproof search cell --space search-spaces/nasnet.toml --evaluator train \\
       --dataset shapes --trials 400 --batch 8 --seed 1 --study nasnet-shapes \\
@@ -79,8 +82,10 @@ pub struct CellArgs {
     /// --objectives].
     #[arg(long, value_delimiter = ',', value_parser = strategy_parser())]
     strategy: Vec<StrategyName>,
-    /// Objectives of a multi-objective search: accuracy (the fitness, maximised) and metrics
-    /// of the evaluator to minimise, e.g. accuracy,latency_ms_pixel3 or accuracy,flops_m.
+    /// Objectives of a multi-objective search: accuracy (the fitness, maximised),
+    /// verified:EPS (the verified accuracy on held-out points at radius EPS, maximised; with
+    /// --evaluator train) and metrics of the evaluator to minimise, e.g.
+    /// accuracy,latency_ms_pixel3 or accuracy,verified:0.01,params_m.
     #[arg(long, value_delimiter = ',')]
     objectives: Vec<String>,
     /// REA population size.
@@ -126,6 +131,22 @@ pub struct CellArgs {
     /// engine where it runs every operator, else candle].
     #[arg(long, value_enum)]
     train_engine: Option<archproof::train::TrainEngine>,
+    /// --evaluator train: certified training of every candidate, ibp or crown-ibp, at
+    /// --eps [default: natural training].
+    #[arg(long, value_enum)]
+    certified: Option<archproof::train::bounds::BoundMethod>,
+    /// The radius of --certified training, in (0, 1] [default: the largest verified:EPS
+    /// objective's].
+    #[arg(long, requires = "certified")]
+    eps: Option<f64>,
+    /// verified:EPS objectives: held-out points each trained candidate is verified on
+    /// [default: 50].
+    #[arg(long)]
+    verify_points: Option<usize>,
+    /// verified:EPS objectives: seconds of each verification query (unknown counts as not
+    /// verified) [default: 1].
+    #[arg(long)]
+    verify_timeout: Option<f64>,
     /// --evaluator proxy:NAME: size of the random batch [default: 16].
     #[arg(long)]
     proxy_batch: Option<usize>,
@@ -196,6 +217,19 @@ fn settings_from_args(a: &CellArgs) -> Result<Vec<CellSettings>> {
             valid_examples: a.valid_examples.unwrap_or(d.valid_examples),
             lr: a.lr.unwrap_or(d.lr),
             engine: a.train_engine.unwrap_or(d.engine),
+            certified: a.certified,
+            certified_eps: a.certified.and(a.eps.or_else(|| {
+                a.objectives
+                    .iter()
+                    .filter_map(|o| {
+                        o.strip_prefix(metric::VERIFIED_OBJECTIVE)?
+                            .parse::<f64>()
+                            .ok()
+                    })
+                    .reduce(f64::max)
+            })),
+            verify_points: a.verify_points.unwrap_or(d.verify_points),
+            verify_timeout: a.verify_timeout.unwrap_or(d.verify_timeout),
         },
         proxy_batch: a.proxy_batch.unwrap_or(DEFAULT_PROXY_BATCH),
     };
@@ -272,6 +306,18 @@ fn resumed(stored: CellSettings, a: &CellArgs) -> Result<CellSettings> {
     )?;
     same("--lr", a.lr, stored.train.lr)?;
     same("--train-engine", a.train_engine, stored.train.engine)?;
+    same("--certified", a.certified.map(Some), stored.train.certified)?;
+    same("--eps", a.eps.map(Some), stored.train.certified_eps)?;
+    same(
+        "--verify-points",
+        a.verify_points,
+        stored.train.verify_points,
+    )?;
+    same(
+        "--verify-timeout",
+        a.verify_timeout,
+        stored.train.verify_timeout,
+    )?;
     same("--proxy-batch", a.proxy_batch, stored.proxy_batch)?;
     Ok(CellSettings {
         trials: a.trials.unwrap_or(stored.trials),

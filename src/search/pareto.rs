@@ -14,6 +14,9 @@ pub enum Objective {
     Fitness,
     /// A metric the evaluator reports, lower is better (latency, FLOPs, parameters).
     Minimize(String),
+    /// A metric the evaluator reports, higher is better (`verified:EPS` on the command line
+    /// is the metric `verified_EPS`, the verified accuracy at that radius).
+    Maximize(String),
 }
 
 impl Objective {
@@ -22,7 +25,10 @@ impl Objective {
     pub fn parse(s: &str) -> Objective {
         match s {
             "accuracy" | "fitness" => Objective::Fitness,
-            m => Objective::Minimize(m.to_string()),
+            m => match m.strip_prefix("verified:") {
+                Some(eps) => Objective::Maximize(format!("verified_{eps}")),
+                None => Objective::Minimize(m.to_string()),
+            },
         }
     }
 
@@ -30,14 +36,14 @@ impl Objective {
     pub fn name(&self) -> &str {
         match self {
             Objective::Fitness => "accuracy",
-            Objective::Minimize(m) => m,
+            Objective::Minimize(m) | Objective::Maximize(m) => m,
         }
     }
 
     /// An oriented value back as the objective is written (a minimised metric negated back).
     pub fn as_written(&self, oriented: f64) -> f64 {
         match self {
-            Objective::Fitness => oriented,
+            Objective::Fitness | Objective::Maximize(_) => oriented,
             Objective::Minimize(_) => -oriented,
         }
     }
@@ -48,6 +54,7 @@ impl Objective {
         match self {
             Objective::Fitness => t.fitness(),
             Objective::Minimize(m) => t.metric(m).map(|v| -v),
+            Objective::Maximize(m) => t.metric(m),
         }
     }
 }

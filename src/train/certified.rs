@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 pub use super::bounds::BoundMethod;
 
+/// The largest global L2 norm of a certified step's gradient (larger ones are scaled down, as
+/// the reference implementations of IBP and CROWN-IBP training do).
+pub const MAX_GRADIENT_NORM: f64 = 10.0;
+
 /// Settings of certified training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Certified {

@@ -265,7 +265,10 @@ impl Backend {
             let robust = bounds::robust_loss(&lb, &yt)?;
             loss = ((loss * w.kappa)? + (robust * (1.0 - w.kappa))?)?;
         }
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
+        if cert.is_some() {
+            clip_gradient_norm(&mut grads, &model.vars(), certified::MAX_GRADIENT_NORM)?;
+        }
         match self {
             Backend::CandleSgd(s) => s.step(&grads, lr)?,
             Backend::CandleAdam(a) => {
@@ -309,6 +312,38 @@ impl Backend {
         }
         Ok(())
     }
+}
+
+/// Scales the gradients of `vars` down to a global L2 norm of at most `max` (computed in f64;
+/// a non-finite norm zeroes the step): the bounds of a barely trained network can be loose by
+/// many orders of magnitude, and their gradients with them.
+fn clip_gradient_norm(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[Var],
+    max: f64,
+) -> candle_core::Result<()> {
+    let mut sq = 0.0;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += g
+                .to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+        }
+    }
+    let norm = sq.sqrt();
+    if norm <= max {
+        return Ok(());
+    }
+    let scale = if norm.is_finite() { max / norm } else { 0.0 };
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            let scaled = (g * scale)?;
+            grads.insert(v.as_tensor(), scaled);
+        }
+    }
+    Ok(())
 }
 
 /// Loss and accuracy of `model` on a split, in evaluation mode.

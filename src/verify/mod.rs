@@ -8,6 +8,7 @@
 //! by a sound bound or an `unsat` from Z3; "violated" only with a point that a forward pass in
 //! f64 shows to be in the unsafe set; anything else is "unknown".
 
+pub mod accuracy;
 pub mod alpha_beta;
 pub mod bab;
 pub mod bounds;

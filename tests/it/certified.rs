@@ -289,3 +289,103 @@ fn certified_training_refuses_bad_settings_before_training() {
     assert_bad_input(&archproof(&mb), &["crown-ibp", "relu6", "--certified ibp"]);
     assert!(!dir.path().join("n.onnx").exists(), "nothing written");
 }
+
+fn space(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("search-spaces")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A search whose objectives include the verified accuracy: every candidate is trained
+/// (certified), verified on held-out points, and its verified accuracy, unknown and refuted
+/// counts and verification time are in its metrics; the front is over all three objectives.
+#[test]
+fn a_cell_search_trades_accuracy_verified_accuracy_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run").display().to_string();
+    let v = ok_json(&archproof(&[
+        "search",
+        "cell",
+        "--space",
+        &space("nasnet.toml"),
+        "--evaluator",
+        "train",
+        "--dataset",
+        "shapes",
+        "--certified",
+        "ibp",
+        "--objectives",
+        "accuracy,verified:0.02,params_m",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--train-examples",
+        "128",
+        "--valid-examples",
+        "40",
+        "--verify-points",
+        "6",
+        "--verify-timeout",
+        "0.3",
+        "--out",
+        &out,
+        "--json",
+    ]));
+    assert!(v["evaluator"]
+        .as_str()
+        .unwrap()
+        .contains("certified=ibp@0.02"));
+    let front = v["pareto"]["front"].as_array().unwrap();
+    assert!(!front.is_empty());
+    assert_eq!(v["pareto"]["objectives"][1], "verified_0.02");
+    for m in front.iter().map(|t| &t["metrics"]) {
+        let verified = m["verified_0.02"].as_f64().unwrap();
+        let unknown = m["verify_unknown_0.02"].as_f64().unwrap();
+        let falsified = m["verify_falsified_0.02"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&verified));
+        // Verified points are a share of 6; with the unknown and refuted ones, at most 6.
+        let proven = verified / 100.0 * 6.0;
+        assert!((proven - proven.round()).abs() < 1e-9);
+        assert!(proven + unknown + falsified <= 6.0 + 1e-9);
+        assert!(verified <= m["valid_acc"].as_f64().unwrap() + 1e-9 || m["valid_acc"].is_null());
+        assert!(m["verify_seconds"].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[test]
+fn a_search_refuses_verified_objectives_it_cannot_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run").display().to_string();
+    let nb = space("nb201.toml");
+    let base = [
+        "search", "cell", "--space", &nb, "--out", &out, "--trials", "2",
+    ];
+    let run = |extra: &[&str]| archproof(&[&base[..], extra].concat());
+    // Without training there is no trained network to verify.
+    assert_bad_input(
+        &run(&[
+            "--evaluator",
+            "proxy:synflow",
+            "--objectives",
+            "accuracy,verified:0.01",
+        ]),
+        &["verified", "--evaluator train"],
+    );
+    let train = ["--evaluator", "train", "--dataset", "shapes"];
+    assert_bad_input(
+        &run(&[&train[..], &["--objectives", "accuracy,verified:1.5"]].concat()),
+        &["verified:1.5", "(0, 1]"],
+    );
+    assert_bad_input(
+        &run(&[&train[..], &["--certified", "ibp"]].concat()),
+        &["--certified", "--eps"],
+    );
+    assert_bad_input(
+        &run(&[&train[..], &["--certified", "ibp", "--eps", "3"]].concat()),
+        &["--eps", "(0, 1]"],
+    );
+    assert!(!dir.path().join("run").join("summary.json").exists());
+}
