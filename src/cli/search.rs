@@ -59,8 +59,8 @@ enum Kind {
       --benchmark nb201-cifar10.csv --objectives accuracy,latency_ms_pixel3 \\
       --budget-seconds 12000 --out runs/pareto
   archproof search cell --space search-spaces/nb201.toml --evaluator train \\
-      --dataset shapes --certified ibp --objectives accuracy,verified:0.01,params_m \\
-      --trials 60 --out runs/cert
+      --dataset shapes --certified ibp \\
+      --objectives accuracy,verified:0.01,params_m --trials 60 --out runs/cert
   archproof search cell --resume --out runs/rea
   archproof search cell --space search-spaces/nasnet.toml --evaluator train \\
       --dataset shapes --trials 400 --batch 8 --seed 1 --study nasnet-shapes \\
