@@ -83,14 +83,35 @@ impl<C: Sync> Evaluator<C> for ZeroCostEvaluator<C> {
 
 /// What a trained candidate is verified on: the first `points` held-out examples at each
 /// radius (as written, and its value), each query under `timeout` seconds.
-#[derive(Debug, Clone)]
-pub struct VerifySettings {
+pub struct VerifySettings<C> {
     /// The radii.
     pub radii: Vec<(String, f64)>,
     /// Held-out points posed.
     pub points: usize,
     /// Seconds per query.
     pub timeout: f64,
+    /// Where each verified network goes, with its proof.
+    pub networks: Option<NetworksDir<C>>,
+}
+
+/// A folder of verified networks: `DIR/<key>/network.onnx` (the trained network) and
+/// `DIR/<key>/verified.json` (the candidate, the dataset, the training-split indices of the
+/// points posed, and each radius's counts and confirmed counterexamples), where `<key>` is a
+/// hash of the candidate's encoding. `robustness --split train --points ...` on the network
+/// re-derives every count.
+pub struct NetworksDir<C> {
+    /// The folder.
+    pub dir: std::path::PathBuf,
+    /// The candidate's encoding (as the study stores it).
+    pub encode: Arc<dyn Fn(&C) -> String + Send + Sync>,
+}
+
+/// The folder name of a candidate's network: FNV-1a of its encoding.
+pub fn network_key(encoding: &str) -> String {
+    let h = encoding.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("cand-{h:016x}")
 }
 
 /// Short training as the evaluator: the network is trained on the dataset's training split
@@ -109,8 +130,11 @@ pub struct TrainEvaluator<C> {
     pub test: Arc<Split>,
     /// Training settings (their seed is replaced by the trial's).
     pub config: TrainConfig,
+    /// Training-split examples between the fitted part and the held-out part (the held-out
+    /// examples start at `fit.train.len() + fit_gap`).
+    pub fit_gap: usize,
     /// Verification after training.
-    pub verify: Option<VerifySettings>,
+    pub verify: Option<VerifySettings<C>>,
 }
 
 impl<C> TrainEvaluator<C> {
@@ -124,7 +148,9 @@ impl<C> TrainEvaluator<C> {
         config: TrainConfig,
     ) -> Result<Self, DataError> {
         let fit = data.hold_out(train, valid)?;
+        let fit_gap = data.train.len() - valid - fit.train.len();
         Ok(TrainEvaluator {
+            fit_gap,
             network,
             fit: Arc::new(fit),
             test: Arc::new(data.test.clone()),
@@ -208,6 +234,31 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
             }
             metrics.insert(metric::VERIFY_SECONDS.into(), seconds);
             cost += seconds;
+            if let Some(nd) = &v.networks {
+                let encoding = (nd.encode)(c);
+                let dir = nd.dir.join(network_key(&encoding));
+                let first = self.fit.train.len() + self.fit_gap;
+                let record = serde_json::json!({
+                    "candidate": encoding,
+                    "seed": seed,
+                    "dataset": self.fit.name,
+                    "split": "train",
+                    "points": (0..points.len()).map(|i| first + i).collect::<Vec<_>>(),
+                    "query_timeout": v.timeout,
+                    "verified_accuracy": results,
+                });
+                let onnx =
+                    crate::train::export::to_onnx(&graph).map_err(|e| EvalError(e.to_string()))?;
+                std::fs::create_dir_all(&dir)
+                    .and_then(|_| std::fs::write(dir.join("network.onnx"), onnx))
+                    .and_then(|_| {
+                        std::fs::write(
+                            dir.join("verified.json"),
+                            serde_json::to_string_pretty(&record).unwrap_or_default(),
+                        )
+                    })
+                    .map_err(|e| EvalError(format!("{}: {e}", dir.display())))?;
+            }
         }
         Ok(Evaluation {
             fitness: valid,

@@ -439,6 +439,15 @@ impl CellSearch {
     /// Reads what the settings name (the space file, the benchmark table, the dataset) and
     /// builds the evaluator. The settings are checked first.
     pub fn new(settings: &CellSettings) -> Result<CellSearch, CellsError> {
+        CellSearch::with_networks(settings, None)
+    }
+
+    /// [`new`](CellSearch::new), with the trained and verified networks of `verified:EPS`
+    /// searches written below `networks` (see [`TrainEvaluator`]).
+    pub fn with_networks(
+        settings: &CellSettings,
+        networks: Option<std::path::PathBuf>,
+    ) -> Result<CellSearch, CellsError> {
         settings.check()?;
         let mut spec = SpaceSpec::load(&settings.space)?;
         // Training and the proxies take the networks' input and classes from the dataset.
@@ -491,6 +500,7 @@ impl CellSearch {
                         settings,
                         data.as_ref(),
                         table.map(|t| Box::new(t) as Box<dyn Evaluator<Nb201Cell>>),
+                        networks,
                     )?,
                 };
                 Ok(CellSearch::Nb201(Setup {
@@ -506,8 +516,14 @@ impl CellSearch {
                     ));
                 }
                 let space = spec.nasnet();
-                let evaluator =
-                    network_evaluator(&space, spec.classes, settings, data.as_ref(), None)?;
+                let evaluator = network_evaluator(
+                    &space,
+                    spec.classes,
+                    settings,
+                    data.as_ref(),
+                    None,
+                    networks,
+                )?;
                 Ok(CellSearch::Nasnet(Setup {
                     space,
                     evaluator,
@@ -535,6 +551,7 @@ pub fn network_evaluator<S>(
     settings: &CellSettings,
     data: Option<&Dataset>,
     reference: Option<Box<dyn Evaluator<S::Candidate>>>,
+    networks: Option<std::path::PathBuf>,
 ) -> Result<Box<dyn Evaluator<S::Candidate>>, CellsError>
 where
     S: CellSpace + Clone + Send + 'static,
@@ -582,10 +599,15 @@ where
             )
             .map_err(|e| CellsError::Data(e.to_string()))?;
             if !radii.is_empty() {
+                let sp = space.clone();
                 ev.verify = Some(VerifySettings {
                     radii,
                     points: t.verify_points,
                     timeout: t.verify_timeout,
+                    networks: networks.map(|dir| super::evaluators::NetworksDir {
+                        dir,
+                        encode: Arc::new(move |c: &S::Candidate| sp.encode(c)),
+                    }),
                 });
             }
             Ok(Box::new(ev))

@@ -34,7 +34,10 @@ use super::progress::Progress;
   archproof robustness --net nets/mlp.json --dataset shapes --points 0..16 \\
       --out runs/robust
   archproof robustness --net nets/mlp.json --points 0,5,9 --eps 0.01,0.02 \\
-      --engines bounds,bab,smt --out runs/cactus --json")]
+      --engines bounds,bab,smt --out runs/cactus --json
+  archproof robustness --net runs/cert/networks/cand-0123456789abcdef/network.onnx \\
+      --split train --points 11000,11001,11002 --eps 0.01 --engines bab \\
+      --out runs/recheck")]
 pub struct Args {
     /// The network: .onnx, .nnet, or IR .json with weights.
     #[arg(long)]
@@ -46,6 +49,10 @@ pub struct Args {
     /// Test points: a range A..B (B excluded) or a comma-separated list.
     #[arg(long, default_value = "0..16")]
     points: String,
+    /// The split --points index: test, or train (to re-derive a search's verified accuracy,
+    /// which is measured on held-out training examples).
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
     /// Seconds for each point's radius search.
     #[arg(long, default_value_t = 8.0)]
     timeout: f64,
@@ -67,6 +74,12 @@ pub struct Args {
     out: PathBuf,
     #[command(flatten)]
     output: OutputFlags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum SplitArg {
+    Test,
+    Train,
 }
 
 /// One point's result.
@@ -227,8 +240,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ds.input_len()
         );
     }
-    if let Some(&p) = points.iter().find(|&&p| p >= ds.test.len()) {
-        bail!("--points: {p} is past the {} test points", ds.test.len());
+    let (split, split_name) = match a.split {
+        SplitArg::Test => (&ds.test, "test"),
+        SplitArg::Train => (&ds.train, "training"),
+    };
+    if let Some(&p) = points.iter().find(|&&p| p >= split.len()) {
+        bail!(
+            "--points: {p} is past the {} {split_name} points",
+            split.len()
+        );
     }
     refuse_existing(&[a.out.join("radii.csv")], a.output.force)?;
     std::fs::create_dir_all(a.out.join("proofs")).with_context(|| a.out.display().to_string())?;
@@ -250,8 +270,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut results = Vec::new();
     let mut queries = Vec::new();
     for &i in &points {
-        let x: Vec<f64> = ds.test.input(i).iter().map(|&v| v as f64).collect();
-        let label = ds.test.y[i] as usize;
+        let x: Vec<f64> = split.input(i).iter().map(|&v| v as f64).collect();
+        let label = split.y[i] as usize;
         let predicted = argmax(&net.forward(&x));
         progress.set_message(format!("point {i}"));
         let radius = if predicted == label {
@@ -449,7 +469,11 @@ fn write_outputs(
         let (Some(eps), Some(cex)) = (x.refuted, &x.counterexample) else {
             continue;
         };
-        let orig: Vec<f64> = ds.test.input(r.index).iter().map(|&v| v as f64).collect();
+        let split = match a.split {
+            SplitArg::Test => &ds.test,
+            SplitArg::Train => &ds.train,
+        };
+        let orig: Vec<f64> = split.input(r.index).iter().map(|&v| v as f64).collect();
         let adv_class = argmax(&cex.output);
         let diff: Vec<f64> = cex.input.iter().zip(&orig).map(|(p, q)| p - q).collect();
         let image = |label: String, pixels: Vec<f64>, range: (f64, f64)| Image {

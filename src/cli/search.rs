@@ -362,7 +362,8 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
     for s in &all {
         s.check()?;
     }
-    match CellSearch::new(&all[0])? {
+    let networks = a.out.as_ref().map(|o| o.join("networks"));
+    match CellSearch::with_networks(&all[0], networks)? {
         CellSearch::Nb201(setup) => dispatch(&a, &all, target, &setup),
         CellSearch::Nasnet(setup) => dispatch(&a, &all, target, &setup),
     }

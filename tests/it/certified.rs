@@ -353,6 +353,68 @@ fn a_cell_search_trades_accuracy_verified_accuracy_and_size() {
         assert!(verified <= m["valid_acc"].as_f64().unwrap() + 1e-9 || m["valid_acc"].is_null());
         assert!(m["verify_seconds"].as_f64().unwrap() >= 0.0);
     }
+
+    // Every trained candidate's network and its verification are in the run folder, and
+    // `robustness` on the same held-out training points re-derives the counts: the same
+    // misclassified points (the same network and points), and at least the same proven
+    // ones given more time.
+    let networks: Vec<_> = std::fs::read_dir(dir.path().join("run").join("networks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(networks.len(), 2);
+    for (k, n) in networks.iter().enumerate() {
+        let rec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(n.join("verified.json")).unwrap())
+                .unwrap();
+        let points: Vec<String> = rec["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap().to_string())
+            .collect();
+        assert_eq!(points.len(), 6);
+        let ours = &rec["verified_accuracy"][0];
+        let run = dir.path().join(format!("re{k}")).display().to_string();
+        let again = ok_json(&archproof(&[
+            "robustness",
+            "--net",
+            &n.join("network.onnx").display().to_string(),
+            "--dataset",
+            "shapes",
+            "--split",
+            "train",
+            "--points",
+            &points.join(","),
+            "--eps",
+            "0.02",
+            "--engines",
+            "bab",
+            "--query-timeout",
+            "2",
+            "--timeout",
+            "0.2",
+            "--out",
+            &run,
+            "--json",
+        ]));
+        let theirs = &again["verified_accuracy"]["0.02"];
+        assert_eq!(theirs["misclassified"], ours["misclassified"]);
+        assert!(theirs["verified"].as_u64() >= ours["verified"].as_u64());
+    }
+    for t in front {
+        let key = archproof::cells::evaluators::network_key(t["cell"].as_str().unwrap());
+        let rec = dir
+            .path()
+            .join("run")
+            .join("networks")
+            .join(key)
+            .join("verified.json");
+        let rec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(rec).unwrap()).unwrap();
+        let pct = 100.0 * rec["verified_accuracy"][0]["accuracy"].as_f64().unwrap();
+        assert!((pct - t["metrics"]["verified_0.02"].as_f64().unwrap()).abs() < 1e-9);
+    }
 }
 
 #[test]
