@@ -35,7 +35,8 @@ use super::progress::Progress;
       --out runs/robust
   archproof robustness --net nets/mlp.json --points 0,5,9 --eps 0.01,0.02 \\
       --engines bounds,bab,smt --out runs/cactus --json
-  archproof robustness --net runs/cert/networks/cand-0123456789abcdef/network.onnx \\
+  archproof robustness \\
+      --net runs/cert/networks/cand-0123456789abcdef/network.onnx \\
       --split train --points 11000,11001,11002 --eps 0.01 --engines bab \\
       --out runs/recheck")]
 pub struct Args {
