@@ -39,6 +39,9 @@ pub fn write_single<S: CellSpace>(
             summary,
         )?;
     }
+    if let Some((written, _)) = settings.verified_radii()?.first() {
+        verified_figure(&out.join("verified.svg"), trials, written, summary)?;
+    }
     let json = serde_json::to_string_pretty(summary).expect("a summary serialises");
     files::write_atomic(&out.join("summary.json"), json.as_bytes(), true)?;
     if let Some(g) = summary.best_network(&setup.space)? {
@@ -99,6 +102,48 @@ fn pareto_figure<C>(
     .axes(
         metric_axis(objectives[1].name()),
         format!("fitness: {}", short(&summary.evaluator)),
+    )
+    .settings(format!(
+        "{} with {}, seed {}",
+        summary.space, summary.evaluator, summary.seed
+    ))
+    .save(path)?;
+    Ok(())
+}
+
+/// verified.svg: every trained and verified candidate's clean (held-out) accuracy against its
+/// verified accuracy at the first radius of the objectives, with the front of the two.
+fn verified_figure<C>(
+    path: &Path,
+    trials: &[Trial<C>],
+    eps: &str,
+    summary: &Summary,
+) -> Result<(), CellSearchError> {
+    let name = metric::verified(eps);
+    let pts: Vec<Vec<f64>> = trials
+        .iter()
+        .filter_map(|t| Some(vec![t.fitness()?, t.metric(&name)?]))
+        .collect();
+    let plot = |v: &Vec<f64>| (v[0], v[1]);
+    Figure::new(
+        format!(
+            "Clean against verified accuracy at eps {eps}: {} trials",
+            pts.len()
+        ),
+        Plot::Pareto {
+            evaluated: pts.iter().map(plot).collect(),
+            fronts: vec![Series {
+                name: "front".into(),
+                points: pareto::front(&pts).iter().map(|&i| plot(&pts[i])).collect(),
+            }],
+        },
+    )
+    .axes(
+        format!(
+            "clean accuracy on held-out points (%): {}",
+            short(&summary.evaluator)
+        ),
+        format!("verified accuracy at eps {eps} (%)"),
     )
     .settings(format!(
         "{} with {}, seed {}",

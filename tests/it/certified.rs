@@ -363,6 +363,7 @@ fn a_cell_search_trades_accuracy_verified_accuracy_and_size() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(networks.len(), 2);
+    assert!(dir.path().join("run").join("verified.svg").exists());
     for (k, n) in networks.iter().enumerate() {
         let rec: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(n.join("verified.json")).unwrap())
