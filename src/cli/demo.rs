@@ -128,6 +128,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "cells-pareto",
             "evonorm",
             "verify",
+            "certified",
+            "certified-natural",
         ] {
             let p = out.join(sub);
             if p.exists() {
@@ -276,6 +278,65 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ),
         ],
     ));
+    // Certified training against natural training, both verified at the same radius.
+    for (sub, name, certified) in [
+        (
+            "certified",
+            "Certified training: a CNN trained with IBP at eps 0.03, then verified",
+            true,
+        ),
+        (
+            "certified-natural",
+            "The same CNN trained naturally, verified at eps 0.03",
+            false,
+        ),
+    ] {
+        let net = out.join(sub).join("cnn.json").display().to_string();
+        let mut train = s(&[
+            "train",
+            "--model",
+            "cnn-tiny",
+            "--dataset",
+            "shapes",
+            "--epochs",
+            pick("6", "4"),
+            "--seed",
+            &seed,
+            "--force",
+        ]);
+        if certified {
+            train.extend(s(&["--certified", "ibp", "--eps", "0.03"]));
+        }
+        train.push("--out".into());
+        train.push(net.clone());
+        plan.push((
+            name,
+            sub,
+            vec![
+                train,
+                into(
+                    sub,
+                    &[
+                        "robustness",
+                        "--net",
+                        &net,
+                        "--dataset",
+                        "shapes",
+                        "--points",
+                        pick("0..20", "0..8"),
+                        "--timeout",
+                        "0.5",
+                        "--eps",
+                        "0.03",
+                        "--engines",
+                        "bounds,bab",
+                        "--query-timeout",
+                        "1",
+                    ],
+                ),
+            ],
+        ));
+    }
 
     let total = plan.len() + 1;
     let talk = a.output.talk();

@@ -195,7 +195,40 @@ fn the_demo_writes_a_report_whose_figures_match_its_runs() {
     assert!(
         !index.contains("<script") && !index.contains("http://") && !index.contains("https://")
     );
-    for sub in ["workbench", "deepmad", "cells", "evonorm", "verify"] {
+    // Certified training: the certified network's training reports the share its bounds
+    // certify, the natural twin's does not; each verified count is re-derived from the
+    // queries of its run.
+    for (sub, certified) in [("certified", true), ("certified-natural", false)] {
+        let trained = json(&out.join(sub).join("train.out.json"));
+        let last = trained["epochs"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last.get("certified_accuracy").is_some(), certified, "{sub}");
+        let robust = json(&out.join(sub).join("robustness.out.json"));
+        let v = &robust["verified_accuracy"]["0.03"];
+        let proven = robust["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["verdict"] == "holds")
+            .map(|q| q["index"].as_u64().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert_eq!(v["verified"].as_u64().unwrap() as usize, proven, "{sub}");
+    }
+
+    for sub in [
+        "workbench",
+        "deepmad",
+        "cells",
+        "evonorm",
+        "verify",
+        "certified",
+        "certified-natural",
+    ] {
         let page = std::fs::read_to_string(out.join(sub).join("run.html")).unwrap();
         assert!(
             page.contains("index.html"),
@@ -402,7 +435,7 @@ fn the_demo_writes_a_report_whose_figures_match_its_runs() {
         String::from_utf8_lossy(&rep.stderr)
     );
     let site: Value = serde_json::from_slice(&rep.stdout).unwrap();
-    assert_eq!(site["runs"].as_array().unwrap().len(), 5);
+    assert_eq!(site["runs"].as_array().unwrap().len(), 7);
     assert!(
         site["missing"].as_array().unwrap().is_empty(),
         "{}",
