@@ -96,8 +96,9 @@ pub struct VerifySettings<C> {
 
 /// A folder of verified networks: `DIR/<key>/network.onnx` (the trained network) and
 /// `DIR/<key>/verified.json` (the candidate, the dataset, the training-split indices of the
-/// points posed, and each radius's counts and confirmed counterexamples), where `<key>` is a
-/// hash of the candidate's encoding. `robustness --split train --points ...` on the network
+/// points posed, and each radius's counts and confirmed counterexamples, each with the
+/// position of its point in that list), where `<key>` is [`network_key`]. Both files are
+/// written atomically, the record last. `robustness --split train --points ...` on the network
 /// re-derives every count.
 pub struct NetworksDir<C> {
     /// The folder.
@@ -106,12 +107,13 @@ pub struct NetworksDir<C> {
     pub encode: Arc<dyn Fn(&C) -> String + Send + Sync>,
 }
 
-/// The folder name of a candidate's network: FNV-1a of its encoding.
-pub fn network_key(encoding: &str) -> String {
+/// The folder name of a candidate's network trained with `seed`: FNV-1a of its encoding, and
+/// the seed (a candidate drawn twice is trained twice, each time with its trial's seed).
+pub fn network_key(encoding: &str, seed: u64) -> String {
     let h = encoding.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    format!("cand-{h:016x}")
+    format!("cand-{h:016x}-{seed:016x}")
 }
 
 /// Short training as the evaluator: the network is trained on the dataset's training split
@@ -236,7 +238,7 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
             cost += seconds;
             if let Some(nd) = &v.networks {
                 let encoding = (nd.encode)(c);
-                let dir = nd.dir.join(network_key(&encoding));
+                let dir = nd.dir.join(network_key(&encoding, seed));
                 let first = self.fit.train.len() + self.fit_gap;
                 let record = serde_json::json!({
                     "candidate": encoding,
@@ -249,15 +251,15 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
                 });
                 let onnx =
                     crate::train::export::to_onnx(&graph).map_err(|e| EvalError(e.to_string()))?;
-                std::fs::create_dir_all(&dir)
-                    .and_then(|_| std::fs::write(dir.join("network.onnx"), onnx))
-                    .and_then(|_| {
-                        std::fs::write(
-                            dir.join("verified.json"),
-                            serde_json::to_string_pretty(&record).unwrap_or_default(),
-                        )
-                    })
-                    .map_err(|e| EvalError(format!("{}: {e}", dir.display())))?;
+                let write = |name: &str, bytes: &[u8]| {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| EvalError(format!("{}: {e}", dir.display())))?;
+                    crate::files::write_atomic(&dir.join(name), bytes, true)
+                        .map_err(|e| EvalError(e.to_string()))
+                };
+                write("network.onnx", &onnx)?;
+                let json = serde_json::to_string_pretty(&record).unwrap_or_default();
+                write("verified.json", json.as_bytes())?;
             }
         }
         Ok(Evaluation {

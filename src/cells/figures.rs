@@ -48,7 +48,18 @@ pub fn write_single<S: CellSpace>(
         files::write_atomic(&out.join("best.json"), io::to_json(&g)?.as_bytes(), true)?;
     }
     best_so_far_figure(&out.join("progress.svg"), summary)?;
-    single_page(summary, two, command).write(out)?;
+    let mut page = single_page(summary, two, command);
+    if out.join("verified.svg").exists() {
+        page.figure(
+            "verified.svg",
+            "Clean against verified accuracy of every trained and verified candidate",
+        );
+        page.file(
+            "networks",
+            "each verified candidate's trained network and its verification",
+        );
+    }
+    page.write(out)?;
     Ok(())
 }
 

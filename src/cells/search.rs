@@ -232,17 +232,33 @@ pub struct TrainSettings {
     #[serde(default = "TrainEngine::before_choice")]
     pub engine: TrainEngine,
     /// Certified training of every candidate (IBP or CROWN-IBP), at `certified_eps`.
-    #[serde(default)]
+    /// (Defaults are not written, so that studies stored before these settings existed
+    /// resume with the same stored settings.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certified: Option<BoundMethod>,
     /// The radius of certified training.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certified_eps: Option<f64>,
     /// Held-out points each candidate is verified on, for `verified:EPS` objectives.
-    #[serde(default = "default_verify_points")]
+    #[serde(
+        default = "default_verify_points",
+        skip_serializing_if = "is_default_verify_points"
+    )]
     pub verify_points: usize,
     /// Seconds of each verification query.
-    #[serde(default = "default_verify_timeout")]
+    #[serde(
+        default = "default_verify_timeout",
+        skip_serializing_if = "is_default_verify_timeout"
+    )]
     pub verify_timeout: f64,
+}
+
+fn is_default_verify_points(v: &usize) -> bool {
+    *v == default_verify_points()
+}
+
+fn is_default_verify_timeout(v: &f64) -> bool {
+    *v == default_verify_timeout()
 }
 
 fn default_verify_points() -> usize {
@@ -350,10 +366,10 @@ impl CellSettings {
             return bad("verified:EPS objectives need --evaluator train (the network is trained, then verified)");
         }
         if !radii.is_empty()
-            && !(t.verify_points > 0 && t.verify_timeout > 0.0 && t.verify_timeout.is_finite())
+            && !(t.verify_points > 0 && t.verify_timeout > 0.0 && t.verify_timeout <= 3600.0)
         {
             return bad(
-                "--verify-points must be at least 1 and --verify-timeout a positive number",
+                "--verify-points must be at least 1 and --verify-timeout a number of seconds in (0, 3600]",
             );
         }
         match (t.certified, t.certified_eps) {

@@ -109,6 +109,8 @@ struct Query {
 struct Summary {
     network: String,
     dataset: String,
+    /// The split the points index: test, or train.
+    split: &'static str,
     points: usize,
     misclassified: usize,
     /// Mean proven radius over the correctly classified points.
@@ -341,6 +343,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let summary = Summary {
         network: a.net.display().to_string(),
         dataset: ds.name.clone(),
+        split: match a.split {
+            SplitArg::Test => "test",
+            SplitArg::Train => "train",
+        },
         points: points.len(),
         misclassified: results.iter().filter(|r| r.radius.is_none()).count(),
         mean_proven_radius: verified.iter().map(|r| r.proven_robust).sum::<f64>()
