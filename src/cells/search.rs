@@ -413,6 +413,19 @@ impl CellSettings {
             .collect()
     }
 
+    /// The radius certified training takes by default: the largest of the `verified:EPS`
+    /// objectives (`None` without one, or with one that does not parse).
+    pub fn default_certified_eps(objectives: &[String]) -> Option<f64> {
+        objectives
+            .iter()
+            .filter_map(|o| {
+                o.strip_prefix(metric::VERIFIED_OBJECTIVE)?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .reduce(f64::max)
+    }
+
     /// The objectives, parsed.
     pub fn objectives(&self) -> Vec<Objective> {
         self.objectives

@@ -218,16 +218,10 @@ fn settings_from_args(a: &CellArgs) -> Result<Vec<CellSettings>> {
             lr: a.lr.unwrap_or(d.lr),
             engine: a.train_engine.unwrap_or(d.engine),
             certified: a.certified,
-            certified_eps: a.certified.and(a.eps.or_else(|| {
-                a.objectives
-                    .iter()
-                    .filter_map(|o| {
-                        o.strip_prefix(metric::VERIFIED_OBJECTIVE)?
-                            .parse::<f64>()
-                            .ok()
-                    })
-                    .reduce(f64::max)
-            })),
+            certified_eps: a.certified.and(
+                a.eps
+                    .or_else(|| CellSettings::default_certified_eps(&a.objectives)),
+            ),
             verify_points: a.verify_points.unwrap_or(d.verify_points),
             verify_timeout: a.verify_timeout.unwrap_or(d.verify_timeout),
         },

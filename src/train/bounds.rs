@@ -377,20 +377,39 @@ impl Model {
         beta: f64,
         stats: Option<&BatchStats>,
     ) -> Result<Tensor> {
-        let ibp = self.interval_bounds(input, stats)?;
+        let (ibp_lb, crown_lb) = self.margin_bounds(input, y, beta > 0.0, beta < 1.0, stats)?;
+        Ok(match (ibp_lb, crown_lb) {
+            (Some(i), Some(c)) => ((c * beta)? + (i * (1.0 - beta))?)?,
+            (Some(i), None) => i,
+            (None, Some(c)) => c,
+            (None, None) => unreachable!("one of the two bounds is asked for"),
+        })
+    }
+
+    /// IBP's margin bounds (`ibp`) and CROWN's (`crown`) from one interval pass.
+    fn margin_bounds(
+        &self,
+        input: &Interval,
+        y: &[u32],
+        crown: bool,
+        ibp: bool,
+        stats: Option<&BatchStats>,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let ivs = self.interval_bounds(input, stats)?;
         let out = self.graph.outputs()[0];
-        let out_iv = ibp[out.index()].as_ref().expect("the output is bounded");
-        let classes = out_iv.lo.dim(1)?;
-        let spec = margin_spec(y, classes, &out_iv.lo)?;
-        if beta >= 1.0 {
-            return self.crown_margins(input, &ibp, &spec, stats);
-        }
-        let ibp_lb = self.ibp_margins(&ibp, &spec, out)?;
-        if beta <= 0.0 {
-            return Ok(ibp_lb);
-        }
-        let crown_lb = self.crown_margins(input, &ibp, &spec, stats)?;
-        Ok(((crown_lb * beta)? + (ibp_lb * (1.0 - beta))?)?)
+        let out_iv = ivs[out.index()].as_ref().expect("the output is bounded");
+        let spec = margin_spec(y, out_iv.lo.dim(1)?, &out_iv.lo)?;
+        let i = if ibp {
+            Some(self.ibp_margins(&ivs, &spec, out)?)
+        } else {
+            None
+        };
+        let c = if crown {
+            Some(self.crown_margins(input, &ivs, &spec, stats)?)
+        } else {
+            None
+        };
+        Ok((i, c))
     }
 
     /// IBP's margin bounds, the last layer folded into the specification when it is linear.
@@ -600,10 +619,12 @@ impl Model {
             let yb = &y[start..start + m];
             let pred = self.forward(&xb)?.argmax(1)?.to_vec1::<u32>()?;
             let ball = Interval::ball(&xb, eps)?;
-            let mut lb = self.margin_lower_bounds(&ball, yb, 0.0, None)?;
-            if method == BoundMethod::CrownIbp {
-                lb = lb.maximum(&self.margin_lower_bounds(&ball, yb, 1.0, None)?)?;
-            }
+            let crown = method == BoundMethod::CrownIbp;
+            let lb = match self.margin_bounds(&ball, yb, crown, true, None)? {
+                (Some(i), Some(c)) => i.maximum(&c)?.detach(),
+                (Some(i), None) => i.detach(),
+                _ => unreachable!("IBP's bound is asked for"),
+            };
             // The margin against the label itself is 0; every other must be positive.
             let rows = lb.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             for (i, row) in rows.iter().enumerate() {
