@@ -27,11 +27,14 @@ struct Entry {
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut entries = Vec::new();
     for (name, description) in archproof::models::names() {
-        let totals = if name.contains('<') {
+        // A name with an optional part (`resnet-mini[:W]`) is built at its default; a name
+        // with a required parameter (`mlp:<w1>-...`) has no size of its own.
+        let buildable = name.split('[').next().unwrap_or(name);
+        let totals = if buildable.contains('<') {
             None
         } else {
             Some(
-                archproof::models::build(name, None, None)?
+                archproof::models::build(buildable, None, None)?
                     .analyze()?
                     .totals,
             )
@@ -47,13 +50,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         print_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(5);
     println!(
-        "{:<14}  {:>12}  {:>9}  description",
+        "{:<width$}  {:>12}  {:>9}  description",
         "model", "params", "MACs"
     );
     for e in entries {
         println!(
-            "{:<14}  {:>12}  {:>9}  {}",
+            "{:<width$}  {:>12}  {:>9}  {}",
             e.name,
             e.params.map(thousands).unwrap_or_default(),
             e.macs.map(si).unwrap_or_default(),

@@ -76,3 +76,22 @@ fn an_input_too_small_is_an_error_naming_the_node() {
     assert!(err.contains("node 'cells.11.downsample.pool'"), "{err}");
     assert!(err.contains("does not fit an input of 1"), "{err}");
 }
+
+#[test]
+fn the_zoo_command_lists_every_model_with_published_sizes() {
+    let out = crate::common::archproof(&["zoo", "--json"]);
+    let entries = crate::common::ok_json(&out);
+    let entries = entries.as_array().expect("a JSON array");
+    let find = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from `zoo --json`"))
+    };
+    assert_eq!(find("resnet18")["params"], 11_689_512);
+    assert_eq!(find("mobilenet_v2")["params"], 3_504_872);
+    // A model with an optional width is listed at its default; one whose widths are
+    // required has no size.
+    assert!(find("resnet-mini[:W]")["params"].as_u64().unwrap() > 0);
+    assert!(find("mlp:<w1>-<w2>-...")["params"].is_null());
+}
