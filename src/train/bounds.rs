@@ -113,8 +113,8 @@ fn has_rule(op: &Op, crown: bool) -> bool {
         }
         | Op::Clip { .. }
         | Op::Mul
-        | Op::MaxPool { .. }
-        | Op::AvgPool { .. } => !crown,
+        | Op::MaxPool { .. } => !crown,
+        Op::AvgPool { .. } => true,
         Op::LeakyRelu { slope } => !crown && *slope >= 0.0,
         _ => false,
     }
@@ -521,6 +521,48 @@ impl Model {
                         .narrow(3, padding[1], dims[4])?;
                     vec![t.reshape(dims.as_slice())?]
                 }
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                    count_include_pad,
+                } => {
+                    // A window sum of each channel divided by the window's size (or by its
+                    // elements inside the input): the division first, then the sum's adjoint,
+                    // each coefficient spread over its window.
+                    let dims = in_dims(0)?;
+                    let (c, ho, wo) = (dims[2], a.dim(3)?, a.dim(4)?);
+                    let divisor = window_sizes(
+                        (dims[3], dims[4]),
+                        (ho, wo),
+                        *kernel,
+                        *stride,
+                        *padding,
+                        *count_include_pad,
+                    );
+                    let divisor = Tensor::from_vec(divisor, (1, 1, 1, ho, wo), a.device())?
+                        .to_dtype(a.dtype())?;
+                    let kk = kernel[0] * kernel[1];
+                    let cols = a
+                        .broadcast_div(&divisor)?
+                        .reshape((n * k, c, ho * wo))?
+                        .transpose(1, 2)?
+                        .unsqueeze(3)?
+                        .broadcast_as((n * k, ho * wo, c, kk))?
+                        .contiguous()?;
+                    let (hp, wp) = (dims[3] + 2 * padding[0], dims[4] + 2 * padding[1]);
+                    let windows = Windows {
+                        kernel: *kernel,
+                        stride: *stride,
+                        dilation: 1,
+                        channels_first: false,
+                    };
+                    let t = windows
+                        .fold(&cols, (n * k, c, hp, wp))?
+                        .narrow(2, padding[0], dims[3])?
+                        .narrow(3, padding[1], dims[4])?;
+                    vec![t.reshape(dims.as_slice())?]
+                }
                 Op::Linear { .. } => {
                     let w = self.param(id, "weight").expect("weight");
                     if let Some(b) = self.param(id, "bias") {
@@ -638,6 +680,35 @@ impl Model {
         }
         Ok(proven as f64 / y.len().max(1) as f64)
     }
+}
+
+/// The divisor of each output of an average pool over an `h x w` input: the window's size,
+/// or with `count_include_pad` false the number of its elements inside the input.
+fn window_sizes(
+    (h, w): (usize, usize),
+    (ho, wo): (usize, usize),
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    count_include_pad: bool,
+) -> Vec<f32> {
+    let inside = |o: usize, axis: usize, len: usize| {
+        (0..kernel[axis])
+            .filter(|&i| {
+                let at = (o * stride[axis] + i) as isize - padding[axis] as isize;
+                at >= 0 && (at as usize) < len
+            })
+            .count()
+    };
+    (0..ho * wo)
+        .map(|p| {
+            if count_include_pad {
+                (kernel[0] * kernel[1]) as f32
+            } else {
+                (inside(p / wo, 0, h) * inside(p % wo, 1, w)) as f32
+            }
+        })
+        .collect()
 }
 
 /// A grouped convolution's weights `[O, C / g, kh, kw]` as the dense `[O, C, kh, kw]` whose
