@@ -94,11 +94,12 @@ pub struct VerifySettings<C> {
     pub networks: Option<NetworksDir<C>>,
 }
 
-/// A folder of verified networks: `DIR/<key>/network.onnx` (the trained network) and
-/// `DIR/<key>/verified.json` (the candidate, the dataset, the training-split indices of the
-/// points posed, and each radius's counts and confirmed counterexamples, each with the
-/// position of its point in that list), where `<key>` is [`network_key`]. Both files are
-/// written atomically, the record last. `robustness --split train --points ...` on the network
+/// A folder of verified networks: `DIR/<key>/network.onnx` and `network.json` (the trained
+/// network, in ONNX and the IR) and `DIR/<key>/verified.json` (the candidate, the dataset,
+/// the training-split indices of the points posed, each radius's counts and confirmed
+/// counterexamples, and every query's answer, its proof log; points are numbered by their
+/// position in that list), where `<key>` is [`network_key`]. The files are written
+/// atomically, the record last. `robustness --split train --points ...` on the network
 /// re-derives every count.
 pub struct NetworksDir<C> {
     /// The folder.
@@ -224,7 +225,7 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
                 .collect();
             let values: Vec<f64> = v.radii.iter().map(|r| r.1).collect();
             let opts = verify::accuracy::query_options(Duration::from_secs_f64(v.timeout), seed);
-            let results =
+            let (results, queries) =
                 verify::accuracy::verified_accuracy(&net, &points, &values, &opts, &|| {})
                     .map_err(|e| EvalError(e.to_string()))?;
             let mut seconds = 0.0;
@@ -248,6 +249,7 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
                     "points": (0..points.len()).map(|i| first + i).collect::<Vec<_>>(),
                     "query_timeout": v.timeout,
                     "verified_accuracy": results,
+                    "queries": queries,
                 });
                 let onnx =
                     crate::train::export::to_onnx(&graph).map_err(|e| EvalError(e.to_string()))?;
@@ -258,6 +260,8 @@ impl<C: Sync> Evaluator<C> for TrainEvaluator<C> {
                         .map_err(|e| EvalError(e.to_string()))
                 };
                 write("network.onnx", &onnx)?;
+                let ir = crate::ir::io::to_json(&graph).map_err(|e| EvalError(e.to_string()))?;
+                write("network.json", ir.as_bytes())?;
                 let json = serde_json::to_string_pretty(&record).unwrap_or_default();
                 write("verified.json", json.as_bytes())?;
             }

@@ -42,6 +42,9 @@ pub fn write_single<S: CellSpace>(
     if let Some((written, _)) = settings.verified_radii()?.first() {
         verified_figure(&out.join("verified.svg"), trials, written, summary)?;
     }
+    if !summary.verified_curves.is_empty() {
+        curves_figure(&out.join("verified-eps.svg"), summary)?;
+    }
     let json = serde_json::to_string_pretty(summary).expect("a summary serialises");
     files::write_atomic(&out.join("summary.json"), json.as_bytes(), true)?;
     if let Some(g) = summary.best_network(&setup.space)? {
@@ -57,6 +60,12 @@ pub fn write_single<S: CellSpace>(
         page.file(
             "networks",
             "each verified candidate's trained network and its verification",
+        );
+    }
+    if out.join("verified-eps.svg").exists() {
+        page.figure(
+            "verified-eps.svg",
+            "Verified accuracy against the radius of each member of the front",
         );
     }
     page.write(out)?;
@@ -155,6 +164,50 @@ fn verified_figure<C>(
             short(&summary.evaluator)
         ),
         format!("verified accuracy at eps {eps} (%)"),
+    )
+    .settings(format!(
+        "{} with {}, seed {}",
+        summary.space, summary.evaluator, summary.seed
+    ))
+    .save(path)?;
+    Ok(())
+}
+
+/// verified-eps.svg: each front member's verified accuracy against the radius (log scale of
+/// the radius is not needed: the grid spans a factor of 16).
+fn curves_figure(path: &Path, summary: &Summary) -> Result<(), CellSearchError> {
+    let series = summary
+        .verified_curves
+        .iter()
+        .map(|c| Series {
+            name: format!(
+                "trial {}{}",
+                c.trial,
+                summary
+                    .pareto
+                    .as_ref()
+                    .and_then(|p| p.front.iter().find(|t| t.trial == c.trial))
+                    .and_then(|t| t.metrics.get("params_m"))
+                    .map(|p| format!(" ({:.1} k params)", 1000.0 * p))
+                    .unwrap_or_default()
+            ),
+            points: c
+                .curve
+                .iter()
+                .map(|v| (v.eps, 100.0 * v.accuracy))
+                .collect(),
+        })
+        .collect();
+    Figure::new(
+        format!(
+            "Verified accuracy against the radius: {} front members",
+            summary.verified_curves.len()
+        ),
+        Plot::Lines { series },
+    )
+    .axes(
+        "L-infinity radius eps (inputs in [0, 1])",
+        "verified accuracy on held-out points (%)",
     )
     .settings(format!(
         "{} with {}, seed {}",

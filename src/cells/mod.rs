@@ -1,6 +1,7 @@
 //! Cell search spaces and their evaluators: the NAS-Bench-201 and NASNet spaces, the tabular
 //! benchmark, zero-cost proxies, short training, and cost-model evaluators that need no data.
 
+pub mod curves;
 pub mod evaluators;
 pub mod figures;
 pub mod metric;
@@ -62,13 +63,26 @@ impl CellSpace for nasnet::NasnetSpace {
     }
 }
 
-/// The NAS-Bench-201 space with the input and classes of its networks.
+/// The NAS-Bench-201 space with the input, classes and size of its networks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nb201Networks {
     /// Input `[C, H, W]`.
     pub input: Shape,
     /// Classes.
     pub classes: usize,
+    /// Stem channels `C` (the benchmark's: 16).
+    pub channels: usize,
+    /// Cells per stage `N` (the benchmark's: 5).
+    pub cells_per_stage: usize,
+}
+
+impl Nb201Networks {
+    /// Whether the networks are the benchmark's (C = 16, N = 5), the ones its table's
+    /// accuracies are of.
+    pub fn is_benchmark(&self) -> bool {
+        (self.channels, self.cells_per_stage)
+            == (nb201::BENCHMARK_CHANNELS, nb201::BENCHMARK_CELLS_PER_STAGE)
+    }
 }
 
 impl Space for Nb201Networks {
@@ -96,7 +110,13 @@ impl Space for Nb201Networks {
 
 impl CellSpace for Nb201Networks {
     fn network(&self, c: &nb201::Nb201Cell) -> Result<Graph, IrError> {
-        nb201::network(c, self.input.clone(), self.classes)
+        nb201::network_sized(
+            c,
+            self.input.clone(),
+            self.classes,
+            self.channels,
+            self.cells_per_stage,
+        )
     }
 }
 
@@ -133,8 +153,8 @@ impl SpaceKind {
 /// kind = "nb201"        # the space: nb201 or nasnet
 /// input = [3, 32, 32]   # the network's input, CxHxW
 /// classes = 10
-/// channels = 16         # nasnet: channels of the first stage
-/// cells_per_stage = 2   # nasnet: normal cells per stage (N)
+/// channels = 16         # channels of the first stage (C; nb201 16, nasnet 16)
+/// cells_per_stage = 2   # cells per stage (N; nb201 5, nasnet 2)
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,10 +167,10 @@ pub struct SpaceSpec {
     /// The network's class count.
     #[serde(default = "default_classes")]
     pub classes: usize,
-    /// NASNet: channels of the first stage.
+    /// Channels of the first stage (NAS-Bench-201: 16, the benchmark's; NASNet: 16).
     #[serde(default)]
     pub channels: Option<usize>,
-    /// NASNet: normal cells per stage.
+    /// Cells per stage (NAS-Bench-201: 5, the benchmark's; NASNet: normal cells, 2).
     #[serde(default)]
     pub cells_per_stage: Option<usize>,
 }
@@ -187,21 +207,10 @@ impl SpaceSpec {
                 cells_per_stage: None,
             }
         };
-        match s.kind {
-            SpaceKind::Nb201 => {
-                if s.channels.is_some() || s.cells_per_stage.is_some() {
-                    return Err(CellsError::Space(format!(
-                        "{spec}: channels and cells_per_stage belong to nasnet; the NAS-Bench-201 network is fixed (C = 16, N = 5)"
-                    )));
-                }
-            }
-            SpaceKind::Nasnet => {
-                if s.channels == Some(0) || s.cells_per_stage == Some(0) {
-                    return Err(CellsError::Space(format!(
-                        "{spec}: channels and cells_per_stage must be at least 1"
-                    )));
-                }
-            }
+        if s.channels == Some(0) || s.cells_per_stage == Some(0) {
+            return Err(CellsError::Space(format!(
+                "{spec}: channels and cells_per_stage must be at least 1"
+            )));
         }
         if s.input.len() != 3 || s.input.contains(&0) || s.classes == 0 {
             return Err(CellsError::Space(format!(
@@ -216,11 +225,16 @@ impl SpaceSpec {
         Shape::new(self.input.clone())
     }
 
-    /// The NAS-Bench-201 space with this file's networks.
+    /// The NAS-Bench-201 space with this file's networks (defaults C = 16, N = 5, the
+    /// benchmark's).
     pub fn nb201(&self) -> Nb201Networks {
         Nb201Networks {
             input: self.input_shape(),
             classes: self.classes,
+            channels: self.channels.unwrap_or(nb201::BENCHMARK_CHANNELS),
+            cells_per_stage: self
+                .cells_per_stage
+                .unwrap_or(nb201::BENCHMARK_CELLS_PER_STAGE),
         }
     }
 

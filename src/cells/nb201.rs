@@ -212,28 +212,56 @@ impl Space for Nb201Space {
     }
 }
 
+/// The benchmark's stem channels, `C`.
+pub const BENCHMARK_CHANNELS: usize = 16;
+/// The benchmark's cells per stage, `N`.
+pub const BENCHMARK_CELLS_PER_STAGE: usize = 5;
+
 /// The NAS-Bench-201 network: a 3x3 conv stem of `C = 16` channels, three stages of `N = 5`
 /// cells at 16, 32 and 64 channels separated by residual reduction blocks, BN-ReLU, global
 /// pooling and a linear classifier (the benchmark's `TinyNetwork`).
 pub fn network(cell: &Nb201Cell, input: Shape, classes: usize) -> Result<Graph, IrError> {
-    const C: usize = 16;
-    const N: usize = 5;
-    let mut b = Builder::new(format!("nb201:{cell}"));
+    network_sized(
+        cell,
+        input,
+        classes,
+        BENCHMARK_CHANNELS,
+        BENCHMARK_CELLS_PER_STAGE,
+    )
+}
+
+/// [`network`] with `C` stem channels and `N` cells per stage: the benchmark's skeleton at
+/// another size (stages at C, 2C and 4C channels). Only `C = 16, N = 5` is the network the
+/// benchmark's accuracies are of.
+pub fn network_sized(
+    cell: &Nb201Cell,
+    input: Shape,
+    classes: usize,
+    channels: usize,
+    cells_per_stage: usize,
+) -> Result<Graph, IrError> {
+    let (c, n) = (channels, cells_per_stage);
+    let name = if (c, n) == (BENCHMARK_CHANNELS, BENCHMARK_CELLS_PER_STAGE) {
+        format!("nb201:{cell}")
+    } else {
+        format!("nb201-c{c}n{n}:{cell}")
+    };
+    let mut b = Builder::new(name);
     let x = b.input("input", input)?;
     b.enter("stem");
-    let s = b.conv("conv", x, C, 3, 1, 1, 1)?;
+    let s = b.conv("conv", x, c, 3, 1, 1, 1)?;
     let mut x = b.bn("bn", s)?;
     b.leave();
     let mut k = 0;
     for stage in 0..3 {
-        let channels = C << stage;
+        let channels = c << stage;
         if stage > 0 {
             b.enter(format!("cells.{k}"));
             x = nb201_reduction(&mut b, x, channels)?;
             b.leave();
             k += 1;
         }
-        for _ in 0..N {
+        for _ in 0..n {
             b.enter(format!("cells.{k}"));
             x = nb201_cell(&mut b, cell, x)?;
             b.leave();

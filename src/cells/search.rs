@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::evaluators::{Network, TrainEvaluator, VerifySettings, ZeroCostEvaluator};
 use super::metric;
 use super::nasnet::NasnetSpace;
-use super::nb201::Nb201Cell;
+use super::nb201::{self, Nb201Cell};
 use super::table::{CostMeasure, CostProxy, Table};
 use super::{proxies, CellSpace, CellsError, Nb201Networks, SpaceKind, SpaceSpec};
 use crate::ir::{Graph, IrError};
@@ -492,6 +492,15 @@ impl CellSearch {
         match spec.kind {
             SpaceKind::Nb201 => {
                 let space = spec.nb201();
+                if settings.benchmark.is_some() && !space.is_benchmark() {
+                    return Err(CellsError::Settings(format!(
+                        "the benchmark's accuracies are of its C = {}, N = {} networks, not of this space's C = {}, N = {}; drop --benchmark or the space's channels and cells_per_stage",
+                        nb201::BENCHMARK_CHANNELS,
+                        nb201::BENCHMARK_CELLS_PER_STAGE,
+                        space.channels,
+                        space.cells_per_stage
+                    )));
+                }
                 let table = match &settings.benchmark {
                     Some(p) => Some(Table::load(p)?),
                     None => None,
@@ -648,30 +657,48 @@ where
     }
 }
 
+/// Networks drawn to find the space's operator kinds in [`check_verifiable`]: enough that
+/// every operation of NASNet's 13 (20 slots per genotype) is drawn with near certainty.
+const VERIFIABLE_SAMPLES: usize = 32;
+
 /// Refuses, before any training, a space whose networks certified training cannot bound or
-/// (`verify`) the verifier cannot read: one network of the space, drawn from the search's
-/// seed, is built, given seeded weights and loaded as the verifier would load it.
+/// (`verify`) the verifier cannot read. Networks of the space are drawn from the search's
+/// seed; each that has an operator kind none before it had is built, given seeded weights and
+/// loaded as the verifier would load it (the rest add nothing to check).
 fn check_verifiable<S>(space: &S, settings: &CellSettings, verify: bool) -> Result<(), CellsError>
 where
     S: CellSpace,
 {
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let g = space
-        .network(&space.sample(&mut rng))
-        .map_err(|e| CellsError::Settings(e.to_string()))?;
-    if let Some(m) = settings.train.certified {
-        crate::train::bounds::check_trainable(&g, m)
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..VERIFIABLE_SAMPLES {
+        let candidate = space.sample(&mut rng);
+        let g = space
+            .network(&candidate)
             .map_err(|e| CellsError::Settings(e.to_string()))?;
-    }
-    if verify {
-        let with_weights = Model::new(&g, settings.seed)
-            .and_then(|m| m.to_graph())
-            .map_err(|e| CellsError::Settings(e.to_string()))?;
-        crate::verify::ir::from_graph(&with_weights).map_err(|e| {
-            CellsError::Settings(format!(
-                "verified:EPS objectives: the verifier cannot read this space's networks: {e}"
-            ))
-        })?;
+        let before = seen.len();
+        seen.extend(g.node_ids().map(|id| g.node(id).op.kind()));
+        if seen.len() == before {
+            continue;
+        }
+        let named = |e: &dyn std::fmt::Display| {
+            format!("{e} (in the network of {})", space.encode(&candidate))
+        };
+        if let Some(m) = settings.train.certified {
+            crate::train::bounds::check_trainable(&g, m)
+                .map_err(|e| CellsError::Settings(named(&e)))?;
+        }
+        if verify {
+            let with_weights = Model::new(&g, settings.seed)
+                .and_then(|m| m.to_graph())
+                .map_err(|e| CellsError::Settings(e.to_string()))?;
+            crate::verify::ir::from_graph(&with_weights).map_err(|e| {
+                CellsError::Settings(format!(
+                    "verified:EPS objectives: the verifier cannot read this space's networks: {}",
+                    named(&e)
+                ))
+            })?;
+        }
     }
     Ok(())
 }
@@ -753,6 +780,10 @@ pub struct Summary {
     /// With objectives: the Pareto front of the evaluated candidates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pareto: Option<ParetoSummary>,
+    /// With `verified:EPS` objectives and a run folder: each front member's verified accuracy
+    /// against the radius (see [`super::curves`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verified_curves: Vec<super::curves::FrontCurve>,
 }
 
 /// One trial as reported.
@@ -874,6 +905,7 @@ impl Summary {
                     setup.reachable.as_ref(),
                 )
             }),
+            verified_curves: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use archproof::cells::nb201::Nb201Cell;
 use archproof::cells::proxies::{self, NAMES};
 use archproof::cells::table::Table;
-use archproof::cells::SpaceSpec;
+use archproof::cells::{CellSpace, SpaceSpec};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -106,6 +106,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         )?;
     }
     let spec = SpaceSpec::load(&a.space).map_err(anyhow::Error::msg)?;
+    let networks = spec.nb201();
     let table = Table::load(&a.benchmark).map_err(anyhow::Error::msg)?;
     let mut cells: Vec<(Nb201Cell, f64)> = table
         .iter()
@@ -132,7 +133,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     );
     let names: Vec<&str> = a.proxies.iter().map(String::as_str).collect();
     let score = |cell: &Nb201Cell| -> Result<BTreeMap<String, (f64, f64)>> {
-        let g = archproof::cells::nb201::network(cell, spec.input_shape(), spec.classes)?;
+        let g = networks.network(cell)?;
         let out = proxies::scores(
             &names,
             &g,

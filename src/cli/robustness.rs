@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use archproof::report::{
     BarSeries, CactusSeries, Figure, Image, Plot, RunPage, Table as ReportTable,
 };
+use archproof::verify::accuracy::{Query, VerifiedAccuracy};
 use archproof::verify::radius::{self, RadiusResult};
 use archproof::verify::{self, Engine, Network, Options, Spec, Verdict};
 use serde::Serialize;
@@ -93,18 +94,6 @@ struct PointResult {
     radius: Option<RadiusResult>,
 }
 
-/// One cactus query.
-#[derive(Debug, Serialize)]
-struct Query {
-    index: usize,
-    eps: f64,
-    engine: String,
-    verdict: Verdict,
-    seconds: f64,
-    /// Why, when unknown.
-    reason: Option<String>,
-}
-
 #[derive(Debug, Serialize)]
 struct Summary {
     network: String,
@@ -120,75 +109,8 @@ struct Summary {
     /// correctly and proven robust by some engine; unknown counts as not verified.
     verified_accuracy: std::collections::BTreeMap<String, VerifiedAccuracy>,
     points_detail: Vec<PointResult>,
+    /// Every fixed-radius query (point, radius, engine) and its answer.
     queries: Vec<Query>,
-}
-
-/// Verified accuracy at one radius.
-#[derive(Debug, Serialize)]
-struct VerifiedAccuracy {
-    eps: f64,
-    /// `verified / points`.
-    accuracy: f64,
-    /// Classified correctly and proven robust.
-    verified: usize,
-    /// Classified correctly, with a checked counterexample.
-    falsified: usize,
-    /// Classified correctly, neither proven nor refuted in the time limits.
-    unknown: usize,
-    misclassified: usize,
-    points: usize,
-    /// Seconds of every query at this radius.
-    seconds: f64,
-}
-
-/// Counts each radius's verdicts over the points: a point is verified when some engine
-/// proved it, falsified when some engine found a (checked) counterexample; both at once
-/// would be a soundness error, refused.
-fn verified_accuracy(
-    eps: &[f64],
-    results: &[PointResult],
-    queries: &[Query],
-) -> Result<std::collections::BTreeMap<String, VerifiedAccuracy>> {
-    eps.iter()
-        .map(|&e| {
-            let at = |i: usize, v: Verdict| {
-                queries
-                    .iter()
-                    .any(|q| q.index == i && q.eps == e && q.verdict == v)
-            };
-            let correct: Vec<usize> = results
-                .iter()
-                .filter(|r| r.radius.is_some())
-                .map(|r| r.index)
-                .collect();
-            if let Some(i) = correct
-                .iter()
-                .find(|&&i| at(i, Verdict::Holds) && at(i, Verdict::Violated))
-            {
-                bail!("internal error: point {i} both proven and refuted at eps {e}");
-            }
-            let verified = correct.iter().filter(|&&i| at(i, Verdict::Holds)).count();
-            let falsified = correct
-                .iter()
-                .filter(|&&i| at(i, Verdict::Violated))
-                .count();
-            let va = VerifiedAccuracy {
-                eps: e,
-                accuracy: verified as f64 / results.len().max(1) as f64,
-                verified,
-                falsified,
-                unknown: correct.len() - verified - falsified,
-                misclassified: results.len() - correct.len(),
-                points: results.len(),
-                seconds: queries
-                    .iter()
-                    .filter(|q| q.eps == e)
-                    .map(|q| q.seconds)
-                    .sum(),
-            };
-            Ok((e.to_string(), va))
-        })
-        .collect()
 }
 
 /// Parses "A..B" or "i,j,k".
@@ -310,23 +232,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     progress.inc(1);
                     continue;
                 }
-                let spec = Spec::robustness(&x, eps, label, net.output_dim(), clip);
                 let mut o = base.clone();
                 o.engine = *engine;
-                let out = verify::verify(&net, &spec, &o)?;
-                if let Some(c) = &out.counterexample {
-                    if !confirmed(&net, &spec, c) {
-                        bail!("internal error: an unconfirmed counterexample at point {i}");
-                    }
-                }
-                queries.push(Query {
-                    index: i,
-                    eps,
-                    engine: name.clone(),
-                    verdict: out.result,
-                    seconds: out.seconds,
-                    reason: out.reason.clone(),
-                });
+                queries.push(Query::run(&net, i, &x, label, eps, name, &o)?);
                 progress.inc(1);
             }
         }
@@ -340,6 +248,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     progress.finish_and_clear();
 
     let verified: Vec<&RadiusResult> = results.iter().filter_map(|r| r.radius.as_ref()).collect();
+    let classified: Vec<(usize, bool)> = results
+        .iter()
+        .map(|r| (r.index, r.radius.is_some()))
+        .collect();
     let summary = Summary {
         network: a.net.display().to_string(),
         dataset: ds.name.clone(),
@@ -352,7 +264,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
         mean_proven_radius: verified.iter().map(|r| r.proven_robust).sum::<f64>()
             / verified.len().max(1) as f64,
         refuted: verified.iter().filter(|r| r.refuted.is_some()).count(),
-        verified_accuracy: verified_accuracy(&a.eps, &results, &queries)?,
+        verified_accuracy: a
+            .eps
+            .iter()
+            .map(|&e| {
+                Ok((
+                    e.to_string(),
+                    VerifiedAccuracy::tally(e, &classified, &queries)?,
+                ))
+            })
+            .collect::<Result<_>>()?,
         points_detail: results,
         queries,
     };

@@ -9,7 +9,7 @@ use archproof::cells::search::{
     self, strategy_for, CellSearch, CellSettings, EvaluatorKind, ManySummary, Setup, StrategyName,
     Summary, TrainSettings, DEFAULT_PROXY_BATCH,
 };
-use archproof::cells::{figures, metric, CellSpace};
+use archproof::cells::{curves, figures, metric, CellSpace};
 use archproof::search::{Attach, Delayed, Evaluator, Storage, Study};
 use clap::Subcommand;
 
@@ -356,11 +356,36 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
     for s in &all {
         s.check()?;
     }
+    let verifies = !all[0].verified_radii()?.is_empty();
+    if !verifies && (a.verify_points.is_some() || a.verify_timeout.is_some()) {
+        bail!("--verify-points and --verify-timeout set how a verified:EPS objective is measured; add one to --objectives, or drop them");
+    }
     let networks = a.out.as_ref().map(|o| o.join("networks"));
+    // A shared study's workers add to its folder; a resumed study goes on with its own.
+    let shared = target.as_ref().is_some_and(|t| t.2);
+    if let (Some(dir), false) = (&networks, a.resume || shared) {
+        clear_old_networks(dir, a.output.force)?;
+    }
     match CellSearch::with_networks(&all[0], networks)? {
         CellSearch::Nb201(setup) => dispatch(&a, &all, target, &setup),
         CellSearch::Nasnet(setup) => dispatch(&a, &all, target, &setup),
     }
+}
+
+/// A new search must not mix its networks with those of an earlier run in the same folder:
+/// they are removed with `--force`, and refused without.
+fn clear_old_networks(dir: &std::path::Path, force: bool) -> Result<()> {
+    let holds = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    if !holds {
+        return Ok(());
+    }
+    if !force {
+        bail!(
+            "{} holds the networks of an earlier search; pass --force to replace them, or --resume to go on with that search",
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(dir).with_context(|| dir.display().to_string())
 }
 
 fn dispatch<S>(
@@ -445,13 +470,14 @@ where
     })?;
     bar.finish_and_clear();
 
-    let summary = Summary::of(
+    let mut summary = Summary::of(
         &result,
         &study.header(serde_json::Value::Null),
         settings,
         setup,
     );
     if let Some(out) = &a.out {
+        summary.verified_curves = verified_curves(a, settings, &summary, out)?;
         figures::write_single(
             out,
             &summary,
@@ -511,6 +537,42 @@ fn print_human(s: &Summary, out: Option<&Path>, storage: &Storage, name: &str) {
     if let Some(out) = out {
         println!("  written     {}/{{{files}}}", out.display());
     }
+}
+
+/// With `verified:EPS` objectives: each front member's network verified again at a grid of
+/// radii (see `cells::curves`), with a progress bar.
+fn verified_curves(
+    a: &CellArgs,
+    settings: &CellSettings,
+    summary: &Summary,
+    out: &std::path::Path,
+) -> Result<Vec<archproof::cells::curves::FrontCurve>> {
+    let objective: Vec<f64> = settings.verified_radii()?.iter().map(|r| r.1).collect();
+    let (Some(front), Some(dataset)) = (&summary.pareto, &settings.dataset) else {
+        return Ok(Vec::new());
+    };
+    if objective.is_empty() {
+        return Ok(Vec::new());
+    }
+    let radii = curves::curve_radii(&objective);
+    let data = archproof::train::data::load(dataset)?;
+    let bar = Progress::bar(
+        (front.front.len() * radii.len() * settings.train.verify_points) as u64,
+        a.output.no_progress(),
+        "{bar:40} {pos}/{len} front curve queries  [{elapsed}<{eta}]",
+        "front curve queries",
+    );
+    let curves = curves::front_curves(
+        &out.join("networks"),
+        &front.front,
+        settings.seed,
+        &data,
+        &radii,
+        settings.train.verify_timeout,
+        &|| bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    Ok(curves)
 }
 
 /// `--runs N`: N seeded searches per strategy in parallel, in memory, summarised as the

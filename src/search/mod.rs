@@ -17,7 +17,7 @@ pub use store::{Storage, Store, StudyHeader};
 pub use strategy::{
     LocalSearch, Proxy, ProxyEvolution, RandomSearch, RegularizedEvolution, Strategy,
 };
-pub use study::{Attach, Study, StudyConfig, StudyResult, WorkerOptions};
+pub use study::{trial_seed, Attach, Study, StudyConfig, StudyResult, WorkerOptions};
 
 use std::collections::BTreeMap;
 

@@ -37,6 +37,12 @@ use super::{mix_seed, Evaluator, Outcome, SearchError, Space, Strategy, Trial};
 const PROPOSE_STREAM: u64 = 0x5052_4f50;
 const EVAL_STREAM: u64 = 0x4556_414c;
 
+/// The seed a study of seed `study_seed` gives the evaluation of trial `trial` (what a trained
+/// candidate's weights, and its network folder's name, derive from).
+pub fn trial_seed(study_seed: u64, trial: u64) -> u64 {
+    mix_seed(study_seed ^ EVAL_STREAM, trial)
+}
+
 /// Settings of a study.
 #[derive(Debug, Clone)]
 pub struct StudyConfig {
@@ -299,7 +305,7 @@ impl<'a, S: Space> Study<'a, S> {
         let t0 = Instant::now();
         let outcome = match self
             .evaluator
-            .evaluate(&candidate, mix_seed(self.config.seed ^ EVAL_STREAM, id))
+            .evaluate(&candidate, trial_seed(self.config.seed, id))
         {
             Ok(e) => Outcome::Done(e),
             Err(e) => Outcome::Failed(e.0),

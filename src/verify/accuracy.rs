@@ -1,19 +1,88 @@
 //! Verified accuracy: the share of labelled points a network classifies correctly and is
 //! proven robust at, per L-infinity radius (balls clipped to [0, 1]).
 //!
-//! Each correctly classified point is posed to the verifier at each radius with a time limit;
-//! a point counts as verified only when the verifier proves it (unknown counts against the
-//! network), and a counterexample counts against it only after a plain forward pass confirms
-//! it. Counterexamples are kept.
-
-use std::time::Duration;
+//! Each correctly classified point is posed to the verifier at each radius with a time limit
+//! (a [`Query`], the proof log of one question); a point counts as verified only when some
+//! engine proves it (unknown counts against the network), and a counterexample counts against
+//! it only after a plain forward pass confirms it. Counterexamples are kept. One engine
+//! proving what another refutes is a soundness error, never counted.
 
 use serde::Serialize;
+use std::time::Duration;
 
-use super::{verify, Network, Options, Spec, Verdict, VerifyError};
+use super::{verify, Engine, Network, Options, Spec, Verdict, VerifyError};
+
+/// The input domain of every query: images in [0, 1].
+const CLIP: Option<(f64, f64)> = Some((0.0, 1.0));
+
+/// One point posed at one radius to one engine, and what it answered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Query {
+    /// The point, as the caller numbers its points.
+    pub index: usize,
+    /// The radius.
+    pub eps: f64,
+    /// The engine asked.
+    pub engine: String,
+    /// Its answer; `violated` only with a counterexample a forward pass confirmed.
+    pub verdict: Verdict,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Why, when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Branch-and-bound subdomains bounded.
+    pub domains: u64,
+    /// The confirmed counterexample, when violated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Vec<f64>>,
+}
+
+impl Query {
+    /// Poses "`net` classifies every input within `eps` of `x` (clipped to [0, 1]) as
+    /// `label`" under `opts`, naming the engine `engine`. A counterexample that a plain
+    /// forward pass does not confirm is not reported: the query is then unknown.
+    pub fn run(
+        net: &Network,
+        index: usize,
+        x: &[f64],
+        label: usize,
+        eps: f64,
+        engine: &str,
+        opts: &Options,
+    ) -> Result<Query, VerifyError> {
+        let spec = Spec::robustness(x, eps, label, net.output_dim(), CLIP);
+        let o = verify(net, &spec, opts)?;
+        let confirmed = o.counterexample.as_ref().and_then(|c| {
+            spec.violated_region(&c.input, &net.forward(&c.input))
+                .map(|_| c.input.clone())
+        });
+        let (verdict, reason) = match (o.result, &confirmed) {
+            (Verdict::Violated, None) => (
+                Verdict::Unknown,
+                Some("a counterexample a forward pass does not confirm".to_string()),
+            ),
+            (v, _) => (v, o.reason.clone()),
+        };
+        Ok(Query {
+            index,
+            eps,
+            engine: engine.to_string(),
+            verdict,
+            seconds: o.seconds,
+            reason,
+            domains: o.stats.domains,
+            counterexample: if verdict == Verdict::Violated {
+                confirmed
+            } else {
+                None
+            },
+        })
+    }
+}
 
 /// The verified accuracy at one radius.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct VerifiedAccuracy {
     /// The radius.
     pub eps: f64,
@@ -32,26 +101,19 @@ pub struct VerifiedAccuracy {
     /// Seconds of every query at this radius.
     pub seconds: f64,
     /// The confirmed counterexamples: (point index, input).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counterexamples: Vec<(usize, Vec<f64>)>,
 }
 
-/// The verified accuracy of `net` over `points` (input, label) at each of `radii`, each query
-/// under `opts` (its engine and time limit); `progress` is called after each query.
-pub fn verified_accuracy(
-    net: &Network,
-    points: &[(Vec<f64>, usize)],
-    radii: &[f64],
-    opts: &Options,
-    progress: &dyn Fn(),
-) -> Result<Vec<VerifiedAccuracy>, VerifyError> {
-    let classes = net.output_dim();
-    let predicted: Vec<usize> = points
-        .iter()
-        .map(|(x, _)| argmax(&net.forward(x)))
-        .collect();
-    let mut out = Vec::new();
-    for &eps in radii {
+impl VerifiedAccuracy {
+    /// Counts the answers at `eps` over `points` (index, classified correctly) from `queries`
+    /// (any number of engines per point): verified when some engine proved the point,
+    /// falsified when some engine refuted it. A point both proven and refuted is refused.
+    pub fn tally(
+        eps: f64,
+        points: &[(usize, bool)],
+        queries: &[Query],
+    ) -> Result<VerifiedAccuracy, VerifyError> {
         let mut v = VerifiedAccuracy {
             eps,
             accuracy: 0.0,
@@ -63,33 +125,66 @@ pub fn verified_accuracy(
             seconds: 0.0,
             counterexamples: Vec::new(),
         };
-        for (i, (x, label)) in points.iter().enumerate() {
-            if predicted[i] != *label {
+        let at_eps: Vec<&Query> = queries.iter().filter(|q| q.eps == eps).collect();
+        v.seconds = at_eps.iter().map(|q| q.seconds).sum();
+        for &(index, correct) in points {
+            if !correct {
                 v.misclassified += 1;
-                progress();
                 continue;
             }
-            let spec = Spec::robustness(x, eps, *label, classes, Some((0.0, 1.0)));
-            let o = verify(net, &spec, opts)?;
-            v.seconds += o.seconds;
-            match (o.result, &o.counterexample) {
-                (Verdict::Holds, _) => v.verified += 1,
-                (Verdict::Violated, Some(c))
-                    if spec
-                        .violated_region(&c.input, &net.forward(&c.input))
-                        .is_some() =>
-                {
-                    v.falsified += 1;
-                    v.counterexamples.push((i, c.input.clone()));
+            let asked: Vec<&&Query> = at_eps.iter().filter(|q| q.index == index).collect();
+            let proven = asked.iter().find(|q| q.verdict == Verdict::Holds);
+            let refuted = asked.iter().find(|q| q.verdict == Verdict::Violated);
+            match (proven, refuted) {
+                (Some(p), Some(r)) => {
+                    return Err(VerifyError::Unsound(format!(
+                        "point {index} at eps {eps}: {} proved it robust, {} refuted it",
+                        p.engine, r.engine
+                    )))
                 }
-                _ => v.unknown += 1,
+                (Some(_), None) => v.verified += 1,
+                (None, Some(r)) => {
+                    v.falsified += 1;
+                    if let Some(c) = &r.counterexample {
+                        v.counterexamples.push((index, c.clone()));
+                    }
+                }
+                (None, None) => v.unknown += 1,
+            }
+        }
+        v.accuracy = v.verified as f64 / points.len().max(1) as f64;
+        Ok(v)
+    }
+}
+
+/// The verified accuracy of `net` over `points` (input, label; numbered by position) at each
+/// of `radii`, each query under `opts` (its engine and time limit). Returns the accuracy per
+/// radius and every query posed; `progress` is called after each point at each radius.
+pub fn verified_accuracy(
+    net: &Network,
+    points: &[(Vec<f64>, usize)],
+    radii: &[f64],
+    opts: &Options,
+    progress: &dyn Fn(),
+) -> Result<(Vec<VerifiedAccuracy>, Vec<Query>), VerifyError> {
+    let classified: Vec<(usize, bool)> = points
+        .iter()
+        .enumerate()
+        .map(|(i, (x, label))| (i, argmax(&net.forward(x)) == *label))
+        .collect();
+    let engine = opts.engine.name();
+    let mut queries = Vec::new();
+    let mut out = Vec::new();
+    for &eps in radii {
+        for (i, (x, label)) in points.iter().enumerate() {
+            if classified[i].1 {
+                queries.push(Query::run(net, i, x, *label, eps, engine, opts)?);
             }
             progress();
         }
-        v.accuracy = v.verified as f64 / points.len().max(1) as f64;
-        out.push(v);
+        out.push(VerifiedAccuracy::tally(eps, &classified, &queries)?);
     }
-    Ok(out)
+    Ok((out, queries))
 }
 
 /// Options for verified-accuracy queries: branch and bound under `timeout` per query.
@@ -97,12 +192,14 @@ pub fn query_options(timeout: Duration, seed: u64) -> Options {
     Options {
         timeout,
         seed,
+        engine: Engine::Bab,
         record_smt: false,
         ..Options::default()
     }
 }
 
-fn argmax(v: &[f64]) -> usize {
+/// The class a forward pass picks (the last of equal largest outputs).
+pub fn argmax(v: &[f64]) -> usize {
     v.iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))

@@ -74,6 +74,10 @@ pub enum VerifyError {
         /// What went wrong.
         error: Box<VerifyError>,
     },
+    /// Two engines disagree about one property (one proved it, one refuted it): a soundness
+    /// bug of the verifier, never a property of the input.
+    #[error("internal error, please report it: {0}")]
+    Unsound(String),
     /// An unknown name of a setting (engine, bounding, branching).
     #[error("unknown {kind} '{name}' (known: {known})")]
     UnknownSetting {

@@ -16,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A random residual network on `2 x 6 x 6` inputs: convolutions of random kernels, strides
-/// and groups (plain, depthwise, two groups), batch norm, ReLU, identity or projected shortcuts, global
-/// pooling and a ReLU MLP head.
+/// and groups (plain, depthwise, two groups), batch norm, ReLU, identity or projected
+/// shortcuts, average pooling, global pooling and a ReLU MLP head.
 fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
     let mut b = Builder::new("random");
     let mut x = b.input("input", Shape::chw(2, 6, 6)).unwrap();
@@ -48,6 +48,18 @@ fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
             y
         };
         x = b.relu(&format!("relu{i}"), y).unwrap();
+        // Average pooling (a window sum over the window's size, or over its elements inside
+        // the input), keeping or halving the size.
+        if rng.random_bool(0.4) {
+            let s = if i == 0 { rng.random_range(1..3) } else { 1 };
+            let op = archproof::ir::Op::AvgPool {
+                kernel: [3, 3],
+                stride: [s, s],
+                padding: [1, 1],
+                count_include_pad: rng.random_bool(0.5),
+            };
+            x = b.push(&format!("pool{i}"), op, &[x]).unwrap();
+        }
         c = out;
     }
     let f = b.pool_flatten(x).unwrap();
@@ -353,6 +365,38 @@ fn a_cell_search_trades_accuracy_verified_accuracy_and_size() {
         assert!(m["verify_seconds"].as_f64().unwrap() >= 0.0);
     }
 
+    // Each front member's verified accuracy against the radius: a grid around 0.02 on its
+    // record's points, through the number the search reported, saved beside its network.
+    assert!(dir.path().join("run").join("verified-eps.svg").exists());
+    let curves = v["verified_curves"].as_array().unwrap();
+    assert_eq!(curves.len(), front.len());
+    for (c, t) in curves.iter().zip(front) {
+        assert_eq!(c["trial"], t["trial"]);
+        let curve = c["curve"].as_array().unwrap();
+        let eps: Vec<f64> = curve.iter().map(|p| p["eps"].as_f64().unwrap()).collect();
+        assert_eq!(eps, vec![0.005, 0.01, 0.02, 0.04, 0.08]);
+        let at = &curve[2];
+        let reported = t["metrics"]["verified_0.02"].as_f64().unwrap();
+        assert!((100.0 * at["accuracy"].as_f64().unwrap() - reported).abs() < 1e-9);
+        for p in curve {
+            assert_eq!(p["misclassified"], at["misclassified"]);
+            let n = |k: &str| p[k].as_u64().unwrap();
+            assert_eq!(
+                n("verified") + n("falsified") + n("unknown") + n("misclassified"),
+                6
+            );
+        }
+        let saved = dir
+            .path()
+            .join("run")
+            .join("networks")
+            .join(c["network"].as_str().unwrap())
+            .join("curve.json");
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+        assert_eq!(saved["curve"], c["curve"]);
+    }
+
     // Every trained candidate's network and its verification are in the run folder, and
     // `robustness` on the same held-out training points re-derives the counts: the same
     // misclassified points (the same network and points), and at least the same proven
@@ -375,6 +419,18 @@ fn a_cell_search_trades_accuracy_verified_accuracy_and_size() {
             .collect();
         assert_eq!(points.len(), 6);
         let ours = &rec["verified_accuracy"][0];
+        // The record is the proof log: one query per correctly classified point.
+        let posed = rec["queries"].as_array().unwrap().len() as u64;
+        assert_eq!(posed, 6 - ours["misclassified"].as_u64().unwrap());
+        // The IR copy of the network computes what the ONNX one does.
+        let onnx = archproof::verify::load_network(&n.join("network.onnx")).unwrap();
+        let ir = archproof::verify::load_network(&n.join("network.json")).unwrap();
+        let x: Vec<f64> = (0..onnx.input_dim())
+            .map(|i| (i % 7) as f64 / 7.0)
+            .collect();
+        for (a, b) in onnx.forward(&x).iter().zip(ir.forward(&x)) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} against {b}");
+        }
         let run = dir.path().join(format!("re{k}")).display().to_string();
         let again = ok_json(&archproof(&[
             "robustness",
@@ -449,6 +505,50 @@ fn a_search_refuses_verified_objectives_it_cannot_measure() {
     assert_bad_input(
         &run(&[&train[..], &["--certified", "ibp", "--eps", "3"]].concat()),
         &["--eps", "(0, 1]"],
+    );
+    // CROWN-IBP has no rule for max pooling, which only some cells of the space use:
+    // refused before training whichever cells the seed draws first.
+    let nasnet = space("nasnet.toml");
+    for seed in ["0", "1", "2", "3"] {
+        let out = archproof(&[
+            "search",
+            "cell",
+            "--space",
+            &nasnet,
+            "--out",
+            &out,
+            "--trials",
+            "2",
+            "--evaluator",
+            "train",
+            "--dataset",
+            "shapes",
+            "--certified",
+            "crown-ibp",
+            "--objectives",
+            "accuracy,verified:0.01",
+            "--seed",
+            seed,
+        ]);
+        assert_bad_input(
+            &out,
+            &["--certified crown-ibp", "max_pool", "--certified ibp"],
+        );
+    }
+    // The benchmark's accuracies are of its own network size only.
+    let small = space("nb201-small.toml");
+    assert_bad_input(
+        &archproof(&[
+            "search",
+            "cell",
+            "--space",
+            &small,
+            "--benchmark",
+            "nb201-cifar10.csv",
+            "--out",
+            &out,
+        ]),
+        &["C = 16, N = 5", "--benchmark"],
     );
     assert!(!dir.path().join("run").join("summary.json").exists());
 }

@@ -191,7 +191,9 @@ pub fn cactus_points(seconds: &[f64]) -> Vec<(usize, f64)> {
         .collect()
 }
 
-/// The span of the values with 5% room on each side (0..1 when there are none).
+/// The span of the values with 5% room on each side (0..1 when there are none; one value, or
+/// many equal ones, get 5% of their size, at least 0.5, on each side, so that the axis labels
+/// differ).
 pub fn padded_range(v: impl Iterator<Item = f64>) -> Range<f64> {
     let (lo, hi) = v
         .filter(|x| x.is_finite())
@@ -199,7 +201,11 @@ pub fn padded_range(v: impl Iterator<Item = f64>) -> Range<f64> {
             (a.min(x), b.max(x))
         });
     if lo.is_finite() {
-        let pad = ((hi - lo) * 0.05).max(1e-9 * hi.abs().max(1.0));
+        let pad = if hi - lo > 1e-9 * hi.abs().max(1.0) {
+            (hi - lo) * 0.05
+        } else {
+            (0.05 * hi.abs()).max(0.5)
+        };
         (lo - pad)..(hi + pad)
     } else {
         0.0..1.0
