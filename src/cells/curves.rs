@@ -71,8 +71,23 @@ pub fn front_curves(
         let bad = |msg: String| CellsError::Data(format!("{}: {msg}", record_path.display()));
         let text = std::fs::read_to_string(&record_path).map_err(|e| bad(e.to_string()))?;
         let record: Record = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let net = crate::verify::load_network(&dir.join("network.onnx"))
-            .map_err(|e| CellsError::Data(e.to_string()))?;
+        // The IR copy is the network the search verified (the ONNX one is its export).
+        let path = match dir.join("network.json") {
+            p if p.exists() => p,
+            _ => dir.join("network.onnx"),
+        };
+        let net =
+            crate::verify::load_network(&path).map_err(|e| CellsError::Data(e.to_string()))?;
+        if record.dataset != data.name || net.input_dim() != data.input_len() {
+            return Err(bad(format!(
+                "its network ({} inputs) was verified on {}, not on {} ({} inputs per point)",
+                net.input_dim(),
+                record.dataset,
+                data.name,
+                data.input_len()
+            ))
+            .into());
+        }
         let points: Vec<(Vec<f64>, usize)> = record
             .points
             .iter()
@@ -124,6 +139,7 @@ pub fn front_curves(
 /// What `curves` reads of a network's `verified.json`.
 #[derive(serde::Deserialize)]
 struct Record {
+    dataset: String,
     points: Vec<usize>,
     verified_accuracy: Vec<VerifiedAccuracy>,
 }

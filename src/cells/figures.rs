@@ -39,7 +39,8 @@ pub fn write_single<S: CellSpace>(
             summary,
         )?;
     }
-    if let Some((written, _)) = settings.verified_radii()?.first() {
+    let verified = settings.verified_radii()?;
+    if let Some((written, _)) = verified.first() {
         verified_figure(&out.join("verified.svg"), trials, written, summary)?;
     }
     if !summary.verified_curves.is_empty() {
@@ -52,7 +53,7 @@ pub fn write_single<S: CellSpace>(
     }
     best_so_far_figure(&out.join("progress.svg"), summary)?;
     let mut page = single_page(summary, two, command);
-    if out.join("verified.svg").exists() {
+    if !verified.is_empty() {
         page.figure(
             "verified.svg",
             "Clean against verified accuracy of every trained and verified candidate",
@@ -62,7 +63,7 @@ pub fn write_single<S: CellSpace>(
             "each verified candidate's trained network and its verification",
         );
     }
-    if out.join("verified-eps.svg").exists() {
+    if !summary.verified_curves.is_empty() {
         page.figure(
             "verified-eps.svg",
             "Verified accuracy against the radius of each member of the front",

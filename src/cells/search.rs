@@ -528,8 +528,7 @@ impl CellSearch {
                             } else {
                                 CostMeasure::Macs
                             },
-                            input: spec.input_shape(),
-                            classes: spec.classes,
+                            networks: space.clone(),
                         })
                     }
                     (_, table) => network_evaluator(
@@ -663,8 +662,8 @@ const VERIFIABLE_SAMPLES: usize = 32;
 
 /// Refuses, before any training, a space whose networks certified training cannot bound or
 /// (`verify`) the verifier cannot read. Networks of the space are drawn from the search's
-/// seed; each that has an operator kind none before it had is built, given seeded weights and
-/// loaded as the verifier would load it (the rest add nothing to check).
+/// seed; each that has an operator (by [`rule_key`]) none before it had is built, given seeded
+/// weights and loaded as the verifier would load it (the rest add nothing to check).
 fn check_verifiable<S>(space: &S, settings: &CellSettings, verify: bool) -> Result<(), CellsError>
 where
     S: CellSpace,
@@ -677,7 +676,7 @@ where
             .network(&candidate)
             .map_err(|e| CellsError::Settings(e.to_string()))?;
         let before = seen.len();
-        seen.extend(g.node_ids().map(|id| g.node(id).op.kind()));
+        seen.extend(g.node_ids().map(|id| rule_key(&g.node(id).op)));
         if seen.len() == before {
             continue;
         }
@@ -701,6 +700,25 @@ where
         }
     }
     Ok(())
+}
+
+/// What decides whether the bounds and the verifier take an operator: its kind, and the
+/// attributes their rules look at (the activation, a leaky slope's sign, a convolution's
+/// stride and dilation symmetry).
+fn rule_key(op: &crate::ir::Op) -> String {
+    use crate::ir::Op;
+    match op {
+        Op::Act { function } => function.name().to_string(),
+        Op::LeakyRelu { slope } => format!("leaky_relu, slope >= 0: {}", *slope >= 0.0),
+        Op::Conv2d {
+            stride, dilation, ..
+        } => format!(
+            "conv2d, square stride {}, square dilation {}",
+            stride[0] == stride[1],
+            dilation[0] == dilation[1]
+        ),
+        op => op.kind().to_string(),
+    }
 }
 
 /// Mutations ranked by the proxy per child, and random cells per initial member, of

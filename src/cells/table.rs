@@ -13,7 +13,6 @@ use std::path::Path;
 use super::metric::{TABLE_FITNESS, TABLE_TEST, TABLE_TRAIN_TIME};
 use super::nb201::Nb201Cell;
 use super::CellsError;
-use crate::ir::Shape;
 use crate::search::{EvalError, Evaluation, Evaluator, Objective};
 
 /// Columns every table must have.
@@ -203,10 +202,8 @@ impl Evaluator<Nb201Cell> for Table {
 pub struct CostProxy {
     /// `params` or `macs`.
     pub measure: CostMeasure,
-    /// Input shape of the network.
-    pub input: Shape,
-    /// Number of classes.
-    pub classes: usize,
+    /// The networks of the cells (input, classes and size).
+    pub networks: super::Nb201Networks,
 }
 
 /// Which cost a [`CostProxy`] reports.
@@ -224,11 +221,17 @@ impl Evaluator<Nb201Cell> for CostProxy {
             CostMeasure::Params => "params",
             CostMeasure::Macs => "macs",
         };
-        format!("proxy:{m}@{}/{}", self.input, self.classes)
+        let n = &self.networks;
+        let size = if n.is_benchmark() {
+            String::new()
+        } else {
+            format!(",C={},N={}", n.channels, n.cells_per_stage)
+        };
+        format!("proxy:{m}@{}/{}{size}", n.input, n.classes)
     }
 
     fn evaluate(&self, cell: &Nb201Cell, _seed: u64) -> Result<Evaluation, EvalError> {
-        let g = super::nb201::network(cell, self.input.clone(), self.classes)
+        let g = super::CellSpace::network(&self.networks, cell)
             .map_err(|e| EvalError(e.to_string()))?;
         let t = g.analyze().map_err(|e| EvalError(e.to_string()))?.totals;
         let (params_m, macs_m) = (t.params as f64 / 1e6, t.macs as f64 / 1e6);

@@ -107,6 +107,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let spec = SpaceSpec::load(&a.space).map_err(anyhow::Error::msg)?;
     let networks = spec.nb201();
+    if !networks.is_benchmark() {
+        bail!(
+            "{}: the benchmark's accuracies are of its C = 16, N = 5 networks, not of this space's C = {}, N = {}; drop the space's channels and cells_per_stage",
+            a.space,
+            networks.channels,
+            networks.cells_per_stage
+        );
+    }
     let table = Table::load(&a.benchmark).map_err(anyhow::Error::msg)?;
     let mut cells: Vec<(Nb201Cell, f64)> = table
         .iter()

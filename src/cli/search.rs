@@ -361,11 +361,6 @@ fn run_cell(a: CellArgs) -> Result<ExitCode> {
         bail!("--verify-points and --verify-timeout set how a verified:EPS objective is measured; add one to --objectives, or drop them");
     }
     let networks = a.out.as_ref().map(|o| o.join("networks"));
-    // A shared study's workers add to its folder; a resumed study goes on with its own.
-    let shared = target.as_ref().is_some_and(|t| t.2);
-    if let (Some(dir), false) = (&networks, a.resume || shared) {
-        clear_old_networks(dir, a.output.force)?;
-    }
     match CellSearch::with_networks(&all[0], networks)? {
         CellSearch::Nb201(setup) => dispatch(&a, &all, target, &setup),
         CellSearch::Nasnet(setup) => dispatch(&a, &all, target, &setup),
@@ -448,6 +443,13 @@ where
         a.store.options(),
     )?;
     let already = study.finished_so_far()?;
+    // A new study must not mix its networks with an earlier run's in the same folder (a
+    // shared study's workers add to theirs; a resumed study goes on with its own).
+    if let (Some(out), Attach::Create { force }) = (&a.out, &mode) {
+        if !settings.verified_radii()?.is_empty() {
+            clear_old_networks(&out.join("networks"), *force)?;
+        }
+    }
 
     let bar = Progress::bar(
         settings.trials as u64,
@@ -477,7 +479,12 @@ where
         setup,
     );
     if let Some(out) = &a.out {
-        summary.verified_curves = verified_curves(a, settings, &summary, out)?;
+        // The curves only add to the run folder: when they cannot be drawn, the search's
+        // own results are written all the same.
+        match verified_curves(a, settings, &summary, out) {
+            Ok(curves) => summary.verified_curves = curves,
+            Err(e) => eprintln!("warning: no verified-accuracy curves of the front: {e:#}"),
+        }
         figures::write_single(
             out,
             &summary,

@@ -289,7 +289,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let mut series = series;
         if let Some(c) = &cfg.certified {
             series.push(Series {
-                name: format!("certified at eps {} ({})", c.eps, c.method.name()),
+                name: match c.method {
+                    archproof::train::bounds::BoundMethod::Ibp => {
+                        format!("certified at eps {} (IBP)", c.eps)
+                    }
+                    archproof::train::bounds::BoundMethod::CrownIbp => {
+                        format!("certified at eps {} (IBP; CROWN-IBP at the end)", c.eps)
+                    }
+                },
                 points: report
                     .epochs
                     .iter()

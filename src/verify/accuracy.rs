@@ -58,6 +58,11 @@ impl Query {
                 .map(|_| c.input.clone())
         });
         let (verdict, reason) = match (o.result, &confirmed) {
+            (Verdict::Holds, Some(_)) => {
+                return Err(VerifyError::Unsound(format!(
+                    "point {index} at eps {eps}: {engine} proved it robust and returned a counterexample a forward pass confirms"
+                )))
+            }
             (Verdict::Violated, None) => (
                 Verdict::Unknown,
                 Some("a counterexample a forward pass does not confirm".to_string()),

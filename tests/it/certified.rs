@@ -185,6 +185,59 @@ fn bounds_contain_sampled_outputs_and_equal_the_verifiers_intervals() {
     );
 }
 
+/// On a network without ReLUs CROWN's bound is exact: for average pools of both divisor rules,
+/// strides and padding, each margin's bound equals its minimum over the box, `m(x) - eps
+/// |grad m|_1` (the margin is linear; its gradient read off unit steps of the forward pass).
+#[test]
+fn crown_is_exact_through_average_pools() {
+    use archproof::ir::Op;
+    let mut b = Builder::new("pools");
+    let x = b.input("input", Shape::chw(2, 5, 5)).unwrap();
+    let pool = |count_include_pad, s| Op::AvgPool {
+        kernel: [3, 3],
+        stride: [s, s],
+        padding: [1, 1],
+        count_include_pad,
+    };
+    let p = b.push("pool_a", pool(false, 2), &[x]).unwrap();
+    let p = b.push("pool_b", pool(true, 1), &[p]).unwrap();
+    let p = b.push("pool_c", pool(false, 1), &[p]).unwrap();
+    let f = b.push("flatten", Op::Flatten, &[p]).unwrap();
+    let out = b.linear("fc", f, 3).unwrap();
+    let graph = b.finish(&[out]).unwrap();
+    let model = Model::new(&graph, 3).unwrap();
+    let d = 50;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let centre: Vec<f32> = (0..d).map(|_| rng.random_range(0.2..0.8)).collect();
+    let forward = |x: &[f32]| rows(&model.forward(&model.batch(x, 1).unwrap()).unwrap())[0].clone();
+    let f0 = forward(&centre);
+    let eps = 0.1f32;
+    let ball = Interval::ball(&model.batch(&centre, 1).unwrap(), eps as f64).unwrap();
+    for label in 0..3u32 {
+        let crown = rows(
+            &model
+                .margin_lower_bounds(&ball, &[label], 1.0, None)
+                .unwrap(),
+        )[0]
+        .clone();
+        let margin = |f: &[f32], j: usize| (f[label as usize] - f[j]) as f64;
+        for j in 0..3 {
+            let mut l1 = 0.0;
+            for i in 0..d {
+                let mut x = centre.clone();
+                x[i] += 1.0;
+                l1 += (margin(&forward(&x), j) - margin(&f0, j)).abs();
+            }
+            let exact = margin(&f0, j) - eps as f64 * l1;
+            assert!(
+                (crown[j] as f64 - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
+                "label {label}, class {j}: CROWN {} against the exact {exact}",
+                crown[j]
+            );
+        }
+    }
+}
+
 /// The published pattern (Gowal et al. 2018): at a radius natural training leaves mostly
 /// unprovable, IBP training makes most points provable; and the verifier proves at least
 /// every point the training's own bounds certify.
@@ -535,6 +588,11 @@ fn a_search_refuses_verified_objectives_it_cannot_measure() {
             &["--certified crown-ibp", "max_pool", "--certified ibp"],
         );
     }
+    // How a verified objective is measured, without one.
+    assert_bad_input(
+        &run(&[&train[..], &["--verify-points", "3"]].concat()),
+        &["--verify-points", "verified:EPS"],
+    );
     // The benchmark's accuracies are of its own network size only.
     let small = space("nb201-small.toml");
     assert_bad_input(

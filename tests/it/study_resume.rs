@@ -15,8 +15,12 @@ use common::archproof;
 fn proxy() -> CostProxy {
     CostProxy {
         measure: CostMeasure::Params,
-        input: Shape::chw(3, 32, 32),
-        classes: 10,
+        networks: archproof::cells::Nb201Networks {
+            input: Shape::chw(3, 32, 32),
+            classes: 10,
+            channels: 16,
+            cells_per_stage: 5,
+        },
     }
 }
 

@@ -89,6 +89,11 @@ fn the_zoo_command_lists_every_model_with_published_sizes() {
             .unwrap_or_else(|| panic!("{name} missing from `zoo --json`"))
     };
     assert_eq!(find("resnet18")["params"], 11_689_512);
+    assert!(within(
+        find("resnet18")["macs"].as_u64().unwrap(),
+        1.81e9,
+        0.01
+    ));
     assert_eq!(find("mobilenet_v2")["params"], 3_504_872);
     // A model with an optional width is listed at its default; one whose widths are
     // required has no size.
