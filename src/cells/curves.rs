@@ -104,6 +104,7 @@ pub fn front_curves(
             })
             .collect::<Result<_, _>>()?;
         let opts = accuracy::query_options(Duration::from_secs_f64(timeout), seed);
+        let mut queries = record.queries.clone();
         let mut curve = Vec::new();
         for &eps in radii {
             let known = record
@@ -116,13 +117,16 @@ pub fn front_curves(
                     points.iter().for_each(|_| progress());
                 }
                 None => {
-                    let (mut v, _) =
+                    let (mut v, mut q) =
                         accuracy::verified_accuracy(&net, &points, &[eps], &opts, progress)
                             .map_err(|e| CellsError::Data(e.to_string()))?;
                     curve.append(&mut v);
+                    queries.append(&mut q);
                 }
             }
         }
+        // A point refuted at one radius and proven at a larger one would be a verifier bug.
+        accuracy::check_nested(&queries).map_err(|e| bad(e.to_string()))?;
         let c = FrontCurve {
             trial: member.trial,
             cell: member.cell.clone(),
@@ -142,6 +146,9 @@ struct Record {
     dataset: String,
     points: Vec<usize>,
     verified_accuracy: Vec<VerifiedAccuracy>,
+    /// Every query (absent from records written before they were kept).
+    #[serde(default)]
+    queries: Vec<accuracy::Query>,
 }
 
 #[cfg(test)]

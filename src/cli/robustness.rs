@@ -248,6 +248,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     progress.finish_and_clear();
 
     let verified: Vec<&RadiusResult> = results.iter().filter_map(|r| r.radius.as_ref()).collect();
+    // A point refuted at one radius and proven at a larger one would be a verifier bug.
+    archproof::verify::accuracy::check_nested(&queries)?;
     let classified: Vec<(usize, bool)> = results
         .iter()
         .map(|r| (r.index, r.radius.is_some()))

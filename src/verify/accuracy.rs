@@ -5,7 +5,8 @@
 //! (a [`Query`], the proof log of one question); a point counts as verified only when some
 //! engine proves it (unknown counts against the network), and a counterexample counts against
 //! it only after a plain forward pass confirms it. Counterexamples are kept. One engine
-//! proving what another refutes is a soundness error, never counted.
+//! proving what another refutes, at the same radius or a larger one, is a soundness error,
+//! never counted.
 
 use serde::Serialize;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use super::{verify, Engine, Network, Options, Spec, Verdict, VerifyError};
 const CLIP: Option<(f64, f64)> = Some((0.0, 1.0));
 
 /// One point posed at one radius to one engine, and what it answered.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Query {
     /// The point, as the caller numbers its points.
     pub index: usize,
@@ -29,12 +30,13 @@ pub struct Query {
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Why, when unknown.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Branch-and-bound subdomains bounded.
+    #[serde(default)]
     pub domains: u64,
     /// The confirmed counterexample, when violated.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterexample: Option<Vec<f64>>,
 }
 
@@ -189,7 +191,26 @@ pub fn verified_accuracy(
         }
         out.push(VerifiedAccuracy::tally(eps, &classified, &queries)?);
     }
+    check_nested(&queries)?;
     Ok((out, queries))
+}
+
+/// Refuses answers that contradict each other across radii: a point refuted at one radius
+/// cannot be proven at a larger one (the larger ball holds the counterexample). Such a pair
+/// is a soundness error of an engine.
+pub fn check_nested(queries: &[Query]) -> Result<(), VerifyError> {
+    for r in queries.iter().filter(|q| q.verdict == Verdict::Violated) {
+        if let Some(p) = queries
+            .iter()
+            .find(|p| p.index == r.index && p.verdict == Verdict::Holds && p.eps >= r.eps)
+        {
+            return Err(VerifyError::Unsound(format!(
+                "point {}: {} refuted it at eps {} and {} proved it robust at eps {}",
+                r.index, r.engine, r.eps, p.engine, p.eps
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Options for verified-accuracy queries: branch and bound under `timeout` per query.
@@ -209,4 +230,57 @@ pub fn argmax(v: &[f64]) -> usize {
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(index: usize, eps: f64, engine: &str, verdict: Verdict) -> Query {
+        Query {
+            index,
+            eps,
+            engine: engine.into(),
+            verdict,
+            seconds: 0.5,
+            reason: None,
+            domains: 0,
+            counterexample: (verdict == Verdict::Violated).then(|| vec![0.0]),
+        }
+    }
+
+    #[test]
+    fn a_point_counts_once_by_its_strongest_answer_and_contradictions_are_refused() {
+        let points = [(0, true), (1, true), (2, true), (3, false)];
+        let queries = [
+            q(0, 0.1, "bounds", Verdict::Unknown),
+            q(0, 0.1, "bab", Verdict::Holds),
+            q(1, 0.1, "bab", Verdict::Violated),
+            q(2, 0.1, "bab", Verdict::Unknown),
+            q(0, 0.2, "bab", Verdict::Violated),
+        ];
+        let v = VerifiedAccuracy::tally(0.1, &points, &queries).unwrap();
+        assert_eq!(
+            (v.verified, v.falsified, v.unknown, v.misclassified),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(v.accuracy, 0.25);
+        assert_eq!(v.counterexamples, vec![(1, vec![0.0])]);
+        assert_eq!(v.seconds, 2.0);
+        // Proven at 0.1 and refuted at 0.2 is consistent; the other way round is not.
+        check_nested(&queries).unwrap();
+        let bad = [
+            q(4, 0.1, "bab", Verdict::Violated),
+            q(4, 0.2, "smt", Verdict::Holds),
+        ];
+        assert!(matches!(check_nested(&bad), Err(VerifyError::Unsound(_))));
+        let same = [
+            q(5, 0.1, "bab", Verdict::Violated),
+            q(5, 0.1, "smt", Verdict::Holds),
+        ];
+        assert!(matches!(
+            VerifiedAccuracy::tally(0.1, &[(5, true)], &same),
+            Err(VerifyError::Unsound(_))
+        ));
+    }
 }
