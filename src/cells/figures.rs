@@ -174,8 +174,8 @@ fn verified_figure<C>(
     Ok(())
 }
 
-/// verified-eps.svg: each front member's verified accuracy against the radius (log scale of
-/// the radius is not needed: the grid spans a factor of 16).
+/// verified-eps.svg: each front member's verified accuracy against the radius. Query time
+/// limits are wall-clock, so a radius measured under another load may sit off the line.
 fn curves_figure(path: &Path, summary: &Summary) -> Result<(), CellSearchError> {
     let series = summary
         .verified_curves
@@ -211,7 +211,7 @@ fn curves_figure(path: &Path, summary: &Summary) -> Result<(), CellSearchError> 
         "verified accuracy on held-out points (%)",
     )
     .settings(format!(
-        "{} with {}, seed {}",
+        "{} with {}, seed {}; the objectives' radii as the search measured them, the others after it",
         summary.space, summary.evaluator, summary.seed
     ))
     .save(path)?;
