@@ -365,9 +365,8 @@ impl CellSettings {
         if !radii.is_empty() && self.evaluator != EvaluatorKind::Train {
             return bad("verified:EPS objectives need --evaluator train (the network is trained, then verified)");
         }
-        if !radii.is_empty()
-            && !(t.verify_points > 0 && t.verify_timeout > 0.0 && t.verify_timeout <= 3600.0)
-        {
+        let timeout_ok = t.verify_timeout > 0.0 && t.verify_timeout <= 3600.0;
+        if !radii.is_empty() && (t.verify_points == 0 || !timeout_ok) {
             return bad(
                 "--verify-points must be at least 1 and --verify-timeout a number of seconds in (0, 3600]",
             );
@@ -1244,7 +1243,7 @@ mod tests {
         let result = study.run(&|_| {}).unwrap();
         let summary = Summary::of(&result, &study.header(serde_json::Value::Null), &s, &setup);
         assert_eq!(summary.trials, 20);
-        let runs = repeat(&setup, &[s.clone()], 1, &|| {}).unwrap();
+        let runs = repeat(&setup, std::slice::from_ref(&s), 1, &|| {}).unwrap();
         assert_eq!(runs[0].per_run[0].cell, summary.best.as_ref().unwrap().cell);
         let best = summary.best_network(&setup.space).unwrap().unwrap();
         // The fitness of the params proxy is the best network's parameter count in millions.

@@ -588,6 +588,22 @@ fn a_search_refuses_verified_objectives_it_cannot_measure() {
             &["--certified crown-ibp", "max_pool", "--certified ibp"],
         );
     }
+    // A verified objective needs points and a time limit within an hour.
+    for bad in [
+        ["--verify-timeout", "0"],
+        ["--verify-timeout", "4000"],
+        ["--verify-points", "0"],
+    ] {
+        assert_bad_input(
+            &run(&[
+                &train[..],
+                &["--objectives", "accuracy,verified:0.01"],
+                &bad[..],
+            ]
+            .concat()),
+            &["--verify-points", "--verify-timeout", "(0, 3600]"],
+        );
+    }
     // How a verified objective is measured, without one.
     assert_bad_input(
         &run(&[&train[..], &["--verify-points", "3"]].concat()),
