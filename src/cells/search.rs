@@ -298,6 +298,10 @@ fn default_proxy_batch() -> usize {
 pub struct CellSettings {
     /// A space file or a space name.
     pub space: String,
+    /// The space file's contents when the study began (absent from studies begun before it
+    /// was recorded): a resumed or joined study refuses a file edited since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_spec: Option<SpaceSpec>,
     /// The benchmark table.
     pub benchmark: Option<std::path::PathBuf>,
     /// How candidates are judged.
@@ -393,6 +397,23 @@ impl CellSettings {
         }
         if self.proxy_batch < 2 {
             return bad("--proxy-batch must be at least 2");
+        }
+        Ok(())
+    }
+
+    /// Refuses a space file whose contents differ from those the study began with.
+    pub fn check_space_unchanged(&self) -> Result<(), CellsError> {
+        let Some(then) = &self.space_spec else {
+            return Ok(());
+        };
+        let now = SpaceSpec::load(&self.space)?;
+        if now != *then {
+            return Err(CellsError::Space(format!(
+                "{}: the space changed since the study began (then {}, now {}); restore the file, or start a new study",
+                self.space,
+                serde_json::to_string(then).unwrap_or_default(),
+                serde_json::to_string(&now).unwrap_or_default()
+            )));
         }
         Ok(())
     }
@@ -1190,6 +1211,7 @@ mod tests {
 
     fn settings() -> CellSettings {
         CellSettings {
+            space_spec: None,
             space: "nb201".into(),
             benchmark: None,
             evaluator: EvaluatorKind::Proxy("params".into()),

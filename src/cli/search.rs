@@ -9,7 +9,7 @@ use archproof::cells::search::{
     self, strategy_for, CellSearch, CellSettings, EvaluatorKind, ManySummary, Setup, StrategyName,
     Summary, TrainSettings, DEFAULT_PROXY_BATCH,
 };
-use archproof::cells::{curves, figures, metric, CellSpace};
+use archproof::cells::{curves, figures, metric, CellSpace, SpaceSpec};
 use archproof::search::{Attach, Delayed, Evaluator, Storage, Study};
 use clap::Subcommand;
 
@@ -191,6 +191,7 @@ fn settings_from_args(a: &CellArgs) -> Result<Vec<CellSettings>> {
     let budget_seconds = a.budget_seconds;
     let d = TrainSettings::default();
     let base = CellSettings {
+        space_spec: Some(SpaceSpec::load(&space)?),
         space,
         benchmark: a.benchmark.clone(),
         evaluator,
@@ -253,6 +254,7 @@ fn resumed(stored: CellSettings, a: &CellArgs) -> Result<CellSettings> {
         }
     }
     same("--space", a.space.clone(), stored.space.clone())?;
+    stored.check_space_unchanged()?;
     same(
         "--benchmark",
         a.benchmark.clone().map(Some),

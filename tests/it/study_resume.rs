@@ -230,6 +230,48 @@ fn cli_killed_study_resumes_to_the_uninterrupted_result() {
     common::assert_bad_input(&o, &["--seed"]);
 }
 
+/// A study remembers its space file's contents: resumed after the file changed (the networks'
+/// size, here), it is refused rather than mixing trials of two spaces; restored, it resumes.
+#[test]
+fn resume_refuses_a_space_file_edited_since_the_study_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("space.toml");
+    let original =
+        "kind = \"nb201\"\ninput = [1, 16, 16]\nclasses = 6\nchannels = 8\ncells_per_stage = 1\n";
+    std::fs::write(&space, original).unwrap();
+    let out = dir.path().join("run");
+    let (space_arg, out_arg) = (space.to_str().unwrap(), out.to_str().unwrap());
+    let o = archproof(&[
+        "search",
+        "cell",
+        "--space",
+        space_arg,
+        "--evaluator",
+        "proxy:params",
+        "--trials",
+        "3",
+        "--quiet",
+        "--out",
+        out_arg,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let resume = |trials: &str| {
+        archproof(&[
+            "search", "cell", "--resume", "--trials", trials, "--quiet", "--out", out_arg,
+        ])
+    };
+    std::fs::write(&space, original.replace("channels = 8", "channels = 16")).unwrap();
+    common::assert_bad_input(
+        &resume("5"),
+        &["space.toml", "changed since the study began"],
+    );
+    assert_eq!(rows(&out.join("study.sqlite")).len(), 3);
+    std::fs::write(&space, original).unwrap();
+    let o = resume("5");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(rows(&out.join("study.sqlite")).len(), 5);
+}
+
 /// A run folder of the first store layout, killed in the middle of a batch, kept only some of
 /// that batch's trials: resumed now, the batch is proposed again, its stored trials checked
 /// and the missing ones run, and the study ends as an uninterrupted run.
