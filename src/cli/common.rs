@@ -106,14 +106,7 @@ pub fn command_line() -> String {
     format!("archproof {}", shell_words(&args))
 }
 
-/// The index of the largest value (the first of equals; 0 when empty).
-pub fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
-}
+pub use archproof::verify::accuracy::argmax;
 
 /// Writes a run page description (`run.json`) into `dir`.
 pub fn write_page(dir: &Path, page: &archproof::report::RunPage) -> Result<()> {

@@ -508,18 +508,13 @@ impl Model {
                         .reshape((n * k, o, ho * wo))?
                         .transpose(1, 2)?
                         .broadcast_matmul(&full.reshape((o, dims[2] * kh * kw))?)?;
-                    let (hp, wp) = (dims[3] + 2 * padding[0], dims[4] + 2 * padding[1]);
                     let windows = Windows {
                         kernel: [kh, kw],
                         stride: *stride,
                         dilation: dilation[0],
                         channels_first: false,
                     };
-                    let t = windows
-                        .fold(&cols, (n * k, dims[2], hp, wp))?
-                        .narrow(2, padding[0], dims[3])?
-                        .narrow(3, padding[1], dims[4])?;
-                    vec![t.reshape(dims.as_slice())?]
+                    vec![spread(&windows, &cols, &dims, *padding)?]
                 }
                 Op::AvgPool {
                     kernel,
@@ -550,18 +545,13 @@ impl Model {
                         .unsqueeze(3)?
                         .broadcast_as((n * k, ho * wo, c, kk))?
                         .contiguous()?;
-                    let (hp, wp) = (dims[3] + 2 * padding[0], dims[4] + 2 * padding[1]);
                     let windows = Windows {
                         kernel: *kernel,
                         stride: *stride,
                         dilation: 1,
                         channels_first: false,
                     };
-                    let t = windows
-                        .fold(&cols, (n * k, c, hp, wp))?
-                        .narrow(2, padding[0], dims[3])?
-                        .narrow(3, padding[1], dims[4])?;
-                    vec![t.reshape(dims.as_slice())?]
+                    vec![spread(&windows, &cols, &dims, *padding)?]
                 }
                 Op::Linear { .. } => {
                     let w = self.param(id, "weight").expect("weight");
@@ -680,6 +670,18 @@ impl Model {
         }
         Ok(proven as f64 / y.len().max(1) as f64)
     }
+}
+
+/// The adjoint of a windowed operator's reads: `cols` (`[N K, Ho Wo, C kh kw]`, each window's
+/// coefficients) added back where each window read the padded input, the padding dropped;
+/// shaped as the input's coefficients `dims` (`[N, K, C, H, W]`).
+fn spread(windows: &Windows, cols: &Tensor, dims: &[usize], padding: [usize; 2]) -> Result<Tensor> {
+    let (hp, wp) = (dims[3] + 2 * padding[0], dims[4] + 2 * padding[1]);
+    let t = windows
+        .fold(cols, (dims[0] * dims[1], dims[2], hp, wp))?
+        .narrow(2, padding[0], dims[3])?
+        .narrow(3, padding[1], dims[4])?;
+    Ok(t.reshape(dims)?)
 }
 
 /// The divisor of each output of an average pool over an `h x w` input: the window's size,
