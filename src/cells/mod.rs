@@ -70,18 +70,26 @@ pub struct Nb201Networks {
     pub input: Shape,
     /// Classes.
     pub classes: usize,
-    /// Stem channels `C` (the benchmark's: 16).
-    pub channels: usize,
-    /// Cells per stage `N` (the benchmark's: 5).
-    pub cells_per_stage: usize,
+    /// The network around the cell (the benchmark's: C = 16, N = 5, a stride-1 stem).
+    pub skeleton: nb201::Skeleton,
 }
 
 impl Nb201Networks {
-    /// Whether the networks are the benchmark's (C = 16, N = 5), the ones its table's
-    /// accuracies are of.
+    /// Whether the networks are the benchmark's (C = 16, N = 5, a stride-1 stem), the ones
+    /// its table's accuracies are of.
     pub fn is_benchmark(&self) -> bool {
-        (self.channels, self.cells_per_stage)
-            == (nb201::BENCHMARK_CHANNELS, nb201::BENCHMARK_CELLS_PER_STAGE)
+        self.skeleton == nb201::Skeleton::BENCHMARK
+    }
+
+    /// Why a table of the benchmark cannot serve these networks, for an error line: the
+    /// benchmark's size against this space's.
+    pub fn not_benchmark_reason(&self) -> String {
+        let k = self.skeleton;
+        let b = nb201::Skeleton::BENCHMARK;
+        format!(
+            "the benchmark's accuracies are of its C = {}, N = {} networks with a stride-1 stem, not of this space's C = {}, N = {}, stem stride {}",
+            b.channels, b.cells_per_stage, k.channels, k.cells_per_stage, k.stem_stride
+        )
     }
 }
 
@@ -110,13 +118,7 @@ impl Space for Nb201Networks {
 
 impl CellSpace for Nb201Networks {
     fn network(&self, c: &nb201::Nb201Cell) -> Result<Graph, IrError> {
-        nb201::network_sized(
-            c,
-            self.input.clone(),
-            self.classes,
-            self.channels,
-            self.cells_per_stage,
-        )
+        nb201::network_sized(c, self.input.clone(), self.classes, self.skeleton)
     }
 }
 
@@ -155,6 +157,7 @@ impl SpaceKind {
 /// classes = 10
 /// channels = 16         # channels of the first stage (C; nb201 16, nasnet 16)
 /// cells_per_stage = 2   # cells per stage (N; nb201 5, nasnet 2)
+/// stem_stride = 2       # nb201 only: the stem's stride (the benchmark's: 1)
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +176,10 @@ pub struct SpaceSpec {
     /// Cells per stage (NAS-Bench-201: 5, the benchmark's; NASNet: normal cells, 2).
     #[serde(default)]
     pub cells_per_stage: Option<usize>,
+    /// NAS-Bench-201 only: the stem convolution's stride (the benchmark's: 1). A stride-2
+    /// stem halves every stage's resolution, as the zoo's small residual networks do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem_stride: Option<usize>,
 }
 
 fn default_input() -> Vec<usize> {
@@ -205,11 +212,18 @@ impl SpaceSpec {
                 classes: default_classes(),
                 channels: None,
                 cells_per_stage: None,
+                stem_stride: None,
             }
         };
-        if s.channels == Some(0) || s.cells_per_stage == Some(0) {
+        if s.channels == Some(0) || s.cells_per_stage == Some(0) || s.stem_stride == Some(0) {
             return Err(CellsError::Space(format!(
-                "{spec}: channels and cells_per_stage must be at least 1"
+                "{spec}: channels, cells_per_stage and stem_stride must be at least 1"
+            )));
+        }
+        if s.stem_stride.is_some() && s.kind != SpaceKind::Nb201 {
+            return Err(CellsError::Space(format!(
+                "{spec}: stem_stride is a setting of nb201 spaces; drop it from this {} space",
+                s.kind.name()
             )));
         }
         if s.input.len() != 3 || s.input.contains(&0) || s.classes == 0 {
@@ -231,10 +245,13 @@ impl SpaceSpec {
         Nb201Networks {
             input: self.input_shape(),
             classes: self.classes,
-            channels: self.channels.unwrap_or(nb201::BENCHMARK_CHANNELS),
-            cells_per_stage: self
-                .cells_per_stage
-                .unwrap_or(nb201::BENCHMARK_CELLS_PER_STAGE),
+            skeleton: nb201::Skeleton {
+                channels: self.channels.unwrap_or(nb201::BENCHMARK_CHANNELS),
+                cells_per_stage: self
+                    .cells_per_stage
+                    .unwrap_or(nb201::BENCHMARK_CELLS_PER_STAGE),
+                stem_stride: self.stem_stride.unwrap_or(1),
+            },
         }
     }
 
@@ -246,5 +263,36 @@ impl SpaceSpec {
             channels: self.channels.unwrap_or(16),
             cells_per_stage: self.cells_per_stage.unwrap_or(2),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, text: &str) -> Result<SpaceSpec, CellsError> {
+        let dir = std::env::temp_dir().join(format!("archproof-space-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        SpaceSpec::load(&path.to_string_lossy())
+    }
+
+    /// `stem_stride` sets the NAS-Bench-201 skeleton's stem; it is refused at 0 and on NASNet,
+    /// and a space that sets it is not the benchmark's.
+    #[test]
+    fn stem_stride_is_read_checked_and_named() {
+        let s = load("s2.toml", "kind = \"nb201\"\nchannels = 8\ncells_per_stage = 1\nstem_stride = 2\n")
+            .unwrap();
+        let n = s.nb201();
+        assert_eq!(n.skeleton.stem_stride, 2);
+        assert!(!n.is_benchmark());
+        assert!(n.not_benchmark_reason().contains("stem stride 2"));
+        let bench = load("b.toml", "kind = \"nb201\"\nstem_stride = 1\n").unwrap();
+        assert!(bench.nb201().is_benchmark());
+        let e = load("z.toml", "kind = \"nb201\"\nstem_stride = 0\n").unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
+        let e = load("n.toml", "kind = \"nasnet\"\nstem_stride = 2\n").unwrap_err().to_string();
+        assert!(e.contains("stem_stride is a setting of nb201"), "{e}");
     }
 }

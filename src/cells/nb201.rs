@@ -217,39 +217,82 @@ pub const BENCHMARK_CHANNELS: usize = 16;
 /// The benchmark's cells per stage, `N`.
 pub const BENCHMARK_CELLS_PER_STAGE: usize = 5;
 
+/// The size of the network around the cell: stem channels `C`, cells per stage `N` and the
+/// stem's stride. The benchmark's is `C = 16, N = 5`, stride 1 ([`Skeleton::BENCHMARK`]);
+/// its table's accuracies are of that network only. A stride-2 stem halves every stage's
+/// resolution, as the small residual networks of the zoo do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skeleton {
+    /// Stem channels `C`: the stages have C, 2C and 4C.
+    pub channels: usize,
+    /// Cells per stage `N`.
+    pub cells_per_stage: usize,
+    /// The stem convolution's stride.
+    pub stem_stride: usize,
+}
+
+impl Skeleton {
+    /// The benchmark's network: C = 16, N = 5, a stride-1 stem.
+    pub const BENCHMARK: Skeleton = Skeleton {
+        channels: BENCHMARK_CHANNELS,
+        cells_per_stage: BENCHMARK_CELLS_PER_STAGE,
+        stem_stride: 1,
+    };
+
+    /// The prefix of its networks' names: `nb201` for the benchmark's, `nb201-c8n1` for
+    /// another size, `nb201-c8n1s2` with a stride-2 stem. [`Skeleton::parse_prefix`] reads it.
+    pub fn prefix(&self) -> String {
+        if *self == Skeleton::BENCHMARK {
+            return "nb201".into();
+        }
+        let mut p = format!("nb201-c{}n{}", self.channels, self.cells_per_stage);
+        if self.stem_stride != 1 {
+            p.push_str(&format!("s{}", self.stem_stride));
+        }
+        p
+    }
+
+    /// Reads a name prefix written by [`Skeleton::prefix`]; `None` if it is not one.
+    pub fn parse_prefix(prefix: &str) -> Option<Skeleton> {
+        if prefix == "nb201" {
+            return Some(Skeleton::BENCHMARK);
+        }
+        let rest = prefix.strip_prefix("nb201-c")?;
+        let (c, rest) = rest.split_once('n')?;
+        let (n, s) = match rest.split_once('s') {
+            Some((n, s)) => (n, s.parse().ok()?),
+            None => (rest, 1),
+        };
+        let k = Skeleton {
+            channels: c.parse().ok()?,
+            cells_per_stage: n.parse().ok()?,
+            stem_stride: s,
+        };
+        (k.channels > 0 && k.cells_per_stage > 0 && k.stem_stride > 0).then_some(k)
+    }
+}
+
 /// The NAS-Bench-201 network: a 3x3 conv stem of `C = 16` channels, three stages of `N = 5`
 /// cells at 16, 32 and 64 channels separated by residual reduction blocks, BN-ReLU, global
 /// pooling and a linear classifier (the benchmark's `TinyNetwork`).
 pub fn network(cell: &Nb201Cell, input: Shape, classes: usize) -> Result<Graph, IrError> {
-    network_sized(
-        cell,
-        input,
-        classes,
-        BENCHMARK_CHANNELS,
-        BENCHMARK_CELLS_PER_STAGE,
-    )
+    network_sized(cell, input, classes, Skeleton::BENCHMARK)
 }
 
-/// [`network`] with `C` stem channels and `N` cells per stage: the benchmark's skeleton at
-/// another size (stages at C, 2C and 4C channels). Only `C = 16, N = 5` is the network the
-/// benchmark's accuracies are of.
+/// [`network`] on another [`Skeleton`]: the benchmark's network at another size. Only
+/// [`Skeleton::BENCHMARK`] is the network the benchmark's accuracies are of.
 pub fn network_sized(
     cell: &Nb201Cell,
     input: Shape,
     classes: usize,
-    channels: usize,
-    cells_per_stage: usize,
+    skeleton: Skeleton,
 ) -> Result<Graph, IrError> {
-    let (c, n) = (channels, cells_per_stage);
-    let name = if (c, n) == (BENCHMARK_CHANNELS, BENCHMARK_CELLS_PER_STAGE) {
-        format!("nb201:{cell}")
-    } else {
-        format!("nb201-c{c}n{n}:{cell}")
-    };
+    let (c, n) = (skeleton.channels, skeleton.cells_per_stage);
+    let name = format!("{}:{cell}", skeleton.prefix());
     let mut b = Builder::new(name);
     let x = b.input("input", input)?;
     b.enter("stem");
-    let s = b.conv("conv", x, c, 3, 1, 1, 1)?;
+    let s = b.conv("conv", x, c, 3, skeleton.stem_stride, 1, 1)?;
     let mut x = b.bn("bn", s)?;
     b.leave();
     let mut k = 0;
@@ -386,5 +429,55 @@ mod tests {
                 1
             );
         }
+    }
+
+    #[test]
+    fn skeleton_names_round_trip() {
+        for k in [
+            Skeleton::BENCHMARK,
+            Skeleton {
+                channels: 8,
+                cells_per_stage: 1,
+                stem_stride: 1,
+            },
+            Skeleton {
+                channels: 8,
+                cells_per_stage: 1,
+                stem_stride: 2,
+            },
+        ] {
+            assert_eq!(Skeleton::parse_prefix(&k.prefix()), Some(k), "{}", k.prefix());
+        }
+        assert_eq!(Skeleton::BENCHMARK.prefix(), "nb201");
+        for bad in ["nb201-c8", "nb201-c0n1", "nb201-c8n1s0", "nb201-cxn1", "nb201x"] {
+            assert_eq!(Skeleton::parse_prefix(bad), None, "{bad}");
+        }
+    }
+
+    /// A stride-2 stem halves every stage's resolution and leaves the weights as they are.
+    #[test]
+    fn stride_two_stem_halves_the_resolution() {
+        let cell = Nb201Cell::from_code(4321);
+        let k1 = Skeleton {
+            channels: 8,
+            cells_per_stage: 1,
+            stem_stride: 1,
+        };
+        let k2 = Skeleton { stem_stride: 2, ..k1 };
+        let a = network_sized(&cell, Shape::chw(1, 16, 16), 6, k1).unwrap().analyze().unwrap();
+        let b = network_sized(&cell, Shape::chw(1, 16, 16), 6, k2).unwrap().analyze().unwrap();
+        assert_eq!(a.totals.params, b.totals.params);
+        // The last stage runs at 4x4 after a stride-1 stem and at 2x2 after a stride-2 one
+        // (its largest 32-channel map: the global pool's is 1x1).
+        let last = |an: &crate::ir::Analysis| {
+            an.shapes
+                .iter()
+                .filter(|s| s.dims().len() == 3 && s.channels() == 32)
+                .map(|s| s.dims()[1])
+                .max()
+                .unwrap()
+        };
+        assert_eq!((last(&a), last(&b)), (4, 2));
+        assert!(b.totals.macs * 3 < a.totals.macs);
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::evaluators::{Network, TrainEvaluator, VerifySettings, ZeroCostEvaluator};
 use super::metric;
 use super::nasnet::NasnetSpace;
-use super::nb201::{self, Nb201Cell};
+use super::nb201::Nb201Cell;
 use super::table::{CostMeasure, CostProxy, Table};
 use super::{proxies, CellSpace, CellsError, Nb201Networks, SpaceKind, SpaceSpec};
 use crate::ir::{Graph, IrError};
@@ -514,11 +514,8 @@ impl CellSearch {
                 let space = spec.nb201();
                 if settings.benchmark.is_some() && !space.is_benchmark() {
                     return Err(CellsError::Settings(format!(
-                        "the benchmark's accuracies are of its C = {}, N = {} networks, not of this space's C = {}, N = {}; drop --benchmark or the space's channels and cells_per_stage",
-                        nb201::BENCHMARK_CHANNELS,
-                        nb201::BENCHMARK_CELLS_PER_STAGE,
-                        space.channels,
-                        space.cells_per_stage
+                        "{}; drop --benchmark or the space's channels, cells_per_stage and stem_stride",
+                        space.not_benchmark_reason()
                     )));
                 }
                 let table = match &settings.benchmark {

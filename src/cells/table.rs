@@ -225,7 +225,13 @@ impl Evaluator<Nb201Cell> for CostProxy {
         let size = if n.is_benchmark() {
             String::new()
         } else {
-            format!(",C={},N={}", n.channels, n.cells_per_stage)
+            let k = n.skeleton;
+            let stride = if k.stem_stride == 1 {
+                String::new()
+            } else {
+                format!(",stem_stride={}", k.stem_stride)
+            };
+            format!(",C={},N={}{stride}", k.channels, k.cells_per_stage)
         };
         format!("proxy:{m}@{}/{}{size}", n.input, n.classes)
     }

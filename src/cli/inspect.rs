@@ -22,6 +22,8 @@ pub struct Args {
     /// A zoo model (`archproof zoo` lists them: resnet18, resnet34, resnet50, mobilenet_v2,
     /// mlp:W1-W2-..., cnn-tiny, resnet-tiny, resnet-mini[:W]), a NAS-Bench-201 network
     /// `nb201:<cell string>` (e.g. `nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|`),
+    /// or the same cell on another skeleton, `nb201-cCnN[sS]:<cell string>` (C stem channels,
+    /// N cells per stage, stem stride S: `nb201-c8n1s2:...`, as a search names its networks),
     /// an IR .json file written by `archproof export`, or an .onnx model.
     model: String,
     /// Input shape CxHxW (zoo models only), e.g. 3x32x32.

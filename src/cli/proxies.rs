@@ -109,10 +109,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let networks = spec.nb201();
     if !networks.is_benchmark() {
         bail!(
-            "{}: the benchmark's accuracies are of its C = 16, N = 5 networks, not of this space's C = {}, N = {}; drop the space's channels and cells_per_stage",
+            "{}: {}; drop the space's channels, cells_per_stage and stem_stride",
             a.space,
-            networks.channels,
-            networks.cells_per_stage
+            networks.not_benchmark_reason()
         );
     }
     let table = Table::load(&a.benchmark).map_err(anyhow::Error::msg)?;

@@ -60,6 +60,33 @@ fn cli_export_then_inspect_reads_back_the_same_numbers() {
     assert_eq!(inspect(p)["params"], 21_797_672);
 }
 
+/// A NAS-Bench-201 network on another skeleton is named as a search names it
+/// (`nb201-cCnN[sS]:<cell>`): C = 16, N = 5 is the benchmark's network, a stride-2 stem keeps
+/// the weights and quarters the work, and a malformed prefix is one line and exit 2.
+#[test]
+fn nb201_skeleton_names_build_the_networks_they_say() {
+    let cell = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|";
+    let inspect = |m: String| -> serde_json::Value {
+        let o = archproof(&["inspect", &m, "--json"]);
+        assert!(o.status.success(), "{m}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let bench = inspect(format!("nb201:{cell}"));
+    let same = inspect(format!("nb201-c16n5:{cell}"));
+    assert_eq!((&bench["params"], &bench["macs"]), (&same["params"], &same["macs"]));
+    let (s1, s2) = (
+        inspect(format!("nb201-c8n1:{cell}")),
+        inspect(format!("nb201-c8n1s2:{cell}")),
+    );
+    assert_eq!(s1["params"], s2["params"]);
+    let (m1, m2) = (s1["macs"].as_u64().unwrap(), s2["macs"].as_u64().unwrap());
+    assert!(m2 * 3 < m1 && m2 * 5 > m1, "{m1} {m2}");
+    for bad in ["nb201-c8", "nb201-c8n0s2", "nb201-x"] {
+        let out = archproof(&["inspect", &format!("{bad}:{cell}")]);
+        assert_bad_input(&out, &[bad, "nb201-cCnN[sS]"]);
+    }
+}
+
 #[test]
 fn dot_export_has_every_node_and_edge() {
     let g = archproof::models::build("resnet18", None, None).unwrap();

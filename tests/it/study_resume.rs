@@ -18,8 +18,7 @@ fn proxy() -> CostProxy {
         networks: archproof::cells::Nb201Networks {
             input: Shape::chw(3, 32, 32),
             classes: 10,
-            channels: 16,
-            cells_per_stage: 5,
+            skeleton: archproof::cells::nb201::Skeleton::BENCHMARK,
         },
     }
 }
