@@ -177,7 +177,7 @@ pub struct SpaceSpec {
     #[serde(default)]
     pub cells_per_stage: Option<usize>,
     /// NAS-Bench-201 only: the stem convolution's stride (the benchmark's: 1). A stride-2
-    /// stem halves every stage's resolution, as the zoo's small residual networks do.
+    /// stem halves every stage's resolution, as resnet-mini's does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stem_stride: Option<usize>,
 }
@@ -282,17 +282,27 @@ mod tests {
     /// and a space that sets it is not the benchmark's.
     #[test]
     fn stem_stride_is_read_checked_and_named() {
-        let s = load("s2.toml", "kind = \"nb201\"\nchannels = 8\ncells_per_stage = 1\nstem_stride = 2\n")
-            .unwrap();
+        let s = load(
+            "s2.toml",
+            "kind = \"nb201\"\nchannels = 8\ncells_per_stage = 1\nstem_stride = 2\n",
+        )
+        .unwrap();
         let n = s.nb201();
         assert_eq!(n.skeleton.stem_stride, 2);
         assert!(!n.is_benchmark());
         assert!(n.not_benchmark_reason().contains("stem stride 2"));
         let bench = load("b.toml", "kind = \"nb201\"\nstem_stride = 1\n").unwrap();
         assert!(bench.nb201().is_benchmark());
-        let e = load("z.toml", "kind = \"nb201\"\nstem_stride = 0\n").unwrap_err().to_string();
+        let e = load("z.toml", "kind = \"nb201\"\nstem_stride = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least 1"), "{e}");
-        let e = load("n.toml", "kind = \"nasnet\"\nstem_stride = 2\n").unwrap_err().to_string();
+        let e = load("n.toml", "kind = \"nasnet\"\nstem_stride = 2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("stem_stride is a setting of nb201"), "{e}");
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("archproof-space-{}", std::process::id())),
+        );
     }
 }

@@ -220,7 +220,7 @@ pub const BENCHMARK_CELLS_PER_STAGE: usize = 5;
 /// The size of the network around the cell: stem channels `C`, cells per stage `N` and the
 /// stem's stride. The benchmark's is `C = 16, N = 5`, stride 1 ([`Skeleton::BENCHMARK`]);
 /// its table's accuracies are of that network only. A stride-2 stem halves every stage's
-/// resolution, as the small residual networks of the zoo do.
+/// resolution, as resnet-mini's does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Skeleton {
     /// Stem channels `C`: the stages have C, 2C and 4C.
@@ -252,7 +252,9 @@ impl Skeleton {
         p
     }
 
-    /// Reads a name prefix written by [`Skeleton::prefix`]; `None` if it is not one.
+    /// Reads a name prefix written by [`Skeleton::prefix`], or the same with every number
+    /// written out (`nb201-c16n5s1` is the benchmark's); `None` for anything else, numbers
+    /// with signs or leading zeros included.
     pub fn parse_prefix(prefix: &str) -> Option<Skeleton> {
         if prefix == "nb201" {
             return Some(Skeleton::BENCHMARK);
@@ -268,7 +270,13 @@ impl Skeleton {
             cells_per_stage: n.parse().ok()?,
             stem_stride: s,
         };
-        (k.channels > 0 && k.cells_per_stage > 0 && k.stem_stride > 0).then_some(k)
+        let (c, n, s) = (k.channels, k.cells_per_stage, k.stem_stride);
+        let written = [
+            k.prefix(),
+            format!("nb201-c{c}n{n}"),
+            format!("nb201-c{c}n{n}s{s}"),
+        ];
+        (c > 0 && n > 0 && s > 0 && written.iter().any(|w| w == prefix)).then_some(k)
     }
 }
 
@@ -446,10 +454,29 @@ mod tests {
                 stem_stride: 2,
             },
         ] {
-            assert_eq!(Skeleton::parse_prefix(&k.prefix()), Some(k), "{}", k.prefix());
+            assert_eq!(
+                Skeleton::parse_prefix(&k.prefix()),
+                Some(k),
+                "{}",
+                k.prefix()
+            );
         }
         assert_eq!(Skeleton::BENCHMARK.prefix(), "nb201");
-        for bad in ["nb201-c8", "nb201-c0n1", "nb201-c8n1s0", "nb201-cxn1", "nb201x"] {
+        assert_eq!(
+            Skeleton::parse_prefix("nb201-c16n5s1"),
+            Some(Skeleton::BENCHMARK)
+        );
+        for bad in [
+            "nb201-c8",
+            "nb201-c0n1",
+            "nb201-c8n1s0",
+            "nb201-cxn1",
+            "nb201x",
+            "nb201-c08n1",
+            "nb201-c+8n1",
+            "nb201-c8n1s2x",
+            "nb201-c8n1s",
+        ] {
             assert_eq!(Skeleton::parse_prefix(bad), None, "{bad}");
         }
     }
@@ -463,9 +490,18 @@ mod tests {
             cells_per_stage: 1,
             stem_stride: 1,
         };
-        let k2 = Skeleton { stem_stride: 2, ..k1 };
-        let a = network_sized(&cell, Shape::chw(1, 16, 16), 6, k1).unwrap().analyze().unwrap();
-        let b = network_sized(&cell, Shape::chw(1, 16, 16), 6, k2).unwrap().analyze().unwrap();
+        let k2 = Skeleton {
+            stem_stride: 2,
+            ..k1
+        };
+        let a = network_sized(&cell, Shape::chw(1, 16, 16), 6, k1)
+            .unwrap()
+            .analyze()
+            .unwrap();
+        let b = network_sized(&cell, Shape::chw(1, 16, 16), 6, k2)
+            .unwrap()
+            .analyze()
+            .unwrap();
         assert_eq!(a.totals.params, b.totals.params);
         // The last stage runs at 4x4 after a stride-1 stem and at 2x2 after a stride-2 one
         // (its largest 32-channel map: the global pool's is 1x1).

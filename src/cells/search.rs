@@ -512,6 +512,26 @@ impl CellSearch {
         match spec.kind {
             SpaceKind::Nb201 => {
                 let space = spec.nb201();
+                // The skeleton must fit the input (a stride-2 stem on 28x28 leaves 7x7 maps
+                // that the second reduction block cannot halve): one line before any trial.
+                if let Err(e) = super::CellSpace::network(&space, &Nb201Cell::from_code(0)) {
+                    let s = space.skeleton.stem_stride;
+                    let hint = if s == 1 {
+                        String::new()
+                    } else {
+                        format!(
+                            "; a stem of stride {s} needs an input side that is a multiple of {}, or stem_stride = 1",
+                            4 * s
+                        )
+                    };
+                    let dims: Vec<String> =
+                        space.input.dims().iter().map(ToString::to_string).collect();
+                    return Err(CellsError::Space(format!(
+                        "{}: its networks cannot be built on a {} input ({e}){hint}",
+                        settings.space,
+                        dims.join("x")
+                    )));
+                }
                 if settings.benchmark.is_some() && !space.is_benchmark() {
                     return Err(CellsError::Settings(format!(
                         "{}; drop --benchmark or the space's channels, cells_per_stage and stem_stride",

@@ -29,8 +29,8 @@ const PYTORCH_SCRIPT: &str = include_str!("../../scripts/pytorch_train_bench.py"
       --baseline pytorch --python V/bin/python
   archproof bench train --model resnet-mini --rounds 5 --seconds 2 --json")]
 pub struct TrainBenchArgs {
-    /// The networks (zoo name, nb201:<cell>, or IR JSON), built for 1x16x16 inputs and 6
-    /// classes; repeat the flag for several.
+    /// The networks (zoo name, nb201:<cell>, nb201-c4n1:<cell>, or IR JSON), built for
+    /// 1x16x16 inputs and 6 classes; repeat the flag for several.
     #[arg(long = "model", default_value = "cnn-tiny")]
     models: Vec<String>,
     /// Images per batch.

@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use archproof::ir::{io, Graph, Shape};
 
-/// Resolves a model argument: a zoo name, `nb201:<cell>`, an IR `.json` file, or an `.onnx`
+/// Resolves a model argument: a zoo name, `nb201:<cell>` (or `nb201-c8n1:<cell>` on another
+/// skeleton), an IR `.json` file, or an `.onnx`
 /// model (imported into the IR with its weights).
 pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Result<Graph> {
     let input = input
@@ -15,7 +16,7 @@ pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Re
         .map_err(anyhow::Error::msg)?;
     let path = Path::new(spec);
     let onnx = spec.ends_with(".onnx");
-    if spec.ends_with(".json") || onnx || (path.exists() && !spec.starts_with("nb201:")) {
+    if spec.ends_with(".json") || onnx || (path.exists() && !spec.starts_with("nb201")) {
         if input.is_some() || classes.is_some() {
             bail!("--input and --classes apply to zoo models, not to a saved graph ({spec})");
         }

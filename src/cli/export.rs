@@ -26,7 +26,8 @@ use super::common::{load_model, print_json, write_file};
   archproof export resnet-mini:16 --input 3x32x32 --classes 10 --format onnx \\
       --init-seed 1 -o rm16.onnx")]
 pub struct Args {
-    /// A zoo model, `nb201:<cell string>`, an IR .json file, or an .onnx model.
+    /// A zoo model, `nb201:<cell string>` (`nb201-cCnN[sS]:<cell string>` on another
+    /// skeleton), an IR .json file, or an .onnx model.
     model: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]

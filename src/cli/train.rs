@@ -14,7 +14,8 @@ use super::common::{load_model, print_json, refuse_existing, write_file, OutputF
 
 /// Train a network on a dataset (candle, CPU) and export it as ONNX or IR JSON with weights.
 ///
-/// The model is a zoo name (mlp:64-32, cnn-tiny, resnet-tiny, nb201:<cell>, ...) built for the
+/// The model is a zoo name (mlp:64-32, cnn-tiny, resnet-tiny, nb201:<cell>, nb201-c4n1:<cell>,
+/// ...) built for the
 /// dataset's input shape and classes, an IR JSON file, or an ONNX model (training starts from
 /// the weights such a file carries). Training is seeded: the same seed
 /// gives the same weights.

@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // A name with an optional part (`resnet-mini[:W]`) is built at its default; a name
         // with a required parameter (`mlp:<w1>-...`) has no size of its own.
         let buildable = name.split('[').next().unwrap_or(name);
-        let totals = if buildable.contains('<') {
+        let totals = if name.contains('<') {
             None
         } else {
             Some(

@@ -624,5 +624,30 @@ fn a_search_refuses_verified_objectives_it_cannot_measure() {
         ]),
         &["C = 16, N = 5", "--benchmark"],
     );
+    // A stride-2 stem on 28x28 images leaves 7x7 maps that the second reduction block
+    // cannot halve: one line naming the setting, before any trial.
+    let s2 = dir.path().join("s2.toml");
+    std::fs::write(
+        &s2,
+        "kind = \"nb201\"\nchannels = 4\ncells_per_stage = 1\nstem_stride = 2\n",
+    )
+    .unwrap();
+    assert_bad_input(
+        &archproof(&[
+            "search",
+            "cell",
+            "--space",
+            &s2.display().to_string(),
+            "--evaluator",
+            "train",
+            "--dataset",
+            "shapes:28",
+            "--trials",
+            "1",
+            "--out",
+            &out,
+        ]),
+        &["s2.toml", "1x28x28", "multiple of 8", "stem_stride = 1"],
+    );
     assert!(!dir.path().join("run").join("summary.json").exists());
 }

@@ -68,12 +68,19 @@ fn nb201_skeleton_names_build_the_networks_they_say() {
     let cell = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|";
     let inspect = |m: String| -> serde_json::Value {
         let o = archproof(&["inspect", &m, "--json"]);
-        assert!(o.status.success(), "{m}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{m}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         serde_json::from_slice(&o.stdout).unwrap()
     };
     let bench = inspect(format!("nb201:{cell}"));
     let same = inspect(format!("nb201-c16n5:{cell}"));
-    assert_eq!((&bench["params"], &bench["macs"]), (&same["params"], &same["macs"]));
+    assert_eq!(
+        (&bench["params"], &bench["macs"]),
+        (&same["params"], &same["macs"])
+    );
     let (s1, s2) = (
         inspect(format!("nb201-c8n1:{cell}")),
         inspect(format!("nb201-c8n1s2:{cell}")),
