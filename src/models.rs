@@ -1,7 +1,7 @@
 //! Networks by name, as every command takes them: the reference and small networks of the zoo
 //! ([`crate::ir::zoo`]) and the NAS-Bench-201 network of a cell (`nb201:<cell string>`, or
-//! `nb201-c8n1s2:<cell string>` on another skeleton, [`crate::cells::nb201::network_sized`]). It sits above the IR so that the IR never depends on
-//! the search spaces.
+//! `nb201-c8n1s2:<cell string>` on another skeleton, [`crate::cells::nb201::network_sized`]).
+//! It sits above the IR so that the IR never depends on the search spaces.
 
 use crate::cells::nb201::{self, Nb201Cell, Skeleton};
 use crate::ir::{zoo, Graph, IrError, Shape};

@@ -270,13 +270,11 @@ impl Skeleton {
             cells_per_stage: n.parse().ok()?,
             stem_stride: s,
         };
+        // Written back, the numbers must read as typed: no signs, no leading zeros.
         let (c, n, s) = (k.channels, k.cells_per_stage, k.stem_stride);
-        let written = [
-            k.prefix(),
-            format!("nb201-c{c}n{n}"),
-            format!("nb201-c{c}n{n}s{s}"),
-        ];
-        (c > 0 && n > 0 && s > 0 && written.iter().any(|w| w == prefix)).then_some(k)
+        let as_typed =
+            prefix == format!("nb201-c{c}n{n}") || prefix == format!("nb201-c{c}n{n}s{s}");
+        (c > 0 && n > 0 && s > 0 && as_typed).then_some(k)
     }
 }
 

@@ -524,12 +524,10 @@ impl CellSearch {
                             4 * s
                         )
                     };
-                    let dims: Vec<String> =
-                        space.input.dims().iter().map(ToString::to_string).collect();
                     return Err(CellsError::Space(format!(
                         "{}: its networks cannot be built on a {} input ({e}){hint}",
                         settings.space,
-                        dims.join("x")
+                        crate::ir::dims_text(space.input.dims())
                     )));
                 }
                 if settings.benchmark.is_some() && !space.is_benchmark() {

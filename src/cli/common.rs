@@ -7,8 +7,7 @@ use anyhow::{bail, Context, Result};
 use archproof::ir::{io, Graph, Shape};
 
 /// Resolves a model argument: a zoo name, `nb201:<cell>` (or `nb201-c8n1:<cell>` on another
-/// skeleton), an IR `.json` file, or an `.onnx`
-/// model (imported into the IR with its weights).
+/// skeleton), an IR `.json` file, or an `.onnx` model (imported into the IR with its weights).
 pub fn load_model(spec: &str, input: Option<&str>, classes: Option<usize>) -> Result<Graph> {
     let input = input
         .map(Shape::parse)

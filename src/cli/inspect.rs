@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use archproof::ir::{Graph, Op};
+use archproof::ir::{dims_text, Graph, Op};
 use serde::Serialize;
 
 use super::common::{load_model, print_json, si, thousands};
@@ -125,12 +125,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "node", "op", "output", "params", "MACs"
         );
         for n in &r.nodes {
-            let shape = n
-                .shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("x");
+            let shape = dims_text(&n.shape);
             println!(
                 "{:<w$}  {:<wo$}  {:<16}  {:>12}  {:>14}",
                 n.name,
@@ -150,12 +145,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         println!();
     }
-    let dims = |d: &[usize]| {
-        d.iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("x")
-    };
+    let dims = dims_text;
     println!("{}", r.name);
     println!("  input        {}", dims(&r.input));
     println!("  output       {}", dims(&r.output));

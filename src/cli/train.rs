@@ -15,9 +15,8 @@ use super::common::{load_model, print_json, refuse_existing, write_file, OutputF
 /// Train a network on a dataset (candle, CPU) and export it as ONNX or IR JSON with weights.
 ///
 /// The model is a zoo name (mlp:64-32, cnn-tiny, resnet-tiny, nb201:<cell>, nb201-c4n1:<cell>,
-/// ...) built for the
-/// dataset's input shape and classes, an IR JSON file, or an ONNX model (training starts from
-/// the weights such a file carries). Training is seeded: the same seed
+/// ...) built for the dataset's input shape and classes, an IR JSON file, or an ONNX model
+/// (training starts from the weights such a file carries). Training is seeded: the same seed
 /// gives the same weights.
 ///
 /// With --certified ibp or crown-ibp and --eps, the loss mixes the natural cross-entropy with
@@ -180,12 +179,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         _ => None,
     };
     let ds = data::load(&a.dataset)?.part(a.train_examples, a.test_examples)?;
-    let shape = ds
-        .shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("x");
+    let shape = archproof::ir::dims_text(&ds.shape);
     let graph = if a.model.ends_with(".json") || Path::new(&a.model).exists() {
         load_model(&a.model, None, None)?
     } else {

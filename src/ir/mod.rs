@@ -14,7 +14,7 @@ pub mod zoo;
 pub use builder::Builder;
 pub use graph::{Analysis, Graph, Node, NodeId, Totals};
 pub use ops::{broadcast_index, broadcasts, Activation, NodeCost, Op};
-pub use shape::{Shape, ShapeError};
+pub use shape::{dims_text, Shape, ShapeError};
 pub use weights::{Tensor, Weights};
 
 /// Errors of the IR: each names the node or the file it is about.

@@ -58,6 +58,12 @@ impl Shape {
     }
 }
 
+/// Dimensions as the command line writes them, `3x224x224`: the form [`Shape::parse`] reads.
+pub fn dims_text(dims: &[usize]) -> String {
+    let parts: Vec<String> = dims.iter().map(ToString::to_string).collect();
+    parts.join("x")
+}
+
 /// Why shapes do not fit (an operator's inputs, a weight, a shape argument); the graph adds
 /// the node's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
