@@ -5,6 +5,7 @@
 pub mod bound;
 pub mod evolution;
 pub mod ir;
+pub(crate) mod boxprogram;
 mod lagrangian;
 pub mod polish;
 pub mod program;

@@ -94,14 +94,14 @@ pub enum ProgramError {
 
 /// One choice of a stage for fixed channels.
 #[derive(Debug, Clone)]
-struct Choice {
-    btn: usize,
-    k: usize,
-    depth: usize,
-    params: f64,
-    flops: f64,
-    log_w: f64,
-    layers: usize,
+pub(super) struct Choice {
+    pub(super) btn: usize,
+    pub(super) k: usize,
+    pub(super) depth: usize,
+    pub(super) params: f64,
+    pub(super) flops: f64,
+    pub(super) log_w: f64,
+    pub(super) layers: usize,
 }
 
 /// The answer of one inner program.
@@ -112,7 +112,7 @@ struct Inner {
 }
 
 /// Input resolution of every block.
-fn input_resolutions(space: &Space) -> Vec<f64> {
+pub(super) fn input_resolutions(space: &Space) -> Vec<f64> {
     let mut v = vec![space.resolution as f64];
     let mut r = space.resolution as f64 / space.stem.stride as f64;
     for &s in &space.stages.strides {
@@ -216,7 +216,7 @@ fn choices(
     out
 }
 
-fn rho_lhs(x: f64, rho0: f64) -> f64 {
+pub(super) fn rho_lhs(x: f64, rho0: f64) -> f64 {
     x * (x / rho0).ln()
 }
 
@@ -233,7 +233,7 @@ fn inner_within(
     depths: &[[usize; 2]],
     limit: Duration,
 ) -> Option<Inner> {
-    let (p, objective) = build(space, opts.convention, chans, chans, depths)?;
+    let (p, objective) = build(space, opts.convention, chans, chans, depths, false)?;
     let (picks, bound) = p.solve(objective, opts.solver, limit)?;
     Some(Inner {
         blocks: space.assemble(chans, &picks),
@@ -250,13 +250,16 @@ pub(crate) fn full_depths(space: &Space) -> Vec<[usize; 2]> {
 /// of stage depths (`depths[j]`, an inclusive range):
 /// the stage factors `ln(C R^2)` and every `ln w` at the largest channels, FLOPs and params at
 /// the smallest (see `choices`), so that its optimum bounds every structure of the box that
-/// meets the budgets. Returns the program and its objective; `None` if a stage has no choice.
+/// meets the budgets. With `cuts`, the depth penalty's planes ([`penalty_cuts`]) tighten its
+/// linear relaxation (they slow the mixed-integer programs down, so those go without).
+/// Returns the program and its objective; `None` if a stage has no choice.
 fn build(
     space: &Space,
     convention: Convention,
     lo: &[usize],
     hi: &[usize],
     depths: &[[usize; 2]],
+    cuts: bool,
 ) -> Option<(Program, Expression)> {
     let tinynas = convention == Convention::Tinynas;
     let st = &space.stages;
@@ -312,30 +315,16 @@ fn build(
             * (stage.channels as f64 * stage.resolution * stage.resolution).ln();
         objective += factor * prefix(stage.last_block, &e_blocks);
     }
-    let rho_ends: Vec<usize> = if tinynas {
-        plan.iter().map(|s| s.last_block).collect()
-    } else {
-        vec![e_blocks.len() - 1]
-    };
-    let lmax: usize = l0 + lf + (0..n).map(|j| 3 * st.max_depth[j]).sum::<usize>();
-    for b in rho_ends {
-        p.effectiveness(
-            prefix(b, &l_blocks),
-            prefix(b, &e_blocks),
-            lmax,
-            space.budget.rho,
-        );
-    }
-    // Depth penalty (the first two searchable stages of K1KXK1 networks left out in tinynas).
-    let skip = if tinynas && space.block == BlockKind::K1KXK1 {
-        2
-    } else {
-        0
-    };
-    let penalised: Vec<usize> = (skip..n).collect();
-    if w.beta != 0.0 && !penalised.is_empty() {
-        objective -= p.depth_penalty(&penalised, &st.max_depth, w.beta);
-    }
+    let ends: Vec<usize> = plan.iter().map(|s| s.last_block).collect();
+    objective -= p.effectiveness_and_penalty(
+        space,
+        convention,
+        &ends,
+        &e_blocks,
+        &l_blocks,
+        l0 + lf,
+        cuts,
+    );
     Some((p, objective))
 }
 
@@ -391,12 +380,25 @@ pub(crate) fn box_bound(
     limit: Duration,
     relaxation: bool,
 ) -> BoxBound {
-    let Some((p, objective)) = build(space, convention, lo, hi, depths) else {
+    let Some((p, objective)) = build(space, convention, lo, hi, depths, relaxation) else {
         return BoxBound::Empty;
     };
+    dual_bound(p.vars, p.cons, objective, limit, relaxation)
+}
+
+/// HiGHS's proven bound of the program `vars`, `cons`, maximising `objective`, within
+/// `limit`: a solve stopped by the time limit or its gap still proves the bound it reached.
+/// With `relaxation`, only the linear relaxation is solved.
+pub(super) fn dual_bound(
+    vars: ProblemVariables,
+    cons: Vec<good_lp::Constraint>,
+    objective: Expression,
+    limit: Duration,
+    relaxation: bool,
+) -> BoxBound {
     let constant = good_lp::IntoAffineExpression::constant(&objective);
-    let mut problem = p.vars.maximise(objective).using(good_lp::highs);
-    for c in p.cons {
+    let mut problem = vars.maximise(objective).using(good_lp::highs);
+    for c in cons {
         problem = problem.with(c);
     }
     let Ok(mut model) = problem.try_into_inner() else {
@@ -424,6 +426,9 @@ pub(crate) fn box_bound(
             let b = solved.objective_value() + constant;
             BoxBound::Bound(b + 1e-5 * b.abs().max(1.0))
         }
+        // A relaxation stopped before its optimum proves nothing (HiGHS's MIP dual bound
+        // is not set by an LP solve).
+        _ if relaxation => BoxBound::Unknown,
         S::Optimal | S::ReachedTimeLimit | S::ReachedIterationLimit | S::ReachedInterrupt => {
             match solved.double_info_value(c"mip_dual_bound") {
                 Ok(b) if b.is_finite() => {
@@ -438,18 +443,68 @@ pub(crate) fn box_bound(
     }
 }
 
+/// Planes below `beta exp(std(L))` over depth vectors `L` of `k` stages: the penalty is
+/// convex in `L` (the std is a norm of the centred depths, `exp` convex and increasing), and
+/// `std(L) >= v . L / sqrt(k)` for every unit vector `v` with zero sum, `exp(s) >= exp(s0) (1 +
+/// s - s0)`; so `beta exp(s0) (1 - s0 + v . L / sqrt(k))` is below it for every such `v` and
+/// `s0`. Directions: each stage against the rest, and each pair of stages, both signs; levels
+/// `s0` from 0.25 to 8. Each plane is `(coefficients, constant)`.
+pub(super) fn penalty_cuts(k: usize, beta: f64) -> Vec<(Vec<f64>, f64)> {
+    if k < 2 || beta <= 0.0 {
+        return Vec::new();
+    }
+    let kf = k as f64;
+    let mut dirs: Vec<Vec<f64>> = Vec::new();
+    for i in 0..k {
+        dirs.push(
+            (0..k)
+                .map(|m| if m == i { 1.0 } else { 0.0 } - 1.0 / kf)
+                .collect(),
+        );
+        for j in i + 1..k {
+            dirs.push(
+                (0..k)
+                    .map(|m| {
+                        if m == i {
+                            1.0
+                        } else if m == j {
+                            -1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        let norm = d.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for sign in [1.0, -1.0] {
+            let v: Vec<f64> = d.iter().map(|x| sign * x / norm / kf.sqrt()).collect();
+            for s0 in [
+                0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0,
+            ] {
+                let e = beta * f64::exp(s0);
+                out.push((v.iter().map(|x| e * x).collect(), e * (1.0 - s0)));
+            }
+        }
+    }
+    out
+}
+
 /// The inner program under construction: one binary per choice of each stage (exactly one
 /// chosen), the variables and constraints added so far.
-struct Program {
-    vars: ProblemVariables,
-    cons: Vec<good_lp::Constraint>,
+pub(super) struct Program {
+    pub(super) vars: ProblemVariables,
+    pub(super) cons: Vec<good_lp::Constraint>,
     /// `z[j][i]`: stage `j` takes choice `i`.
-    z: Vec<Vec<Variable>>,
-    choices: Vec<Vec<Choice>>,
+    pub(super) z: Vec<Vec<Variable>>,
+    pub(super) choices: Vec<Vec<Choice>>,
 }
 
 impl Program {
-    fn new(choices: Vec<Vec<Choice>>) -> Program {
+    pub(super) fn new(choices: Vec<Vec<Choice>>) -> Program {
         let mut vars = ProblemVariables::new();
         let z: Vec<Vec<Variable>> = choices
             .iter()
@@ -471,7 +526,7 @@ impl Program {
     }
 
     /// A constant of stage `j`'s chosen option.
-    fn sum_of(&self, j: usize, f: &dyn Fn(&Choice) -> f64) -> Expression {
+    pub(super) fn sum_of(&self, j: usize, f: &dyn Fn(&Choice) -> f64) -> Expression {
         self.z[j]
             .iter()
             .zip(&self.choices[j])
@@ -487,7 +542,13 @@ impl Program {
     /// The effectiveness bound `L ln(L / rho0) <= sum ln w` of a prefix with `layers` layers
     /// and entropy sum `log_w`: convex in the integer layer count, written exactly by its
     /// secants between consecutive integers up to `lmax`.
-    fn effectiveness(&mut self, layers: Expression, log_w: Expression, lmax: usize, rho: f64) {
+    pub(super) fn effectiveness(
+        &mut self,
+        layers: Expression,
+        log_w: Expression,
+        lmax: usize,
+        rho: f64,
+    ) {
         // Named once, so that each secant row has three entries.
         let layers_v = self.vars.add(variable().min(0.0));
         let lw_v = self.vars.add(variable());
@@ -502,6 +563,55 @@ impl Program {
         }
     }
 
+    /// The effectiveness bound of every stage prefix (tinynas) or of the whole network (paper),
+    /// from each block's `ln w` and layers (`e_blocks`, `l_blocks`; the stages end at blocks
+    /// `stage_ends`), and the depth penalty (the first two searchable stages of K1KXK1 networks
+    /// left out in tinynas); returns the penalty, to subtract from the objective.
+    /// `fixed_layers` counts the layers outside the searchable stages.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn effectiveness_and_penalty(
+        &mut self,
+        space: &Space,
+        convention: Convention,
+        stage_ends: &[usize],
+        e_blocks: &[Expression],
+        l_blocks: &[Expression],
+        fixed_layers: usize,
+        cuts: bool,
+    ) -> Expression {
+        let tinynas = convention == Convention::Tinynas;
+        let st = &space.stages;
+        let n = st.strides.len();
+        let prefix =
+            |upto: usize, v: &[Expression]| -> Expression { v[..=upto].iter().cloned().sum() };
+        let ends: Vec<usize> = if tinynas {
+            stage_ends.to_vec()
+        } else {
+            vec![e_blocks.len() - 1]
+        };
+        let lmax: usize = fixed_layers + (0..n).map(|j| 3 * st.max_depth[j]).sum::<usize>();
+        for end in ends {
+            self.effectiveness(
+                prefix(end, l_blocks),
+                prefix(end, e_blocks),
+                lmax,
+                space.budget.rho,
+            );
+        }
+        let skip = if tinynas && space.block == BlockKind::K1KXK1 {
+            2
+        } else {
+            0
+        };
+        let penalised: Vec<usize> = (skip..n).collect();
+        let beta = space.weights().beta;
+        if beta != 0.0 && !penalised.is_empty() {
+            Expression::from(self.depth_penalty(&penalised, &st.max_depth, beta, cuts))
+        } else {
+            Expression::default()
+        }
+    }
+
     /// A variable bounding `beta exp(std of the depths of `stages`)` from below, exact at
     /// integer depths.
     ///
@@ -510,7 +620,14 @@ impl Program {
     /// both signs of the difference: exact at integer depths, and no binaries (a one-hot over
     /// the total depth made the relaxation weak and the programs slow). `exp(sqrt(W) / k)` is
     /// concave below `W = k^2` (one chord, chosen by a binary) and convex above it (secants).
-    fn depth_penalty(&mut self, stages: &[usize], max_depth: &[usize], beta: f64) -> Variable {
+    /// With `cuts`, the planes of [`penalty_cuts`] as well.
+    pub(super) fn depth_penalty(
+        &mut self,
+        stages: &[usize],
+        max_depth: &[usize],
+        beta: f64,
+        cuts: bool,
+    ) -> Variable {
         let k = stages.len() as f64;
         let dvars: Vec<Variable> = stages
             .iter()
@@ -539,12 +656,23 @@ impl Program {
         }
         let wv = self.vars.add(variable().min(0.0));
         self.cons.push(constraint!(wv == pairs));
+        let cuts = if cuts {
+            penalty_cuts(stages.len(), beta)
+        } else {
+            Vec::new()
+        };
         let wexpr = Expression::from(wv);
         let h = |x: f64| beta * (x.max(0.0).sqrt() / k).exp();
         let dmax = max_depth.iter().copied().max().unwrap_or(1) as f64;
         let wmax = k * k * dmax * dmax / 4.0 + 1.0;
         let kk = k * k;
         let p = self.vars.add(variable().min(beta));
+        // Valid everywhere (the penalty is convex in the depths), these planes keep the
+        // linear relaxation from trading the penalty away through the binary below.
+        for (coef, c0) in cuts {
+            let lin: Expression = coef.iter().zip(&dvars).map(|(a, &d)| *a * d).sum();
+            self.cons.push(constraint!(p >= c0 + lin));
+        }
         let u = self.vars.add(variable().binary());
         let big = 2.0 * h(wmax) + 10.0;
         self.cons.push(constraint!(wexpr.clone() >= kk * u));
