@@ -16,13 +16,14 @@
 //! - where a box's stages have at most `COUPLED_OPTIONS` choices, the program with the
 //!   channels as variables (`boxprogram.rs`): its LP for every box the others leave above
 //!   the incumbent, its mixed-integer program in place of the design program's. Around a
-//!   CIFAR design, a box of 2 grid steps either side of every width is bounded 1.5% above the
-//!   design by its LP (0.2 s) against 6.9% by the design program's LP; 16 steps either side,
-//!   8% by its LP against 26% by the design program itself. On R18 its LP is as tight (1.4%
-//!   at 2 steps, where the Lagrangian gives 36%) but takes 3 to 20 s, so the larger spaces
-//!   do not use it.
+//!   CIFAR design (paper convention), a box of 2 grid steps either side of every width is
+//!   bounded 1.5% above the design by its LP (0.2 s) against 6.9% by the design program's
+//!   LP; 16 steps either side, 8% by its LP against 26% by the design program itself. On R18
+//!   its LP is as tight (1.4% at 2 steps, where the Lagrangian gives 36%) but takes 3 to
+//!   20 s, so the larger spaces do not use it.
 //!
-//! Measured after 60 s, before the program with channels as variables (CIFAR, R18, R34, R50): in the paper convention the Lagrangian alone
+//! Measured after 60 s, before the program with channels as variables (CIFAR, R18, R34,
+//! R50): in the paper convention the Lagrangian alone
 //! left gaps of 4.3, 10.1, 9.1 and 11.5%, with the LP on every box as well 4.9, 21.4, 17.7
 //! and 19.3% (each LP costs more than it gains); in the tinynas convention the Lagrangian alone
 //! left 12.6, 62.5, 31.4 and 5.3%, with the LP 4.7, 17.2, 12.7 and 12.4%.
@@ -258,9 +259,11 @@ pub fn box_bound(
 }
 
 /// The Lagrangian's bound of a box from multipliers `start` (with the multipliers it ended
-/// at), and in the tinynas convention the program's LP bound if lower (the Lagrangian leaves
-/// out the effectiveness bounds of the stage prefixes there, and measured far looser); `None`
-/// when the LP finds no structure of the box within the budgets.
+/// at); in the tinynas convention the program's LP bound if lower (the Lagrangian leaves
+/// out the effectiveness bounds of the stage prefixes there, and measured far looser); and,
+/// if the bound is still above `incumbent` and the box has at most `COUPLED_OPTIONS`
+/// choices, the LP of the program with channels as variables if lower. `None` when an LP
+/// finds no structure of the box within the budgets.
 fn relaxed_bound(
     space: &Space,
     convention: Convention,

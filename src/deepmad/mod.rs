@@ -3,9 +3,9 @@
 //! design chooses them under FLOPs, params and effectiveness budgets.
 
 pub mod bound;
+pub(crate) mod boxprogram;
 pub mod evolution;
 pub mod ir;
-pub(crate) mod boxprogram;
 mod lagrangian;
 pub mod polish;
 pub mod program;
