@@ -37,7 +37,7 @@ use good_lp::{constraint, variable, Expression, Variable};
 
 use super::bound::ChannelBox;
 use super::polish::btn_bounds;
-use super::program::{dual_bound, input_resolutions, BoxBound, Choice, Program};
+use super::program::{dual_bound, input_resolutions, undominated, BoxBound, Choice, Program};
 use super::score::{block_terms, score, Convention};
 use super::space::{Space, CHANNEL_STEP};
 use super::structure::{Block, BlockKind};
@@ -137,34 +137,32 @@ fn options(space: &Space, j: usize, b: &ChannelBox, res_in: f64) -> Vec<BoxChoic
                 });
             }
         }
-        let costs: Vec<Vec<f64>> = row
-            .iter()
-            .map(|o| {
-                corners
-                    .iter()
-                    .flat_map(|&(x, z)| [o.flops.at(x, z), o.params.at(x, z)])
-                    .collect()
-            })
-            .collect();
-        let free: Vec<bool> = row.iter().map(|o| everywhere(o.choice.btn)).collect();
-        let keep: Vec<bool> = (0..row.len())
-            .map(|i| {
-                !(0..row.len()).any(|a| {
-                    a != i
-                        && free[a]
-                        && row[a].kappa >= row[i].kappa
-                        && costs[a].iter().zip(&costs[i]).all(|(p, q)| p <= q)
-                        && (row[a].kappa > row[i].kappa
-                            || costs[a].iter().zip(&costs[i]).any(|(p, q)| p < q)
-                            || a < i)
-                })
+        // Ties between equal choices go to the first (`pos`), so that one of them stays.
+        let key = |o: &BoxChoice, pos: usize| -> (bool, Vec<f64>, usize) {
+            let costs = corners
+                .iter()
+                .flat_map(|&(x, z)| [o.flops.at(x, z), o.params.at(x, z)])
+                .collect();
+            (everywhere(o.choice.btn), costs, pos)
+        };
+        let keyed: Vec<(BoxChoice, (bool, Vec<f64>, usize))> = row
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let k = key(&o, i);
+                (o, k)
             })
             .collect();
         out.extend(
-            row.into_iter()
-                .zip(keep)
-                .filter(|(_, k)| *k)
-                .map(|(o, _)| o),
+            undominated(keyed, |(b, (free, cb, pb)), (a, (_, ca, pa))| {
+                pb != pa
+                    && *free
+                    && b.kappa >= a.kappa
+                    && cb.iter().zip(ca).all(|(p, q)| p <= q)
+                    && (b.kappa > a.kappa || cb.iter().zip(ca).any(|(p, q)| p < q) || pb < pa)
+            })
+            .into_iter()
+            .map(|(o, _)| o),
         );
     }
     out

@@ -195,25 +195,28 @@ fn choices(
                 });
             }
         }
-        let keep: Vec<bool> = row
-            .iter()
-            .map(|a| {
-                !row.iter().any(|b| {
-                    b.flops <= a.flops
-                        && b.params <= a.params
-                        && b.log_w >= a.log_w
-                        && (b.flops < a.flops || b.params < a.params || b.log_w > a.log_w)
-                })
-            })
-            .collect();
-        out.extend(
-            row.into_iter()
-                .zip(keep)
-                .filter(|(_, k)| *k)
-                .map(|(c, _)| c),
-        );
+        out.extend(undominated(row, |b, a| {
+            b.flops <= a.flops
+                && b.params <= a.params
+                && b.log_w >= a.log_w
+                && (b.flops < a.flops || b.params < a.params || b.log_w > a.log_w)
+        }));
     }
     out
+}
+
+/// The items of `row` that no other item makes useless (`dominates(b, a)`: `b` makes `a`
+/// useless; it must not hold for an item and itself).
+pub(super) fn undominated<T>(row: Vec<T>, dominates: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    let keep: Vec<bool> = row
+        .iter()
+        .map(|a| !row.iter().any(|b| dominates(b, a)))
+        .collect();
+    row.into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(c, _)| c)
+        .collect()
 }
 
 pub(super) fn rho_lhs(x: f64, rho0: f64) -> f64 {
