@@ -552,6 +552,22 @@ pub(crate) mod tests {
         crate::deepmad::space::read(&path).unwrap()
     }
 
+    /// The box of `steps` grid steps either side of channel vector `v`, within the small
+    /// spaces' widths (8 to 32), and a test of whether a vector lies in it.
+    pub(crate) fn around(v: &[usize], steps: usize) -> (Vec<usize>, Vec<usize>) {
+        let lo = v
+            .iter()
+            .map(|&x| x.saturating_sub(steps * 8).max(8))
+            .collect();
+        let hi = v.iter().map(|&x| (x + steps * 8).min(32)).collect();
+        (lo, hi)
+    }
+
+    /// Whether channel vector `v` lies in the box `lo..=hi`.
+    pub(crate) fn inside(lo: &[usize], hi: &[usize], v: &[usize]) -> bool {
+        v.iter().zip(lo).zip(hi).all(|((x, l), h)| l <= x && x <= h)
+    }
+
     /// The best exact score of every feasible structure of the space.
     fn enumerate(space: &Space, convention: Convention) -> Option<f64> {
         enumerate_in(space, convention, &|_| true)

@@ -487,7 +487,7 @@ pub(crate) fn box_bound(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deepmad::bound::tests::{enumerate_in, small};
+    use crate::deepmad::bound::tests::{around, enumerate_in, inside, small};
     use crate::deepmad::program::full_depths;
 
     /// Every box of the small spaces that holds a feasible structure: channel vectors alone and
@@ -506,19 +506,8 @@ mod tests {
                         [16, 24, 32, 32],
                     ] {
                         for steps in [0usize, 1] {
-                            let lo: Vec<usize> = c
-                                .iter()
-                                .map(|&x| x.saturating_sub(steps * 8).max(8))
-                                .collect();
-                            let hi: Vec<usize> =
-                                c.iter().map(|&x| (x + steps * 8).min(32)).collect();
-                            let inside = |v: &[usize]| {
-                                v.iter()
-                                    .zip(&lo)
-                                    .zip(&hi)
-                                    .all(|((x, l), h)| l <= x && x <= h)
-                            };
-                            let best = enumerate_in(&space, convention, &inside);
+                            let (lo, hi) = around(&c, steps);
+                            let best = enumerate_in(&space, convention, &|v| inside(&lo, &hi, v));
                             let b = ChannelBox {
                                 lo: lo.clone(),
                                 hi: hi.clone(),
