@@ -442,7 +442,8 @@ impl Relaxed {
             a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
             a
         };
-        let term = |coef: f64, t: &Totals| (coef + lr) * t[0] - mu * t[1] - lf * t[2] - lp * t[3];
+        // The Lagrangian's value of a block's (or unit's) `ln w`, layers, FLOPs and params.
+        let term = |coef: f64, t: &[f64]| (coef + lr) * t[0] - mu * t[1] - lf * t[2] - lp * t[3];
         let unit = |u: &Unit| {
             let mut t = [0.0; DIM];
             t[..4].copy_from_slice(&[u.lw, u.layers, u.flops / bf, u.params / bp]);
@@ -463,14 +464,12 @@ impl Relaxed {
                 let mut best = (f64::NEG_INFINITY, 0, 0.0);
                 let first_of = |t: &Terms| [t.lw.0, t.layers.0, t.flops.0 / bf, t.params.0 / bp];
                 let more_of = |t: &Terms| [t.lw.1, t.layers.1, t.flops.1 / bf, t.params.1 / bp];
-                let term4 =
-                    |t: [f64; 4]| (pair.coef + lr) * t[0] - mu * t[1] - lf * t[2] - lp * t[3];
                 for (c, t) in pair.choices.iter().enumerate() {
                     // Affine in the depth: the best is at one end of the box's range.
-                    let gain = term4(more_of(t)) - per_unit[j];
+                    let gain = term(pair.coef, &more_of(t)) - per_unit[j];
                     let [d0, d1] = t.depths;
                     let extra = ((if gain > 0.0 { d1 } else { d0 }) - 1) as f64;
-                    let v = term4(first_of(t)) - per_unit[j] + gain * extra;
+                    let v = term(pair.coef, &first_of(t)) - per_unit[j] + gain * extra;
                     if v > best.0 {
                         best = (v, c, extra);
                     }
@@ -486,10 +485,9 @@ impl Relaxed {
                 if let Some(i) = self.penalised[j] {
                     chosen[4 + i] += 1.0 + extra;
                 }
-                let best = (best.0, chosen);
                 let v = before + best.0;
                 if v > next[pair.to].0 {
-                    next[pair.to] = (v, best.1);
+                    next[pair.to] = (v, chosen);
                 }
             }
             value = next;
